@@ -1,0 +1,70 @@
+//! pop's XDP program: parse, look the destination up in the VIP table, dispatch.
+//! This file only dispatches; each concern lives in its own module.
+#![no_std]
+#![no_main]
+
+mod counters;
+mod maps;
+mod parse;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_log_ebpf::debug;
+use pop_common::{Counter, VIP_KIND_PASS, VipKey};
+
+use counters::Stats;
+use maps::VIPS;
+
+#[xdp]
+pub fn pop_xdp(ctx: XdpContext) -> u32 {
+    let Some(stats) = Stats::get() else {
+        return xdp_action::XDP_PASS;
+    };
+    stats.inc(Counter::RxPackets);
+    stats.add(Counter::RxBytes, (ctx.data_end() - ctx.data()) as u64);
+
+    let verdict = dispatch(&ctx, &stats);
+    stats.inc(match verdict {
+        xdp_action::XDP_TX => Counter::ActionTx,
+        xdp_action::XDP_REDIRECT => Counter::ActionRedirect,
+        xdp_action::XDP_DROP => Counter::ActionDrop,
+        xdp_action::XDP_ABORTED => Counter::ActionAborted,
+        _ => Counter::ActionPass,
+    });
+    verdict
+}
+
+#[inline(always)]
+fn dispatch(ctx: &XdpContext, stats: &Stats) -> u32 {
+    let pkt = match parse::parse(ctx, stats) {
+        Ok(pkt) => pkt,
+        Err(skip) => return pass(stats, skip.counter()),
+    };
+    let key = VipKey { addr: pkt.dst, port_be: pkt.dport_be, proto: pkt.proto, _pad: 0 };
+    // SAFETY: the value is plain data and only read here.
+    let Some(vip) = (unsafe { VIPS.get(&key) }) else {
+        return pass(stats, Counter::PassNotVip);
+    };
+    // Per-packet trace, compiled in but pruned by the verifier unless the controller
+    // loads the program with `bpf_log = "debug"`.
+    debug!(ctx, "vip hit port {} proto {} kind {}", u16::from_be(pkt.dport_be), pkt.proto, vip.kind);
+    match vip.kind {
+        VIP_KIND_PASS => pass(stats, Counter::PassVipKernel),
+        _ => pass(stats, Counter::PassVipNoHandler),
+    }
+}
+
+#[inline(always)]
+fn pass(stats: &Stats, reason: Counter) -> u32 {
+    stats.inc(reason);
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

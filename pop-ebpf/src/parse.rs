@@ -1,0 +1,155 @@
+//! Packet parsing: Ethernet (up to two VLAN tags), IPv4 (with options), IPv6, and the
+//! first bytes of TCP/UDP/ICMP. Every access is bounds-checked against `data_end`.
+
+use core::mem::size_of;
+
+use aya_ebpf::programs::XdpContext;
+use pop_common::{Counter, IPPROTO_TCP, IPPROTO_UDP, v4_mapped};
+
+use crate::counters::Stats;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const IPV6_HLEN: usize = 40;
+
+/// What the dispatcher needs to know about a packet.
+pub struct Packet {
+    /// Destination address; IPv4 in v4-mapped form.
+    pub dst: [u8; 16],
+    /// Destination port in network byte order (0 for non-TCP/UDP).
+    pub dport_be: u16,
+    /// L4 protocol number.
+    pub proto: u8,
+}
+
+/// Returns a pointer to a `T` at `offset` bytes into the packet, if it fits.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+#[inline(always)]
+fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
+    let p = ptr_at::<[u8; 2]>(ctx, offset)?;
+    Some(u16::from_be_bytes(unsafe { *p }))
+}
+
+/// Why a packet is not handed to a VIP handler; each maps to a `pass.*` counter.
+pub enum Skip {
+    NotIp,
+    Malformed,
+    Fragment,
+    VlanTooDeep,
+}
+
+impl Skip {
+    pub fn counter(&self) -> Counter {
+        match self {
+            Skip::NotIp => Counter::PassNotIp,
+            Skip::Malformed => Counter::PassMalformed,
+            Skip::Fragment => Counter::PassFragment,
+            Skip::VlanTooDeep => Counter::PassVlanDepth,
+        }
+    }
+}
+
+/// Parses up to the L4 ports, counting the L3/L4 protocol seen.
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, stats: &Stats) -> Result<Packet, Skip> {
+    let mut ethertype = be16_at(ctx, 12).ok_or(Skip::Malformed)?;
+    let mut l3 = ETH_HLEN;
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        stats.inc(Counter::VlanTagged);
+        ethertype = be16_at(ctx, l3 + 2).ok_or(Skip::Malformed)?;
+        l3 += VLAN_HLEN;
+        if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+            ethertype = be16_at(ctx, l3 + 2).ok_or(Skip::Malformed)?;
+            l3 += VLAN_HLEN;
+            if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+                return Err(Skip::VlanTooDeep);
+            }
+        }
+    }
+    match ethertype {
+        ETH_P_IP => parse_ipv4(ctx, stats, l3),
+        ETH_P_IPV6 => parse_ipv6(ctx, stats, l3),
+        _ => {
+            stats.inc(Counter::L3Other);
+            Err(Skip::NotIp)
+        }
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip> {
+    stats.inc(Counter::L3Ipv4);
+    let hdr = ptr_at::<[u8; 20]>(ctx, l3).ok_or(Skip::Malformed)?;
+    let hdr = unsafe { &*hdr };
+    let ihl = (hdr[0] & 0x0f) as usize * 4;
+    if hdr[0] >> 4 != 4 || ihl < 20 {
+        return Err(Skip::Malformed);
+    }
+    let proto = hdr[9];
+    let dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
+    count_l4(stats, proto, false);
+    // MF set or a non-zero offset: only the first fragment has ports, and even that
+    // one cannot be answered alone. The kernel reassembles.
+    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
+    if frag & 0x3fff != 0 {
+        return Err(Skip::Fragment);
+    }
+    let dport_be = l4_dport(ctx, l3 + ihl, proto)?;
+    Ok(Packet { dst, dport_be, proto })
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip> {
+    stats.inc(Counter::L3Ipv6);
+    let hdr = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3).ok_or(Skip::Malformed)?;
+    let hdr = unsafe { &*hdr };
+    if hdr[0] >> 4 != 6 {
+        return Err(Skip::Malformed);
+    }
+    let proto = hdr[6];
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&hdr[24..40]);
+    count_l4(stats, proto, true);
+    let dport_be = l4_dport(ctx, l3 + IPV6_HLEN, proto)?;
+    Ok(Packet { dst, dport_be, proto })
+}
+
+#[inline(always)]
+fn count_l4(stats: &Stats, proto: u8, v6: bool) {
+    stats.inc(match proto {
+        IPPROTO_TCP => Counter::L4Tcp,
+        IPPROTO_UDP => Counter::L4Udp,
+        IPPROTO_ICMP if !v6 => Counter::L4Icmp,
+        IPPROTO_ICMPV6 if v6 => Counter::L4Icmpv6,
+        _ => Counter::L4Other,
+    });
+}
+
+/// Destination port of TCP/UDP; 0 for anything else. A TCP/UDP header cut short is
+/// malformed.
+#[inline(always)]
+fn l4_dport(ctx: &XdpContext, l4: usize, proto: u8) -> Result<u16, Skip> {
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let ports = ptr_at::<[u8; 4]>(ctx, l4).ok_or(Skip::Malformed)?;
+            let ports = unsafe { &*ports };
+            Ok(u16::from_ne_bytes([ports[2], ports[3]]))
+        }
+        _ => Ok(0),
+    }
+}

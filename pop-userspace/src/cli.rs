@@ -1,0 +1,127 @@
+//! The `pop` command line. Each subcommand is a thin call into the modules.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::{
+    config::{Config, DEFAULT_CONFIG},
+    daemon, loader, metrics,
+};
+
+/// pop: a Point-of-Presence edge data plane (XDP).
+///
+/// `pop run` loads the XDP program onto the interfaces in the config, pins it under
+/// bpffs and keeps running as the controller. The data path outlives the controller:
+/// restarting `pop run` takes the pinned program, links and counters over without
+/// a gap; `pop detach` removes it for good.
+#[derive(Parser, Debug)]
+#[command(name = "pop", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(short, long, global = true, default_value = DEFAULT_CONFIG, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attach the data path and run the controller until SIGINT/SIGTERM.
+    Run,
+    /// Validate the config (and that its interfaces exist here); errors as file:line: message.
+    Check,
+    /// Show data-path counters from the pinned maps (works without the controller).
+    Stats {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Seconds between the two samples used for per-second rates; 0 shows totals only.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+        interval: f64,
+        /// Show counters that are zero too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove the XDP program, its links and maps for good (refused while `pop run` runs).
+    Detach,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pop: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &PathBuf) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+            rt.block_on(daemon::run(config))?;
+        }
+        Command::Check => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let missing: Vec<_> = config
+                .interfaces
+                .iter()
+                .filter(|i| loader::ifindex(&i.name).is_none())
+                .map(|i| config.error_at(i.line, format!("interface {:?} does not exist on this host", i.name)))
+                .collect();
+            if !missing.is_empty() {
+                for e in missing {
+                    eprintln!("{e}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("{}: ok ({} interface(s))", cli.config.display(), config.interfaces.len());
+        }
+        Command::Stats { json, interval, all } => {
+            let config = load_config(&cli.config)?;
+            let map = metrics::open_counters(&config.pop.bpffs_dir)?;
+            let first = metrics::read_totals(&map)?;
+            let (now, before) = if interval > 0.0 {
+                let d = Duration::from_secs_f64(interval);
+                std::thread::sleep(d); // the measurement window for rates, not synchronisation
+                (metrics::read_totals(&map)?, Some((&first, d)))
+            } else {
+                (first.clone(), None)
+            };
+            let rows = metrics::rows(&now, before);
+            if json {
+                let out = serde_json::json!({
+                    "pop": config.pop.name,
+                    "interval_seconds": if interval > 0.0 { Some(interval) } else { None },
+                    "counters": rows,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                print!("{}", metrics::render_table(&rows, all));
+            }
+        }
+        Command::Detach => {
+            let config = load_config(&cli.config)?;
+            daemon::detach(&config)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

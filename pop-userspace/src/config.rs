@@ -1,0 +1,348 @@
+//! `pop.toml`: parsing and validation. Every error names the file and line at fault,
+//! and nothing is applied unless the whole file is valid.
+
+use std::{
+    collections::HashSet,
+    fmt, fs,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where `pop` looks for its config when `-c` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/pop/pop.toml";
+/// Default directory on bpffs for the pinned program, links and maps.
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/pop";
+/// Default directory for the daemon's lock and (later) control socket.
+pub const DEFAULT_RUN_DIR: &str = "/run/pop";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (for messages).
+    pub path: PathBuf,
+    pub pop: PopSection,
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PopSection {
+    /// This PoP's name (answers `id.server` later; labels metrics).
+    pub name: String,
+    pub bpffs_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub bpf_log: BpfLogLevel,
+}
+
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    pub xdp_mode: XdpMode,
+    /// 1-based line of the `name` key, for errors found later (e.g. missing device).
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    /// In the driver; the only mode fit for production traffic.
+    #[default]
+    Native,
+    /// In the kernel's generic path: works on any device, much slower.
+    Generic,
+}
+
+/// Level of the eBPF side's log lines forwarded into the controller's log.
+/// `debug` adds a line per VIP packet: never on a loaded production box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BpfLogLevel {
+    Off,
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
+impl BpfLogLevel {
+    /// Value for aya-log-ebpf's `AYA_LOG_LEVEL` global (aya_log_common::Level + 0 = off).
+    pub fn aya_level(self) -> u8 {
+        match self {
+            BpfLogLevel::Off => 0,
+            BpfLogLevel::Error => 1,
+            BpfLogLevel::Warn => 2,
+            BpfLogLevel::Info => 3,
+            BpfLogLevel::Debug => 4,
+        }
+    }
+}
+
+/// A config error with its location: prints as `file:line: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// All errors found in one file, one per line when printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---- the file as written -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    pop: RawPop,
+    #[serde(default)]
+    interface: Vec<Spanned<RawInterface>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPop {
+    name: Option<Spanned<String>>,
+    bpffs_dir: Option<Spanned<String>>,
+    run_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    bpf_log: BpfLogLevel,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterface {
+    name: Spanned<String>,
+    #[serde(default)]
+    xdp_mode: XdpMode,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.into(),
+                line: None,
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let mut v = Validator { file: path, text, errors: Vec::new() };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let line = e.span().map(|s| line_of(text, s.start));
+                // toml's message repeats the location on its own lines; keep the first line.
+                let message = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+                return Err(ConfigErrors(vec![ConfigError { file: path.into(), line, message }]));
+            }
+        };
+
+        let name = match raw.pop.name {
+            Some(n) => {
+                if n.get_ref().is_empty() || n.get_ref().len() > 63 || !n.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
+                    v.error(n.span(), format!("pop.name {:?}: use 1-63 letters, digits, '-', '.', '_'", n.get_ref()));
+                }
+                n.into_inner()
+            }
+            None => default_pop_name(),
+        };
+        let bpffs_dir = v.absolute_dir(raw.pop.bpffs_dir, "pop.bpffs_dir", DEFAULT_BPFFS_DIR);
+        let run_dir = v.absolute_dir(raw.pop.run_dir, "pop.run_dir", DEFAULT_RUN_DIR);
+
+        let mut interfaces = Vec::new();
+        let mut seen = HashSet::new();
+        if raw.interface.is_empty() {
+            v.errors.push(ConfigError {
+                file: path.into(),
+                line: None,
+                message: "no [[interface]] configured: name at least one interface to attach to".into(),
+            });
+        }
+        for entry in raw.interface {
+            let span = entry.span();
+            let iface = entry.into_inner();
+            let name_span = iface.name.span();
+            let name = iface.name.into_inner();
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+                v.error(name_span.clone(), format!("interface name {name:?} is not a valid Linux interface name (1-15 characters, no '/' or spaces)"));
+            } else if !seen.insert(name.clone()) {
+                v.error(span, format!("interface {name:?} is listed twice"));
+            }
+            interfaces.push(Interface { name, xdp_mode: iface.xdp_mode, line: line_of(text, name_span.start) });
+        }
+
+        if !v.errors.is_empty() {
+            return Err(ConfigErrors(v.errors));
+        }
+        Ok(Config {
+            path: path.into(),
+            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log },
+            interfaces,
+        })
+    }
+
+    /// `file:line: message` for something found wrong after parsing (e.g. on the host).
+    pub fn error_at(&self, line: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.path.clone(), line: Some(line), message: message.into() }
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        self.errors.push(ConfigError { file: self.file.into(), line: Some(line_of(self.text, span.start)), message });
+    }
+
+    fn absolute_dir(&mut self, value: Option<Spanned<String>>, key: &str, default: &str) -> PathBuf {
+        match value {
+            None => PathBuf::from(default),
+            Some(v) => {
+                let p = PathBuf::from(v.get_ref());
+                if !p.is_absolute() {
+                    self.error(v.span(), format!("{key} {:?} must be an absolute path", v.get_ref()));
+                }
+                p
+            }
+        }
+    }
+}
+
+/// 1-based line number of byte offset `pos` in `text`.
+fn line_of(text: &str, pos: usize) -> usize {
+    text.as_bytes()[..pos.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+fn default_pop_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "pop".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(Path::new("pop.toml"), text)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        parse(text).unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("[[interface]]\nname = \"eth0\"\n").unwrap();
+        assert_eq!(c.interfaces.len(), 1);
+        assert_eq!(c.interfaces[0].name, "eth0");
+        assert_eq!(c.interfaces[0].xdp_mode, XdpMode::Native);
+        assert_eq!(c.interfaces[0].line, 2);
+        assert_eq!(c.pop.bpffs_dir, PathBuf::from(DEFAULT_BPFFS_DIR));
+        assert_eq!(c.pop.run_dir, PathBuf::from(DEFAULT_RUN_DIR));
+        assert_eq!(c.pop.bpf_log, BpfLogLevel::Info);
+    }
+
+    #[test]
+    fn full_config() {
+        let c = parse(
+            "[pop]\nname = \"pop-a\"\nbpffs_dir = \"/sys/fs/bpf/x\"\nrun_dir = \"/tmp/r\"\nbpf_log = \"debug\"\n\
+             [[interface]]\nname = \"veth0\"\nxdp_mode = \"generic\"\n[[interface]]\nname = \"veth1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.pop.name, "pop-a");
+        assert_eq!(c.pop.bpffs_dir, PathBuf::from("/sys/fs/bpf/x"));
+        assert_eq!(c.pop.bpf_log, BpfLogLevel::Debug);
+        assert_eq!(c.interfaces[0].xdp_mode, XdpMode::Generic);
+        assert_eq!(c.interfaces[1].name, "veth1");
+        assert_eq!(c.interfaces[1].line, 10);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        assert_eq!(
+            errors("[[interface]]\nname = \"eth0\"\nxdp_mod = \"native\"\n"),
+            ["pop.toml:3: unknown field `xdp_mod`, expected `name` or `xdp_mode`"]
+        );
+        let e = errors("[pop]\nnmae = \"x\"\n[[interface]]\nname = \"eth0\"\n");
+        assert!(e[0].starts_with("pop.toml:2: unknown field `nmae`"), "{e:?}");
+        let e = errors("[[interface]]\nname = \"eth0\"\n[extra]\n");
+        assert!(e[0].starts_with("pop.toml:3: unknown field `extra`"), "{e:?}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let e = errors("[[interface]]\nname = \"eth0\"\nxdp_mode = \"turbo\"\n");
+        assert!(e[0].starts_with("pop.toml:3: unknown variant `turbo`"), "{e:?}");
+        let e = errors("[pop]\nbpf_log = 3\n[[interface]]\nname = \"eth0\"\n");
+        assert!(e[0].starts_with("pop.toml:2:"), "{e:?}");
+        let e = errors("[[interface]]\nname = \"eth0\n");
+        assert!(e[0].starts_with("pop.toml:2:"), "{e:?}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported() {
+        let e = errors(
+            "[pop]\nname = \"bad name\"\nbpffs_dir = \"relative/dir\"\n\
+             [[interface]]\nname = \"eth0\"\n[[interface]]\nname = \"eth0\"\n[[interface]]\nname = \"a-name-longer-than-15\"\n",
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].starts_with("pop.toml:2: pop.name \"bad name\""), "{e:?}");
+        assert!(e[1].starts_with("pop.toml:3: pop.bpffs_dir \"relative/dir\" must be an absolute path"), "{e:?}");
+        assert!(e[2].starts_with("pop.toml:6: interface \"eth0\" is listed twice"), "{e:?}");
+        assert!(e[3].starts_with("pop.toml:9: interface name \"a-name-longer-than-15\""), "{e:?}");
+    }
+
+    #[test]
+    fn no_interface_is_an_error() {
+        let e = errors("[pop]\nname = \"a\"\n");
+        assert_eq!(e, ["pop.toml: no [[interface]] configured: name at least one interface to attach to"]);
+    }
+
+    #[test]
+    fn aya_levels_match_aya_log_common() {
+        assert_eq!(BpfLogLevel::Off.aya_level(), 0);
+        assert_eq!(BpfLogLevel::Debug.aya_level(), 4);
+    }
+}
