@@ -5,6 +5,8 @@
 //! - [`loader`]: loading the XDP object, attaching it to interfaces, pinning program,
 //!   links and maps on bpffs, detaching.
 //! - [`metrics`]: reading the per-CPU data-path counters and rendering them.
+//! - [`dns`]: zones (parsed by hickory), the authoritative answer engine, its UDP/TCP
+//!   server, and the compiled table the XDP fast path answers from.
 //! - [`daemon`]: `pop run`: attach, fill the maps, bridge eBPF logs, run until a signal.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
 //!
@@ -14,5 +16,6 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod loader;
 pub mod metrics;

@@ -1,1 +1,81 @@
-fn main(){}
+//! Project tasks: `cargo xtask setup | build | test | demo`. Every task that needs the
+//! toolchain or the lab runs `setup` first, so on a fresh machine one command suffices.
+
+mod demo;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "pop's set-up, build, test and demo entry points")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need (apt packages, nightly rust-src,
+    /// bpf-linker, bpffs). Idempotent.
+    Setup,
+    /// Set up, then build the `pop` binary (release) with its embedded XDP object.
+    Build,
+    /// Set up, then run every test: host unit tests and the namespace-lab integration tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run the demo PoP in a namespace lab and explain what it shows.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(env!("CARGO")).args(args).status()?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn run(task: Task) -> Result<()> {
+    match task {
+        Task::Setup => setup::setup(),
+        Task::Build => {
+            setup::setup()?;
+            cargo(&["build", "--release", "-p", "pop-userspace"])?;
+            println!("built target/release/pop");
+            Ok(())
+        }
+        Task::Test { args } => {
+            setup::setup()?;
+            let removed = pop_lab::sweep_stale()?;
+            if !removed.is_empty() {
+                println!("[test] removed stale lab state: {}", removed.join(", "));
+            }
+            // The integration tests run the `pop` binary, so build it first.
+            cargo(&["build", "-p", "pop-userspace"])?;
+            let mut argv = vec!["test", "--workspace"];
+            argv.extend(args.iter().map(String::as_str));
+            cargo(&argv)
+        }
+        Task::Demo => {
+            setup::setup()?;
+            cargo(&["build", "--release", "-p", "pop-userspace"])?;
+            demo::run()
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! DNS: zones, the authoritative answer engine, its server, the XDP answer table.
