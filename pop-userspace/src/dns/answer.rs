@@ -1,0 +1,1314 @@
+//! The authoritative answer engine: one query in wire format → one response in wire
+//! format (or nothing). Pure logic, no I/O.
+//!
+//! The response is encoded by hand (header, echoed question, records) from RDATA that
+//! the zone loader pre-encoded with hickory. This gives exact control over names:
+//!
+//! * the question is echoed byte for byte as the client sent it (same letter case);
+//! * a record owner equal (case-insensitively) to the qname is the pointer `0xC00C`;
+//! * every other name (other owners, names inside RDATA) is written in full,
+//!   uncompressed and lowercase.
+//!
+//! So the bytes after the question depend only on the lowercase qname, never on its
+//! case; the XDP fast path relies on this to reuse them (see `fastpath.rs`).
+//!
+//! Additional-section processing: for every MX, NS and SRV RRset in the answer section,
+//! the A then AAAA RRsets of each target (in RDATA order, deduplicated) are added when
+//! the target is an authoritative owner in any served zone (exact match: no wildcard
+//! synthesis, no CNAME following, nothing at/below a zone cut). Referrals carry A/AAAA
+//! for NS targets inside the referring zone (glue below the cut, or in-zone data).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::zone::{
+    CLASS_IN, Lookup, Node, Rr, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_MX, TYPE_NS, TYPE_SRV,
+    TYPE_TXT, Zone, ZoneSet,
+};
+
+/// The transport a query arrived on; decides the response size limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+pub(crate) const RCODE_NOERROR: u8 = 0;
+pub(crate) const RCODE_FORMERR: u8 = 1;
+pub(crate) const RCODE_NXDOMAIN: u8 = 3;
+pub(crate) const RCODE_NOTIMP: u8 = 4;
+pub(crate) const RCODE_REFUSED: u8 = 5;
+/// Extended rcode 16 (RFC 6891): upper 8 bits of the 12-bit rcode, as carried in OPT.
+const EXT_RCODE_BADVERS: u8 = 1;
+
+const CLASS_CH: u16 = 3;
+const TYPE_OPT: u16 = 41;
+const TYPE_IXFR: u16 = 251;
+const TYPE_AXFR: u16 = 252;
+pub(crate) const TYPE_ANY: u16 = 255;
+const EDNS_OPTION_NSID: u16 = 3;
+
+/// The UDP payload size we advertise and the most we send over UDP with EDNS
+/// (DNS flag day 2020 recommendation).
+const EDNS_UDP_SIZE: u16 = 1232;
+const PLAIN_UDP_SIZE: usize = 512;
+/// Longest CNAME chain we follow (counted in CNAME records added).
+const MAX_CNAME_CHAIN: usize = 8;
+
+const FLAG_QR: u16 = 0x8000;
+const FLAG_AA: u16 = 0x0400;
+const FLAG_TC: u16 = 0x0200;
+const FLAG_RD: u16 = 0x0100;
+
+/// Answers queries from a set of zones; `identity` (the PoP name) answers
+/// `id.server`/`hostname.bind` CH TXT and the EDNS NSID option.
+#[derive(Debug, Clone)]
+pub struct Responder {
+    zones: Arc<ZoneSet>,
+    identity: String,
+}
+
+/// The question as received.
+struct Question<'q> {
+    /// Name, type and class exactly as the client sent them (echoed verbatim).
+    raw: &'q [u8],
+    /// The qname, lowercase wire format.
+    qname: Vec<u8>,
+    qtype: u16,
+    qclass: u16,
+}
+
+#[derive(Clone, Copy)]
+struct Edns {
+    payload: u16,
+    version: u8,
+    dnssec_ok: bool,
+    nsid: bool,
+}
+
+enum Opt {
+    Absent,
+    One(Edns),
+    Many,
+}
+
+struct Query<'q> {
+    id: u16,
+    opcode: u8,
+    rd: bool,
+    qdcount: u16,
+    question: Option<Question<'q>>,
+    opt: Opt,
+    /// Something after the header could not be parsed.
+    malformed: bool,
+}
+
+/// One record to write. Owners equal to the qname become `0xC00C` when written.
+struct OutRr<'z> {
+    owner: Cow<'z, [u8]>,
+    rtype: u16,
+    class: u16,
+    ttl: u32,
+    rdata: Cow<'z, [u8]>,
+}
+
+impl<'z> OutRr<'z> {
+    fn from_zone(rr: &'z Rr) -> Self {
+        OutRr {
+            owner: Cow::Borrowed(&rr.owner),
+            rtype: rr.rtype,
+            class: rr.class,
+            ttl: rr.ttl,
+            rdata: Cow::Borrowed(&rr.rdata),
+        }
+    }
+}
+
+/// The outcome of answering: rcode, AA and the three sections.
+struct Answer<'z> {
+    rcode: u8,
+    aa: bool,
+    answer: Vec<OutRr<'z>>,
+    authority: Vec<OutRr<'z>>,
+    additional: Vec<OutRr<'z>>,
+}
+
+impl<'z> Answer<'z> {
+    fn new(rcode: u8, aa: bool) -> Self {
+        Answer {
+            rcode,
+            aa,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+        }
+    }
+}
+
+/// The OPT record to put in a response.
+struct OptOut<'a> {
+    ext_rcode: u8,
+    dnssec_ok: bool,
+    nsid: Option<&'a [u8]>,
+}
+
+impl Responder {
+    pub fn new(zones: Arc<ZoneSet>, identity: impl Into<String>) -> Self {
+        Responder {
+            zones,
+            identity: identity.into(),
+        }
+    }
+
+    pub fn zones(&self) -> &ZoneSet {
+        &self.zones
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Answer one query. `None` means send nothing (too short, or not a query).
+    pub fn respond(&self, msg: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        if msg.len() < 12 || msg[2] & 0x80 != 0 {
+            return None;
+        }
+        let q = parse_query(msg);
+        let edns = match q.opt {
+            Opt::One(e) => Some(e),
+            _ => None,
+        };
+        // A normal OPT for this query: NSID only if asked for.
+        let opt_for = |e: Edns| OptOut {
+            ext_rcode: 0,
+            dnssec_ok: e.dnssec_ok,
+            nsid: e.nsid.then_some(self.identity.as_bytes()),
+        };
+
+        let question = q.question.as_ref();
+        // Opcode first: other opcodes may not follow QUERY's section rules.
+        if q.opcode != 0 {
+            let ans = Answer::new(RCODE_NOTIMP, false);
+            return Some(self.finish(&q, question, ans, edns.map(opt_for), transport));
+        }
+        if q.malformed || q.qdcount != 1 || matches!(q.opt, Opt::Many) {
+            let ans = Answer::new(RCODE_FORMERR, false);
+            return Some(self.finish(&q, question, ans, None, transport));
+        }
+        let question = question.expect("qdcount == 1 and not malformed");
+        if let Some(e) = edns
+            && e.version != 0
+        {
+            let opt = OptOut {
+                ext_rcode: EXT_RCODE_BADVERS,
+                dnssec_ok: e.dnssec_ok,
+                nsid: None,
+            };
+            let ans = Answer::new(RCODE_NOERROR, false);
+            return Some(self.finish(&q, Some(question), ans, Some(opt), transport));
+        }
+        let ans = self.answer(question);
+        Some(self.finish(&q, Some(question), ans, edns.map(opt_for), transport))
+    }
+
+    /// Decide the answer for a well-formed QUERY.
+    fn answer<'s>(&'s self, question: &Question<'_>) -> Answer<'s> {
+        let Question {
+            qname,
+            qtype,
+            qclass,
+            ..
+        } = question;
+        let (qtype, qclass) = (*qtype, *qclass);
+        if qtype == TYPE_AXFR || qtype == TYPE_IXFR {
+            return Answer::new(RCODE_NOTIMP, false); // we do not transfer zones
+        }
+        match qclass {
+            CLASS_IN => self.answer_in(qname, qtype),
+            CLASS_CH => self.answer_ch(qname, qtype),
+            _ => Answer::new(RCODE_REFUSED, false),
+        }
+    }
+
+    /// `id.server.` / `hostname.bind.` CH TXT → identity; anything else in CH is refused.
+    fn answer_ch<'s>(&'s self, qname: &[u8], qtype: u16) -> Answer<'s> {
+        const ID_SERVER: &[u8] = b"\x02id\x06server\x00";
+        const HOSTNAME_BIND: &[u8] = b"\x08hostname\x04bind\x00";
+        if qtype != TYPE_TXT || (qname != ID_SERVER && qname != HOSTNAME_BIND) {
+            return Answer::new(RCODE_REFUSED, false);
+        }
+        let mut rdata = Vec::new();
+        let id = self.identity.as_bytes();
+        if id.is_empty() {
+            rdata.push(0);
+        }
+        for chunk in id.chunks(255) {
+            rdata.push(chunk.len() as u8);
+            rdata.extend_from_slice(chunk);
+        }
+        let mut ans = Answer::new(RCODE_NOERROR, true);
+        ans.answer.push(OutRr {
+            owner: Cow::Owned(qname.to_vec()),
+            rtype: TYPE_TXT,
+            class: CLASS_CH,
+            ttl: 0,
+            rdata: Cow::Owned(rdata),
+        });
+        ans
+    }
+
+    fn answer_in<'s>(&'s self, qname: &[u8], qtype: u16) -> Answer<'s> {
+        let Some(zone) = self.zones.find_for(qname, qtype) else {
+            return Answer::new(RCODE_REFUSED, false); // not ours; we never recurse
+        };
+        let mut ans = Answer::new(RCODE_NOERROR, true);
+        let mut zone: &Zone = zone;
+        let mut name: Vec<u8> = qname.to_vec();
+        let mut chain = 0;
+        loop {
+            let first = chain == 0;
+            match zone.lookup(&name, qtype) {
+                Lookup::Referral { cut } => {
+                    if first {
+                        return referral(zone, cut);
+                    }
+                    break; // a chain into a delegation: stop, the client follows it
+                }
+                Lookup::NxDomain => {
+                    ans.rcode = RCODE_NXDOMAIN;
+                    ans.authority.push(OutRr::from_zone(zone.negative_soa()));
+                    break;
+                }
+                Lookup::EmptyNonTerminal => {
+                    ans.authority.push(OutRr::from_zone(zone.negative_soa()));
+                    break;
+                }
+                Lookup::Node { node, wildcard } => {
+                    // Synthesized records are owned by the name asked for (RFC 4592).
+                    let owner: Option<&[u8]> = wildcard.then_some(&name);
+                    if qtype == TYPE_ANY {
+                        // RFC 8482: one RRset, deterministically the lowest type.
+                        match node.rrsets.first() {
+                            Some(set) => push_rrset(&mut ans.answer, &set.records, owner),
+                            None => ans.authority.push(OutRr::from_zone(zone.negative_soa())),
+                        }
+                        break;
+                    }
+                    if let Some(set) = node.get(qtype) {
+                        push_rrset(&mut ans.answer, &set.records, owner);
+                        break;
+                    }
+                    if let Some(cname) = cname_of(node) {
+                        push_rrset(&mut ans.answer, std::slice::from_ref(cname), owner);
+                        chain += 1;
+                        let Some(target) = cname.target.as_ref() else {
+                            break;
+                        };
+                        // Follow only within served zones, and boundedly (loops included).
+                        match self.zones.find(target) {
+                            Some(z) if chain < MAX_CNAME_CHAIN => {
+                                zone = z;
+                                name = target.clone();
+                                continue;
+                            }
+                            _ => break,
+                        }
+                    }
+                    ans.authority.push(OutRr::from_zone(zone.negative_soa()));
+                    break;
+                }
+            }
+        }
+        self.additional_for_answer(&mut ans);
+        ans
+    }
+
+    /// A/AAAA for the targets of MX/NS/SRV answers (see the module doc).
+    fn additional_for_answer<'s>(&'s self, ans: &mut Answer<'s>) {
+        let mut targets: Vec<&[u8]> = Vec::new();
+        for rr in &ans.answer {
+            if matches!(rr.rtype, TYPE_MX | TYPE_NS | TYPE_SRV)
+                && let Some(t) = target_of(&rr.rdata, rr.rtype)
+                && !targets.contains(&t)
+            {
+                targets.push(t);
+            }
+        }
+        let mut add = Vec::new();
+        for t in targets {
+            let Some(zone) = self.zones.find(t) else {
+                continue;
+            };
+            if zone.cut_at_or_above(t).is_some() {
+                continue;
+            }
+            if let Some(node) = zone.nodes().get(t) {
+                push_addresses(&mut add, node);
+            }
+        }
+        ans.additional = add;
+    }
+
+    /// Encode the response; on UDP overflow, the truncated form (TC=1, no records).
+    fn finish(
+        &self,
+        q: &Query<'_>,
+        question: Option<&Question<'_>>,
+        ans: Answer<'_>,
+        opt: Option<OptOut<'_>>,
+        transport: Transport,
+    ) -> Vec<u8> {
+        let mut flags = FLAG_QR | (u16::from(q.opcode) << 11) | u16::from(ans.rcode & 0x0f);
+        if q.rd {
+            flags |= FLAG_RD;
+        }
+        if ans.aa {
+            flags |= FLAG_AA;
+        }
+        let limit = match (transport, &q.opt) {
+            (Transport::Tcp, _) => u16::MAX as usize,
+            (Transport::Udp, Opt::One(e)) => {
+                e.payload.clamp(PLAIN_UDP_SIZE as u16, EDNS_UDP_SIZE) as usize
+            }
+            (Transport::Udp, _) => PLAIN_UDP_SIZE,
+        };
+        let full = encode(q.id, flags, question, &ans, opt.as_ref());
+        if full.len() <= limit {
+            return full;
+        }
+        encode(
+            q.id,
+            flags | FLAG_TC,
+            question,
+            &Answer::new(ans.rcode, ans.aa),
+            opt.as_ref(),
+        )
+    }
+}
+
+fn cname_of(node: &Node) -> Option<&Rr> {
+    node.get(TYPE_CNAME).and_then(|s| s.records.first())
+}
+
+/// Append an RRset, re-owned to `owner` when synthesized from a wildcard.
+fn push_rrset<'z>(out: &mut Vec<OutRr<'z>>, records: &'z [Rr], owner: Option<&[u8]>) {
+    for rr in records {
+        let mut o = OutRr::from_zone(rr);
+        if let Some(owner) = owner {
+            o.owner = Cow::Owned(owner.to_vec());
+        }
+        out.push(o);
+    }
+}
+
+/// Append a node's A then AAAA records, skipping any already present.
+fn push_addresses<'z>(out: &mut Vec<OutRr<'z>>, node: &'z Node) {
+    for t in [TYPE_A, TYPE_AAAA] {
+        if let Some(set) = node.get(t) {
+            for rr in &set.records {
+                let dup = out
+                    .iter()
+                    .any(|o| o.rtype == t && *o.owner == *rr.owner && *o.rdata == *rr.rdata);
+                if !dup {
+                    out.push(OutRr::from_zone(rr));
+                }
+            }
+        }
+    }
+}
+
+/// The target name inside pre-encoded RDATA (uncompressed, so it can be sliced).
+fn target_of(rdata: &[u8], rtype: u16) -> Option<&[u8]> {
+    let start = match rtype {
+        TYPE_NS | TYPE_CNAME => 0,
+        TYPE_MX => 2,
+        TYPE_SRV => 6,
+        _ => return None,
+    };
+    rdata.get(start..)
+}
+
+/// Referral to the cut: NS RRset in authority, A/AAAA of in-zone NS targets in
+/// additional. Not authoritative.
+fn referral<'z>(zone: &'z Zone, cut: &[u8]) -> Answer<'z> {
+    let mut ans = Answer::new(RCODE_NOERROR, false);
+    let Some(ns) = zone.nodes().get(cut).and_then(|n| n.get(TYPE_NS)) else {
+        return ans; // cannot happen: cuts are NS owners
+    };
+    ans.authority
+        .extend(ns.records.iter().map(OutRr::from_zone));
+    for rr in &ns.records {
+        let Some(target) = rr.target.as_deref() else {
+            continue;
+        };
+        if !super::zone::is_at_or_below(target, zone.apex()) {
+            continue; // out of bailiwick: no glue
+        }
+        if let Some(node) = zone.nodes().get(target) {
+            push_addresses(&mut ans.additional, node);
+        }
+    }
+    ans
+}
+
+// ---------------------------------------------------------------------------------
+// Wire format.
+
+/// Parse what we need from a query; never fails (problems set `malformed`).
+fn parse_query(msg: &[u8]) -> Query<'_> {
+    let be16 = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
+    let mut q = Query {
+        id: be16(0),
+        opcode: (msg[2] >> 3) & 0x0f,
+        rd: msg[2] & 0x01 != 0,
+        qdcount: be16(4),
+        question: None,
+        opt: Opt::Absent,
+        malformed: false,
+    };
+    let (an, ns, ar) = (be16(6), be16(8), be16(10));
+    let mut pos = 12;
+    if q.qdcount >= 1 {
+        match parse_question(msg, pos) {
+            Some((question, next)) => {
+                q.question = Some(question);
+                pos = next;
+            }
+            None => {
+                q.malformed = true;
+                return q;
+            }
+        }
+    }
+    // Further questions (only to check that the message is well formed).
+    for _ in 1..q.qdcount {
+        match skip_name(msg, pos).filter(|p| p + 4 <= msg.len()) {
+            Some(p) => pos = p + 4,
+            None => {
+                q.malformed = true;
+                return q;
+            }
+        }
+    }
+    let total = u32::from(an) + u32::from(ns) + u32::from(ar);
+    for i in 0..total {
+        let Some((rtype, class, ttl, rdata, next)) = parse_rr(msg, pos) else {
+            q.malformed = true;
+            return q;
+        };
+        pos = next;
+        let in_additional = i >= u32::from(an) + u32::from(ns);
+        if in_additional && rtype == TYPE_OPT {
+            let Some(nsid) = opt_has_nsid(rdata) else {
+                q.malformed = true;
+                return q;
+            };
+            let edns = Edns {
+                payload: class,
+                version: (ttl >> 16) as u8,
+                dnssec_ok: ttl & 0x8000 != 0,
+                nsid,
+            };
+            q.opt = match q.opt {
+                Opt::Absent => Opt::One(edns),
+                _ => Opt::Many,
+            };
+        }
+    }
+    q
+}
+
+/// The question at `pos`: an uncompressed name (a pointer can only point back into
+/// the header here), type and class.
+fn parse_question(msg: &[u8], pos: usize) -> Option<(Question<'_>, usize)> {
+    let mut qname = Vec::new();
+    let mut p = pos;
+    loop {
+        let len = *msg.get(p)? as usize;
+        if len & 0xc0 != 0 {
+            return None;
+        }
+        qname.push(len as u8);
+        if len == 0 {
+            p += 1;
+            break;
+        }
+        let label = msg.get(p + 1..p + 1 + len)?;
+        qname.extend(label.iter().map(|b| b.to_ascii_lowercase()));
+        p += 1 + len;
+        if qname.len() > 255 {
+            return None;
+        }
+    }
+    if qname.len() > 255 {
+        return None;
+    }
+    let tail = msg.get(p..p + 4)?;
+    let question = Question {
+        raw: &msg[pos..p + 4],
+        qname,
+        qtype: u16::from_be_bytes([tail[0], tail[1]]),
+        qclass: u16::from_be_bytes([tail[2], tail[3]]),
+    };
+    Some((question, p + 4))
+}
+
+/// Skip a possibly compressed name; returns the position after it.
+fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
+    loop {
+        let len = *msg.get(pos)?;
+        match len & 0xc0 {
+            0x00 if len == 0 => return Some(pos + 1),
+            0x00 => pos += 1 + len as usize,
+            0xc0 => return (pos + 2 <= msg.len()).then_some(pos + 2),
+            _ => return None,
+        }
+    }
+}
+
+/// One resource record: (type, class, ttl, rdata, next position).
+fn parse_rr(msg: &[u8], pos: usize) -> Option<(u16, u16, u32, &[u8], usize)> {
+    let p = skip_name(msg, pos)?;
+    let h = msg.get(p..p + 10)?;
+    let rtype = u16::from_be_bytes([h[0], h[1]]);
+    let class = u16::from_be_bytes([h[2], h[3]]);
+    let ttl = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+    let rdlen = u16::from_be_bytes([h[8], h[9]]) as usize;
+    let rdata = msg.get(p + 10..p + 10 + rdlen)?;
+    Some((rtype, class, ttl, rdata, p + 10 + rdlen))
+}
+
+/// Walk the EDNS options; `Some(true)` if NSID is among them, `None` if malformed.
+fn opt_has_nsid(mut rdata: &[u8]) -> Option<bool> {
+    let mut nsid = false;
+    while !rdata.is_empty() {
+        let h = rdata.get(..4)?;
+        let code = u16::from_be_bytes([h[0], h[1]]);
+        let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+        rdata.get(4..4 + len)?;
+        nsid |= code == EDNS_OPTION_NSID;
+        rdata = &rdata[4 + len..];
+    }
+    Some(nsid)
+}
+
+/// Serialize a response (see the module doc for the name rules).
+fn encode(
+    id: u16,
+    flags: u16,
+    question: Option<&Question<'_>>,
+    ans: &Answer<'_>,
+    opt: Option<&OptOut<'_>>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let count = |v: &Vec<OutRr<'_>>| v.len().min(u16::MAX as usize) as u16;
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
+    out.extend_from_slice(&count(&ans.answer).to_be_bytes());
+    out.extend_from_slice(&count(&ans.authority).to_be_bytes());
+    out.extend_from_slice(&(count(&ans.additional) + u16::from(opt.is_some())).to_be_bytes());
+    let qname: &[u8] = match question {
+        Some(q) => {
+            out.extend_from_slice(q.raw);
+            &q.qname
+        }
+        None => &[],
+    };
+    for rr in ans
+        .answer
+        .iter()
+        .chain(&ans.authority)
+        .chain(&ans.additional)
+    {
+        if question.is_some() && *rr.owner == *qname {
+            out.extend_from_slice(&[0xc0, 0x0c]); // the qname right after the header
+        } else {
+            out.extend_from_slice(&rr.owner);
+        }
+        out.extend_from_slice(&rr.rtype.to_be_bytes());
+        out.extend_from_slice(&rr.class.to_be_bytes());
+        out.extend_from_slice(&rr.ttl.to_be_bytes());
+        out.extend_from_slice(&(rr.rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rr.rdata);
+    }
+    if let Some(opt) = opt {
+        out.push(0); // root owner
+        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+        out.extend_from_slice(&EDNS_UDP_SIZE.to_be_bytes());
+        // TTL field: extended rcode, version 0, DO flag.
+        let ttl = (u32::from(opt.ext_rcode) << 24) | if opt.dnssec_ok { 0x8000 } else { 0 };
+        out.extend_from_slice(&ttl.to_be_bytes());
+        match opt.nsid {
+            Some(id) => {
+                let id = &id[..id.len().min(u16::MAX as usize - 4)];
+                out.extend_from_slice(&((id.len() + 4) as u16).to_be_bytes());
+                out.extend_from_slice(&EDNS_OPTION_NSID.to_be_bytes());
+                out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+                out.extend_from_slice(id);
+            }
+            None => out.extend_from_slice(&0u16.to_be_bytes()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::dns::zone::{load_zone, tests::write_zone};
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::{Record, RecordType};
+
+    pub(crate) const EXAMPLE: &str = r#"$ORIGIN example.com.
+$TTL 3600
+@        IN SOA ns1.example.com. hostmaster.example.com. ( 2024010101 7200 3600 1209600
+                    300 )
+@        IN NS  ns1
+@        IN NS  ns2.example.net.
+@        IN MX  10 mail
+ns1      IN A   192.0.2.1
+ns1      IN AAAA 2001:db8::1
+www      IN A   192.0.2.10
+www      IN A   192.0.2.11
+www      IN AAAA 2001:db8::10
+mail     IN A   192.0.2.25
+txt      IN TXT "hello" "world"
+alias    IN CNAME chain1
+chain1   IN CNAME WWW
+ext      IN CNAME www.example.org.
+loop1    IN CNAME loop2
+loop2    IN CNAME loop1
+toother  IN CNAME host.other.test.
+deadend  IN CNAME nothere
+a.b.ent  IN A   192.0.2.30
+_sip._udp IN SRV 0 5 5060 www
+sub      IN NS  ns.sub
+sub      IN NS  ns.elsewhere.net.
+ns.sub   IN A   192.0.2.53
+"#;
+
+    pub(crate) const OTHER: &str = r#"$ORIGIN other.test.
+@     600 IN SOA ns.other.test. hm.other.test. 1 2 3 4 60
+@     600 IN NS  ns.example.com.
+host  600 IN A   198.51.100.1
+*     600 IN A   198.51.100.99
+*     600 IN MX  10 host
+*.cn  600 IN CNAME host
+"#;
+
+    /// A zone with a TXT RRset too big for 512 bytes.
+    fn big_zone() -> String {
+        let s = |c: char| std::iter::repeat_n(c, 200).collect::<String>();
+        format!(
+            "$ORIGIN big.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\n@ 60 IN NS ns\nns 60 IN A 192.0.2.9\nbig 60 IN TXT \"{}\" \"{}\" \"{}\"\n",
+            s('a'),
+            s('b'),
+            s('c')
+        )
+    }
+
+    pub(crate) fn responder() -> Responder {
+        let zones = vec![
+            load_zone(&write_zone("ans-example.zone", EXAMPLE), None).unwrap(),
+            load_zone(&write_zone("ans-other.zone", OTHER), None).unwrap(),
+            load_zone(&write_zone("ans-big.zone", &big_zone()), None).unwrap(),
+        ];
+        Responder::new(Arc::new(ZoneSet::new(zones).unwrap()), "pop-test-1")
+    }
+
+    /// Wire name keeping the given case.
+    fn wire(name: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        for label in name.split('.').filter(|l| !l.is_empty()) {
+            out.push(label.len() as u8);
+            out.extend_from_slice(label.as_bytes());
+        }
+        out.push(0);
+        out
+    }
+
+    /// A query with ID 0xBEEF and RD=1.
+    pub(crate) fn query(name: &str, qtype: u16, qclass: u16) -> Vec<u8> {
+        let mut q = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(&wire(name));
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&qclass.to_be_bytes());
+        q
+    }
+
+    /// Append an OPT RR (and bump ARCOUNT).
+    fn with_opt(
+        mut q: Vec<u8>,
+        payload: u16,
+        version: u8,
+        dnssec_ok: bool,
+        options: &[(u16, &[u8])],
+    ) -> Vec<u8> {
+        let mut rdata = Vec::new();
+        for (code, val) in options {
+            rdata.extend_from_slice(&code.to_be_bytes());
+            rdata.extend_from_slice(&(val.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(val);
+        }
+        q.push(0);
+        q.extend_from_slice(&41u16.to_be_bytes());
+        q.extend_from_slice(&payload.to_be_bytes());
+        let ttl = (u32::from(version) << 16) | if dnssec_ok { 0x8000 } else { 0 };
+        q.extend_from_slice(&ttl.to_be_bytes());
+        q.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        q.extend_from_slice(&rdata);
+        let ar = u16::from_be_bytes([q[10], q[11]]) + 1;
+        q[10..12].copy_from_slice(&ar.to_be_bytes());
+        q
+    }
+
+    fn ask(r: &Responder, q: &[u8], t: Transport) -> (Vec<u8>, Message) {
+        let resp = r.respond(q, t).expect("a response");
+        let msg = Message::from_vec(&resp).expect("hickory parses our response");
+        (resp, msg)
+    }
+
+    fn udp(r: &Responder, name: &str, qtype: u16) -> Message {
+        ask(r, &query(name, qtype, 1), Transport::Udp).1
+    }
+
+    /// `name TYPE data` per record, for compact assertions.
+    fn show(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {}",
+                    r.name.to_ascii().to_ascii_lowercase(),
+                    r.ttl,
+                    r.record_type(),
+                    r.data
+                )
+            })
+            .collect()
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn rcode(m: &Message) -> ResponseCode {
+        m.metadata.response_code
+    }
+
+    #[test]
+    fn header_and_positive_answer() {
+        let r = responder();
+        let (resp, m) = ask(&r, &query("www.example.com", 1, 1), Transport::Udp);
+        assert_eq!(m.metadata.id, 0xbeef);
+        assert!(m.metadata.authoritative && m.metadata.recursion_desired);
+        assert!(!m.metadata.recursion_available && !m.metadata.truncation);
+        assert_eq!(m.metadata.op_code, OpCode::Query);
+        assert_eq!(rcode(&m), ResponseCode::NoError);
+        assert_eq!(
+            show(&m.answers),
+            [
+                "www.example.com. 3600 A 192.0.2.10",
+                "www.example.com. 3600 A 192.0.2.11"
+            ]
+        );
+        assert!(m.authorities.is_empty() && m.additionals.is_empty() && m.edns.is_none());
+        // RD=0 is copied too.
+        let mut q = query("www.example.com", 1, 1);
+        q[2] = 0;
+        assert_eq!(r.respond(&q, Transport::Udp).unwrap()[2] & 0x01, 0);
+        // Deterministic.
+        assert_eq!(
+            r.respond(&query("www.example.com", 1, 1), Transport::Udp)
+                .unwrap(),
+            resp
+        );
+        let m = udp(&r, "txt.example.com", 16);
+        assert_eq!(show(&m.answers), ["txt.example.com. 3600 TXT helloworld"]);
+    }
+
+    #[test]
+    fn not_answered_at_all() {
+        let r = responder();
+        assert!(r.respond(&[0; 11], Transport::Udp).is_none());
+        let mut q = query("www.example.com", 1, 1);
+        q[2] |= 0x80; // a response
+        assert!(r.respond(&q, Transport::Udp).is_none());
+    }
+
+    #[test]
+    fn formerr_and_notimp() {
+        let r = responder();
+        // Truncated question: no question echoed.
+        let q = query("www.example.com", 1, 1);
+        let (resp, m) = ask(&r, &q[..q.len() - 2], Transport::Udp);
+        assert_eq!(rcode(&m), ResponseCode::FormErr);
+        assert!(m.queries.is_empty() && !m.metadata.authoritative);
+        assert_eq!(resp.len(), 12);
+        // Header only, QDCOUNT 0.
+        let mut q0 = q[..12].to_vec();
+        q0[5] = 0;
+        assert_eq!(
+            rcode(&ask(&r, &q0, Transport::Udp).1),
+            ResponseCode::FormErr
+        );
+        // QDCOUNT 2 (two valid questions): FORMERR, first question echoed.
+        let mut q2 = q.clone();
+        q2.extend_from_slice(&q[12..]);
+        q2[5] = 2;
+        let m = ask(&r, &q2, Transport::Udp).1;
+        assert_eq!(rcode(&m), ResponseCode::FormErr);
+        assert_eq!(m.queries.len(), 1);
+        // ARCOUNT says 1 but nothing follows: FORMERR with the question echoed.
+        let mut qa = q.clone();
+        qa[11] = 1;
+        let m = ask(&r, &qa, Transport::Udp).1;
+        assert_eq!(rcode(&m), ResponseCode::FormErr);
+        assert_eq!(m.queries.len(), 1);
+        // Two OPT records: FORMERR.
+        let two = with_opt(
+            with_opt(q.clone(), 1232, 0, false, &[]),
+            1232,
+            0,
+            false,
+            &[],
+        );
+        assert_eq!(r.respond(&two, Transport::Udp).unwrap()[3] & 0x0f, 1);
+        // Opcode STATUS (2): NOTIMP.
+        let mut qs = q.clone();
+        qs[2] = (2 << 3) | 1;
+        let m = ask(&r, &qs, Transport::Udp).1;
+        assert_eq!(rcode(&m), ResponseCode::NotImp);
+        assert_eq!(m.metadata.op_code, OpCode::Status);
+        // AXFR and IXFR: NOTIMP, on both transports.
+        for t in [252, 251] {
+            let m = ask(&r, &query("example.com", t, 1), Transport::Tcp).1;
+            assert_eq!(rcode(&m), ResponseCode::NotImp);
+            assert!(m.answers.is_empty() && !m.metadata.authoritative);
+        }
+    }
+
+    #[test]
+    fn chaos_identity_and_other_classes() {
+        let r = responder();
+        for name in ["id.server", "ID.Server.", "hostname.bind", "HOSTNAME.BIND"] {
+            let (resp, m) = ask(&r, &query(name, 16, 3), Transport::Udp);
+            assert_eq!(rcode(&m), ResponseCode::NoError, "{name}");
+            assert!(m.metadata.authoritative);
+            assert_eq!(m.answers.len(), 1);
+            assert_eq!(u16::from(m.answers[0].dns_class), 3);
+            assert_eq!(m.answers[0].ttl, 0);
+            assert_eq!(m.answers[0].data.to_string(), "pop-test-1");
+            assert_eq!(
+                m.answers[0].name.to_ascii(),
+                format!("{}.", name.trim_end_matches('.'))
+            );
+            let tail = &resp[12 + wire(name).len() + 4..];
+            assert_eq!(&tail[..2], &[0xc0, 0x0c]);
+        }
+        for (name, qtype, class) in [
+            ("version.bind", 16, 3),
+            ("id.server", 1, 3),
+            ("www.example.com", 1, 4),
+            ("www.example.com", 1, 255),
+        ] {
+            let m = udp_class(&r, name, qtype, class);
+            assert_eq!(rcode(&m), ResponseCode::Refused, "{name} {qtype} {class}");
+            assert!(!m.metadata.authoritative);
+        }
+    }
+
+    fn udp_class(r: &Responder, name: &str, qtype: u16, class: u16) -> Message {
+        ask(r, &query(name, qtype, class), Transport::Udp).1
+    }
+
+    #[test]
+    fn refused_outside_our_zones() {
+        let r = responder();
+        for name in ["example.net", "com", ".", "www.example.org"] {
+            let m = udp(&r, name, 1);
+            assert_eq!(rcode(&m), ResponseCode::Refused, "{name}");
+            assert!(!m.metadata.authoritative && m.answers.is_empty() && m.authorities.is_empty());
+        }
+    }
+
+    const NEG_SOA: &str = "example.com. 300 SOA ns1.example.com. hostmaster.example.com. 2024010101 7200 3600 1209600 300";
+
+    #[test]
+    fn cname_chains() {
+        let r = responder();
+        let m = udp(&r, "alias.example.com", 1);
+        assert!(m.metadata.authoritative);
+        assert_eq!(rcode(&m), ResponseCode::NoError);
+        assert_eq!(
+            show(&m.answers),
+            [
+                "alias.example.com. 3600 CNAME chain1.example.com.",
+                "chain1.example.com. 3600 CNAME www.example.com.",
+                "www.example.com. 3600 A 192.0.2.10",
+                "www.example.com. 3600 A 192.0.2.11",
+            ]
+        );
+        assert!(m.authorities.is_empty());
+        // qtype CNAME: just the CNAME.
+        assert_eq!(
+            show(&udp(&r, "alias.example.com", 5).answers),
+            ["alias.example.com. 3600 CNAME chain1.example.com."]
+        );
+        // Leaves our zones: stop after the CNAME.
+        let m = udp(&r, "ext.example.com", 1);
+        assert_eq!(
+            show(&m.answers),
+            ["ext.example.com. 3600 CNAME www.example.org."]
+        );
+        assert_eq!(rcode(&m), ResponseCode::NoError);
+        // Into another served zone.
+        let m = udp(&r, "toother.example.com", 1);
+        assert_eq!(
+            show(&m.answers),
+            [
+                "toother.example.com. 3600 CNAME host.other.test.",
+                "host.other.test. 600 A 198.51.100.1"
+            ]
+        );
+        // A loop is bounded.
+        let m = udp(&r, "loop1.example.com", 1);
+        assert_eq!(m.answers.len(), MAX_CNAME_CHAIN);
+        assert_eq!(rcode(&m), ResponseCode::NoError);
+        // Target does not exist: NXDOMAIN for the final name, its SOA.
+        let m = udp(&r, "deadend.example.com", 1);
+        assert_eq!(rcode(&m), ResponseCode::NXDomain);
+        assert_eq!(
+            show(&m.answers),
+            ["deadend.example.com. 3600 CNAME nothere.example.com."]
+        );
+        assert_eq!(show(&m.authorities), [NEG_SOA]);
+        // Target exists without the type: NODATA.
+        let m = udp(&r, "alias.example.com", 15);
+        assert_eq!(rcode(&m), ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 2);
+        assert_eq!(show(&m.authorities), [NEG_SOA]);
+    }
+
+    #[test]
+    fn referrals_and_ds() {
+        let r = responder();
+        for (name, qtype) in [
+            ("www.sub.example.com", 1),
+            ("sub.example.com", 2),
+            ("sub.example.com", 1),
+            ("ns.sub.example.com", 1),
+        ] {
+            let m = udp(&r, name, qtype);
+            assert_eq!(rcode(&m), ResponseCode::NoError, "{name}");
+            assert!(!m.metadata.authoritative, "{name}");
+            assert!(m.answers.is_empty(), "{name}");
+            assert_eq!(
+                show(&m.authorities),
+                [
+                    "sub.example.com. 3600 NS ns.sub.example.com.",
+                    "sub.example.com. 3600 NS ns.elsewhere.net."
+                ],
+                "{name}"
+            );
+            assert_eq!(
+                show(&m.additionals),
+                ["ns.sub.example.com. 3600 A 192.0.2.53"],
+                "{name}"
+            );
+        }
+        // DS at the cut is the parent's: NODATA, authoritative.
+        let m = udp(&r, "sub.example.com", 43);
+        assert!(m.metadata.authoritative);
+        assert!(m.answers.is_empty());
+        assert_eq!(show(&m.authorities), [NEG_SOA]);
+    }
+
+    #[test]
+    fn nodata_nxdomain_and_empty_non_terminals() {
+        let r = responder();
+        for (name, qtype) in [
+            ("www.example.com", 15),
+            ("ent.example.com", 1),
+            ("b.ent.example.com", 28),
+            ("ent.example.com", 255),
+        ] {
+            let m = udp(&r, name, qtype);
+            assert_eq!(rcode(&m), ResponseCode::NoError, "{name}");
+            assert!(
+                m.metadata.authoritative && m.answers.is_empty() && m.additionals.is_empty(),
+                "{name}"
+            );
+            assert_eq!(show(&m.authorities), [NEG_SOA], "{name}");
+        }
+        for name in [
+            "nope.example.com",
+            "x.a.b.ent.example.com",
+            "x.www.example.com",
+        ] {
+            let m = udp(&r, name, 1);
+            assert_eq!(rcode(&m), ResponseCode::NXDomain, "{name}");
+            assert!(m.metadata.authoritative && m.answers.is_empty(), "{name}");
+            assert_eq!(show(&m.authorities), [NEG_SOA], "{name}");
+        }
+    }
+
+    #[test]
+    fn wildcards() {
+        let r = responder();
+        let m = udp(&r, "Foo.Other.Test", 1);
+        assert!(m.metadata.authoritative);
+        assert_eq!(show(&m.answers), ["foo.other.test. 600 A 198.51.100.99"]);
+        // The synthesized MX gets the target's address in additional.
+        let m = udp(&r, "deep.er.other.test", 15);
+        assert_eq!(
+            show(&m.answers),
+            ["deep.er.other.test. 600 MX 10 host.other.test."]
+        );
+        assert_eq!(
+            show(&m.additionals),
+            ["host.other.test. 600 A 198.51.100.1"]
+        );
+        // Wildcard owner without the type: NODATA.
+        let m = udp(&r, "foo.other.test", 16);
+        assert_eq!(rcode(&m), ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+        assert_eq!(m.authorities.len(), 1);
+        assert_eq!(m.authorities[0].ttl, 60);
+        // Wildcard CNAME, synthesized and followed.
+        let m = udp(&r, "x.cn.other.test", 1);
+        assert_eq!(
+            show(&m.answers),
+            [
+                "x.cn.other.test. 600 CNAME host.other.test.",
+                "host.other.test. 600 A 198.51.100.1"
+            ]
+        );
+        // An existing name is not covered: NODATA; below it, the closest encloser is
+        // `host` which has no wildcard child: NXDOMAIN.
+        assert!(udp(&r, "host.other.test", 28).answers.is_empty());
+        assert_eq!(
+            rcode(&udp(&r, "a.host.other.test", 1)),
+            ResponseCode::NXDomain
+        );
+    }
+
+    #[test]
+    fn any_is_minimal() {
+        let r = responder();
+        assert_eq!(
+            show(&udp(&r, "www.example.com", 255).answers),
+            [
+                "www.example.com. 3600 A 192.0.2.10",
+                "www.example.com. 3600 A 192.0.2.11"
+            ]
+        );
+        let m = udp(&r, "example.com", 255);
+        assert!(
+            m.answers.iter().all(|a| a.record_type() == RecordType::NS),
+            "{:?}",
+            show(&m.answers)
+        );
+        assert_eq!(m.answers.len(), 2);
+        assert_eq!(
+            show(&udp(&r, "alias.example.com", 255).answers),
+            ["alias.example.com. 3600 CNAME chain1.example.com."]
+        );
+    }
+
+    #[test]
+    fn additional_section_processing() {
+        let r = responder();
+        let m = udp(&r, "example.com", 15);
+        assert_eq!(
+            show(&m.answers),
+            ["example.com. 3600 MX 10 mail.example.com."]
+        );
+        assert_eq!(
+            show(&m.additionals),
+            ["mail.example.com. 3600 A 192.0.2.25"]
+        );
+        assert!(m.authorities.is_empty());
+        let m = udp(&r, "example.com", 2);
+        assert_eq!(
+            show(&m.additionals),
+            [
+                "ns1.example.com. 3600 A 192.0.2.1",
+                "ns1.example.com. 3600 AAAA 2001:db8::1"
+            ]
+        );
+        let m = udp(&r, "_sip._udp.example.com", 33);
+        assert_eq!(
+            show(&m.additionals),
+            [
+                "www.example.com. 3600 A 192.0.2.10",
+                "www.example.com. 3600 A 192.0.2.11",
+                "www.example.com. 3600 AAAA 2001:db8::10"
+            ]
+        );
+    }
+
+    #[test]
+    fn edns() {
+        let r = responder();
+        let q = query("www.example.com", 1, 1);
+        // Plain EDNS: OPT 1232, version 0, DO copied, no options.
+        for dnssec_ok in [false, true] {
+            let m = ask(
+                &r,
+                &with_opt(q.clone(), 4096, 0, dnssec_ok, &[]),
+                Transport::Udp,
+            )
+            .1;
+            let e = m.edns.as_ref().expect("OPT");
+            assert_eq!(e.max_payload(), 1232);
+            assert_eq!(e.version(), 0);
+            assert_eq!(e.flags().dnssec_ok, dnssec_ok);
+            assert!(e.options().as_ref().is_empty());
+            assert_eq!(m.answers.len(), 2);
+        }
+        // NSID is answered with the identity; cookie and padding are not echoed.
+        let (resp, m) = ask(
+            &r,
+            &with_opt(
+                q.clone(),
+                1232,
+                0,
+                false,
+                &[(10, &[1; 8]), (3, &[]), (12, &[0; 4])],
+            ),
+            Transport::Udp,
+        );
+        let opt_tail: &[u8] = &[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 14, 0, 3, 0, 10];
+        let expected = [opt_tail, b"pop-test-1"].concat();
+        assert!(resp.ends_with(&expected), "{resp:02x?}");
+        assert_eq!(m.additionals.len(), 0);
+        // Without NSID, a cookie alone: empty OPT.
+        let resp = r
+            .respond(
+                &with_opt(q.clone(), 1232, 0, false, &[(10, &[1; 8])]),
+                Transport::Udp,
+            )
+            .unwrap();
+        assert!(
+            resp.ends_with(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]),
+            "{resp:02x?}"
+        );
+        // Version 1: BADVERS with an OPT, nothing else.
+        let m = ask(
+            &r,
+            &with_opt(q.clone(), 1232, 1, true, &[(3, &[])]),
+            Transport::Udp,
+        )
+        .1;
+        assert_eq!(u16::from(rcode(&m)), 16, "BADVERS"); // hickory names 16 BADSIG
+        assert!(m.answers.is_empty());
+        let e = m.edns.as_ref().unwrap();
+        assert_eq!(e.version(), 0);
+        assert!(e.flags().dnssec_ok);
+    }
+
+    #[test]
+    fn udp_truncation() {
+        let r = responder();
+        let q = query("big.big.test", 16, 1);
+        // No EDNS, UDP: 512 limit -> TC, question only.
+        let (resp, m) = ask(&r, &q, Transport::Udp);
+        assert!(m.metadata.truncation && m.metadata.authoritative);
+        assert_eq!(m.queries.len(), 1);
+        assert!(m.answers.is_empty() && m.authorities.is_empty() && m.additionals.is_empty());
+        assert_eq!(resp.len(), q.len());
+        // TCP: complete.
+        let (full, m) = ask(&r, &q, Transport::Tcp);
+        assert!(!m.metadata.truncation && full.len() > 512);
+        assert_eq!(m.answers.len(), 1);
+        // EDNS 4096 -> limit 1232: fits.
+        let m = ask(
+            &r,
+            &with_opt(q.clone(), 4096, 0, false, &[]),
+            Transport::Udp,
+        )
+        .1;
+        assert!(!m.metadata.truncation);
+        assert_eq!(m.answers.len(), 1);
+        // EDNS 100 -> limit 512: TC, with the OPT only.
+        let (resp, m) = ask(
+            &r,
+            &with_opt(q.clone(), 100, 0, false, &[(3, &[])]),
+            Transport::Udp,
+        );
+        assert!(m.metadata.truncation);
+        assert!(m.answers.is_empty() && m.additionals.is_empty());
+        assert_eq!(u16::from_be_bytes([resp[10], resp[11]]), 1);
+        assert!(m.edns.is_some());
+        // Small answers are not affected.
+        assert!(!udp(&r, "www.example.com", 1).metadata.truncation);
+    }
+
+    #[test]
+    fn bytes_after_question_are_case_independent() {
+        let r = responder();
+        for (lower, mixed, qtype) in [
+            ("www.example.com", "WwW.ExAmPlE.CoM", 1),
+            ("example.com", "ExAmPlE.cOm", 15),
+            ("alias.example.com", "ALIAS.example.COM", 1),
+            ("foo.other.test", "FOO.OTHER.TEST", 15),
+            ("www.sub.example.com", "Www.Sub.Example.Com", 1),
+            ("nope.example.com", "NoPe.Example.Com", 1),
+            ("id.server", "ID.SERVER", 16),
+        ] {
+            let qclass = if qtype == 16 { 3 } else { 1 };
+            let a = r
+                .respond(&query(lower, qtype, qclass), Transport::Udp)
+                .unwrap();
+            let b = r
+                .respond(&query(mixed, qtype, qclass), Transport::Udp)
+                .unwrap();
+            let qend = 12 + wire(lower).len() + 4;
+            assert_eq!(a[..12], b[..12], "{mixed}");
+            assert_eq!(
+                &b[12..qend],
+                &query(mixed, qtype, qclass)[12..],
+                "question echoed as sent"
+            );
+            assert_eq!(a[qend..], b[qend..], "{mixed}");
+            // Owners: 0xC00C exactly for the qname, else a full name without pointers.
+            let m = Message::from_vec(&b).unwrap();
+            let mut pos = qend;
+            for rr in m.all_sections() {
+                let is_qname = rr
+                    .name
+                    .to_ascii()
+                    .eq_ignore_ascii_case(&format!("{}.", lower));
+                if is_qname {
+                    assert_eq!(&b[pos..pos + 2], &[0xc0, 0x0c], "{mixed}");
+                    pos += 2;
+                } else {
+                    while b[pos] != 0 {
+                        assert!(b[pos] < 0x40, "{mixed}: pointer in an owner");
+                        pos += 1 + b[pos] as usize;
+                    }
+                    pos += 1;
+                }
+                let rdlen = u16::from_be_bytes([b[pos + 8], b[pos + 9]]) as usize;
+                pos += 10 + rdlen;
+            }
+        }
+        // Names inside RDATA are written in full (MX target, SOA names).
+        let mx = r
+            .respond(&query("ExAmPlE.cOm", 15, 1), Transport::Udp)
+            .unwrap();
+        assert!(contains(&mx, b"\x04mail\x07example\x03com\x00"));
+        let nx = r
+            .respond(&query("NoPe.Example.Com", 1, 1), Transport::Udp)
+            .unwrap();
+        assert!(contains(&nx, b"\x0ahostmaster\x07example\x03com\x00"));
+        // Names inside RDATA are lowercase even if the zone wrote them otherwise (WWW).
+        let resp = r
+            .respond(&query("chain1.example.com", 1, 1), Transport::Udp)
+            .unwrap();
+        assert!(contains(&resp, b"\x03www"));
+        assert!(!contains(&resp, b"\x03WWW"));
+    }
+}
