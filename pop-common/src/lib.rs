@@ -16,6 +16,8 @@ pub const XDP_PROGRAM: &str = "pop_xdp";
 /// Names of the maps, as declared in `pop-ebpf/src/maps.rs`.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_VIPS: &str = "VIPS";
+pub const MAP_DNS_TABLE: &str = "DNS_TABLE";
+pub const MAP_DNS_BLOCKS: &str = "DNS_BLOCKS";
 
 /// Slots in the per-CPU counter block. Larger than the counters in use so that new
 /// counters can be added without changing the map's value size.
@@ -77,6 +79,24 @@ counters! {
     PassVipKernel = "pass.vip_kernel": "passed: VIP traffic served by the kernel stack (the controller's own servers)",
     PassVipNoHandler = "pass.vip_no_handler": "passed: VIP entry whose handler is not in this program",
     PassVlanDepth = "pass.vlan_too_deep": "passed: more than two VLAN tags",
+    DnsQueries = "dns.queries": "UDP datagrams to a DNS VIP seen by XDP",
+    DnsAnsweredNoerror = "dns.xdp.noerror": "answered in XDP: NOERROR (answers and NODATA)",
+    DnsAnsweredNxdomain = "dns.xdp.nxdomain": "answered in XDP: NXDOMAIN",
+    DnsAnsweredOther = "dns.xdp.other_rcode": "answered in XDP: another rcode",
+    DnsTruncated = "dns.xdp.truncated": "answered in XDP with TC=1: larger than the client's limit",
+    DnsRrlDropped = "dns.rrl.dropped": "dropped by response rate limiting",
+    DnsRrlSlipped = "dns.rrl.slipped": "rate limited, answered TC=1 so the client retries over TCP",
+    DnsDropResponse = "drop.dns_response": "dropped: a DNS response (QR=1) sent to a VIP",
+    DnsDropRunt = "drop.dns_runt": "dropped: UDP payload shorter than a DNS header",
+    DnsPassDisabled = "dns.pass.fast_path_off": "passed to the server: fast path disabled for this block",
+    DnsPassOpcode = "dns.pass.opcode": "passed to the server: opcode is not QUERY",
+    DnsPassCounts = "dns.pass.sections": "passed to the server: not exactly one question, or answer/authority records present",
+    DnsPassName = "dns.pass.qname": "passed to the server: question name malformed, compressed or too long",
+    DnsPassEdns = "dns.pass.edns": "passed to the server: EDNS version, NSID or a malformed OPT",
+    DnsPassTrailing = "dns.pass.trailing": "passed to the server: bytes after the question or an additional record that is not OPT",
+    DnsPassUnknown = "dns.pass.not_in_table": "passed to the server: name not in the fast-path table (wildcards, delegations, other zones)",
+    DnsPassTableSays = "dns.pass.delegated": "passed to the server: name under a delegation or in a zone with wildcards",
+    DnsPassNoRoom = "dns.pass.no_room": "passed to the server: the frame could not be resized for the answer",
 }
 
 impl Counters {
@@ -108,6 +128,89 @@ pub struct VipValue {
 
 /// Traffic for this VIP goes to the kernel (the controller's own servers).
 pub const VIP_KIND_PASS: u32 = 0;
+/// UDP/53 of a DNS block: answered from DNS_TABLE; `index` is the block.
+pub const VIP_KIND_DNS: u32 = 1;
+
+// ---- DNS fast path -------------------------------------------------------------------
+
+pub const DNS_TABLE_MAX: u32 = 1 << 20;
+pub const DNS_BLOCKS_MAX: u32 = 64;
+/// Longest name in wire format, plus the slack the XDP walk needs.
+pub const DNS_NAME_LEN: usize = 256;
+/// Bytes after the question a table entry can hold.
+pub const DNS_TAIL_MAX: usize = 1024;
+/// `DnsKey::qtype` marker: the answer for any qtype of an existing name without its own entry.
+pub const DNS_QTYPE_OTHER: u16 = 0;
+/// `DnsKey::qtype` marker: a zone apex or delegation point (the walk up the name finds it).
+pub const DNS_QTYPE_ZONE: u16 = 0xffff;
+/// `DnsAnswer::action`: send this answer.
+pub const DNS_ACTION_ANSWER: u16 = 1;
+/// `DnsAnswer::action`: the server must answer (delegation, wildcard zone).
+pub const DNS_ACTION_PASS: u16 = 2;
+/// What the fast path advertises and the biggest UDP answer it sends.
+pub const DNS_EDNS_UDP_SIZE: u16 = 1232;
+
+/// Key of DNS_TABLE. The name is lowercase wire format *right-aligned* in `name`
+/// (zeros before it), so any suffix of a name is the same buffer with its first labels
+/// zeroed: the XDP walk to the enclosing zone needs no copying.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsKey {
+    /// `block << 8 | generation`: a reload writes a new generation, then flips it.
+    pub tag: u32,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub name: [u8; DNS_NAME_LEN],
+}
+
+/// Value of DNS_TABLE: one answer compiled from the server's own response.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsAnswer {
+    pub action: u16,
+    /// Response header flags (QR, AA, rcode); XDP adds the query's RD and TC.
+    pub flags: u16,
+    pub ancount: u16,
+    pub nscount: u16,
+    pub arcount: u16,
+    pub tail_len: u16,
+    /// Ones'-complement sum of `tail` as 16-bit big-endian words from an even offset.
+    pub tail_csum: u32,
+    /// The response bytes after the question section, OPT excluded.
+    pub tail: [u8; DNS_TAIL_MAX],
+}
+
+/// Per-block settings in DNS_BLOCKS (index = block).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct DnsBlock {
+    /// Generation of this block's live DNS_TABLE entries.
+    pub generation: u32,
+    /// 1 when XDP may answer; 0 passes every query to the server.
+    pub fast_path: u32,
+    /// Nanoseconds of credit one response costs (1e9 / rate); 0 disables rate limiting.
+    pub rrl_cost_ns: u64,
+}
+
+/// Key of DNS_RRL: client prefix (/24 for IPv4, /56 for IPv6) within a block.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RrlKey {
+    pub block: u32,
+    pub prefix: [u8; 16],
+}
+
+/// Token bucket of one client prefix, in nanoseconds of credit (at most one second).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RrlBucket {
+    pub last_ns: u64,
+    pub credit_ns: u64,
+    /// Responses refused so far; every second one slips out as TC=1.
+    pub refused: u64,
+}
+
+pub const DNS_RRL_MAX: u32 = 65536;
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
@@ -123,6 +226,9 @@ mod user {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipValue {}
+    unsafe impl aya::Pod for super::DnsKey {}
+    unsafe impl aya::Pod for super::DnsAnswer {}
+    unsafe impl aya::Pod for super::DnsBlock {}
     unsafe impl bytemuck::Zeroable for super::Counters {}
     unsafe impl bytemuck::Pod for super::Counters {}
 }

@@ -18,6 +18,14 @@ impl Stats {
         self.add(counter, 1)
     }
 
+    /// Increments the counter at slot `index` (a `Counter as u32`).
+    #[inline(always)]
+    pub fn inc_index(&self, index: u32) {
+        if (index as usize) < pop_common::COUNTER_SLOTS {
+            unsafe { (*self.0).slots[index as usize] += 1 };
+        }
+    }
+
     #[inline(always)]
     pub fn add(&self, counter: Counter, n: u64) {
         // Per-CPU memory: no other CPU writes this slot, no atomics needed.

@@ -4,12 +4,15 @@
 #![no_main]
 
 mod counters;
+mod csum;
+mod dns;
 mod maps;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
-use pop_common::{Counter, VIP_KIND_PASS, VipKey};
+
+use pop_common::{Counter, VIP_KIND_DNS, VIP_KIND_PASS, VipKey};
 
 use counters::Stats;
 use maps::VIPS;
@@ -35,22 +38,30 @@ pub fn pop_xdp(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn dispatch(ctx: &XdpContext, stats: &Stats) -> u32 {
-    let pkt = match parse::parse(ctx, stats) {
-        Ok(pkt) => pkt,
-        Err(skip) => return pass(stats, skip.counter()),
-    };
+    let mut pkt = parse::Packet::EMPTY;
+    let skip = parse::parse_into(ctx, stats, &mut pkt);
+    if skip != u32::MAX {
+        stats.inc_index(skip);
+        return xdp_action::XDP_PASS;
+    }
     let key = VipKey { addr: pkt.dst, port_be: pkt.dport_be, proto: pkt.proto, _pad: 0 };
     // SAFETY: the value is plain data and only read here.
     let Some(vip) = (unsafe { VIPS.get(&key) }) else {
         return pass(stats, Counter::PassNotVip);
     };
-    // Per-packet trace, compiled in but pruned by the verifier unless the controller
-    // loads the program with `bpf_log = "debug"`.
-    debug!(ctx, "vip hit port {} proto {} kind {}", u16::from_be(pkt.dport_be), pkt.proto, vip.kind);
+    trace_vip(ctx, pkt.dport_be, pkt.proto, vip.kind);
     match vip.kind {
         VIP_KIND_PASS => pass(stats, Counter::PassVipKernel),
+        VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
         _ => pass(stats, Counter::PassVipNoHandler),
     }
+}
+
+/// Per-packet trace, compiled in but pruned by the verifier unless the controller loads
+/// the program with `bpf_log = "debug"`. Its own subprogram: log records need stack.
+#[inline(never)]
+fn trace_vip(ctx: &XdpContext, port_be: u16, proto: u8, kind: u32) {
+    debug!(ctx, "vip hit: port {} proto {} kind {}", u16::from_be(port_be), proto, kind);
 }
 
 #[inline(always)]

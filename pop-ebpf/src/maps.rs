@@ -3,9 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
-use pop_common::{Counters, MAX_VIPS, VipKey, VipValue};
+use pop_common::{
+    Counters, DNS_BLOCKS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
+    MAX_VIPS, RrlBucket, RrlKey, VipKey, VipValue,
+};
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
 #[map(name = "COUNTERS")]
@@ -14,3 +17,27 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::pinned(1, 0);
 /// (VIP address, port, protocol) -> what to do with it; filled by the controller.
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, VipValue> = HashMap::pinned(MAX_VIPS, 0);
+
+/// DNS answers compiled by the controller from its own server's responses; see DnsKey.
+#[map(name = "DNS_TABLE")]
+pub static DNS_TABLE: HashMap<DnsKey, DnsAnswer> = HashMap::pinned(DNS_TABLE_MAX, BPF_F_NO_PREALLOC);
+
+/// Per DNS block: live table generation, fast path on/off, rate-limit cost.
+#[map(name = "DNS_BLOCKS")]
+pub static DNS_BLOCKS: Array<DnsBlock> = Array::pinned(DNS_BLOCKS_MAX, 0);
+
+/// Response-rate-limit token buckets per (block, client prefix); least recently used go first.
+#[map(name = "DNS_RRL")]
+pub static DNS_RRL: LruHashMap<RrlKey, RrlBucket> = LruHashMap::pinned(DNS_RRL_MAX, 0);
+
+/// Per-CPU scratch space: the DNS lookup key and the raw question name (too big for the stack).
+#[map(name = "DNS_SCRATCH")]
+pub static DNS_SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct DnsScratch {
+    pub key: DnsKey,
+    pub raw: [u8; DNS_NAME_LEN],
+}
+
+const BPF_F_NO_PREALLOC: u32 = 1;

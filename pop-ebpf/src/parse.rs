@@ -20,12 +20,23 @@ const IPV6_HLEN: usize = 40;
 
 /// What the dispatcher needs to know about a packet.
 pub struct Packet {
+    /// Offset of the IP header (after Ethernet and VLAN tags).
+    pub l3: usize,
+    /// Offset of the L4 header.
+    pub l4: usize,
+    pub v6: bool,
+    /// Source address; IPv4 in v4-mapped form.
+    pub src: [u8; 16],
     /// Destination address; IPv4 in v4-mapped form.
     pub dst: [u8; 16],
     /// Destination port in network byte order (0 for non-TCP/UDP).
     pub dport_be: u16,
     /// L4 protocol number.
     pub proto: u8,
+}
+
+impl Packet {
+    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, v6: false, src: [0; 16], dst: [0; 16], dport_be: 0, proto: 0 };
 }
 
 /// Returns a pointer to a `T` at `offset` bytes into the packet, if it fits.
@@ -39,8 +50,14 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
     Some((start + offset) as *const T)
 }
 
+/// Mutable variant of [`ptr_at`].
 #[inline(always)]
-fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
+pub fn ptr_at_mut<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    ptr_at::<T>(ctx, offset).map(|p| p as *mut T)
+}
+
+#[inline(always)]
+pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
     let p = ptr_at::<[u8; 2]>(ctx, offset)?;
     Some(u16::from_be_bytes(unsafe { *p }))
 }
@@ -64,9 +81,23 @@ impl Skip {
     }
 }
 
-/// Parses up to the L4 ports, counting the L3/L4 protocol seen.
+/// Parses into `out`; returns `None` when the packet goes on, else the `pass.*` counter
+/// to bump. A subprogram of its own, so its scratch stack is not added to the DNS
+/// handler's; plain integer results because the kernel rejects the BTF Rust emits for
+/// enums with data (`Result<Packet, _>`) in a subprogram's signature.
+#[inline(never)]
+pub fn parse_into(ctx: &XdpContext, stats: &Stats, out: &mut Packet) -> u32 {
+    match parse(ctx, stats) {
+        Ok(p) => {
+            *out = p;
+            u32::MAX
+        }
+        Err(skip) => skip.counter() as u32,
+    }
+}
+
 #[inline(always)]
-pub fn parse(ctx: &XdpContext, stats: &Stats) -> Result<Packet, Skip> {
+fn parse(ctx: &XdpContext, stats: &Stats) -> Result<Packet, Skip> {
     let mut ethertype = be16_at(ctx, 12).ok_or(Skip::Malformed)?;
     let mut l3 = ETH_HLEN;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
@@ -101,6 +132,7 @@ fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
         return Err(Skip::Malformed);
     }
     let proto = hdr[9];
+    let src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
     let dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
     count_l4(stats, proto, false);
     // MF set or a non-zero offset: only the first fragment has ports, and even that
@@ -110,7 +142,7 @@ fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
         return Err(Skip::Fragment);
     }
     let dport_be = l4_dport(ctx, l3 + ihl, proto)?;
-    Ok(Packet { dst, dport_be, proto })
+    Ok(Packet { l3, l4: l3 + ihl, v6: false, src, dst, dport_be, proto })
 }
 
 #[inline(always)]
@@ -122,11 +154,13 @@ fn parse_ipv6(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
         return Err(Skip::Malformed);
     }
     let proto = hdr[6];
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&hdr[8..24]);
     let mut dst = [0u8; 16];
     dst.copy_from_slice(&hdr[24..40]);
     count_l4(stats, proto, true);
     let dport_be = l4_dport(ctx, l3 + IPV6_HLEN, proto)?;
-    Ok(Packet { dst, dport_be, proto })
+    Ok(Packet { l3, l4: l3 + IPV6_HLEN, v6: true, src, dst, dport_be, proto })
 }
 
 #[inline(always)]

@@ -1,0 +1,504 @@
+//! DNS over UDP answered in XDP: validate the query, look the question up in DNS_TABLE
+//! (exact type, then "any other type", then the walk up to the enclosing zone), apply
+//! response rate limiting, and rewrite the frame into the answer in place (XDP_TX).
+//! Anything the table cannot answer exactly as the server would goes to the server.
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{generated::{bpf_loop, bpf_probe_read_kernel}, bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    programs::XdpContext,
+};
+use aya_log_ebpf::error;
+use pop_common::{
+    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_NAME_LEN, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE,
+    DNS_TAIL_MAX, DnsAnswer, RrlBucket, RrlKey,
+};
+
+use crate::{
+    counters::Stats,
+    csum,
+    maps::{DNS_BLOCKS, DNS_RRL, DNS_SCRATCH, DNS_TABLE},
+    parse::{Packet, ptr_at_mut},
+};
+
+const UDP_HLEN: usize = 8;
+const DNS_HLEN: usize = 12;
+const OPT_LEN: usize = 11;
+const QR: u16 = 0x8000;
+const TC: u16 = 0x0200;
+const RD: u16 = 0x0100;
+const OPT_NSID: u16 = 3;
+/// Labels followed when measuring the question name (a 255-byte name has at most 127).
+const MAX_LABELS: usize = 128;
+/// Labels stripped while walking up to the enclosing zone before giving up (passing).
+const MAX_WALK: usize = 16;
+/// Offsets are bounded so the verifier can follow packet arithmetic.
+const MAX_OFFSET: usize = 0x1fff;
+/// Source of zero bytes for clearing a label in the lookup key.
+static ZEROS: [u8; 128] = [0; 128];
+
+/// Reads a `T` at a variable packet offset through bpf_xdp_load_bytes: the verifier
+/// cannot follow direct packet access at offsets computed from packet contents.
+#[inline(always)]
+fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
+    // SAFETY: only used with byte arrays, for which all-zero is a valid value.
+    let mut v: T = unsafe { core::mem::zeroed() };
+    let r = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx, offset as u32, &mut v as *mut T as *mut _, core::mem::size_of::<T>() as u32)
+    };
+    if r == 0 { Some(v) } else { None }
+}
+
+/// Writes `v` at a variable packet offset.
+#[inline(always)]
+fn store<T>(ctx: &XdpContext, offset: usize, v: &mut T, len: usize) -> Option<()> {
+    let r = unsafe { bpf_xdp_store_bytes(ctx.ctx, offset as u32, v as *mut T as *mut _, len as u32) };
+    if r == 0 { Some(()) } else { None }
+}
+
+// ---- loops, run with bpf_loop so the verifier checks each body once ---------------------
+
+#[repr(C)]
+struct Measure {
+    off: u32,
+    cap: u32,
+    ended: u32,
+}
+
+/// One label of the question name in scratch.raw: stop at the root label, on a
+/// compression pointer, or past 255 bytes.
+extern "C" fn measure_label(_i: u32, ctx: *mut core::ffi::c_void) -> i64 {
+    let m = unsafe { &mut *(ctx as *mut Measure) };
+    let Some(scratch) = DNS_SCRATCH.get_ptr(0) else { return 1 };
+    let off = m.off as usize;
+    if off >= m.cap as usize {
+        return 1;
+    }
+    let len = unsafe { (*scratch).raw[off & 0xff] } as usize;
+    if len == 0 {
+        m.ended = 1;
+        return 1;
+    }
+    if len & 0xc0 != 0 || off + len + 1 > 254 {
+        return 1;
+    }
+    m.off = (off + len + 1) as u32;
+    0
+}
+
+#[repr(C)]
+struct CopyName {
+    start: u32,
+    sum: u64,
+}
+
+/// Byte `i` of the name: summed as sent (for the checksum), stored lowercase in the key.
+extern "C" fn copy_name(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
+    let c = unsafe { &mut *(ctx as *mut CopyName) };
+    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let scratch = unsafe { &mut *scratch };
+    let i = i as usize & 0xff;
+    let b = scratch.raw[i];
+    c.sum = csum::add_byte(c.sum, i, b);
+    scratch.key.name[(c.start as usize + i) & 0xff] = if b.is_ascii_uppercase() { b + 32 } else { b };
+    0
+}
+
+#[repr(C)]
+struct Walk {
+    pos: u32,
+    found: u32,
+}
+
+/// Looks the key's current suffix up as a zone or delegation; if absent, zeroes its
+/// leftmost label so the key becomes the parent name.
+extern "C" fn walk_up(_i: u32, ctx: *mut core::ffi::c_void) -> i64 {
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let key = unsafe { &mut (*scratch).key };
+    if DNS_TABLE.get_ptr(&*key).is_some() {
+        w.found = 1;
+        return 1;
+    }
+    let pos = w.pos as usize & 0xff;
+    let l = key.name[pos] as usize;
+    if l == 0 {
+        return 1;
+    }
+    let dst = unsafe { key.name.as_mut_ptr().add(pos) };
+    if unsafe { bpf_probe_read_kernel(dst as *mut _, ((l + 1) & 0x7f) as u32, ZEROS.as_ptr() as *const _) } != 0 {
+        return 1;
+    }
+    w.pos = (pos + l + 1) as u32;
+    0
+}
+
+// Verdicts of `rate_limit` (plain integers: see parse_into on BTF).
+const RRL_ALLOW: u32 = 0;
+const RRL_DROP: u32 = 1;
+const RRL_SLIP: u32 = 2;
+
+#[inline(always)]
+fn pass(stats: &Stats, reason: Counter) -> u32 {
+    stats.inc(reason);
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn drop(stats: &Stats, reason: Counter) -> u32 {
+    stats.inc(reason);
+    xdp_action::XDP_DROP
+}
+
+/// A UDP datagram to port 53 of a VIP of DNS block `block`. A BPF subprogram of its
+/// own: its stack frame must not add to the dispatcher's.
+#[inline(never)]
+pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 {
+    stats.inc(Counter::DnsQueries);
+    let udp = pkt.l4;
+    let dns = udp + UDP_HLEN;
+    if dns > MAX_OFFSET {
+        return pass(stats, Counter::PassMalformed);
+    }
+    let Some(udp_len) = load::<[u8; 2]>(ctx, udp + 4) else { return pass(stats, Counter::PassMalformed) };
+    let udp_len = u16::from_be_bytes(udp_len) as usize;
+    if udp_len < UDP_HLEN + DNS_HLEN {
+        return drop(stats, Counter::DnsDropRunt);
+    }
+    // The UDP length, not the frame, bounds the message (frames may carry padding).
+    if udp + udp_len > ctx.data_end() - ctx.data() {
+        return pass(stats, Counter::PassMalformed);
+    }
+    let dns_len = udp_len - UDP_HLEN;
+    let Some(hdr) = load::<[u8; DNS_HLEN]>(ctx, dns) else { return drop(stats, Counter::DnsDropRunt) };
+    let flags = u16::from_be_bytes([hdr[2], hdr[3]]);
+    if flags & QR != 0 {
+        return drop(stats, Counter::DnsDropResponse);
+    }
+    let Some(block) = DNS_BLOCKS.get(block_idx) else { return pass(stats, Counter::DnsPassDisabled) };
+    if block.fast_path == 0 {
+        return pass(stats, Counter::DnsPassDisabled);
+    }
+    if (flags >> 11) & 0xf != 0 {
+        return pass(stats, Counter::DnsPassOpcode);
+    }
+    let qd = u16::from_be_bytes([hdr[4], hdr[5]]);
+    let an = u16::from_be_bytes([hdr[6], hdr[7]]);
+    let ns = u16::from_be_bytes([hdr[8], hdr[9]]);
+    let ar = u16::from_be_bytes([hdr[10], hdr[11]]);
+    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+        return pass(stats, Counter::DnsPassCounts);
+    }
+
+    // Question name: copy up to 255 bytes to scratch and measure it there
+    // (uncompressed labels only).
+    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return pass(stats, Counter::PassMalformed) };
+    let scratch = unsafe { &mut *scratch };
+    let qname = dns + DNS_HLEN;
+    let avail = dns_len - DNS_HLEN;
+    let cap = if avail > 255 { 255 } else { avail };
+    if cap == 0
+        || unsafe { bpf_xdp_load_bytes(ctx.ctx, qname as u32, scratch.raw.as_mut_ptr() as *mut _, cap as u32) } != 0
+    {
+        return pass(stats, Counter::DnsPassName);
+    }
+    let mut measure = Measure { off: 0, cap: cap as u32, ended: 0 };
+    unsafe { bpf_loop(MAX_LABELS as u32, measure_label as *mut _, &mut measure as *mut _ as *mut _, 0) };
+    if measure.ended == 0 {
+        return pass(stats, Counter::DnsPassName);
+    }
+    let off = measure.off as usize;
+    let name_len = (off + 1) & 0xff;
+    let Some(q) = load::<[u8; 4]>(ctx, qname + name_len) else {
+        return pass(stats, Counter::DnsPassName);
+    };
+    let qtype = u16::from_be_bytes([q[0], q[1]]);
+    let qclass = u16::from_be_bytes([q[2], q[3]]);
+    let after_q = DNS_HLEN + name_len + 4;
+    if after_q > dns_len {
+        return pass(stats, Counter::DnsPassName);
+    }
+
+    // EDNS: at most one additional record, and it must be a version-0 OPT without NSID.
+    let mut edns = false;
+    let mut do_bit = false;
+    let mut limit = 512usize;
+    if ar == 1 {
+        let rest = dns_len - after_q;
+        let opt_at = dns + after_q;
+        let Some(opt) = load::<[u8; OPT_LEN]>(ctx, opt_at) else { return pass(stats, Counter::DnsPassTrailing) };
+        if opt[0] != 0 || opt[1] != 0 || opt[2] != 41 {
+            return pass(stats, Counter::DnsPassTrailing);
+        }
+        if opt[6] != 0 {
+            return pass(stats, Counter::DnsPassEdns);
+        }
+        let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+        if rest != OPT_LEN + rdlen {
+            return pass(stats, Counter::DnsPassEdns);
+        }
+        let mut o = 0usize;
+        for _ in 0..16 {
+            if o >= rdlen {
+                break;
+            }
+            let Some(op) = load::<[u8; 4]>(ctx, opt_at + OPT_LEN + o) else { break };
+            if u16::from_be_bytes([op[0], op[1]]) == OPT_NSID {
+                return pass(stats, Counter::DnsPassEdns);
+            }
+            o += 4 + u16::from_be_bytes([op[2], op[3]]) as usize;
+        }
+        if o != rdlen {
+            return pass(stats, Counter::DnsPassEdns);
+        }
+        edns = true;
+        do_bit = opt[7] & 0x80 != 0;
+        let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
+        limit = if size < 512 { 512 } else if size > DNS_EDNS_UDP_SIZE as usize { DNS_EDNS_UDP_SIZE as usize } else { size };
+    } else if dns_len != after_q {
+        return pass(stats, Counter::DnsPassTrailing);
+    }
+
+    // Lookup key: lowercase name, right-aligned. The question's checksum is summed on the
+    // way (as sent: the answer echoes it).
+    let key = &mut scratch.key;
+    let words = key.name.as_mut_ptr() as *mut u64;
+    for i in 0..DNS_NAME_LEN / 8 {
+        unsafe { *words.add(i) = 0 };
+    }
+    let start = DNS_NAME_LEN - name_len;
+    let mut copy = CopyName { start: start as u32, sum: 0 };
+    unsafe { bpf_loop(name_len as u32, copy_name as *mut _, &mut copy as *mut _ as *mut _, 0) };
+    let mut qsum = copy.sum;
+    for (j, b) in q.iter().enumerate() {
+        qsum = csum::add_byte(qsum, name_len + j, *b);
+    }
+    key.tag = (block_idx << 8) | (block.generation & 0xff);
+    key.qclass = qclass;
+    key.qtype = qtype;
+
+    let mut found = DNS_TABLE.get_ptr(&*key);
+    if found.is_none() {
+        key.qtype = DNS_QTYPE_OTHER;
+        found = DNS_TABLE.get_ptr(&*key);
+    }
+    if found.is_none() {
+        // Walk up: zero the leftmost label, look the suffix up as a zone or delegation.
+        key.qtype = DNS_QTYPE_ZONE;
+        let mut walk = Walk { pos: start as u32, found: 0 };
+        unsafe { bpf_loop(MAX_WALK as u32, walk_up as *mut _, &mut walk as *mut _ as *mut _, 0) };
+        if walk.found != 0 {
+            // The key now holds the suffix that matched.
+            found = DNS_TABLE.get_ptr(&*key);
+        }
+    }
+    let Some(ans) = found else { return pass(stats, Counter::DnsPassUnknown) };
+    let ans: &DnsAnswer = unsafe { &*ans };
+    if ans.tail_len as usize > DNS_TAIL_MAX {
+        // Only a controller bug writes this; say so in its log and let the server answer.
+        error!(ctx, "DNS_TABLE entry with tail_len {} > {}", ans.tail_len, DNS_TAIL_MAX);
+        return pass(stats, Counter::DnsPassUnknown);
+    }
+    if ans.action != DNS_ACTION_ANSWER {
+        return pass(stats, Counter::DnsPassTableSays);
+    }
+
+    let mut slip = false;
+    if block.rrl_cost_ns != 0 {
+        match rate_limit(pkt, block_idx, block.rrl_cost_ns) {
+            RRL_DROP => return drop(stats, Counter::DnsRrlDropped),
+            RRL_SLIP => slip = true,
+            _ => {}
+        }
+    }
+
+    // Size the answer; over the client's limit it becomes TC=1 with no records.
+    let qlen = name_len + 4;
+    let opt_len = if edns { OPT_LEN } else { 0 };
+    let mut tail_len = ans.tail_len as usize;
+    let (mut out_flags, mut out_an, mut out_ns, mut out_ar) = (ans.flags, ans.ancount, ans.nscount, ans.arcount);
+    if slip || DNS_HLEN + qlen + tail_len + opt_len > limit {
+        tail_len = 0;
+        out_an = 0;
+        out_ns = 0;
+        out_ar = 0;
+        out_flags |= TC;
+        if slip {
+            out_flags = QR | TC;
+        }
+    }
+    out_flags |= flags & RD;
+    if edns {
+        out_ar += 1;
+    }
+    let resp_len = DNS_HLEN + qlen + tail_len + opt_len;
+    // black_box keeps LLVM from folding this into arithmetic on data_end, which the
+    // verifier forbids.
+    let frame_len = core::hint::black_box(ctx.data_end() - ctx.data());
+    let delta = (dns + resp_len) as i32 - frame_len as i32;
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+        return pass(stats, Counter::DnsPassNoRoom);
+    }
+
+    let tail_at = dns + DNS_HLEN + qlen;
+    let tl = tail_len & 0x7ff;
+    if tl > 0 && tl <= DNS_TAIL_MAX {
+        let r = unsafe { bpf_xdp_store_bytes(ctx.ctx, tail_at as u32, ans.tail.as_ptr() as *mut _, tl as u32) };
+        if r != 0 {
+            return xdp_action::XDP_ABORTED;
+        }
+    }
+    let mut opt = [0u8, 0, 41, (DNS_EDNS_UDP_SIZE >> 8) as u8, DNS_EDNS_UDP_SIZE as u8, 0, 0, 0, 0, 0, 0];
+    if do_bit {
+        opt[7] = 0x80;
+    }
+    let opt_at = tail_at + tl;
+    if edns && unsafe { bpf_xdp_store_bytes(ctx.ctx, opt_at as u32, opt.as_mut_ptr() as *mut _, OPT_LEN as u32) } != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    let mut out_hdr = [0u8; 10];
+    out_hdr[0..2].copy_from_slice(&out_flags.to_be_bytes());
+    out_hdr[2..4].copy_from_slice(&1u16.to_be_bytes());
+    out_hdr[4..6].copy_from_slice(&out_an.to_be_bytes());
+    out_hdr[6..8].copy_from_slice(&out_ns.to_be_bytes());
+    out_hdr[8..10].copy_from_slice(&out_ar.to_be_bytes());
+    if unsafe { bpf_xdp_store_bytes(ctx.ctx, (dns + 2) as u32, out_hdr.as_mut_ptr() as *mut _, 10) } != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+
+    // UDP checksum over the answer, from parts: pseudo-header, UDP and DNS headers, the
+    // echoed question (summed above), the compiled tail (pre-summed), the OPT record.
+    let udp_out = (UDP_HLEN + resp_len) as u16;
+    let mut sum = 0u64;
+    if pkt.v6 {
+        sum = csum::add_addr16(sum, &pkt.src);
+        sum = csum::add_addr16(sum, &pkt.dst);
+    } else {
+        for a in [&pkt.src, &pkt.dst] {
+            sum += (((a[12] as u64) << 8) | a[13] as u64) + (((a[14] as u64) << 8) | a[15] as u64);
+        }
+    }
+    sum += 17 + udp_out as u64 * 2;
+    sum += u16::from_be(pkt.dport_be) as u64; // the new source port
+    let Some(client_port) = load::<[u8; 2]>(ctx, udp) else { return xdp_action::XDP_ABORTED };
+    sum += u16::from_be_bytes(client_port) as u64;
+    sum += u16::from_be_bytes([hdr[0], hdr[1]]) as u64;
+    sum += out_flags as u64 + 1 + out_an as u64 + out_ns as u64 + out_ar as u64;
+    sum += qsum;
+    if tl > 0 {
+        sum = csum::add_run(sum, qlen, ans.tail_csum as u64);
+    }
+    if edns {
+        for (k, b) in opt.iter().enumerate() {
+            sum = csum::add_byte(sum, qlen + tl + k, *b);
+        }
+    }
+
+    if rewrite_headers(ctx, pkt, udp_out, csum::finish_udp(sum)) != 0 {
+        return xdp_action::XDP_ABORTED;
+    }
+    stats.inc(if slip {
+        Counter::DnsRrlSlipped
+    } else if out_flags & TC != 0 {
+        Counter::DnsTruncated
+    } else {
+        match out_flags & 0xf {
+            0 => Counter::DnsAnsweredNoerror,
+            3 => Counter::DnsAnsweredNxdomain,
+            _ => Counter::DnsAnsweredOther,
+        }
+    });
+    xdp_action::XDP_TX
+}
+
+/// Turns the query's Ethernet, IP and UDP headers around for the answer; 0 on success.
+#[inline(never)]
+fn rewrite_headers(ctx: &XdpContext, pkt: &Packet, udp_len: u16, udp_csum: u16) -> u32 {
+    match turn_around(ctx, pkt, udp_len, udp_csum) {
+        Some(()) => 0,
+        None => 1,
+    }
+}
+
+#[inline(always)]
+fn turn_around(ctx: &XdpContext, pkt: &Packet, udp_len: u16, udp_csum: u16) -> Option<()> {
+    let eth = unsafe { &mut *ptr_at_mut::<[u8; 12]>(ctx, 0)? };
+    for i in 0..6 {
+        eth.swap(i, i + 6);
+    }
+    if pkt.v6 {
+        let mut ip = load::<[u8; 40]>(ctx, pkt.l3)?;
+        for i in 8..24 {
+            ip.swap(i, i + 16);
+        }
+        ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
+        ip[7] = 64;
+        store(ctx, pkt.l3, &mut ip, 40)?;
+    } else {
+        // Options (if any) are echoed unchanged; the checksum covers them.
+        let ihl = pkt.l4 - pkt.l3;
+        let mut ip = [0u8; 60];
+        if !(20..=60).contains(&ihl)
+            || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, ihl as u32) } != 0
+        {
+            return None;
+        }
+        for i in 12..16 {
+            ip.swap(i, i + 4);
+        }
+        ip[2..4].copy_from_slice(&((ihl + udp_len as usize) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[10] = 0;
+        ip[11] = 0;
+        let mut sum = 0u64;
+        for w in 0..30 {
+            if w * 2 >= ihl {
+                break;
+            }
+            sum += ((ip[w * 2] as u64) << 8) | ip[w * 2 + 1] as u64;
+        }
+        let c = !csum::fold(sum);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        store(ctx, pkt.l3, &mut ip, ihl)?;
+    }
+    let mut udp = load::<[u8; 8]>(ctx, pkt.l4)?;
+    udp.swap(0, 2);
+    udp.swap(1, 3);
+    udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
+    udp[6..8].copy_from_slice(&udp_csum.to_be_bytes());
+    store(ctx, pkt.l4, &mut udp, 8)
+}
+
+/// Token bucket per client prefix (/24, /56): one second of burst at the block's rate.
+#[inline(never)]
+fn rate_limit(pkt: &Packet, block: u32, cost_ns: u64) -> u32 {
+    const SECOND: u64 = 1_000_000_000;
+    let mut prefix = pkt.src;
+    if pkt.v6 {
+        for b in prefix[7..].iter_mut() {
+            *b = 0;
+        }
+    } else {
+        prefix[15] = 0;
+    }
+    let key = RrlKey { block, prefix };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(bucket) = DNS_RRL.get_ptr_mut(&key) else {
+        let fresh = RrlBucket { last_ns: now, credit_ns: SECOND.saturating_sub(cost_ns), refused: 0 };
+        let _ = DNS_RRL.insert(&key, &fresh, 0);
+        return RRL_ALLOW;
+    };
+    let bucket = unsafe { &mut *bucket };
+    let mut credit = bucket.credit_ns + now.saturating_sub(bucket.last_ns);
+    if credit > SECOND {
+        credit = SECOND;
+    }
+    bucket.last_ns = now;
+    if credit >= cost_ns {
+        bucket.credit_ns = credit - cost_ns;
+        return RRL_ALLOW;
+    }
+    bucket.credit_ns = credit;
+    bucket.refused += 1;
+    if bucket.refused & 1 == 0 { RRL_SLIP } else { RRL_DROP }
+}
