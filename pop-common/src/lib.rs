@@ -89,7 +89,7 @@ counters! {
     DnsDropResponse = "drop.dns_response": "dropped: a DNS response (QR=1) sent to a VIP",
     DnsDropRunt = "drop.dns_runt": "dropped: UDP payload shorter than a DNS header",
     DnsPassDisabled = "dns.pass.fast_path_off": "passed to the server: fast path disabled for this block",
-    DnsPassOpcode = "dns.pass.opcode": "passed to the server: opcode is not QUERY",
+    DnsPassOpcode = "dns.pass.opcode": "passed to the server: opcode is not QUERY, or a zone transfer (AXFR/IXFR)",
     DnsPassCounts = "dns.pass.sections": "passed to the server: not exactly one question, or answer/authority records present",
     DnsPassName = "dns.pass.qname": "passed to the server: question name malformed, compressed or too long",
     DnsPassEdns = "dns.pass.edns": "passed to the server: EDNS version, NSID or a malformed OPT",

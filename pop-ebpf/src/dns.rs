@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{generated::{bpf_loop, bpf_probe_read_kernel}, bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{generated::{bpf_loop, bpf_probe_read_kernel}, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use aya_log_ebpf::error;
@@ -214,6 +214,10 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     };
     let qtype = u16::from_be_bytes([q[0], q[1]]);
     let qclass = u16::from_be_bytes([q[2], q[3]]);
+    // Zone transfers get NOTIMP from the server; the table's NODATA would be wrong.
+    if qtype == 251 || qtype == 252 {
+        return pass(stats, Counter::DnsPassOpcode);
+    }
     let after_q = DNS_HLEN + name_len + 4;
     if after_q > dns_len {
         return pass(stats, Counter::DnsPassName);
@@ -336,7 +340,7 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     // verifier forbids.
     let frame_len = core::hint::black_box(ctx.data_end() - ctx.data());
     let delta = (dns + resp_len) as i32 - frame_len as i32;
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 && grow_at_front(ctx, dns + DNS_HLEN + qlen, delta) != 0 {
         return pass(stats, Counter::DnsPassNoRoom);
     }
 
@@ -409,6 +413,28 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
         }
     });
     xdp_action::XDP_TX
+}
+
+/// Makes the frame `delta` bytes longer using headroom when the driver left too little
+/// tailroom (veth frames built from small socket buffers do): the first `keep` bytes
+/// (headers and question) move to the new start. 0 on success.
+#[inline(never)]
+fn grow_at_front(ctx: &XdpContext, keep: usize, delta: i32) -> u32 {
+    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let front = unsafe { &mut (*scratch).front };
+    let keep = keep & 0x3ff;
+    if delta <= 0 || keep == 0 || keep > front.len() {
+        return 1;
+    }
+    unsafe {
+        if bpf_xdp_load_bytes(ctx.ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) != 0
+            || bpf_xdp_adjust_head(ctx.ctx, -delta) != 0
+            || bpf_xdp_store_bytes(ctx.ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) != 0
+        {
+            return 1;
+        }
+    }
+    0
 }
 
 /// Turns the query's Ethernet, IP and UDP headers around for the answer; 0 on success.

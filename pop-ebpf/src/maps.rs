@@ -38,6 +38,8 @@ pub static DNS_SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(
 pub struct DnsScratch {
     pub key: DnsKey,
     pub raw: [u8; DNS_NAME_LEN],
+    /// Headers and question, moved when an answer must grow at the front.
+    pub front: [u8; 512],
 }
 
 const BPF_F_NO_PREALLOC: u32 = 1;

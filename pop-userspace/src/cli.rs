@@ -30,7 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Attach the data path and run the controller until SIGINT/SIGTERM.
     Run,
-    /// Validate the config (and that its interfaces exist here); errors as file:line: message.
+    /// Validate the config, its zone files, and that its interfaces exist here; errors
+    /// as file:line: message.
     Check,
     /// Show data-path counters from the pinned maps (works without the controller).
     Stats {
@@ -44,6 +45,9 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Re-read the config and zones and swap them in atomically (same as SIGHUP to
+    /// `pop run`). A broken zone is reported with file:line and nothing changes.
+    Reload,
     /// Remove the XDP program, its links and maps for good (refused while `pop run` runs).
     Detach,
 }
@@ -93,7 +97,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::FAILURE);
             }
-            println!("{}: ok ({} interface(s))", cli.config.display(), config.interfaces.len());
+            if let Err(errors) = crate::dns::runtime::prepare(&config) {
+                eprintln!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "{}: ok ({} interface(s), {} DNS block(s))",
+                cli.config.display(),
+                config.interfaces.len(),
+                config.dns.len()
+            );
         }
         Command::Stats { json, interval, all } => {
             let config = load_config(&cli.config)?;
@@ -117,6 +130,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", metrics::render_table(&rows, all));
             }
+        }
+        Command::Reload => {
+            let config = load_config(&cli.config)?;
+            daemon::request_reload(&config)?;
         }
         Command::Detach => {
             let config = load_config(&cli.config)?;

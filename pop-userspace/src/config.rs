@@ -4,6 +4,7 @@
 use std::{
     collections::HashSet,
     fmt, fs,
+    net::IpAddr,
     ops::Range,
     path::{Path, PathBuf},
 };
@@ -25,7 +26,27 @@ pub struct Config {
     pub path: PathBuf,
     pub pop: PopSection,
     pub interfaces: Vec<Interface>,
+    pub dns: Vec<DnsBlock>,
 }
+
+/// One `[[dns]]` block: zones served on a set of VIPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsBlock {
+    pub vips: Vec<IpAddr>,
+    /// Zone files, resolved against the config file's directory.
+    pub zones: Vec<PathBuf>,
+    /// Responses per second per client /24 (IPv4) or /56 (IPv6); 0 turns RRL off.
+    pub rate_limit: u32,
+    /// Whether XDP answers what it can; off sends every query to the server.
+    pub fast_path: bool,
+    /// Line of the block's `[[dns]]` header.
+    pub line: usize,
+}
+
+/// Default response rate limit per client prefix (responses/s).
+pub const DEFAULT_DNS_RATE_LIMIT: u32 = 200;
+/// The data path holds at most this many `[[dns]]` blocks.
+pub const MAX_DNS_BLOCKS: usize = pop_common::DNS_BLOCKS_MAX as usize;
 
 #[derive(Debug, Clone)]
 pub struct PopSection {
@@ -126,6 +147,17 @@ struct RawConfig {
     pop: RawPop,
     #[serde(default)]
     interface: Vec<Spanned<RawInterface>>,
+    #[serde(default)]
+    dns: Vec<Spanned<RawDns>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    vips: Vec<Spanned<String>>,
+    zones: Vec<Spanned<String>>,
+    rate_limit: Option<u32>,
+    fast_path: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -206,6 +238,40 @@ impl Config {
             interfaces.push(Interface { name, xdp_mode: iface.xdp_mode, line: line_of(text, name_span.start) });
         }
 
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut dns = Vec::new();
+        let mut vips_seen = HashSet::new();
+        if raw.dns.len() > MAX_DNS_BLOCKS {
+            v.error(raw.dns[MAX_DNS_BLOCKS].span(), format!("at most {MAX_DNS_BLOCKS} [[dns]] blocks"));
+        }
+        for block in raw.dns {
+            let span = block.span();
+            let line = line_of(text, span.start);
+            let block = block.into_inner();
+            if block.vips.is_empty() {
+                v.error(span.clone(), "[[dns]] needs at least one address in vips".into());
+            }
+            if block.zones.is_empty() {
+                v.error(span.clone(), "[[dns]] needs at least one zone file in zones".into());
+            }
+            let mut vips = Vec::new();
+            for vip in block.vips {
+                match vip.get_ref().parse::<IpAddr>() {
+                    Ok(ip) if !vips_seen.insert(ip) => v.error(vip.span(), format!("VIP {ip} is used by two blocks")),
+                    Ok(ip) => vips.push(ip),
+                    Err(_) => v.error(vip.span(), format!("{:?} is not an IPv4 or IPv6 address", vip.get_ref())),
+                }
+            }
+            let zones = block.zones.into_iter().map(|z| base.join(z.into_inner())).collect();
+            dns.push(DnsBlock {
+                vips,
+                zones,
+                rate_limit: block.rate_limit.unwrap_or(DEFAULT_DNS_RATE_LIMIT),
+                fast_path: block.fast_path.unwrap_or(true),
+                line,
+            });
+        }
+
         if !v.errors.is_empty() {
             return Err(ConfigErrors(v.errors));
         }
@@ -213,6 +279,7 @@ impl Config {
             path: path.into(),
             pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log },
             interfaces,
+            dns,
         })
     }
 
@@ -332,6 +399,38 @@ mod tests {
         assert!(e[1].starts_with("pop.toml:3: pop.bpffs_dir \"relative/dir\" must be an absolute path"), "{e:?}");
         assert!(e[2].starts_with("pop.toml:6: interface \"eth0\" is listed twice"), "{e:?}");
         assert!(e[3].starts_with("pop.toml:9: interface name \"a-name-longer-than-15\""), "{e:?}");
+    }
+
+    #[test]
+    fn dns_blocks() {
+        let c = Config::parse(
+            Path::new("/etc/pop/pop.toml"),
+            "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\", \"2001:db8::53\"]\nzones = [\"zones/a.zone\", \"/abs/b.zone\"]\n\
+             [[dns]]\nvips = [\"203.0.113.54\"]\nzones = [\"c.zone\"]\nrate_limit = 0\nfast_path = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.dns.len(), 2);
+        assert_eq!(c.dns[0].vips, ["203.0.113.53".parse::<IpAddr>().unwrap(), "2001:db8::53".parse().unwrap()]);
+        assert_eq!(c.dns[0].zones, [PathBuf::from("/etc/pop/zones/a.zone"), PathBuf::from("/abs/b.zone")]);
+        assert_eq!((c.dns[0].rate_limit, c.dns[0].fast_path, c.dns[0].line), (200, true, 3));
+        assert_eq!((c.dns[1].rate_limit, c.dns[1].fast_path), (0, false));
+    }
+
+    #[test]
+    fn dns_block_errors() {
+        let e = errors(
+            "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\", \"not-an-ip\"]\nzones = [\"a.zone\"]\n\
+             [[dns]]\nvips = [\"203.0.113.53\"]\nzones = []\n[[dns]]\nvips = [\"::1\"]\nzone = [\"x\"]\n",
+        );
+        assert!(e[0].starts_with("pop.toml:11: unknown field `zone`"), "{e:?}");
+        let e = errors(
+            "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\", \"not-an-ip\"]\nzones = [\"a.zone\"]\n\
+             [[dns]]\nvips = [\"203.0.113.53\"]\nzones = []\n",
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("pop.toml:4: \"not-an-ip\" is not an IPv4 or IPv6 address"), "{e:?}");
+        assert!(e[1].starts_with("pop.toml:6: [[dns]] needs at least one zone file"), "{e:?}");
+        assert!(e[2].starts_with("pop.toml:7: VIP 203.0.113.53 is used by two blocks"), "{e:?}");
     }
 
     #[test]

@@ -16,7 +16,39 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use crate::{config::Config, loader};
+use crate::{
+    config::Config,
+    dns::{
+        runtime::{self, DnsRuntime},
+        table::DnsMaps,
+    },
+    loader,
+    vip::{self, VipTable},
+};
+
+/// `<run_dir>/status`: `<sequence> ok` or `<sequence> error` and the errors, rewritten
+/// after start-up (sequence 0) and after every reload, so `pop reload` can report.
+pub fn status_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("status")
+}
+
+/// The sequence number and text of the last status, if any.
+pub fn read_status(run_dir: &Path) -> Option<(u64, String)> {
+    let text = fs::read_to_string(status_path(run_dir)).ok()?;
+    let (seq, rest) = text.split_once(' ')?;
+    Some((seq.parse().ok()?, rest.to_string()))
+}
+
+fn write_status(run_dir: &Path, seq: u64, result: &Result<()>) {
+    let text = match result {
+        Ok(()) => format!("{seq} ok\n"),
+        Err(e) => format!("{seq} error\n{e:#}\n"),
+    };
+    let tmp = run_dir.join("status.tmp");
+    if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, status_path(run_dir))).is_err() {
+        warn!("could not write {}", status_path(run_dir).display());
+    }
+}
 
 /// An exclusive lock on `<run_dir>/pop.lock` held for the controller's lifetime, so
 /// two controllers never fight over one set of pins and `detach` can tell if one runs.
@@ -26,6 +58,18 @@ pub struct RunLock {
 }
 
 impl RunLock {
+    /// The pid of the controller holding the lock in `run_dir`, if one runs.
+    pub fn holder(run_dir: &Path) -> Option<i32> {
+        let path = run_dir.join("pop.lock");
+        let mut file = File::open(&path).ok()?;
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            return None;
+        }
+        let mut pid = String::new();
+        file.read_to_string(&mut pid).ok()?;
+        pid.trim().parse().ok()
+    }
+
     pub fn acquire(run_dir: &Path) -> Result<RunLock> {
         fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
         let path = run_dir.join("pop.lock");
@@ -54,6 +98,9 @@ impl RunLock {
 
 pub async fn run(config: Config) -> Result<()> {
     let _lock = RunLock::acquire(&config.pop.run_dir)?;
+    // Zones are parsed and compiled before the data path is touched: a broken zone
+    // stops the start with its file and line, and nothing gets attached.
+    let prepared = runtime::prepare(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut datapath = loader::attach(&config)?;
 
     match aya_log::EbpfLogger::init(&mut datapath.ebpf) {
@@ -73,6 +120,12 @@ pub async fn run(config: Config) -> Result<()> {
         Err(e) => warn!("eBPF log lines will not be shown: {e}"),
     }
 
+    let mut vips = VipTable::from_ebpf(&mut datapath.ebpf)?;
+    let mut dns = DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?);
+    let started = dns.apply(prepared).and_then(|()| vips.sync(&vip::desired(&config)));
+    write_status(&config.pop.run_dir, 0, &started);
+    started?;
+
     let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
     info!(
         "ready: pop {:?} serving on {} (pinned under {}); SIGINT/SIGTERM stops the controller, \
@@ -84,13 +137,68 @@ pub async fn run(config: Config) -> Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: controller stopping"),
-        _ = int.recv() => info!("SIGINT: controller stopping"),
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut seq = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
+            _ = int.recv() => { info!("SIGINT: controller stopping"); break }
+            _ = hup.recv() => {
+                seq += 1;
+                let result = reload(&config, &mut dns, &mut vips);
+                match &result {
+                    Ok(()) => info!("reload {seq}: applied"),
+                    Err(e) => warn!("reload {seq} rejected, still serving the previous config and zones:\n{e:#}"),
+                }
+                write_status(&config.pop.run_dir, seq, &result);
+            }
+        }
     }
+    dns.shutdown();
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");
     Ok(())
+}
+
+/// Re-reads the config file and every zone; applies them only if all are valid.
+fn reload(running: &Config, dns: &mut DnsRuntime, vips: &mut VipTable) -> Result<()> {
+    let config = Config::load(&running.path)?;
+    let names = |c: &Config| c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>();
+    if names(&config) != names(running) || config.pop.bpffs_dir != running.pop.bpffs_dir {
+        warn!("interface and bpffs changes take effect when the controller restarts");
+    }
+    let prepared = runtime::prepare(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    dns.apply(prepared)?;
+    vips.sync(&vip::desired(&config))
+}
+
+/// `pop reload`: validate here first (so a broken zone is reported without bothering the
+/// controller), then SIGHUP the controller and wait for its verdict.
+pub fn request_reload(config: &Config) -> Result<()> {
+    runtime::prepare(config).map_err(|e| anyhow::anyhow!("{e}\nnothing reloaded"))?;
+    let run_dir = &config.pop.run_dir;
+    let pid = RunLock::holder(run_dir)
+        .ok_or_else(|| anyhow::anyhow!("no pop controller runs with run_dir {}", run_dir.display()))?;
+    let before = read_status(run_dir).map(|(s, _)| s);
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        bail!("signalling pid {pid}: {}", std::io::Error::last_os_error());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some((seq, text)) = read_status(run_dir) {
+            if Some(seq) != before && seq > 0 {
+                if text.starts_with("ok") {
+                    println!("reloaded (controller pid {pid})");
+                    return Ok(());
+                }
+                bail!("the controller rejected the reload and keeps the previous state:\n{}", text.trim_start_matches("error").trim());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("controller pid {pid} did not report on the reload within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// `pop detach`: refuse while a controller runs, then unpin everything.

@@ -4,6 +4,7 @@
 //! - [`config`]: `pop.toml` parsing and validation (errors as `file:line: message`).
 //! - [`loader`]: loading the XDP object, attaching it to interfaces, pinning program,
 //!   links and maps on bpffs, detaching.
+//! - [`vip`]: the VIP table, synced from the config.
 //! - [`metrics`]: reading the per-CPU data-path counters and rendering them.
 //! - [`dns`]: zones (parsed by hickory), the authoritative answer engine, its UDP/TCP
 //!   server, and the compiled table the XDP fast path answers from.
@@ -19,3 +20,4 @@ pub mod daemon;
 pub mod dns;
 pub mod loader;
 pub mod metrics;
+pub mod vip;

@@ -177,6 +177,21 @@ impl Host {
         c.output().with_context(|| format!("spawning {argv:?} in {}", self.name))
     }
 
+    /// Runs `f` on a thread that has entered this host's network namespace (sockets it
+    /// opens live there), and returns its result.
+    pub fn in_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        use std::os::fd::AsRawFd as _;
+        let ns = fs::File::open(format!("{NETNS_DIR}/{}", self.netns))?;
+        std::thread::spawn(move || {
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(anyhow!("setns: {}", std::io::Error::last_os_error()));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| anyhow!("thread in {} panicked", self.name))?
+    }
+
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         self.run(&["sysctl", "-qw", &format!("{key}={value}")]).map(|_| ())
     }
@@ -364,6 +379,16 @@ impl Lab {
     /// The daemon started under `name`.
     pub fn daemon(&mut self, name: &str) -> Option<&mut Daemon> {
         self.daemons.iter_mut().find(|d| d.name == name)
+    }
+
+    /// The pid of daemon `name`.
+    pub fn daemon_pid(&self, name: &str) -> Option<u32> {
+        self.daemons.iter().find(|d| d.name == name).map(|d| d.child.id())
+    }
+
+    /// The log of daemon `name` so far.
+    pub fn daemon_log(&self, name: &str) -> Option<String> {
+        self.daemons.iter().find(|d| d.name == name).map(|d| d.log_text())
     }
 
     /// Stops and forgets the daemon `name`; returns its log.

@@ -19,6 +19,8 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping through the XDP interface"),
     ("curl", "HTTP client in tests and the demo"),
     ("python3", "small HTTP servers in the lab"),
+    ("dnsutils", "dig: DNS client in tests and the demo"),
+    ("knot-dnsutils", "kdig: DNS client in tests"),
 ];
 
 /// Where bpf-linker finds nightly's LLVM (its rpath points here, so it must stay).

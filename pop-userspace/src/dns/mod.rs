@@ -3,14 +3,18 @@
 //! * [`zone`]: master-file loading/validation and name-tree lookups;
 //! * [`answer`]: [`Responder::respond`], query bytes → response bytes;
 //! * [`fastpath`]: the precomputed responses the XDP program may send itself;
-//! * [`server`]: UDP/TCP sockets around the responder.
+//! * [`server`]: UDP/TCP sockets around the responder;
+//! * [`runtime`]: the servers and tables of the configured blocks, and reloads;
+//! * [`table`]: writing the fast path into the BPF maps, one generation at a time.
 
 pub mod answer;
 pub mod fastpath;
+pub mod runtime;
 pub mod server;
+pub mod table;
 pub mod zone;
 
 pub use answer::{Responder, Transport};
 pub use fastpath::{FastEntry, FastPath, FastZone};
-pub use server::{load_responder, serve};
+pub use server::{Listeners, bind_all, load_responder, serve, serve_bound};
 pub use zone::{Zone, ZoneError, ZoneErrors, ZoneSet, load_zone};

@@ -44,16 +44,14 @@ pub fn load_responder(zone_paths: &[PathBuf], identity: &str) -> Result<Responde
     Ok(Responder::new(Arc::new(set), identity))
 }
 
-/// Serve DNS on `addrs` (UDP and TCP each) until `shutdown` becomes true (or its sender
-/// is dropped). All sockets are bound before anything is served; a bind failure names
-/// the address.
-pub async fn serve(
-    responder: Arc<ArcSwap<Responder>>,
-    addrs: Vec<SocketAddr>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+/// Sockets bound by [`bind_all`], ready for [`serve_bound`].
+pub struct Listeners(Vec<(SocketAddr, UdpSocket, TcpListener)>);
+
+/// Binds UDP and TCP on every address (call inside the tokio runtime). A failure names
+/// the address, and nothing stays bound.
+pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
     let mut sockets = Vec::new();
-    for &addr in &addrs {
+    for &addr in addrs {
         let udp = bind(addr, Type::DGRAM, Protocol::UDP)
             .with_context(|| format!("binding DNS UDP socket on {addr}"))?;
         let udp =
@@ -65,12 +63,34 @@ pub async fn serve(
             .with_context(|| format!("DNS TCP socket on {addr}"))?;
         sockets.push((addr, udp, tcp));
     }
+    Ok(Listeners(sockets))
+}
 
+/// Serve DNS on `addrs` (UDP and TCP each) until `shutdown` becomes true (or its sender
+/// is dropped). All sockets are bound before anything is served; a bind failure names
+/// the address.
+pub async fn serve(
+    responder: Arc<ArcSwap<Responder>>,
+    addrs: Vec<SocketAddr>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listeners = bind_all(&addrs)?;
+    serve_bound(responder, listeners, shutdown).await;
+    Ok(())
+}
+
+/// Serves on sockets from [`bind_all`] until shutdown.
+pub async fn serve_bound(
+    responder: Arc<ArcSwap<Responder>>,
+    listeners: Listeners,
+    shutdown: watch::Receiver<bool>,
+) {
+    let sockets = listeners.0;
     if sockets.is_empty() {
         // Nothing to serve; still behave like a server task and end on shutdown.
         let mut shutdown = shutdown;
         shutdown_requested(&mut shutdown).await;
-        return Ok(());
+        return;
     }
     let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     let mut tasks = JoinSet::new();
@@ -89,7 +109,6 @@ pub async fn serve(
             log::error!("DNS server task failed: {e}");
         }
     }
-    Ok(())
 }
 
 /// A non-blocking socket bound with SO_REUSEADDR and FREEBIND. IPv6 sockets are

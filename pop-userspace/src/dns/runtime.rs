@@ -1,0 +1,111 @@
+//! The controller's DNS side at run time: per `[[dns]]` block, the authoritative server
+//! on the block's VIPs and the block's fast-path table in the data path. Reloads are
+//! prepared completely (zones parsed, tables compiled) before anything is swapped.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Result;
+use arc_swap::ArcSwap;
+use log::{info, warn};
+use tokio::sync::watch;
+
+use super::{
+    FastPath, Responder, bind_all, load_responder, serve_bound,
+    table::{BlockSettings, DnsMaps},
+};
+use crate::config::{Config, DnsBlock};
+
+/// A block loaded and compiled, not yet applied.
+pub struct Prepared {
+    pub block: DnsBlock,
+    pub responder: Responder,
+    pub fast: FastPath,
+}
+
+/// Loads every block's zones and compiles its table. All errors are returned together,
+/// one `file:line: message` per line; nothing is touched.
+pub fn prepare(config: &Config) -> Result<Vec<Prepared>, String> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for block in &config.dns {
+        match load_responder(&block.zones, &config.pop.name) {
+            Ok(responder) => {
+                let fast = responder.compile_fast_path();
+                out.push(Prepared { block: block.clone(), responder, fast });
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors.join("\n")) }
+}
+
+struct Running {
+    vips: Vec<std::net::IpAddr>,
+    responder: Arc<ArcSwap<Responder>>,
+    shutdown: watch::Sender<bool>,
+}
+
+pub struct DnsRuntime {
+    maps: DnsMaps,
+    running: Vec<Running>,
+}
+
+impl DnsRuntime {
+    pub fn new(maps: DnsMaps) -> DnsRuntime {
+        DnsRuntime { maps, running: Vec::new() }
+    }
+
+    /// Applies prepared blocks: tables first (atomic per block), then the servers'
+    /// answers; servers whose VIPs changed are re-bound. Call inside the tokio runtime.
+    pub fn apply(&mut self, prepared: Vec<Prepared>) -> Result<()> {
+        let count = prepared.len();
+        for (i, p) in prepared.into_iter().enumerate() {
+            let settings = BlockSettings { fast_path: p.block.fast_path, rate_limit: p.block.rate_limit };
+            let installed = self.maps.install(i as u32, &p.fast, settings)?;
+            info!(
+                "dns block {i} ({}): {} zone(s), {} fast-path entries (generation {}){}",
+                p.block.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
+                p.responder.zones().zones().len(),
+                installed.entries,
+                installed.generation,
+                if installed.too_long > 0 {
+                    format!(", {} answers too long for XDP left to the server", installed.too_long)
+                } else {
+                    String::new()
+                }
+            );
+            match self.running.get(i) {
+                Some(r) if r.vips == p.block.vips => r.responder.store(Arc::new(p.responder)),
+                _ => {
+                    if let Some(old) = self.running.get(i) {
+                        let _ = old.shutdown.send(true);
+                    }
+                    let addrs: Vec<SocketAddr> = p.block.vips.iter().map(|&ip| SocketAddr::new(ip, 53)).collect();
+                    let listeners = bind_all(&addrs)?;
+                    let responder = Arc::new(ArcSwap::from_pointee(p.responder));
+                    let (tx, rx) = watch::channel(false);
+                    tokio::spawn(serve_bound(responder.clone(), listeners, rx));
+                    let r = Running { vips: p.block.vips.clone(), responder, shutdown: tx };
+                    if i < self.running.len() {
+                        self.running[i] = r;
+                    } else {
+                        self.running.push(r);
+                    }
+                }
+            }
+        }
+        for r in self.running.drain(count..) {
+            let _ = r.shutdown.send(true);
+        }
+        if let Err(e) = self.maps.retire_from(count as u32) {
+            warn!("could not clear retired DNS blocks: {e:#}");
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(&mut self) {
+        for r in self.running.drain(..) {
+            let _ = r.shutdown.send(true);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The VIP table: which (address, port, protocol) the data path handles, and how.
+//! Synced from the config: new entries first, stale ones removed after, so a VIP that
+//! stays configured never disappears in between.
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use anyhow::{Result, anyhow};
+use aya::maps::{HashMap, MapData};
+use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_KIND_DNS, VIP_KIND_PASS, VipKey, VipValue, v4_mapped};
+
+use crate::config::Config;
+
+pub const DNS_PORT: u16 = 53;
+
+pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
+    let addr = match addr {
+        IpAddr::V4(a) => v4_mapped(a.octets()),
+        IpAddr::V6(a) => a.octets(),
+    };
+    VipKey { addr, port_be: port.to_be(), proto, _pad: 0 }
+}
+
+/// What the config asks the VIP table to hold.
+pub fn desired(config: &Config) -> BTreeMap<([u8; 16], u16, u8), VipValue> {
+    let mut m = BTreeMap::new();
+    for (i, block) in config.dns.iter().enumerate() {
+        for &vip in &block.vips {
+            let k = vip_key(vip, DNS_PORT, IPPROTO_UDP);
+            m.insert((k.addr, k.port_be, k.proto), VipValue { kind: VIP_KIND_DNS, index: i as u32 });
+            // DNS over TCP is the server's job; the entry documents the VIP and counts it.
+            let k = vip_key(vip, DNS_PORT, IPPROTO_TCP);
+            m.insert((k.addr, k.port_be, k.proto), VipValue { kind: VIP_KIND_PASS, index: 0 });
+        }
+    }
+    m
+}
+
+pub struct VipTable(pub HashMap<MapData, VipKey, VipValue>);
+
+impl VipTable {
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<VipTable> {
+        let map = ebpf.take_map(pop_common::MAP_VIPS).ok_or_else(|| anyhow!("VIPS map missing"))?;
+        Ok(VipTable(HashMap::try_from(map)?))
+    }
+
+    pub fn sync(&mut self, want: &BTreeMap<([u8; 16], u16, u8), VipValue>) -> Result<()> {
+        for (&(addr, port_be, proto), value) in want {
+            let key = VipKey { addr, port_be, proto, _pad: 0 };
+            self.0
+                .insert(key, value, 0)
+                .map_err(|e| anyhow!("VIP table full ({} entries at most): {e}", pop_common::MAX_VIPS))?;
+        }
+        let stale: Vec<VipKey> = self
+            .0
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter(|k| !want.contains_key(&(k.addr, k.port_be, k.proto)))
+            .collect();
+        for k in stale {
+            let _ = self.0.remove(&k);
+        }
+        Ok(())
+    }
+}
