@@ -366,3 +366,48 @@ fn broken_zone_at_start_names_file_and_line_and_attaches_nothing() -> Result<()>
     let _ = &mut lab;
     Ok(())
 }
+
+/// Frames veth cannot carry here (VLAN tags: no 802.1Q devices in this kernel) and an
+/// IPv4 header with options, fed to the PoP's live program with BPF_PROG_TEST_RUN.
+/// The answer must keep the tags, turn addresses and ports around, carry valid
+/// checksums and lengths, and equal the server's answer to the same query.
+#[test]
+fn vlan_tagged_and_ip_options_frames_are_answered_correctly() -> Result<()> {
+    use pop_lab::{frames, testrun};
+    let d = dns_lab(0)?;
+    let prog = testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
+    let q = query(0x4242, "Www.Example.com", 1, 1, Some((1232, true)), true);
+    let from_server = exchange(&d.client, SLOW4, vec![q.clone()])?.remove(0).expect("server answers");
+    let fast4 = [203, 0, 113, 53];
+    let fast6: [u8; 16] = FAST6.parse::<std::net::Ipv6Addr>()?.octets();
+    let client6: [u8; 16] = "2001:db8::1".parse::<std::net::Ipv6Addr>()?.octets();
+    const ONE_TAG: &[(u16, u16)] = &[(0x8100, 100)];
+    const TWO_TAGS: &[(u16, u16)] = &[(0x88a8, 200), (0x8100, 100)];
+    let nop_options = [1, 1, 1, 0]; // NOP NOP NOP EOL
+    let cases = [
+        ("802.1Q IPv4", frames::udp4(frames::L2 { vlans: ONE_TAG }, [192, 0, 2, 1], fast4, 40000, 53, &[], &q)),
+        ("802.1ad+802.1Q IPv4", frames::udp4(frames::L2 { vlans: TWO_TAGS }, [192, 0, 2, 1], fast4, 40001, 53, &[], &q)),
+        ("IPv4 with options", frames::udp4(frames::L2::default(), [192, 0, 2, 1], fast4, 40002, 53, &nop_options, &q)),
+        ("802.1Q IPv6", frames::udp6(frames::L2 { vlans: ONE_TAG }, client6, fast6, 40003, 53, &q)),
+        ("802.1ad+802.1Q IPv6", frames::udp6(frames::L2 { vlans: TWO_TAGS }, client6, fast6, 40004, 53, &q)),
+    ];
+    for (what, frame) in cases {
+        let input = frames::parse_udp(&frame).map_err(anyhow::Error::msg)?;
+        let out = testrun::run(&prog, &frame)?;
+        assert_eq!(out.verdict, testrun::XDP_TX, "{what}: not answered in XDP");
+        let ans = frames::parse_udp(&out.frame).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+        assert_eq!(ans.vlans, input.vlans, "{what}: VLAN tags");
+        assert_eq!((ans.dst_mac, ans.src_mac), (input.src_mac, input.dst_mac), "{what}: MACs");
+        assert_eq!((&ans.src, &ans.dst), (&input.dst, &input.src), "{what}: addresses");
+        assert_eq!((ans.sport, ans.dport), (53, input.sport), "{what}: ports");
+        assert_eq!(ans.payload, from_server, "{what}: DNS answer differs from the server's");
+    }
+    // A VLAN-tagged response (QR=1) is dropped, and a non-VIP tagged frame passes.
+    let mut resp = q.clone();
+    resp[2] |= 0x80;
+    let f = frames::udp4(frames::L2 { vlans: ONE_TAG }, [192, 0, 2, 1], fast4, 40005, 53, &[], &resp);
+    assert_eq!(testrun::run(&prog, &f)?.verdict, testrun::XDP_DROP);
+    let f = frames::udp4(frames::L2 { vlans: TWO_TAGS }, [192, 0, 2, 1], [192, 0, 2, 2], 40006, 53, &[], &q);
+    assert_eq!(testrun::run(&prog, &f)?.verdict, testrun::XDP_PASS);
+    Ok(())
+}

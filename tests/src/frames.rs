@@ -1,0 +1,154 @@
+//! Building and checking Ethernet/IP/UDP frames by hand, for BPF_PROG_TEST_RUN.
+
+use crate::testrun::checksum;
+
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const POP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// Layer 2 options of a test frame.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct L2 {
+    /// 802.1Q / 802.1ad tags, outermost first: (TPID, VLAN id).
+    pub vlans: &'static [(u16, u16)],
+}
+
+fn ethernet(l2: L2, ethertype: u16) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&POP_MAC);
+    f.extend_from_slice(&CLIENT_MAC);
+    for (tpid, vid) in l2.vlans {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+    }
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// IPv4/UDP frame from `src:sport` to `dst:dport` carrying `payload`; `options` (a
+/// multiple of 4 bytes) go into the IP header.
+pub fn udp4(l2: L2, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, options: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut f = ethernet(l2, 0x0800);
+    let ihl = 20 + options.len();
+    let total = ihl + 8 + payload.len();
+    let mut ip = vec![0x40 | (ihl / 4) as u8, 0];
+    ip.extend_from_slice(&(total as u16).to_be_bytes());
+    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    ip.extend_from_slice(options);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 17]);
+    f.extend_from_slice(&udp(&pseudo, sport, dport, payload));
+    f
+}
+
+/// IPv6/UDP frame.
+pub fn udp6(l2: L2, src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = ethernet(l2, 0x86dd);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 17]);
+    f.extend_from_slice(&udp(&pseudo, sport, dport, payload));
+    f
+}
+
+fn udp(pseudo: &[u8], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = (8 + payload.len()) as u16;
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&len.to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    let mut all = pseudo.to_vec();
+    all.extend_from_slice(&len.to_be_bytes());
+    all.extend_from_slice(&u);
+    let c = match checksum(&all) {
+        0 => 0xffff,
+        c => c,
+    };
+    u[6..8].copy_from_slice(&c.to_be_bytes());
+    u
+}
+
+/// A UDP frame taken apart, with its checksums verified.
+#[derive(Debug)]
+pub struct Parsed {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub vlans: Vec<(u16, u16)>,
+    pub src: Vec<u8>,
+    pub dst: Vec<u8>,
+    pub sport: u16,
+    pub dport: u16,
+    pub payload: Vec<u8>,
+}
+
+/// Parses an Ethernet/VLAN/IP/UDP frame; fails on any bad length or checksum.
+pub fn parse_udp(f: &[u8]) -> Result<Parsed, String> {
+    let mut off = 12;
+    let mut vlans = Vec::new();
+    let mut et = u16::from_be_bytes([f[12], f[13]]);
+    while et == 0x8100 || et == 0x88a8 {
+        vlans.push((et, u16::from_be_bytes([f[off + 2], f[off + 3]])));
+        off += 4;
+        et = u16::from_be_bytes([f[off], f[off + 1]]);
+    }
+    let l3 = off + 2;
+    let (src, dst, l4, pseudo) = match et {
+        0x0800 => {
+            let ihl = (f[l3] & 0xf) as usize * 4;
+            if checksum(&f[l3..l3 + ihl]) != 0 {
+                return Err("bad IPv4 header checksum".into());
+            }
+            let total = u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]) as usize;
+            if l3 + total != f.len() {
+                return Err(format!("IPv4 total length {total} but {} bytes follow", f.len() - l3));
+            }
+            let mut p = f[l3 + 12..l3 + 20].to_vec();
+            p.extend_from_slice(&[0, 17]);
+            (f[l3 + 12..l3 + 16].to_vec(), f[l3 + 16..l3 + 20].to_vec(), l3 + ihl, p)
+        }
+        0x86dd => {
+            let plen = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) as usize;
+            if l3 + 40 + plen != f.len() {
+                return Err(format!("IPv6 payload length {plen} but {} bytes follow", f.len() - l3 - 40));
+            }
+            let mut p = f[l3 + 8..l3 + 40].to_vec();
+            p.extend_from_slice(&[0, 17]);
+            (f[l3 + 8..l3 + 24].to_vec(), f[l3 + 24..l3 + 40].to_vec(), l3 + 40, p)
+        }
+        other => return Err(format!("ethertype {other:#x}")),
+    };
+    let ulen = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
+    if l4 + ulen != f.len() {
+        return Err(format!("UDP length {ulen} but {} bytes follow", f.len() - l4));
+    }
+    let mut all = pseudo;
+    all.extend_from_slice(&(ulen as u16).to_be_bytes());
+    all.extend_from_slice(&f[l4..]);
+    if checksum(&all) != 0 {
+        return Err("bad UDP checksum".into());
+    }
+    Ok(Parsed {
+        dst_mac: f[0..6].try_into().unwrap(),
+        src_mac: f[6..12].try_into().unwrap(),
+        vlans,
+        src,
+        dst,
+        sport: u16::from_be_bytes([f[l4], f[l4 + 1]]),
+        dport: u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
+        payload: f[l4 + 8..].to_vec(),
+    })
+}
