@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup | build | test | demo`. Every task that needs the
 //! toolchain or the lab runs `setup` first, so on a fresh machine one command suffices.
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -31,6 +32,9 @@ enum Task {
     },
     /// Set up, then run the demo PoP in a namespace lab and explain what it shows.
     Demo,
+    /// Set up, then measure: XDP ns/packet per path and dnsperf against pop and Knot
+    /// DNS; writes bench/results/latest.md.
+    Bench,
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,11 @@ fn run(task: Task) -> Result<()> {
             let mut argv = vec!["test", "--workspace"];
             argv.extend(args.iter().map(String::as_str));
             cargo(&argv)
+        }
+        Task::Bench => {
+            setup::setup()?;
+            cargo(&["build", "--release", "-p", "pop-userspace"])?;
+            bench::run()
         }
         Task::Demo => {
             setup::setup()?;

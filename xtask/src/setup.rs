@@ -21,6 +21,8 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("python3", "small HTTP servers in the lab"),
     ("dnsutils", "dig: DNS client in tests and the demo"),
     ("knot-dnsutils", "kdig: DNS client in tests"),
+    ("knot", "Knot DNS: the peer `cargo xtask bench` compares with"),
+    ("dnsperf", "DNS load generator for `cargo xtask bench`"),
 ];
 
 /// Where bpf-linker finds nightly's LLVM (its rpath points here, so it must stay).

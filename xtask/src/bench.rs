@@ -1,0 +1,254 @@
+//! `cargo xtask bench`: performance figures in one run, written to
+//! bench/results/latest.md and printed. Absolute numbers vary between runs and
+//! machines (the client shares the two cores with the servers); the ratios are the point.
+//!
+//! 1. ns per packet through BPF_PROG_TEST_RUN for each DNS path, beside a bare
+//!    XDP_PASS program.
+//! 2. dnsperf QPS and CPU per answered query against pop (XDP fast path), pop's own
+//!    server (fast path off), Knot DNS in socket mode and Knot DNS in XDP mode, all
+//!    serving the same zones in the same namespace lab.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use pop_lab::{Host, Lab, frames, testrun, wait_until};
+
+const POP_VIP: &str = "203.0.113.53";
+const POP_SERVER_VIP: &str = "203.0.113.54";
+const KNOT_ADDR: &str = "198.51.100.2";
+const DNSPERF_SECONDS: u32 = 8;
+
+struct Row {
+    what: String,
+    value: f64,
+    unit: &'static str,
+    note: String,
+}
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data").canonicalize().expect("tests/data")
+}
+
+/// CPU seconds (user + system) used so far by process `pid`.
+fn process_cpu(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = &stat[stat.rfind(')').context("stat")? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64)
+}
+
+/// (run_time_ns, run_cnt) of a program fd, from the kernel's BPF stats.
+fn bpf_stats(fd: &std::os::fd::OwnedFd) -> Result<(u64, u64)> {
+    use std::os::fd::AsRawFd as _;
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+    let get = |k: &str| {
+        info.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u64>().unwrap_or(0))).unwrap_or(0)
+    };
+    Ok((get("run_time_ns:"), get("run_cnt:")))
+}
+
+fn queries_file(lab: &Lab) -> Result<PathBuf> {
+    let mut q = String::new();
+    for _ in 0..50 {
+        for l in ["www.example.com A", "mail.example.com A", "example.com MX", "ns1.example.com A", "www.example.com AAAA", "nope.example.com A", "example.com TXT", "alias.example.com A"] {
+            q.push_str(l);
+            q.push('\n');
+        }
+    }
+    lab.write("queries.txt", &q)
+}
+
+/// Runs dnsperf from `client` against `server`; returns (QPS, queries completed).
+fn dnsperf(client: &Host, server: &str, queries: &Path) -> Result<(f64, f64)> {
+    let out = client.stdout(&[
+        "dnsperf", "-s", server, "-d", queries.to_str().unwrap(), "-l", &DNSPERF_SECONDS.to_string(), "-c", "16",
+        "-T", "1", "-q", "500", "-t", "1",
+    ])?;
+    let field = |name: &str| -> Result<f64> {
+        let line = out.lines().find(|l| l.trim_start().starts_with(name)).with_context(|| format!("dnsperf printed no {name:?}:\n{out}"))?;
+        Ok(line.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse()?)
+    };
+    Ok((field("Queries per second")?, field("Queries completed")?))
+}
+
+fn knot_config(lab: &Lab, xdp: bool) -> Result<PathBuf> {
+    let run = lab.dir.join(if xdp { "knot-xdp" } else { "knot-sock" });
+    fs::create_dir_all(run.join("db"))?;
+    let data = data_dir();
+    let listen = if xdp { format!("xdp:\n    listen: k0@53\n    udp: on\n    route-check: off\n") } else { String::new() };
+    let mut text = String::new();
+    text += "server:\n";
+    text += &format!("    rundir: \"{}\"\n", run.display());
+    text += &format!("    listen: {KNOT_ADDR}@53\n");
+    text += "    udp-workers: 1\n    tcp-workers: 1\n";
+    text += &listen;
+    text += &format!("database:\n    storage: \"{}/db\"\n", run.display());
+    text += "log:\n  - target: stderr\n    any: warning\n";
+    text += "zone:\n";
+    for (domain, file) in [("example.com", "example.com.zone"), ("wild.test", "wild.test.zone")] {
+        text += &format!("  - domain: {domain}\n    file: \"{}\"\n", data.join(file).display());
+        text += "    journal-content: none\n    zonefile-sync: -1\n";
+    }
+    lab.write(if xdp { "knot-xdp.conf" } else { "knot-sock.conf" }, &text)
+}
+
+fn wait_answering(client: &Host, server: &str) -> Result<()> {
+    wait_until(Duration::from_secs(20), &format!("a DNS server on {server}"), || {
+        client
+            .output(&["dig", "+tries=1", "+time=1", "+short", &format!("@{server}"), "www.example.com", "A"])
+            .ok()
+            .filter(|o| String::from_utf8_lossy(&o.stdout).contains("192.0.2.80"))
+    })
+    .map(|_| ())
+}
+
+pub fn run() -> Result<()> {
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/pop").canonicalize()?;
+    unsafe { std::env::set_var("POP_BIN", &bin) };
+    let _ = std::process::Command::new("sysctl").args(["-qw", "kernel.bpf_stats_enabled=1"]).status();
+
+    println!("[bench] building the lab: client, pop, knot");
+    let mut lab = Lab::new()?;
+    let client = lab.host("client")?;
+    let pop = lab.host("pop")?;
+    let knot = lab.host("knot")?;
+    lab.link(&client, "c0", &pop, "p0")?;
+    lab.link(&client, "c1", &knot, "k0")?;
+    lab.addr(&client, "c0", "192.0.2.1/24")?;
+    lab.addr(&pop, "p0", "192.0.2.2/24")?;
+    lab.addr(&client, "c1", "198.51.100.1/24")?;
+    lab.addr(&knot, "k0", &format!("{KNOT_ADDR}/24"))?;
+    for vip in [POP_VIP, POP_SERVER_VIP] {
+        lab.addr(&pop, "lo", &format!("{vip}/32"))?;
+    }
+    lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+    for i in ["c0", "c1"] {
+        lab.tx_checksum_off(&client, i)?;
+        lab.xdp_pass(&client, i)?;
+    }
+    let data = data_dir();
+    let zones = format!("[\"{}\", \"{}\"]", data.join("example.com.zone").display(), data.join("wild.test.zone").display());
+    let config = lab.pop_config(
+        &pop,
+        &format!(
+            "[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{POP_VIP}\", \"2001:db8:53::53\"]\nzones = {zones}\nrate_limit = 0\n\n\
+             [[dns]]\nvips = [\"{POP_SERVER_VIP}\"]\nzones = {zones}\nrate_limit = 0\nfast_path = false\n"
+        ),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+    let pop_pid = lab.daemon_pid("pop").unwrap();
+    let prog = testrun::pinned_program(&lab.bpffs_dir().join("pop").join("prog"))?;
+
+    let mut rows = Vec::new();
+
+    // 1. ns per packet, BPF_PROG_TEST_RUN.
+    println!("[bench] BPF_PROG_TEST_RUN ns/packet");
+    let runs = 20_000;
+    let q = |name: &str| {
+        let mut m = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        m
+    };
+    let l2 = frames::L2::default();
+    let (c4, v4) = ([192, 0, 2, 1], [203, 0, 113, 53]);
+    let c6: [u8; 16] = "2001:db8::1".parse::<std::net::Ipv6Addr>()?.octets();
+    let v6: [u8; 16] = "2001:db8:53::53".parse::<std::net::Ipv6Addr>()?.octets();
+    let baseline = testrun::mean_ns(&testrun::pass_program()?, &frames::udp4(l2, c4, v4, 1000, 53, &[], &q("www.example.com")), runs)?;
+    rows.push(Row { what: "bare XDP_PASS program (baseline)".into(), value: baseline, unit: "ns/pkt", note: "1.00x".into() });
+    let cases: [(&str, Vec<u8>, u32); 5] = [
+        ("pop: non-VIP packet passed", frames::udp4(l2, c4, [192, 0, 2, 2], 1000, 9, &[], &[0; 32]), testrun::XDP_PASS),
+        ("pop: DNS hit, IPv4 (answered in XDP)", frames::udp4(l2, c4, v4, 1000, 53, &[], &q("www.example.com")), testrun::XDP_TX),
+        ("pop: DNS hit, IPv6 (answered in XDP)", frames::udp6(l2, c6, v6, 1000, 53, &q("www.example.com")), testrun::XDP_TX),
+        ("pop: DNS NXDOMAIN (answered in XDP)", frames::udp4(l2, c4, v4, 1000, 53, &[], &q("nope.example.com")), testrun::XDP_TX),
+        ("pop: DNS passed to the server (wildcard zone)", frames::udp4(l2, c4, v4, 1000, 53, &[], &q("any.wild.test")), testrun::XDP_PASS),
+    ];
+    for (what, frame, want) in cases {
+        let got = testrun::run(&prog, &frame)?.verdict;
+        if got != want {
+            bail!("{what}: verdict {got}, expected {want}");
+        }
+        let ns = testrun::mean_ns(&prog, &frame, runs)?;
+        rows.push(Row { what: what.into(), value: ns, unit: "ns/pkt", note: format!("{:.2}x baseline", ns / baseline) });
+    }
+
+    // 2. dnsperf end to end.
+    let queries = queries_file(&lab)?;
+    let mut qps_rows = Vec::new();
+    println!("[bench] dnsperf against pop, XDP fast path ({DNSPERF_SECONDS} s)");
+    wait_answering(&client, POP_VIP)?;
+    let (t0, n0) = bpf_stats(&prog)?;
+    let cpu0 = process_cpu(pop_pid)?;
+    let (qps, done) = dnsperf(&client, POP_VIP, &queries)?;
+    let (t1, n1) = bpf_stats(&prog)?;
+    let cpu = process_cpu(pop_pid)? - cpu0;
+    let xdp_ns = (t1 - t0) as f64 / (n1 - n0).max(1) as f64;
+    qps_rows.push(("pop, answered in XDP", qps, xdp_ns + cpu * 1e9 / done, format!("XDP {xdp_ns:.0} ns/pkt (kernel BPF stats) + controller CPU")));
+
+    println!("[bench] dnsperf against pop's own server (fast path off)");
+    wait_answering(&client, POP_SERVER_VIP)?;
+    let cpu0 = process_cpu(pop_pid)?;
+    let (qps, done) = dnsperf(&client, POP_SERVER_VIP, &queries)?;
+    let cpu = process_cpu(pop_pid)? - cpu0;
+    qps_rows.push(("pop's server, fast path off", qps, cpu * 1e9 / done, "controller process CPU".into()));
+
+    for xdp in [false, true] {
+        let name = if xdp { "Knot DNS 3.2, XDP mode" } else { "Knot DNS 3.2, socket mode" };
+        println!("[bench] dnsperf against {name}");
+        let conf = knot_config(&lab, xdp)?;
+        let daemon = lab.spawn(&knot, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
+        let pid = daemon.child.id();
+        wait_answering(&client, KNOT_ADDR).with_context(|| lab.daemon_log("knot").unwrap_or_default())?;
+        let cpu0 = process_cpu(pid)?;
+        let (qps, done) = dnsperf(&client, KNOT_ADDR, &queries)?;
+        let cpu = process_cpu(pid)? - cpu0;
+        qps_rows.push((name, qps, cpu * 1e9 / done, "knotd process CPU".into()));
+        lab.stop_daemon("knot")?;
+        // Knot leaves its XDP program attached after exit.
+        let _ = knot.run(&["ip", "link", "set", "dev", "k0", "xdp", "off"]);
+    }
+
+    let report = render(&rows, &qps_rows)?;
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    fs::create_dir_all(&out)?;
+    fs::write(out.join("latest.md"), &report)?;
+    println!("\n{report}");
+    println!("[bench] written to bench/results/latest.md");
+    Ok(())
+}
+
+fn render(rows: &[Row], qps: &[(&str, f64, f64, String)]) -> Result<String> {
+    let mut s = String::new();
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    writeln!(s, "# pop benchmark\n")?;
+    writeln!(s, "Machine: {cores} cores, Linux {}. Taken {}.", kernel.trim(), chrono_now())?;
+    writeln!(s, "Absolute figures vary from run to run and machine to machine, and the load")?;
+    writeln!(s, "generator shares the cores with the servers; compare the ratios.\n")?;
+    writeln!(s, "## XDP program cost (BPF_PROG_TEST_RUN, mean of 20000 single runs)\n")?;
+    writeln!(s, "| path | ns/packet | vs bare XDP_PASS |\n|---|---:|---:|")?;
+    for r in rows {
+        writeln!(s, "| {} | {:.1} {} | {} |", r.what, r.value, r.unit.trim_start_matches("ns/pkt"), r.note)?;
+    }
+    writeln!(s, "\n## DNS end to end (dnsperf, {DNSPERF_SECONDS} s, 16 clients, same zones, same lab)\n")?;
+    writeln!(s, "| server | queries/s | vs Knot socket | CPU ns/query | how CPU was measured |\n|---|---:|---:|---:|---|")?;
+    let knot_sock = qps.iter().find(|r| r.0.contains("socket")).map(|r| r.1).unwrap_or(1.0);
+    for (name, q, cpu, how) in qps {
+        writeln!(s, "| {name} | {q:.0} | {:.2}x | {cpu:.0} | {how} |", q / knot_sock)?;
+    }
+    Ok(s)
+}
+
+fn chrono_now() -> String {
+    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
