@@ -55,6 +55,37 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cargo test`, echoing its output, and closes with one summary line over every
+/// test binary ("N passed, N failed") so CI reads the whole run, not the last binary.
+fn cargo_test(args: &[&str]) -> Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(env!("CARGO")).args(args).stdout(std::process::Stdio::piped()).spawn()?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else { continue };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("\ntests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
 fn run(task: Task) -> Result<()> {
     match task {
         Task::Setup => setup::setup(),
@@ -72,9 +103,9 @@ fn run(task: Task) -> Result<()> {
             }
             // The integration tests run the `pop` binary, so build it first.
             cargo(&["build", "-p", "pop-userspace"])?;
-            let mut argv = vec!["test", "--workspace"];
+            let mut argv = vec!["test", "--workspace", "--no-fail-fast"];
             argv.extend(args.iter().map(String::as_str));
-            cargo(&argv)
+            cargo_test(&argv)
         }
         Task::Bench => {
             setup::setup()?;

@@ -205,6 +205,9 @@ mod tests {
         assert!(answer(&e).is_none());
         let fast = FastPath { entries: vec![e], ..Default::default() };
         let (entries, too_long) = entries(1, &fast).unwrap();
-        assert_eq!((entries.len(), too_long), (0, 1));
+        // Only the name's "other types go to the server" marker is written.
+        assert_eq!((entries.len(), too_long), (1, 1));
+        assert_eq!(entries[0].0.qtype, DNS_QTYPE_OTHER);
+        assert_eq!(entries[0].1.action, DNS_ACTION_PASS);
     }
 }
