@@ -40,7 +40,8 @@ fn main() {
              missing, `cargo xtask setup` installs them."
         );
     }
-    let object = target_dir.join("bpfel-unknown-none/release/pop");
-    std::fs::copy(&object, out_dir.join("pop.bpf.o"))
-        .unwrap_or_else(|e| panic!("copying {}: {e}", object.display()));
+    for (bin, object) in [("pop", "pop.bpf.o"), ("pop-decap", "pop-decap.bpf.o")] {
+        let built = target_dir.join("bpfel-unknown-none/release").join(bin);
+        std::fs::copy(&built, out_dir.join(object)).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+    }
 }

@@ -18,6 +18,11 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_VIPS: &str = "VIPS";
 pub const MAP_DNS_TABLE: &str = "DNS_TABLE";
 pub const MAP_DNS_BLOCKS: &str = "DNS_BLOCKS";
+pub const MAP_LB_SERVICES: &str = "LB_SERVICES";
+pub const MAP_LB_MAGLEV: &str = "LB_MAGLEV";
+pub const MAP_LB_BACKENDS: &str = "LB_BACKENDS";
+pub const MAP_LB_SERVICE_STATS: &str = "LB_SERVICE_STATS";
+pub const MAP_LB_BACKEND_STATS: &str = "LB_BACKEND_STATS";
 
 /// Slots in the per-CPU counter block. Larger than the counters in use so that new
 /// counters can be added without changing the map's value size.
@@ -79,6 +84,18 @@ counters! {
     PassVipKernel = "pass.vip_kernel": "passed: VIP traffic served by the kernel stack (the controller's own servers)",
     PassVipNoHandler = "pass.vip_no_handler": "passed: VIP entry whose handler is not in this program",
     PassVlanDepth = "pass.vlan_too_deep": "passed: more than two VLAN tags",
+    LbPackets = "lb.packets": "packets to a load-balanced service VIP",
+    LbForwardedTx = "lb.forwarded_tx": "encapsulated to a backend and sent back out the receiving interface",
+    LbForwardedRedirect = "lb.forwarded_redirect": "encapsulated to a backend and redirected to another interface",
+    LbFlowHit = "lb.flow_hit": "packets of a flow found in the connection table",
+    LbNewFlow = "lb.new_flow": "flows given a backend by the Maglev table",
+    LbRehashed = "lb.rehashed": "flows whose backend was removed or down, moved to a live backend",
+    LbDropNoBackend = "drop.lb_no_backend": "dropped: the service has no live backend",
+    LbDropNoRoute = "drop.lb_no_route": "dropped: no route to the backend (fib lookup failed)",
+    LbPassNoNeigh = "drop.lb_no_neighbour": "dropped: backend's next hop not resolved yet (ARP/ND); the controller primes it",
+    LbDropNoRoom = "drop.lb_encap": "dropped: the frame could not grow for the tunnel header",
+    LbTooBig = "lb.icmp_too_big": "answered ICMP fragmentation-needed / packet-too-big: too large once encapsulated",
+    LbDropFamily = "drop.lb_family": "dropped: VIP and backend address families differ",
     DnsQueries = "dns.queries": "UDP datagrams to a DNS VIP seen by XDP",
     DnsAnsweredNoerror = "dns.xdp.noerror": "answered in XDP: NOERROR (answers and NODATA)",
     DnsAnsweredNxdomain = "dns.xdp.nxdomain": "answered in XDP: NXDOMAIN",
@@ -130,6 +147,75 @@ pub struct VipValue {
 pub const VIP_KIND_PASS: u32 = 0;
 /// UDP/53 of a DNS block: answered from DNS_TABLE; `index` is the block.
 pub const VIP_KIND_DNS: u32 = 1;
+/// A load-balanced service: steered to a backend; `index` is the service.
+pub const VIP_KIND_LB: u32 = 2;
+
+// ---- load balancer -------------------------------------------------------------------
+
+pub const LB_MAX_SERVICES: u32 = 32;
+pub const LB_MAX_BACKENDS: u32 = 1024;
+/// Largest Maglev table (a prime); each service has two halves of this size (A/B).
+pub const LB_TABLE_MAX: u32 = 65537;
+pub const LB_FLOWS_MAX: u32 = 1 << 20;
+pub const MAP_LB_FLOWS: &str = "LB_FLOWS";
+
+/// Per service in LB_SERVICES.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbService {
+    /// Maglev table size in use (prime); 0 = no live backend.
+    pub table_size: u32,
+    /// Which half of the service's LB_MAGLEV area is live (0 or 1).
+    pub half: u32,
+}
+
+/// Backend states in LbBackend::state.
+pub const BACKEND_UNUSED: u32 = 0;
+/// Takes new flows (present in the Maglev table) and keeps its flows.
+pub const BACKEND_LIVE: u32 = 1;
+/// Keeps existing flows, takes no new ones.
+pub const BACKEND_DRAIN: u32 = 2;
+/// Gone: its flows are re-hashed to a live backend.
+pub const BACKEND_DOWN: u32 = 3;
+
+/// Per backend id in LB_BACKENDS.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbBackend {
+    /// IPv6 address, or IPv4 v4-mapped.
+    pub addr: [u8; 16],
+    pub state: u32,
+    pub service: u32,
+}
+
+/// Key of the connection table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    pub proto: u8,
+    pub _pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowValue {
+    pub backend: u32,
+    pub _pad: u32,
+}
+
+/// Packets, bytes and new flows of one service or backend (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LbStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
 
 // ---- DNS fast path -------------------------------------------------------------------
 
@@ -229,6 +315,11 @@ mod user {
     unsafe impl aya::Pod for super::DnsKey {}
     unsafe impl aya::Pod for super::DnsAnswer {}
     unsafe impl aya::Pod for super::DnsBlock {}
+    unsafe impl aya::Pod for super::LbService {}
+    unsafe impl aya::Pod for super::LbBackend {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::LbStats {}
     unsafe impl bytemuck::Zeroable for super::Counters {}
     unsafe impl bytemuck::Pod for super::Counters {}
 }

@@ -6,7 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use pop_common::{
-    Counters, DNS_BLOCKS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
+    Counters, DNS_BLOCKS_MAX, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
+    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
     MAX_VIPS, RrlBucket, RrlKey, VipKey, VipValue,
 };
 
@@ -41,5 +42,29 @@ pub struct DnsScratch {
     /// Headers and question, moved when an answer must grow at the front.
     pub front: [u8; 512],
 }
+
+/// Load balancer: per service, the Maglev table size in use and its live half.
+#[map(name = "LB_SERVICES")]
+pub static LB_SERVICES: Array<LbService> = Array::pinned(LB_MAX_SERVICES, 0);
+
+/// Maglev tables: service s, half h, slot i at (s * 2 + h) * LB_TABLE_MAX + i -> backend id.
+#[map(name = "LB_MAGLEV")]
+pub static LB_MAGLEV: Array<u32> = Array::pinned(LB_MAX_SERVICES * 2 * LB_TABLE_MAX, 0);
+
+/// Backend id -> address and state (live, drain, down).
+#[map(name = "LB_BACKENDS")]
+pub static LB_BACKENDS: Array<LbBackend> = Array::pinned(LB_MAX_BACKENDS, 0);
+
+/// Connection table: 5-tuple -> backend id, so flows stay put when backends change.
+#[map(name = "LB_FLOWS")]
+pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(LB_FLOWS_MAX, 0);
+
+/// Per-service packets, bytes, new flows (per CPU).
+#[map(name = "LB_SERVICE_STATS")]
+pub static LB_SERVICE_STATS: PerCpuArray<LbStats> = PerCpuArray::pinned(LB_MAX_SERVICES, 0);
+
+/// Per-backend packets, bytes, new flows (per CPU).
+#[map(name = "LB_BACKEND_STATS")]
+pub static LB_BACKEND_STATS: PerCpuArray<LbStats> = PerCpuArray::pinned(LB_MAX_BACKENDS, 0);
 
 const BPF_F_NO_PREALLOC: u32 = 1;

@@ -29,6 +29,8 @@ pub struct Packet {
     pub src: [u8; 16],
     /// Destination address; IPv4 in v4-mapped form.
     pub dst: [u8; 16],
+    /// Source port in network byte order (0 for non-TCP/UDP).
+    pub sport_be: u16,
     /// Destination port in network byte order (0 for non-TCP/UDP).
     pub dport_be: u16,
     /// L4 protocol number.
@@ -36,7 +38,7 @@ pub struct Packet {
 }
 
 impl Packet {
-    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, v6: false, src: [0; 16], dst: [0; 16], dport_be: 0, proto: 0 };
+    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0 };
 }
 
 /// Returns a pointer to a `T` at `offset` bytes into the packet, if it fits.
@@ -141,8 +143,8 @@ fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
     if frag & 0x3fff != 0 {
         return Err(Skip::Fragment);
     }
-    let dport_be = l4_dport(ctx, l3 + ihl, proto)?;
-    Ok(Packet { l3, l4: l3 + ihl, v6: false, src, dst, dport_be, proto })
+    let (sport_be, dport_be) = l4_ports(ctx, l3 + ihl, proto)?;
+    Ok(Packet { l3, l4: l3 + ihl, v6: false, src, dst, sport_be, dport_be, proto })
 }
 
 #[inline(always)]
@@ -159,8 +161,8 @@ fn parse_ipv6(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
     let mut dst = [0u8; 16];
     dst.copy_from_slice(&hdr[24..40]);
     count_l4(stats, proto, true);
-    let dport_be = l4_dport(ctx, l3 + IPV6_HLEN, proto)?;
-    Ok(Packet { l3, l4: l3 + IPV6_HLEN, v6: true, src, dst, dport_be, proto })
+    let (sport_be, dport_be) = l4_ports(ctx, l3 + IPV6_HLEN, proto)?;
+    Ok(Packet { l3, l4: l3 + IPV6_HLEN, v6: true, src, dst, sport_be, dport_be, proto })
 }
 
 #[inline(always)]
@@ -174,16 +176,16 @@ fn count_l4(stats: &Stats, proto: u8, v6: bool) {
     });
 }
 
-/// Destination port of TCP/UDP; 0 for anything else. A TCP/UDP header cut short is
-/// malformed.
+/// Source and destination ports of TCP/UDP (network byte order); 0 for anything else.
+/// A TCP/UDP header cut short is malformed.
 #[inline(always)]
-fn l4_dport(ctx: &XdpContext, l4: usize, proto: u8) -> Result<u16, Skip> {
+fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16), Skip> {
     match proto {
         IPPROTO_TCP | IPPROTO_UDP => {
             let ports = ptr_at::<[u8; 4]>(ctx, l4).ok_or(Skip::Malformed)?;
             let ports = unsafe { &*ports };
-            Ok(u16::from_ne_bytes([ports[2], ports[3]]))
+            Ok((u16::from_ne_bytes([ports[0], ports[1]]), u16::from_ne_bytes([ports[2], ports[3]])))
         }
-        _ => Ok(0),
+        _ => Ok((0, 0)),
     }
 }

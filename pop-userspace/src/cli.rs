@@ -48,6 +48,26 @@ pub enum Command {
     /// Re-read the config and zones and swap them in atomically (same as SIGHUP to
     /// `pop run`). A broken zone is reported with file:line and nothing changes.
     Reload,
+    /// On a backend: attach (or detach) the XDP program that strips pop's IPIP /
+    /// IPv6-in-IPv6 outer header, so packets to the VIP held on `lo` go up the stack.
+    /// The backend answers clients directly (direct server return).
+    Decap {
+        /// Interface the tunnelled packets arrive on.
+        #[arg(long, value_name = "IFACE")]
+        iface: String,
+        /// Use generic (skb) XDP instead of native.
+        #[arg(long)]
+        generic: bool,
+        /// Remove it instead.
+        #[arg(long, conflicts_with = "stats")]
+        detach: bool,
+        /// Show its counters instead.
+        #[arg(long)]
+        stats: bool,
+        /// Where the link and counters are pinned.
+        #[arg(long, default_value = "/sys/fs/bpf/pop-decap", value_name = "DIR")]
+        bpffs_dir: PathBuf,
+    },
     /// Remove the XDP program, its links and maps for good (refused while `pop run` runs).
     Detach,
 }
@@ -120,15 +140,29 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 (first.clone(), None)
             };
             let rows = metrics::rows(&now, before);
+            let services = metrics::service_rows(&config.pop.bpffs_dir, &config)?;
             if json {
                 let out = serde_json::json!({
                     "pop": config.pop.name,
                     "interval_seconds": if interval > 0.0 { Some(interval) } else { None },
                     "counters": rows,
+                    "services": services,
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print!("{}", metrics::render_table(&rows, all));
+                print!("{}", metrics::render_services(&services));
+            }
+        }
+        Command::Decap { iface, generic, detach, stats, bpffs_dir } => {
+            if detach {
+                crate::lb::decap::detach(&bpffs_dir, &iface)?;
+            } else if stats {
+                for (name, value) in crate::lb::decap::stats(&bpffs_dir, &iface)? {
+                    println!("{name:<24} {value}");
+                }
+            } else {
+                crate::lb::decap::attach(&bpffs_dir, &iface, generic)?;
             }
         }
         Command::Reload => {

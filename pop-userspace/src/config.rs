@@ -27,7 +27,52 @@ pub struct Config {
     pub pop: PopSection,
     pub interfaces: Vec<Interface>,
     pub dns: Vec<DnsBlock>,
+    pub services: Vec<Service>,
 }
+
+/// One `[[service]]`: TCP or UDP on a port of some VIPs, steered to backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub vips: Vec<IpAddr>,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub backends: Vec<Backend>,
+    /// Backends that must be up for the service to count as healthy (announce).
+    pub min_healthy: u32,
+    /// Maglev table size (a prime).
+    pub table_size: u32,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub address: IpAddr,
+    /// Share of new flows relative to the others; 0 takes no new flows.
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => pop_common::IPPROTO_TCP,
+            Protocol::Udp => pop_common::IPPROTO_UDP,
+        }
+    }
+}
+
+pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+pub const MAX_SERVICES: usize = pop_common::LB_MAX_SERVICES as usize;
+pub const MAX_BACKENDS: usize = pop_common::LB_MAX_BACKENDS as usize;
+pub const MAX_WEIGHT: u32 = 1000;
 
 /// One `[[dns]]` block: zones served on a set of VIPs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +194,29 @@ struct RawConfig {
     interface: Vec<Spanned<RawInterface>>,
     #[serde(default)]
     dns: Vec<Spanned<RawDns>>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    vips: Vec<Spanned<String>>,
+    port: Spanned<i64>,
+    #[serde(default)]
+    protocol: Protocol,
+    #[serde(default)]
+    backends: Vec<Spanned<RawBackend>>,
+    min_healthy: Option<u32>,
+    table_size: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    address: Spanned<String>,
+    weight: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +340,100 @@ impl Config {
             });
         }
 
+        let mut services = Vec::new();
+        let mut names = HashSet::new();
+        let mut listeners: HashSet<(IpAddr, u16, u8)> =
+            dns.iter().flat_map(|b| b.vips.iter().map(|&ip| (ip, 53, pop_common::IPPROTO_UDP))).collect();
+        let mut backend_total = 0;
+        if raw.service.len() > MAX_SERVICES {
+            v.error(raw.service[MAX_SERVICES].span(), format!("at most {MAX_SERVICES} [[service]] blocks"));
+        }
+        for svc in raw.service {
+            let span = svc.span();
+            let svc = svc.into_inner();
+            let name = svc.name.get_ref().clone();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                v.error(svc.name.span(), format!("service name {name:?}: use letters, digits, '-' and '_'"));
+            } else if !names.insert(name.clone()) {
+                v.error(svc.name.span(), format!("service {name:?} is defined twice"));
+            }
+            let port = match u16::try_from(*svc.port.get_ref()) {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    v.error(svc.port.span(), format!("service {name:?}: port {} is not 1-65535", svc.port.get_ref()));
+                    0
+                }
+            };
+            let mut vips = Vec::new();
+            for vip in &svc.vips {
+                match vip.get_ref().parse::<IpAddr>() {
+                    Ok(ip) => {
+                        if port != 0 && !listeners.insert((ip, port, svc.protocol.number())) {
+                            v.error(vip.span(), format!("{ip} port {port}/{:?} is already served by another block", svc.protocol));
+                        }
+                        vips.push(ip);
+                    }
+                    Err(_) => v.error(vip.span(), format!("{:?} is not an IPv4 or IPv6 address", vip.get_ref())),
+                }
+            }
+            if svc.vips.is_empty() {
+                v.error(span.clone(), format!("service {name:?} needs at least one address in vips"));
+            }
+            let mut backends = Vec::new();
+            let mut seen = HashSet::new();
+            for b in &svc.backends {
+                let b = b.get_ref();
+                let weight = b.weight.as_ref().map(|w| *w.get_ref()).unwrap_or(1);
+                if let Some(w) = &b.weight {
+                    if *w.get_ref() > MAX_WEIGHT {
+                        v.error(w.span(), format!("weight {} is above {MAX_WEIGHT}", w.get_ref()));
+                    }
+                }
+                match b.address.get_ref().parse::<IpAddr>() {
+                    Ok(ip) if !seen.insert(ip) => v.error(b.address.span(), format!("backend {ip} is listed twice in service {name:?}")),
+                    Ok(ip) => backends.push(Backend { address: ip, weight }),
+                    Err(_) => v.error(b.address.span(), format!("{:?} is not an IPv4 or IPv6 address", b.address.get_ref())),
+                }
+            }
+            backend_total += backends.len();
+            if svc.backends.is_empty() {
+                v.error(span.clone(), format!("service {name:?} has no [[service.backends]]"));
+            }
+            for fam_v6 in [false, true] {
+                let has_vip = vips.iter().any(|ip| ip.is_ipv6() == fam_v6);
+                let has_backend = backends.iter().any(|b| b.address.is_ipv6() == fam_v6 && b.weight > 0);
+                if has_vip && !backends.is_empty() && !has_backend {
+                    v.error(span.clone(), format!(
+                        "service {name:?} has {} VIPs but no {} backend with weight > 0 (IPIP keeps the family)",
+                        if fam_v6 { "IPv6" } else { "IPv4" }, if fam_v6 { "IPv6" } else { "IPv4" }
+                    ));
+                }
+            }
+            let table_size = match &svc.table_size {
+                Some(t) => {
+                    let n = *t.get_ref();
+                    if n > pop_common::LB_TABLE_MAX || !crate::lb::maglev::is_prime(n) {
+                        v.error(t.span(), format!("table_size {n} must be a prime no larger than {}", pop_common::LB_TABLE_MAX));
+                    }
+                    n
+                }
+                None => DEFAULT_TABLE_SIZE,
+            };
+            services.push(Service {
+                name,
+                vips,
+                port,
+                protocol: svc.protocol,
+                backends,
+                min_healthy: svc.min_healthy.unwrap_or(1),
+                table_size,
+                line: line_of(text, span.start),
+            });
+        }
+        if backend_total > MAX_BACKENDS {
+            v.errors.push(ConfigError { file: path.into(), line: None, message: format!("{backend_total} backends in all; at most {MAX_BACKENDS}") });
+        }
+
         if !v.errors.is_empty() {
             return Err(ConfigErrors(v.errors));
         }
@@ -280,6 +442,7 @@ impl Config {
             pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log },
             interfaces,
             dns,
+            services,
         })
     }
 
@@ -431,6 +594,43 @@ mod tests {
         assert!(e[0].starts_with("pop.toml:4: \"not-an-ip\" is not an IPv4 or IPv6 address"), "{e:?}");
         assert!(e[1].starts_with("pop.toml:6: [[dns]] needs at least one zone file"), "{e:?}");
         assert!(e[2].starts_with("pop.toml:7: VIP 203.0.113.53 is used by two blocks"), "{e:?}");
+    }
+
+    #[test]
+    fn services() {
+        let c = parse(
+            "[[interface]]\nname = \"eth0\"\n[[service]]\nname = \"web\"\nvips = [\"203.0.113.10\", \"2001:db8::10\"]\nport = 80\n\
+             [[service.backends]]\naddress = \"198.51.100.11\"\nweight = 2\n[[service.backends]]\naddress = \"2001:db8:1::11\"\n\
+             [[service]]\nname = \"dns-lb\"\nvips = [\"203.0.113.11\"]\nport = 53\nprotocol = \"udp\"\ntable_size = 251\n\
+             backends = [{ address = \"198.51.100.12\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(c.services.len(), 2);
+        let web = &c.services[0];
+        assert_eq!((web.name.as_str(), web.port, web.protocol, web.table_size, web.min_healthy, web.line), ("web", 80, Protocol::Tcp, 65537, 1, 3));
+        assert_eq!(web.backends, [Backend { address: "198.51.100.11".parse().unwrap(), weight: 2 }, Backend { address: "2001:db8:1::11".parse().unwrap(), weight: 1 }]);
+        assert_eq!((c.services[1].protocol, c.services[1].table_size), (Protocol::Udp, 251));
+    }
+
+    #[test]
+    fn service_errors() {
+        let e = errors(
+            "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\"]\nzones = [\"z\"]\n\
+             [[service]]\nname = \"web\"\nvips = [\"203.0.113.10\"]\nport = 70000\nbackends = [{ address = \"2001:db8::1\" }]\n\
+             [[service]]\nname = \"web\"\nvips = [\"203.0.113.53\"]\nport = 53\nprotocol = \"udp\"\ntable_size = 100\nbackends = [{ address = \"198.51.100.1\", weight = 5000 }]\n",
+        );
+        let want = [
+            "pop.toml:9: service \"web\": port 70000 is not 1-65535",
+            "pop.toml:6: service \"web\" has IPv4 VIPs but no IPv4 backend",
+            "pop.toml:12: service \"web\" is defined twice",
+            "pop.toml:13: 203.0.113.53 port 53/Udp is already served by another block",
+            "pop.toml:17: weight 5000 is above 1000",
+            "pop.toml:16: table_size 100 must be a prime",
+        ];
+        assert_eq!(e.len(), want.len(), "{e:#?}");
+        for (got, want) in e.iter().zip(want) {
+            assert!(got.starts_with(want), "{got:?} does not start with {want:?}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::{
         runtime::{self, DnsRuntime},
         table::DnsMaps,
     },
+    lb::runtime::LbRuntime,
     loader,
     vip::{self, VipTable},
 };
@@ -101,6 +102,7 @@ pub async fn run(config: Config) -> Result<()> {
     // Zones are parsed and compiled before the data path is touched: a broken zone
     // stops the start with its file and line, and nothing gets attached.
     let prepared = runtime::prepare(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::lb::runtime::check_forwarding(&config)?;
     let mut datapath = loader::attach(&config)?;
 
     match aya_log::EbpfLogger::init(&mut datapath.ebpf) {
@@ -122,7 +124,8 @@ pub async fn run(config: Config) -> Result<()> {
 
     let mut vips = VipTable::from_ebpf(&mut datapath.ebpf)?;
     let mut dns = DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?);
-    let started = dns.apply(prepared).and_then(|()| vips.sync(&vip::desired(&config)));
+    let mut lb = LbRuntime::from_ebpf(&mut datapath.ebpf)?;
+    let started = dns.apply(prepared).and_then(|()| lb.apply(&config)).and_then(|()| vips.sync(&vip::desired(&config)));
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
@@ -139,13 +142,16 @@ pub async fn run(config: Config) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut seq = 0;
+    let mut config = config;
+    let mut neighbours = tokio::time::interval(std::time::Duration::from_secs(10));
     loop {
         tokio::select! {
+            _ = neighbours.tick() => crate::lb::runtime::prime_neighbours(&config),
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
             _ = hup.recv() => {
                 seq += 1;
-                let result = reload(&config, &mut dns, &mut vips);
+                let result = reload(&config, &mut dns, &mut lb, &mut vips).map(|new| config = new);
                 match &result {
                     Ok(()) => info!("reload {seq}: applied"),
                     Err(e) => warn!("reload {seq} rejected, still serving the previous config and zones:\n{e:#}"),
@@ -161,15 +167,18 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// Re-reads the config file and every zone; applies them only if all are valid.
-fn reload(running: &Config, dns: &mut DnsRuntime, vips: &mut VipTable) -> Result<()> {
+fn reload(running: &Config, dns: &mut DnsRuntime, lb: &mut LbRuntime, vips: &mut VipTable) -> Result<Config> {
     let config = Config::load(&running.path)?;
     let names = |c: &Config| c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>();
     if names(&config) != names(running) || config.pop.bpffs_dir != running.pop.bpffs_dir {
         warn!("interface and bpffs changes take effect when the controller restarts");
     }
     let prepared = runtime::prepare(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::lb::runtime::check_forwarding(&config)?;
     dns.apply(prepared)?;
-    vips.sync(&vip::desired(&config))
+    lb.apply(&config)?;
+    vips.sync(&vip::desired(&config))?;
+    Ok(config)
 }
 
 /// `pop reload`: validate here first (so a broken zone is reported without bothering the

@@ -112,3 +112,86 @@ mod tests {
         assert!(render_table(&rows, true).contains("action.drop"));
     }
 }
+
+/// Packets, bytes and new flows of one service or backend, summed over CPUs.
+#[derive(Serialize, Debug, Clone, Copy, Default, PartialEq)]
+pub struct LbTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct BackendRow {
+    pub address: String,
+    pub state: &'static str,
+    #[serde(flatten)]
+    pub totals: LbTotals,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct ServiceRow {
+    pub name: String,
+    #[serde(flatten)]
+    pub totals: LbTotals,
+    pub backends: Vec<BackendRow>,
+}
+
+fn sum_stats(map: &PerCpuArray<MapData, pop_common::LbStats>, index: u32) -> Result<LbTotals> {
+    let mut t = LbTotals::default();
+    for s in map.get(&index, 0)?.iter() {
+        t.packets += s.packets;
+        t.bytes += s.bytes;
+        t.new_flows += s.new_flows;
+    }
+    Ok(t)
+}
+
+/// Per-service and per-backend totals from the pinned maps, named by `config`.
+pub fn service_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Result<Vec<ServiceRow>> {
+    use aya::maps::Array;
+    use pop_common::{BACKEND_DOWN, BACKEND_DRAIN, BACKEND_LIVE, LbBackend};
+    if config.services.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pins = Pins::new(bpffs_dir);
+    let open = |name: &str| -> Result<MapData> {
+        MapData::from_pin(pins.map(name)).with_context(|| format!("opening {}", pins.map(name).display()))
+    };
+    let svc_stats = PerCpuArray::try_from(Map::PerCpuArray(open(pop_common::MAP_LB_SERVICE_STATS)?))?;
+    let be_stats = PerCpuArray::try_from(Map::PerCpuArray(open(pop_common::MAP_LB_BACKEND_STATS)?))?;
+    let backends: Array<MapData, LbBackend> = Array::try_from(Map::Array(open(pop_common::MAP_LB_BACKENDS)?))?;
+    let all = crate::lb::runtime::LbRuntime::read_backends(&backends)?;
+    let mut rows = Vec::new();
+    for (i, svc) in config.services.iter().enumerate() {
+        let mut be_rows = Vec::new();
+        for (id, b) in all.iter().filter(|(_, b)| b.service == i as u32) {
+            let address = crate::lb::runtime::unmapped(&b.addr);
+            let state = match b.state {
+                BACKEND_LIVE if svc.backends.iter().any(|c| c.address == address && c.weight == 0) => "live (weight 0)",
+                BACKEND_LIVE => "live",
+                BACKEND_DRAIN => "drain",
+                BACKEND_DOWN => "removed",
+                _ => "unused",
+            };
+            be_rows.push(BackendRow { address: address.to_string(), state, totals: sum_stats(&be_stats, *id)? });
+        }
+        rows.push(ServiceRow { name: svc.name.clone(), totals: sum_stats(&svc_stats, i as u32)?, backends: be_rows });
+    }
+    Ok(rows)
+}
+
+pub fn render_services(rows: &[ServiceRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    out.push_str(&format!("\n{:<28} {:<16} {:>12} {:>14} {:>10}\n", "service / backend", "state", "packets", "bytes", "new flows"));
+    for s in rows {
+        out.push_str(&format!("{:<28} {:<16} {:>12} {:>14} {:>10}\n", s.name, "", s.totals.packets, s.totals.bytes, s.totals.new_flows));
+        for b in &s.backends {
+            out.push_str(&format!("  {:<26} {:<16} {:>12} {:>14} {:>10}\n", b.address, b.state, b.totals.packets, b.totals.bytes, b.totals.new_flows));
+        }
+    }
+    out
+}

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{Result, anyhow};
 use aya::maps::{HashMap, MapData};
-use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_KIND_DNS, VIP_KIND_PASS, VipKey, VipValue, v4_mapped};
+use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipValue, v4_mapped};
 
 use crate::config::Config;
 
@@ -30,6 +30,12 @@ pub fn desired(config: &Config) -> BTreeMap<([u8; 16], u16, u8), VipValue> {
             // DNS over TCP is the server's job; the entry documents the VIP and counts it.
             let k = vip_key(vip, DNS_PORT, IPPROTO_TCP);
             m.insert((k.addr, k.port_be, k.proto), VipValue { kind: VIP_KIND_PASS, index: 0 });
+        }
+    }
+    for (i, svc) in config.services.iter().enumerate() {
+        for &vip in &svc.vips {
+            let k = vip_key(vip, svc.port, svc.protocol.number());
+            m.insert((k.addr, k.port_be, k.proto), VipValue { kind: VIP_KIND_LB, index: i as u32 });
         }
     }
     m

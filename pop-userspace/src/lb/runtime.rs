@@ -1,0 +1,215 @@
+//! Services and backends in the data path.
+//!
+//! Backend ids index LB_BACKENDS and are what the connection table stores, so they are
+//! kept stable across reloads and controller restarts (recovered from the pinned map).
+//! A backend that leaves the config is marked DOWN, never deleted at once: its flows
+//! then re-hash to a live backend instead of going nowhere.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr, UdpSocket},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::maps::{Array, MapData};
+use log::info;
+use pop_common::{
+    BACKEND_DOWN, BACKEND_LIVE, BACKEND_UNUSED, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend, LbService,
+    v4_mapped,
+};
+
+use super::maglev::{self, MaglevBackend};
+use crate::config::{Config, Service};
+
+pub fn mapped(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(a) => v4_mapped(a.octets()),
+        IpAddr::V6(a) => a.octets(),
+    }
+}
+
+pub fn unmapped(a: &[u8; 16]) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(*a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+/// The health-independent part of a backend's state the controller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// In the Maglev table (weight > 0).
+    Live,
+    /// Keeps its flows, no new ones (weight 0, drained or down in later issues).
+    NoNewFlows,
+}
+
+pub struct LbRuntime {
+    services: Array<MapData, LbService>,
+    maglev: Array<MapData, u32>,
+    backends: Array<MapData, LbBackend>,
+    /// (service index, address) -> backend id.
+    ids: HashMap<(u32, [u8; 16]), u32>,
+}
+
+impl LbRuntime {
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<LbRuntime> {
+        let take = |ebpf: &mut aya::Ebpf, name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("map {name} missing"));
+        let services = Array::try_from(take(ebpf, pop_common::MAP_LB_SERVICES)?)?;
+        let maglev = Array::try_from(take(ebpf, pop_common::MAP_LB_MAGLEV)?)?;
+        let backends: Array<MapData, LbBackend> = Array::try_from(take(ebpf, pop_common::MAP_LB_BACKENDS)?)?;
+        // Recover the ids a previous controller gave out, so pinned flows keep meaning.
+        let mut ids = HashMap::new();
+        for id in 0..LB_MAX_BACKENDS {
+            let b = backends.get(&id, 0)?;
+            if b.state != BACKEND_UNUSED {
+                ids.insert((b.service, b.addr), id);
+            }
+        }
+        Ok(LbRuntime { services, maglev, backends, ids })
+    }
+
+    /// Applies every service of `config`. Per service: backends written, idle half of
+    /// its table filled, then the service entry flipped to it.
+    pub fn apply(&mut self, config: &Config) -> Result<()> {
+        let mut keep = std::collections::HashSet::new();
+        for (i, svc) in config.services.iter().enumerate() {
+            let i = i as u32;
+            let mut members = Vec::new();
+            for b in &svc.backends {
+                let addr = mapped(b.address);
+                let id = self.id_for(i, addr, &keep)?;
+                keep.insert(id);
+                self.backends.set(id, LbBackend { addr, state: BACKEND_LIVE, service: i }, 0)?;
+                members.push((b, addr, id));
+            }
+            self.install_table(i, svc, &members)?;
+        }
+        // Backends no longer configured: DOWN, so their flows move to live backends.
+        for (&(svc, addr), &id) in &self.ids {
+            if !keep.contains(&id) {
+                let cur = self.backends.get(&id, 0)?;
+                if cur.state != BACKEND_DOWN {
+                    self.backends.set(id, LbBackend { addr, state: BACKEND_DOWN, service: svc }, 0)?;
+                }
+            }
+        }
+        self.ids.retain(|_, id| keep.contains(id));
+        for i in config.services.len() as u32..LB_MAX_SERVICES {
+            if self.services.get(&i, 0)? != LbService::default() {
+                self.services.set(i, LbService::default(), 0)?;
+            }
+        }
+        prime_neighbours(config);
+        Ok(())
+    }
+
+    fn id_for(&mut self, service: u32, addr: [u8; 16], taken: &std::collections::HashSet<u32>) -> Result<u32> {
+        if let Some(&id) = self.ids.get(&(service, addr)) {
+            return Ok(id);
+        }
+        let used: std::collections::HashSet<u32> = self.ids.values().copied().chain(taken.iter().copied()).collect();
+        // Prefer never-used ids; then ids of backends that are gone.
+        let mut down = None;
+        for id in 0..LB_MAX_BACKENDS {
+            if used.contains(&id) {
+                continue;
+            }
+            let b = self.backends.get(&id, 0)?;
+            if b.state == BACKEND_UNUSED {
+                self.ids.insert((service, addr), id);
+                return Ok(id);
+            }
+            down.get_or_insert(id);
+        }
+        let id = down.ok_or_else(|| anyhow!("no free backend id (at most {LB_MAX_BACKENDS})"))?;
+        self.ids.insert((service, addr), id);
+        Ok(id)
+    }
+
+    fn install_table(&mut self, i: u32, svc: &Service, members: &[(&crate::config::Backend, [u8; 16], u32)]) -> Result<()> {
+        let live: Vec<MaglevBackend> = members
+            .iter()
+            .filter(|(b, _, _)| b.weight > 0)
+            .map(|(b, addr, id)| MaglevBackend { key: addr, id: *id, weight: b.weight })
+            .collect();
+        let current = self.services.get(&i, 0)?;
+        if live.is_empty() {
+            self.services.set(i, LbService { table_size: 0, half: current.half }, 0)?;
+            return Ok(());
+        }
+        let table = maglev::build(&live, svc.table_size).map_err(|e| anyhow!("service {:?}: {e}", svc.name))?;
+        let half = if current.table_size == 0 { current.half } else { current.half ^ 1 };
+        let base = (i * 2 + half) * LB_TABLE_MAX;
+        for (slot, id) in table.iter().enumerate() {
+            self.maglev.set(base + slot as u32, *id, 0).with_context(|| format!("writing Maglev slot {slot}"))?;
+        }
+        self.services.set(i, LbService { table_size: svc.table_size, half }, 0)?;
+        let mut share: BTreeMap<u32, usize> = BTreeMap::new();
+        for id in &table {
+            *share.entry(*id).or_default() += 1;
+        }
+        info!(
+            "service {:?}: {} backend(s) in a {}-slot Maglev table ({})",
+            svc.name,
+            live.len(),
+            svc.table_size,
+            members
+                .iter()
+                .map(|(b, _, id)| format!("{} {:.1}%", b.address, share.get(id).copied().unwrap_or(0) as f64 * 100.0 / table.len() as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(())
+    }
+
+    /// (address, state, id) of every backend id in use, for `pop stats`.
+    pub fn read_backends(backends: &Array<MapData, LbBackend>) -> Result<Vec<(u32, LbBackend)>> {
+        let mut out = Vec::new();
+        for id in 0..LB_MAX_BACKENDS {
+            let b = backends.get(&id, 0)?;
+            if b.state != BACKEND_UNUSED {
+                out.push((id, b));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// bpf_fib_lookup only finds a next hop whose neighbour entry is resolved; it does not
+/// resolve one itself. One datagram to the discard port makes the kernel resolve each
+/// backend's next hop (health probes keep it fresh later).
+pub fn prime_neighbours(config: &Config) {
+    for svc in &config.services {
+        for b in &svc.backends {
+            let bind = if b.address.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+            if let Ok(sock) = UdpSocket::bind(bind) {
+                let _ = sock.send_to(b"pop: resolving next hop", SocketAddr::new(b.address, 9));
+            }
+        }
+    }
+}
+
+/// Checks that IP forwarding is on where the services need it: bpf_fib_lookup refuses
+/// to route (BPF_FIB_LKUP_RET_FWD_DISABLED) on interfaces without it.
+pub fn check_forwarding(config: &Config) -> Result<()> {
+    let need_v4 = config.services.iter().any(|s| s.vips.iter().any(|v| v.is_ipv4()));
+    let need_v6 = config.services.iter().any(|s| s.vips.iter().any(|v| v.is_ipv6()));
+    for iface in &config.interfaces {
+        for (need, path, key) in [
+            (need_v4, format!("/proc/sys/net/ipv4/conf/{}/forwarding", iface.name), format!("net.ipv4.conf.{}.forwarding", iface.name)),
+            (need_v6, format!("/proc/sys/net/ipv6/conf/{}/forwarding", iface.name), format!("net.ipv6.conf.{}.forwarding", iface.name)),
+        ] {
+            if need && std::fs::read_to_string(&path).map(|v| v.trim() != "1").unwrap_or(true) {
+                bail!(
+                    "{}: load-balanced services need IP forwarding on {:?} (the XDP program's route lookup \
+                     honours it): sysctl -w {key}=1",
+                    config.error_at(iface.line, "").to_string().trim_end_matches(": "),
+                    iface.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
