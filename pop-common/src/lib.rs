@@ -152,9 +152,10 @@ pub const VIP_KIND_LB: u32 = 2;
 
 // ---- load balancer -------------------------------------------------------------------
 
-pub const LB_MAX_SERVICES: u32 = 32;
+pub const LB_MAX_SERVICES: u32 = 16;
 pub const LB_MAX_BACKENDS: u32 = 1024;
-/// Largest Maglev table (a prime); each service has two halves of this size (A/B).
+/// Largest Maglev table (a prime). Each service has one table per address family (IPIP
+/// keeps the family), each in two halves (live and idle) of this size.
 pub const LB_TABLE_MAX: u32 = 65537;
 pub const LB_FLOWS_MAX: u32 = 1 << 20;
 pub const MAP_LB_FLOWS: &str = "LB_FLOWS";
@@ -163,10 +164,15 @@ pub const MAP_LB_FLOWS: &str = "LB_FLOWS";
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LbService {
-    /// Maglev table size in use (prime); 0 = no live backend.
-    pub table_size: u32,
-    /// Which half of the service's LB_MAGLEV area is live (0 or 1).
-    pub half: u32,
+    /// Maglev table size in use per family (index 0 IPv4, 1 IPv6); 0 = no live backend.
+    pub table_size: [u32; 2],
+    /// Which half of that family's LB_MAGLEV area is live (0 or 1).
+    pub half: [u32; 2],
+}
+
+/// First LB_MAGLEV index of the table of (service, family, half).
+pub const fn maglev_base(service: u32, v6: bool, half: u32) -> u32 {
+    ((service * 2 + v6 as u32) * 2 + (half & 1)) * LB_TABLE_MAX
 }
 
 /// Backend states in LbBackend::state.

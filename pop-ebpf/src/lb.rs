@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use pop_common::{
-    BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LB_TABLE_MAX, LbBackend, LbStats,
+    BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, maglev_base,
 };
 
 use crate::{
@@ -110,11 +110,13 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
     let (id, backend) = match chosen {
         Some(c) => c,
         None => {
-            if svc.table_size == 0 {
+            // Constant indexes: a bool read back from memory is 0..=255 to the verifier.
+            let (size, half) = if pkt.v6 { (svc.table_size[1], svc.half[1]) } else { (svc.table_size[0], svc.half[0]) };
+            if size == 0 {
                 return drop(stats, Counter::LbDropNoBackend);
             }
-            let slot = flow_hash(&key) % svc.table_size;
-            let index = (svc_idx * 2 + (svc.half & 1)) * LB_TABLE_MAX + slot;
+            let slot = flow_hash(&key) % size;
+            let index = maglev_base(svc_idx, pkt.v6, half) + slot;
             let Some(&id) = LB_MAGLEV.get(index) else { return drop(stats, Counter::LbDropNoBackend) };
             let Some(b) = LB_BACKENDS.get(id) else { return drop(stats, Counter::LbDropNoBackend) };
             if b.state != BACKEND_LIVE {

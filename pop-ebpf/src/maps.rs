@@ -47,9 +47,9 @@ pub struct DnsScratch {
 #[map(name = "LB_SERVICES")]
 pub static LB_SERVICES: Array<LbService> = Array::pinned(LB_MAX_SERVICES, 0);
 
-/// Maglev tables: service s, half h, slot i at (s * 2 + h) * LB_TABLE_MAX + i -> backend id.
+/// Maglev tables -> backend id: slot i of (service, family, half) at maglev_base(..) + i.
 #[map(name = "LB_MAGLEV")]
-pub static LB_MAGLEV: Array<u32> = Array::pinned(LB_MAX_SERVICES * 2 * LB_TABLE_MAX, 0);
+pub static LB_MAGLEV: Array<u32> = Array::pinned(LB_MAX_SERVICES * 4 * LB_TABLE_MAX, 0);
 
 /// Backend id -> address and state (live, drain, down).
 #[map(name = "LB_BACKENDS")]

@@ -23,6 +23,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("knot-dnsutils", "kdig: DNS client in tests"),
     ("knot", "Knot DNS: the peer `cargo xtask bench` compares with"),
     ("dnsperf", "DNS load generator for `cargo xtask bench`"),
+    ("wrk", "HTTP load generator in tests and `cargo xtask bench`"),
 ];
 
 /// Where bpf-linker finds nightly's LLVM (its rpath points here, so it must stay).

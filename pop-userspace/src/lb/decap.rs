@@ -31,11 +31,9 @@ pub fn attach(dir: &Path, iface: &str, generic: bool) -> Result<()> {
         return Ok(());
     }
     let mut ebpf = EbpfLoader::new().load(DECAP_OBJECT).context("loading the decap object")?;
-    let counters = ebpf.take_map("DECAP_COUNTERS").ok_or_else(|| anyhow!("DECAP_COUNTERS missing"))?;
     let counters_pin = dir.join(format!("counters-{iface}"));
     let _ = fs::remove_file(&counters_pin);
-    let counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(counters)?;
-    counters.pin(&counters_pin)?;
+    ebpf.map("DECAP_COUNTERS").ok_or_else(|| anyhow!("DECAP_COUNTERS missing"))?.pin(&counters_pin)?;
     let prog: &mut Xdp = ebpf.program_mut("pop_decap").ok_or_else(|| anyhow!("pop_decap missing"))?.try_into()?;
     prog.load()?;
     let mode = if generic { XdpMode::Skb } else { XdpMode::Driver };

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, MapData};
 use log::info;
 use pop_common::{
-    BACKEND_DOWN, BACKEND_LIVE, BACKEND_UNUSED, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend, LbService,
+    BACKEND_DOWN, BACKEND_LIVE, BACKEND_UNUSED, LB_MAX_BACKENDS, LB_MAX_SERVICES, LbBackend, LbService,
     v4_mapped,
 };
 
@@ -128,36 +128,50 @@ impl LbRuntime {
         Ok(id)
     }
 
+    /// One Maglev table per address family (a packet keeps its family through IPIP):
+    /// each is written into its idle half, then both are flipped in one entry write.
     fn install_table(&mut self, i: u32, svc: &Service, members: &[(&crate::config::Backend, [u8; 16], u32)]) -> Result<()> {
-        let live: Vec<MaglevBackend> = members
-            .iter()
-            .filter(|(b, _, _)| b.weight > 0)
-            .map(|(b, addr, id)| MaglevBackend { key: addr, id: *id, weight: b.weight })
-            .collect();
         let current = self.services.get(&i, 0)?;
-        if live.is_empty() {
-            self.services.set(i, LbService { table_size: 0, half: current.half }, 0)?;
+        let mut next = current;
+        let mut table = Vec::new();
+        for v6 in [false, true] {
+            let fam = v6 as usize;
+            let live: Vec<MaglevBackend> = members
+                .iter()
+                .filter(|(b, _, _)| b.weight > 0 && b.address.is_ipv6() == v6)
+                .map(|(b, addr, id)| MaglevBackend { key: addr, id: *id, weight: b.weight })
+                .collect();
+            if live.is_empty() {
+                next.table_size[fam] = 0;
+                continue;
+            }
+            let t = maglev::build(&live, svc.table_size).map_err(|e| anyhow!("service {:?}: {e}", svc.name))?;
+            let half = if current.table_size[fam] == 0 { current.half[fam] } else { current.half[fam] ^ 1 };
+            let base = pop_common::maglev_base(i, v6, half);
+            for (slot, id) in t.iter().enumerate() {
+                self.maglev.set(base + slot as u32, *id, 0).with_context(|| format!("writing Maglev slot {slot}"))?;
+            }
+            next.table_size[fam] = svc.table_size;
+            next.half[fam] = half;
+            table.extend(t);
+        }
+        self.services.set(i, next, 0)?;
+        if table.is_empty() {
             return Ok(());
         }
-        let table = maglev::build(&live, svc.table_size).map_err(|e| anyhow!("service {:?}: {e}", svc.name))?;
-        let half = if current.table_size == 0 { current.half } else { current.half ^ 1 };
-        let base = (i * 2 + half) * LB_TABLE_MAX;
-        for (slot, id) in table.iter().enumerate() {
-            self.maglev.set(base + slot as u32, *id, 0).with_context(|| format!("writing Maglev slot {slot}"))?;
-        }
-        self.services.set(i, LbService { table_size: svc.table_size, half }, 0)?;
+        let live: Vec<()> = members.iter().filter(|(b, _, _)| b.weight > 0).map(|_| ()).collect();
         let mut share: BTreeMap<u32, usize> = BTreeMap::new();
         for id in &table {
             *share.entry(*id).or_default() += 1;
         }
         info!(
-            "service {:?}: {} backend(s) in a {}-slot Maglev table ({})",
+            "service {:?}: {} backend(s) in {}-slot Maglev tables ({}; shares within each family)",
             svc.name,
             live.len(),
             svc.table_size,
             members
                 .iter()
-                .map(|(b, _, id)| format!("{} {:.1}%", b.address, share.get(id).copied().unwrap_or(0) as f64 * 100.0 / table.len() as f64))
+                .map(|(b, _, id)| format!("{} {:.1}%", b.address, share.get(id).copied().unwrap_or(0) as f64 * 100.0 / svc.table_size as f64))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -1,0 +1,321 @@
+//! The load balancer end to end: client — router — PoP — backends, all namespaces.
+//!
+//! The router forwards the VIPs to the PoP (static routes here; BGP in the anycast
+//! tests). The PoP's XDP program wraps each packet in IPIP / IPv6-in-IPv6 toward a
+//! backend chosen by Maglev; the backends strip it with `pop decap` and answer the
+//! client directly (direct server return).
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use pop_lab::{Host, Lab};
+
+const VIP4: &str = "203.0.113.10";
+const VIP6: &str = "2001:db8:10::10";
+
+struct LbLab {
+    lab: Lab,
+    client: Host,
+    pop: Host,
+    backends: Vec<Host>,
+    config: PathBuf,
+}
+
+fn backend_v4(i: usize) -> String {
+    format!("198.51.100.{}", 10 + i)
+}
+
+fn backend_v6(i: usize) -> String {
+    format!("2001:db8:b::{}", 10 + i)
+}
+
+/// A service block over backends `members` (1-based) with `weights`.
+fn service(members: &[(usize, u32)]) -> String {
+    let mut s = format!(
+        "[[interface]]\nname = \"p0\"\n\n[[service]]\nname = \"web\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n"
+    );
+    for (i, w) in members {
+        s += &format!("[[service.backends]]\naddress = \"{}\"\nweight = {w}\n", backend_v4(*i));
+        s += &format!("[[service.backends]]\naddress = \"{}\"\nweight = {w}\n", backend_v6(*i));
+    }
+    s += &format!("\n[[service]]\nname = \"echo\"\nvips = [\"{VIP4}\"]\nport = 7\nprotocol = \"udp\"\n");
+    for (i, _) in members {
+        s += &format!("[[service.backends]]\naddress = \"{}\"\n", backend_v4(*i));
+    }
+    s
+}
+
+/// client — router — (bridge) — pop and backends b1..bN.
+fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
+    let mut lab = Lab::new()?;
+    let client = lab.host("client")?;
+    let router = lab.host("router")?;
+    let pop = lab.host("pop")?;
+    lab.link(&client, "c0", &router, "rc")?;
+    lab.addr(&client, "c0", "192.0.2.1/24")?;
+    lab.addr(&client, "c0", "2001:db8:c::1/64")?;
+    lab.addr(&router, "rc", "192.0.2.254/24")?;
+    lab.addr(&router, "rc", "2001:db8:c::fe/64")?;
+    lab.route(&client, "default via 192.0.2.254")?;
+    lab.route(&client, "default via 2001:db8:c::fe")?;
+    lab.tx_checksum_off(&client, "c0")?;
+    router.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
+    router.run(&["ip", "link", "set", "br0", "up"])?;
+    lab.addr(&router, "br0", "198.51.100.254/24")?;
+    lab.addr(&router, "br0", "2001:db8:b::fe/64")?;
+    for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
+        router.sysctl(key, "1")?;
+    }
+    for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+        router.sysctl(key, "0")?;
+    }
+    lab.link(&pop, "p0", &router, "rp")?;
+    router.run(&["ip", "link", "set", "rp", "master", "br0"])?;
+    // The PoP sends with XDP_TX: the router's end must run XDP to receive it.
+    lab.xdp_pass(&router, "rp")?;
+    lab.addr(&pop, "p0", "198.51.100.1/24")?;
+    lab.addr(&pop, "p0", "2001:db8:b::1/64")?;
+    lab.route(&pop, "default via 198.51.100.254")?;
+    lab.route(&pop, "default via 2001:db8:b::fe")?;
+    pop.sysctl("net.ipv4.conf.p0.forwarding", "1")?;
+    pop.sysctl("net.ipv6.conf.p0.forwarding", "1")?;
+    lab.route(&router, &format!("{VIP4}/32 via 198.51.100.1"))?;
+    lab.route(&router, &format!("{VIP6}/128 via 2001:db8:b::1"))?;
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/backend.py");
+    let mut backends = Vec::new();
+    for i in 1..=n_backends {
+        let b = lab.host(&format!("b{i}"))?;
+        lab.link(&b, "e0", &router, &format!("rb{i}"))?;
+        router.run(&["ip", "link", "set", &format!("rb{i}"), "master", "br0"])?;
+        lab.addr(&b, "e0", &format!("{}/24", backend_v4(i)))?;
+        lab.addr(&b, "e0", &format!("{}/64", backend_v6(i)))?;
+        lab.route(&b, "default via 198.51.100.254")?;
+        lab.route(&b, "default via 2001:db8:b::fe")?;
+        lab.addr(&b, "lo", &format!("{VIP4}/32"))?;
+        lab.addr(&b, "lo", &format!("{VIP6}/128"))?;
+        // Decapsulated packets arrive on e0 for a VIP held on lo.
+        b.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+        b.sysctl("net.ipv4.conf.e0.rp_filter", "0")?;
+        let decap_dir = lab.bpffs_dir().join(format!("decap-b{i}"));
+        let bin = pop_lab::pop_bin();
+        b.run(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", decap_dir.to_str().unwrap()])?;
+        let name = format!("b{i}");
+        lab.spawn(&b, &name, &["python3", script.to_str().unwrap(), &name, VIP4, VIP6])?.wait_for_log("ready", Duration::from_secs(10))?;
+        backends.push(b);
+    }
+    let config = lab.pop_config(&pop, &service(members))?;
+    lab.start_pop(&pop, "pop", &config)?;
+    let lb = LbLab { lab, client, pop, backends, config };
+    // The first packets wait for the PoP's next hop to each backend to resolve.
+    pop_lab::wait_until(Duration::from_secs(10), "HTTP through the VIP", || {
+        http_get(&lb.client, VIP4, "/", None).ok()
+    })?;
+    Ok(lb)
+}
+
+impl LbLab {
+    /// Rewrites the config with a new backend set and reloads it with `pop reload`.
+    fn set_members(&self, members: &[(usize, u32)]) -> Result<()> {
+        let text = std::fs::read_to_string(&self.config)?;
+        let header = text.split("[[interface]]").next().unwrap_or_default().to_string();
+        std::fs::write(&self.config, format!("{header}{}", service(members)))?;
+        let out = self.lab.pop(&self.pop, &self.config, &["reload"])?;
+        if !out.status.success() {
+            bail!("pop reload failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+}
+
+/// One HTTP/1.0 GET through `vip` from inside `host`, optionally from a fixed source
+/// port; returns the body.
+fn http_get(host: &Host, vip: &str, path: &str, sport: Option<u16>) -> Result<String> {
+    let addr = SocketAddr::new(vip.parse()?, 80);
+    let path = path.to_string();
+    host.in_netns(move || -> Result<String> {
+        let sock = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        if let Some(p) = sport {
+            sock.set_reuse_address(true)?;
+            let any: IpAddr = if addr.is_ipv6() { "::".parse()? } else { "0.0.0.0".parse()? };
+            sock.bind(&SocketAddr::new(any, p).into())?;
+        }
+        sock.connect_timeout(&addr.into(), Duration::from_secs(3))?;
+        let mut s: TcpStream = sock.into();
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {vip}\r\n\r\n", vip = addr.ip())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        let body = out.split("\r\n\r\n").nth(1).context("no HTTP body")?;
+        Ok(body.trim().to_string())
+    })?
+}
+
+/// UDP echo through the VIP from each source port; returns the backend per port.
+fn udp_owners(host: &Host, ports: Vec<u16>) -> Result<BTreeMap<u16, String>> {
+    host.in_netns(move || -> Result<BTreeMap<u16, String>> {
+        let mut out = BTreeMap::new();
+        for p in ports {
+            let s = UdpSocket::bind(("0.0.0.0", p))?;
+            s.set_read_timeout(Some(Duration::from_millis(500)))?;
+            let mut buf = [0u8; 64];
+            let mut got = None;
+            for _ in 0..4 {
+                s.send_to(b"who", (VIP4, 7))?;
+                if let Ok((n, _)) = s.recv_from(&mut buf) {
+                    got = Some(String::from_utf8_lossy(&buf[..n]).to_string());
+                    break;
+                }
+            }
+            out.insert(p, got.with_context(|| format!("no UDP answer from source port {p}"))?);
+        }
+        Ok(out)
+    })?
+}
+
+fn shares(names: &[String]) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for n in names {
+        *m.entry(n.clone()).or_insert(0.0) += 1.0 / names.len() as f64;
+    }
+    m
+}
+
+#[test]
+fn http_through_the_vip_is_shared_by_weight_v4_and_v6() -> Result<()> {
+    let l = lb_lab(3, &[(1, 1), (2, 2), (3, 3)])?;
+    // Real clients: curl and wrk.
+    let body = l.client.stdout(&["curl", "-sSf", "--max-time", "5", &format!("http://{VIP4}/")])?;
+    assert!(["b1", "b2", "b3"].contains(&body.trim()), "{body}");
+    let body = l.client.stdout(&["curl", "-sSf", "--max-time", "5", &format!("http://[{VIP6}]/")])?;
+    assert!(["b1", "b2", "b3"].contains(&body.trim()), "{body}");
+    let wrk = l.client.stdout(&["wrk", "-t1", "-c8", "-d2s", &format!("http://{VIP4}/")])?;
+    assert!(!wrk.contains("Socket errors") && !wrk.contains("Non-2xx"), "{wrk}");
+
+    // Weights 1:2:3 over 600 connections, each from a new source port.
+    for vip in [VIP4, VIP6] {
+        let mut names = Vec::new();
+        for _ in 0..600 {
+            names.push(http_get(&l.client, vip, "/", None)?);
+        }
+        let s = shares(&names);
+        // Tolerance: 600 draws give a standard deviation of about 2 points per share;
+        // 6 points is three of them, and Maglev's own table error is far smaller.
+        for (name, want) in [("b1", 1.0 / 6.0), ("b2", 2.0 / 6.0), ("b3", 3.0 / 6.0)] {
+            let got = s.get(name).copied().unwrap_or(0.0);
+            assert!((got - want).abs() < 0.06, "{vip}: {name} got {got:.3}, weight share {want:.3}: {s:?}");
+        }
+    }
+    let stats = l.lab.pop(&l.pop, &l.config, &["stats", "--json", "--interval", "0"])?;
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout)?;
+    let web = &v["services"][0];
+    assert_eq!(web["name"], "web");
+    assert!(web["new_flows"].as_u64().unwrap() >= 1200, "{web}");
+    assert_eq!(web["backends"].as_array().unwrap().len(), 6);
+    Ok(())
+}
+
+#[test]
+fn long_lived_connection_survives_adding_and_removing_other_backends() -> Result<()> {
+    let l = lb_lab(4, &[(1, 1), (2, 1), (3, 1)])?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = SocketAddr::new(VIP4.parse()?, 80);
+    let total = 600_000usize;
+    let download = {
+        let client = l.client.clone();
+        std::thread::spawn(move || -> Result<usize> {
+            client.in_netns(move || -> Result<usize> {
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+                s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                write!(s, "GET /slow?bytes={total}&rate=150000 HTTP/1.0\r\n\r\n")?;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut announced = false;
+                loop {
+                    let n = s.read(&mut chunk)?;
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if !announced {
+                        let text = String::from_utf8_lossy(&buf);
+                        if let Some(i) = text.find("backend=") {
+                            if let Some(end) = text[i..].find('\n') {
+                                tx.send(text[i + 8..i + end].to_string()).unwrap();
+                                announced = true;
+                            }
+                        }
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf);
+                let body = text.split("\r\n\r\n").nth(1).context("no body")?;
+                Ok(body.len())
+            })?
+        })
+    };
+    let serving: usize = rx.recv_timeout(Duration::from_secs(10))?[1..].parse()?;
+    // Remove one of the other backends and add b4, then put it back: twice the table
+    // changes under the flow.
+    let others: Vec<usize> = (1..=3).filter(|&i| i != serving).collect();
+    let without = [(serving, 1), (others[1], 1), (4, 1)];
+    l.set_members(&without)?;
+    // New connections now spread over the new set only.
+    for _ in 0..30 {
+        let b = http_get(&l.client, VIP4, "/", None)?;
+        assert_ne!(b, format!("b{}", others[0]), "a removed backend got a new flow");
+    }
+    l.set_members(&[(1, 1), (2, 1), (3, 1)])?;
+    let got = download.join().unwrap()?;
+    assert_eq!(got, "backend=bN\n".len() + total, "the long download was cut short");
+    Ok(())
+}
+
+#[test]
+fn removing_one_of_three_backends_moves_its_flows_and_no_others() -> Result<()> {
+    let l = lb_lab(3, &[(1, 1), (2, 1), (3, 1)])?;
+    let ports: Vec<u16> = (41000..41300).collect();
+    let before = udp_owners(&l.client, ports.clone())?;
+    let s = shares(&before.values().cloned().collect::<Vec<_>>());
+    assert_eq!(s.len(), 3, "{s:?}");
+    l.set_members(&[(1, 1), (2, 1)])?;
+    let after = udp_owners(&l.client, ports.clone())?;
+    let moved: Vec<_> = ports.iter().filter(|p| before[p] != after[p]).collect();
+    let from_b3 = ports.iter().filter(|p| before[p] == "b3").count();
+    // Exactly b3's flows move (about a third), to the survivors; nobody else's.
+    assert_eq!(moved.len(), from_b3, "flows of surviving backends moved");
+    assert!(moved.iter().all(|p| before[p] == "b3" && after[p] != "b3"));
+    let frac = moved.len() as f64 / ports.len() as f64;
+    assert!((0.2..0.47).contains(&frac), "moved {frac:.3} of flows, expected about 1/3");
+    let c = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert_eq!(c["lb.rehashed"] as usize, from_b3, "{c:?}");
+    eprintln!("removing 1 of 3 backends moved {:.1}% of 300 flows (all of them b3's)", frac * 100.0);
+    Ok(())
+}
+
+#[test]
+fn oversize_packet_gets_icmp_too_big_and_the_transfer_completes() -> Result<()> {
+    let l = lb_lab(1, &[(1, 1)])?;
+    // Without PMTU discovery the client's full-size segments (1500) cannot be wrapped
+    // (1520) on a 1500-byte path: the PoP must answer "fragmentation needed" and the
+    // client's TCP then uses smaller segments.
+    let before = l.lab.pop_counters(&l.pop, &l.config)?;
+    let upload = l.lab.write("upload.bin", &"u".repeat(300_000))?;
+    let out = l.client.output(&[
+        "curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+        "--data-binary", &format!("@{}", upload.display()), &format!("http://{VIP4}/"),
+    ])?;
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    // The lab backend answers POST with 501; what matters is that the upload got through.
+    assert!(code == "501" || code == "200", "curl: {code} {}", String::from_utf8_lossy(&out.stderr));
+    let after = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert!(after["lb.icmp_too_big"] > before["lb.icmp_too_big"], "{after:?}");
+    let _ = &l.backends;
+    Ok(())
+}
+
