@@ -28,18 +28,24 @@ struct LbLab {
 }
 
 fn backend_v4(i: usize) -> String {
-    format!("198.51.100.{}", 10 + i)
+    format!("198.51.100.{}", 140 + i)
 }
 
 fn backend_v6(i: usize) -> String {
-    format!("2001:db8:b::{}", 10 + i)
+    format!("2001:db8:bb::{}", 10 + i)
 }
 
-/// A service block over backends `members` (1-based) with `weights`.
+/// The interfaces and a service block over backends `members` (1-based, with weights).
 fn service(members: &[(usize, u32)]) -> String {
-    let mut s = format!(
-        "[[interface]]\nname = \"p0\"\n\n[[service]]\nname = \"web\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n"
-    );
+    service_on(&["p0"], members)
+}
+
+fn service_on(ifaces: &[&str], members: &[(usize, u32)]) -> String {
+    let mut s = String::new();
+    for i in ifaces {
+        s += &format!("[[interface]]\nname = \"{i}\"\n\n");
+    }
+    s += &format!("[[service]]\nname = \"web\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n");
     for (i, w) in members {
         s += &format!("[[service.backends]]\naddress = \"{}\"\nweight = {w}\n", backend_v4(*i));
         s += &format!("[[service.backends]]\naddress = \"{}\"\nweight = {w}\n", backend_v6(*i));
@@ -51,8 +57,14 @@ fn service(members: &[(usize, u32)]) -> String {
     s
 }
 
-/// client — router — (bridge) — pop and backends b1..bN.
 fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
+    lb_lab_with(n_backends, members, false)
+}
+
+/// client — router — pop on the uplink bridge (198.51.100.0/25), backends b1..bN on
+/// the backend bridge (198.51.100.128/25). With `two_nic` the PoP also has a leg on
+/// the backend bridge, so it redirects to a second interface instead of XDP_TX.
+fn lb_lab_with(n_backends: usize, members: &[(usize, u32)], two_nic: bool) -> Result<LbLab> {
     let mut lab = Lab::new()?;
     let client = lab.host("client")?;
     let router = lab.host("router")?;
@@ -65,10 +77,14 @@ fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
     lab.route(&client, "default via 192.0.2.254")?;
     lab.route(&client, "default via 2001:db8:c::fe")?;
     lab.tx_checksum_off(&client, "c0")?;
-    router.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
-    router.run(&["ip", "link", "set", "br0", "up"])?;
-    lab.addr(&router, "br0", "198.51.100.254/24")?;
+    for br in ["br0", "br1"] {
+        router.run(&["ip", "link", "add", br, "type", "bridge"])?;
+        router.run(&["ip", "link", "set", br, "up"])?;
+    }
+    lab.addr(&router, "br0", "198.51.100.126/25")?;
     lab.addr(&router, "br0", "2001:db8:b::fe/64")?;
+    lab.addr(&router, "br1", "198.51.100.254/25")?;
+    lab.addr(&router, "br1", "2001:db8:bb::fe/64")?;
     for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
         router.sysctl(key, "1")?;
     }
@@ -79,13 +95,25 @@ fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
     router.run(&["ip", "link", "set", "rp", "master", "br0"])?;
     // The PoP sends with XDP_TX: the router's end must run XDP to receive it.
     lab.xdp_pass(&router, "rp")?;
-    lab.addr(&pop, "p0", "198.51.100.1/24")?;
+    lab.addr(&pop, "p0", "198.51.100.1/25")?;
     lab.addr(&pop, "p0", "2001:db8:b::1/64")?;
-    lab.route(&pop, "default via 198.51.100.254")?;
+    lab.route(&pop, "default via 198.51.100.126")?;
     lab.route(&pop, "default via 2001:db8:b::fe")?;
-    pop.sysctl("net.ipv4.conf.p0.forwarding", "1")?;
-    pop.sysctl("net.ipv6.conf.p0.forwarding", "1")?;
+    let mut ifaces = vec!["p0"];
+    if two_nic {
+        lab.link(&pop, "p1", &router, "rq")?;
+        router.run(&["ip", "link", "set", "rq", "master", "br1"])?;
+        lab.xdp_pass(&router, "rq")?;
+        lab.addr(&pop, "p1", "198.51.100.129/25")?;
+        lab.addr(&pop, "p1", "2001:db8:bb::1/64")?;
+        ifaces.push("p1");
+    }
+    for i in &ifaces {
+        pop.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")?;
+        pop.sysctl(&format!("net.ipv6.conf.{i}.forwarding"), "1")?;
+    }
     lab.route(&router, &format!("{VIP4}/32 via 198.51.100.1"))?;
+    // Backends reply from the VIP on their own path; the router must not drop that.
     lab.route(&router, &format!("{VIP6}/128 via 2001:db8:b::1"))?;
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/backend.py");
@@ -93,11 +121,11 @@ fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
     for i in 1..=n_backends {
         let b = lab.host(&format!("b{i}"))?;
         lab.link(&b, "e0", &router, &format!("rb{i}"))?;
-        router.run(&["ip", "link", "set", &format!("rb{i}"), "master", "br0"])?;
-        lab.addr(&b, "e0", &format!("{}/24", backend_v4(i)))?;
+        router.run(&["ip", "link", "set", &format!("rb{i}"), "master", "br1"])?;
+        lab.addr(&b, "e0", &format!("{}/25", backend_v4(i)))?;
         lab.addr(&b, "e0", &format!("{}/64", backend_v6(i)))?;
         lab.route(&b, "default via 198.51.100.254")?;
-        lab.route(&b, "default via 2001:db8:b::fe")?;
+        lab.route(&b, "default via 2001:db8:bb::fe")?;
         lab.addr(&b, "lo", &format!("{VIP4}/32"))?;
         lab.addr(&b, "lo", &format!("{VIP6}/128"))?;
         // Decapsulated packets arrive on e0 for a VIP held on lo.
@@ -110,7 +138,7 @@ fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
         lab.spawn(&b, &name, &["python3", script.to_str().unwrap(), &name, VIP4, VIP6])?.wait_for_log("ready", Duration::from_secs(10))?;
         backends.push(b);
     }
-    let config = lab.pop_config(&pop, &service(members))?;
+    let config = lab.pop_config(&pop, &service_on(&ifaces, members))?;
     lab.start_pop(&pop, "pop", &config)?;
     let lb = LbLab { lab, client, pop, backends, config };
     // The first packets wait for the PoP's next hop to each backend to resolve.
@@ -319,3 +347,20 @@ fn oversize_packet_gets_icmp_too_big_and_the_transfer_completes() -> Result<()> 
     Ok(())
 }
 
+
+#[test]
+fn two_nic_pop_redirects_to_the_backend_side() -> Result<()> {
+    let l = lb_lab_with(2, &[(1, 1), (2, 1)], true)?;
+    let mut names = Vec::new();
+    for vip in [VIP4, VIP6] {
+        for _ in 0..40 {
+            names.push(http_get(&l.client, vip, "/", None)?);
+        }
+    }
+    let s = shares(&names);
+    assert_eq!(s.len(), 2, "{s:?}");
+    let c = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert!(c["lb.forwarded_redirect"] > 0, "{c:?}");
+    assert_eq!(c["lb.forwarded_tx"], 0, "with a leg on the backend side nothing should go back out p0: {c:?}");
+    Ok(())
+}
