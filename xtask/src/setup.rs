@@ -24,6 +24,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("knot", "Knot DNS: the peer `cargo xtask bench` compares with"),
     ("dnsperf", "DNS load generator for `cargo xtask bench`"),
     ("wrk", "HTTP load generator in tests and `cargo xtask bench`"),
+    ("nginx-light", "the HTTP backend `cargo xtask bench` balances to"),
 ];
 
 /// Where bpf-linker finds nightly's LLVM (its rpath points here, so it must stay).
