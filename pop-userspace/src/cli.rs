@@ -74,7 +74,9 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    // Records forwarded from the XDP program carry the target "pop"; their level is
+    // already chosen by `bpf_log` when the program is loaded, so let them all through.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pop=trace,pop_userspace=info"))
         .format_timestamp_millis()
         .init();
     match dispatch(cli) {

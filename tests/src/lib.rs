@@ -404,8 +404,13 @@ impl Lab {
     /// A `pop` config for `host` whose pins and run dir belong to this lab; `body` adds
     /// `[[interface]]` and the rest. Returns the config's path.
     pub fn pop_config(&self, host: &Host, body: &str) -> Result<PathBuf> {
+        self.pop_config_with(host, "", body)
+    }
+
+    /// As [`Lab::pop_config`], with extra `[pop]` keys (`pop_extra`, one per line).
+    pub fn pop_config_with(&self, host: &Host, pop_extra: &str, body: &str) -> Result<PathBuf> {
         let text = format!(
-            "[pop]\nname = \"{}\"\nbpffs_dir = \"{}\"\nrun_dir = \"{}\"\n\n{body}",
+            "[pop]\nname = \"{}\"\nbpffs_dir = \"{}\"\nrun_dir = \"{}\"\n{pop_extra}\n{body}",
             host.name,
             self.bpffs_dir().join(&host.name).display(),
             self.dir.join(format!("{}-run", host.name)).display()

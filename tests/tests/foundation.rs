@@ -191,3 +191,25 @@ fn missing_bpffs_is_a_clear_error() -> Result<()> {
     assert_eq!(pop.xdp_prog_id("p0")?, None);
     Ok(())
 }
+
+#[test]
+fn ebpf_log_lines_reach_the_controller_log_only_when_asked() -> Result<()> {
+    let (mut lab, client, pop, _config) = lab()?;
+    lab.addr(&pop, "lo", "203.0.113.80/32")?;
+    lab.route(&client, "203.0.113.80/32 via 192.0.2.2")?;
+    // A VIP whose TCP port the kernel serves: each packet to it passes the VIP lookup.
+    let zone = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/example.com.zone");
+    let body = format!("[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"203.0.113.80\"]\nzones = [\"{}\"]\n", zone.display());
+    for (level, expect) in [("info", false), ("debug", true)] {
+        let cfg = lab.pop_config_with(&pop, &format!("bpf_log = \"{level}\""), &body)?;
+        lab.start_pop(&pop, "pop", &cfg)?;
+        client.run(&["dig", "+tcp", "+tries=1", "+time=2", "@203.0.113.80", "www.example.com", "A"])?;
+        let seen = pop_lab::wait_until(Duration::from_secs(3), "an eBPF log line", || {
+            lab.daemon_log("pop").filter(|l| l.contains("vip hit: port 53 proto 6")).map(|_| ())
+        })
+        .is_ok();
+        assert_eq!(seen, expect, "bpf_log = {level}: {}", lab.daemon_log("pop").unwrap_or_default());
+        lab.stop_daemon("pop")?;
+    }
+    Ok(())
+}

@@ -25,6 +25,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("dnsperf", "DNS load generator for `cargo xtask bench`"),
     ("wrk", "HTTP load generator in tests and `cargo xtask bench`"),
     ("nginx-light", "the HTTP backend `cargo xtask bench` balances to"),
+    ("nftables", "nftables DNAT, the kernel baseline `cargo xtask bench` compares the LB with"),
 ];
 
 /// Where bpf-linker finds nightly's LLVM (its rpath points here, so it must stay).
