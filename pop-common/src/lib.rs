@@ -19,6 +19,8 @@ pub const MAP_VIPS: &str = "VIPS";
 pub const MAP_DNS_TABLE: &str = "DNS_TABLE";
 pub const MAP_DNS_BLOCKS: &str = "DNS_BLOCKS";
 pub const MAP_LB_SERVICES: &str = "LB_SERVICES";
+pub const MAP_HTTP_ROUTES: &str = "HTTP_ROUTES";
+pub const MAP_HTTP_ROUTE_STATS: &str = "HTTP_ROUTE_STATS";
 pub const MAP_LB_MAGLEV: &str = "LB_MAGLEV";
 pub const MAP_LB_BACKENDS: &str = "LB_BACKENDS";
 pub const MAP_LB_SERVICE_STATS: &str = "LB_SERVICE_STATS";
@@ -96,6 +98,16 @@ counters! {
     LbDropNoRoom = "drop.lb_encap": "dropped: the frame could not grow for the tunnel header",
     LbTooBig = "lb.icmp_too_big": "answered ICMP fragmentation-needed / packet-too-big: too large once encapsulated",
     LbDropFamily = "drop.lb_family": "dropped: VIP and backend address families differ",
+    HttpSegments = "http.segments": "TCP segments to an HTTP VIP seen by XDP",
+    HttpSynAnswered = "http.syn_answered": "SYNs answered with a SYN-ACK carrying a SYN cookie",
+    HttpResponses = "http.responses": "requests answered in one segment with the response and FIN",
+    HttpBadRequest = "http.bad_request": "answered 400: not an HTTP/1.x GET/HEAD request in one segment",
+    HttpFinAcked = "http.fin_acked": "client FINs acknowledged",
+    HttpDropBareAck = "drop.http_bare_ack": "dropped: a bare ACK (handshake completion, ACK of our response)",
+    HttpDropRst = "drop.http_rst": "dropped: RST to an HTTP VIP",
+    HttpDropCookie = "drop.http_bad_cookie": "dropped: data segment whose ACK is not a valid SYN cookie",
+    HttpDropMalformed = "drop.http_malformed": "dropped: TCP header invalid or SYN+ACK / unexpected flags",
+    HttpDropNoRoom = "drop.http_no_room": "dropped: the frame could not be resized for the answer",
     DnsQueries = "dns.queries": "UDP datagrams to a DNS VIP seen by XDP",
     DnsAnsweredNoerror = "dns.xdp.noerror": "answered in XDP: NOERROR (answers and NODATA)",
     DnsAnsweredNxdomain = "dns.xdp.nxdomain": "answered in XDP: NXDOMAIN",
@@ -149,6 +161,57 @@ pub const VIP_KIND_PASS: u32 = 0;
 pub const VIP_KIND_DNS: u32 = 1;
 /// A load-balanced service: steered to a backend; `index` is the service.
 pub const VIP_KIND_LB: u32 = 2;
+/// An `[[http]]` site answered in XDP; `index` is the site.
+pub const VIP_KIND_HTTP: u32 = 3;
+
+// ---- HTTP answered in XDP ---------------------------------------------------------------
+
+pub const HTTP_ROUTES_MAX: u32 = 4096;
+pub const HTTP_HOST_LEN: usize = 64;
+pub const HTTP_PATH_LEN: usize = 128;
+/// Longest request target (path and query) the responder copies into a Location.
+pub const HTTP_TARGET_MAX: usize = 255;
+/// Request bytes the XDP program reads; a request needing more gets a 400.
+pub const HTTP_REQUEST_MAX: usize = 1024;
+pub const HTTP_PREFIX_MAX: usize = 384;
+pub const HTTP_SUFFIX_MAX: usize = 1280;
+/// Largest response (with the longest appended target) the config may ask for: it
+/// must fit one segment on a 1280-byte IPv6 path with room for headers.
+pub const HTTP_RESPONSE_MAX: usize = 1200;
+/// `HttpKey::path` marker of a site's default response (first byte; the rest zero).
+pub const HTTP_PATH_DEFAULT: u8 = 0x01;
+/// `HttpKey::path` marker of a site's 400 response.
+pub const HTTP_PATH_BAD_REQUEST: u8 = 0x02;
+
+/// Key of HTTP_ROUTES: site, Host (lowercase, no port; all zero = any host), exact
+/// path (zero padded), or a marker path.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HttpKey {
+    pub site: u32,
+    pub host: [u8; HTTP_HOST_LEN],
+    pub path: [u8; HTTP_PATH_LEN],
+}
+
+/// A prepared response: `prefix`, then (if `append_path`) the request target, then
+/// `suffix`, whose last `body_len` bytes are the body (left out for HEAD).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HttpResponse {
+    /// Index into HTTP_ROUTE_STATS.
+    pub route: u32,
+    pub prefix_len: u16,
+    pub suffix_len: u16,
+    pub body_len: u16,
+    pub append_path: u16,
+    /// Ones'-complement sums (from an even offset) of prefix, suffix, and suffix
+    /// without the body.
+    pub prefix_sum: u32,
+    pub suffix_sum: u32,
+    pub head_sum: u32,
+    pub prefix: [u8; HTTP_PREFIX_MAX],
+    pub suffix: [u8; HTTP_SUFFIX_MAX],
+}
 
 // ---- load balancer -------------------------------------------------------------------
 
@@ -322,6 +385,8 @@ mod user {
     unsafe impl aya::Pod for super::DnsAnswer {}
     unsafe impl aya::Pod for super::DnsBlock {}
     unsafe impl aya::Pod for super::LbService {}
+    unsafe impl aya::Pod for super::HttpKey {}
+    unsafe impl aya::Pod for super::HttpResponse {}
     unsafe impl aya::Pod for super::LbBackend {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}

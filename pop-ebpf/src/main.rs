@@ -6,6 +6,8 @@
 mod counters;
 mod csum;
 mod dns;
+mod frame;
+mod http;
 mod lb;
 mod maps;
 mod parse;
@@ -13,7 +15,7 @@ mod parse;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
 
-use pop_common::{Counter, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey};
+use pop_common::{Counter, VIP_KIND_DNS, VIP_KIND_HTTP, VIP_KIND_LB, VIP_KIND_PASS, VipKey};
 
 use counters::Stats;
 use maps::VIPS;
@@ -54,6 +56,7 @@ fn dispatch(ctx: &XdpContext, stats: &Stats) -> u32 {
     match vip.kind {
         VIP_KIND_PASS => pass(stats, Counter::PassVipKernel),
         VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
+        VIP_KIND_HTTP => http::handle(ctx, stats, &pkt, vip.index),
         VIP_KIND_LB => match lb::handle(ctx, stats, &pkt, vip.index) {
             v if v & lb::TOO_BIG != 0 => lb::too_big(ctx, stats, &pkt, (v & 0xffff) as usize),
             v => v,

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use pop_common::{
-    Counters, DNS_BLOCKS_MAX, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
+    Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
     LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
     MAX_VIPS, RrlBucket, RrlKey, VipKey, VipValue,
 };
@@ -66,5 +66,49 @@ pub static LB_SERVICE_STATS: PerCpuArray<LbStats> = PerCpuArray::pinned(LB_MAX_S
 /// Per-backend packets, bytes, new flows (per CPU).
 #[map(name = "LB_BACKEND_STATS")]
 pub static LB_BACKEND_STATS: PerCpuArray<LbStats> = PerCpuArray::pinned(LB_MAX_BACKENDS, 0);
+
+/// HTTP responses by (site, host, path), plus each site's default and 400 responses.
+#[map(name = "HTTP_ROUTES")]
+pub static HTTP_ROUTES: HashMap<HttpKey, HttpResponse> = HashMap::pinned(HTTP_ROUTES_MAX, BPF_F_NO_PREALLOC);
+
+/// Requests answered per route (index HttpResponse::route), per CPU.
+#[map(name = "HTTP_ROUTE_STATS")]
+pub static HTTP_ROUTE_STATS: PerCpuArray<u64> = PerCpuArray::pinned(HTTP_ROUTES_MAX, 0);
+
+/// Per-CPU scratch for the HTTP responder: the request bytes and the lookup key.
+#[map(name = "HTTP_SCRATCH")]
+pub static HTTP_SCRATCH: PerCpuArray<HttpScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct HttpScratch {
+    /// State of the request scans. Kept here, not on the stack: the verifier does not
+    /// track map memory precisely, so a bpf_loop body is checked once instead of once
+    /// per distinct loop position.
+    pub scan: HttpScan,
+    /// The received segment's IP and TCP headers, for the SYN-cookie helpers.
+    pub ip4: [u8; 20],
+    pub ip6: [u8; 40],
+    pub tcp: [u8; 60],
+    pub key: HttpKey,
+    /// Request bytes, with slack so a bounded copy from any offset stays inside.
+    pub req: [u8; HTTP_REQUEST_MAX + 512],
+}
+
+#[repr(C)]
+pub struct HttpScan {
+    pub n: u32,
+    pub start: u32,
+    pub end: u32,
+    pub path_end: u32,
+    pub found: u32,
+    pub pos: u32,
+    pub line_start: u32,
+    pub in_host: u32,
+    pub host_start: u32,
+    pub host_len: u32,
+    pub done: u32,
+    pub parity: u32,
+    pub sum: u64,
+}
 
 const BPF_F_NO_PREALLOC: u32 = 1;

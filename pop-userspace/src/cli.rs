@@ -143,17 +143,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let rows = metrics::rows(&now, before);
             let services = metrics::service_rows(&config.pop.bpffs_dir, &config)?;
+            let routes = metrics::http_route_rows(&config.pop.bpffs_dir, &config)?;
             if json {
                 let out = serde_json::json!({
                     "pop": config.pop.name,
                     "interval_seconds": if interval > 0.0 { Some(interval) } else { None },
                     "counters": rows,
                     "services": services,
+                    "http_routes": routes.iter().map(|(n, c)| serde_json::json!({"route": n, "answered": c})).collect::<Vec<_>>(),
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print!("{}", metrics::render_table(&rows, all));
                 print!("{}", metrics::render_services(&services));
+                if !routes.is_empty() {
+                    println!("\n{:<50} {:>12}", "http route", "answered");
+                    for (name, count) in &routes {
+                        println!("{name:<50} {count:>12}");
+                    }
+                }
             }
         }
         Command::Decap { iface, generic, detach, stats, bpffs_dir } => {

@@ -28,6 +28,43 @@ pub struct Config {
     pub interfaces: Vec<Interface>,
     pub dns: Vec<DnsBlock>,
     pub services: Vec<Service>,
+    pub http: Vec<HttpSite>,
+}
+
+/// One `[[http]]` site answered in XDP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSite {
+    pub name: String,
+    pub vips: Vec<IpAddr>,
+    pub port: u16,
+    pub routes: Vec<HttpRoute>,
+    /// For requests no route matches (404 when not configured).
+    pub default: HttpReply,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// Exact path (no query).
+    pub path: String,
+    /// Only for this Host (lowercase, no port); any host when None.
+    pub host: Option<String>,
+    pub reply: HttpReply,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpReply {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+    /// Sets `Location:` (redirects).
+    pub location: Option<String>,
+    /// Appends the request's path and query to `location`.
+    #[serde(default)]
+    pub append_path: bool,
 }
 
 /// One `[[service]]`: TCP or UDP on a port of some VIPs, steered to backends.
@@ -196,6 +233,39 @@ struct RawConfig {
     dns: Vec<Spanned<RawDns>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    http: Vec<Spanned<RawHttp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    name: Spanned<String>,
+    vips: Vec<Spanned<String>>,
+    #[serde(default = "default_http_port")]
+    port: u16,
+    #[serde(default)]
+    routes: Vec<Spanned<RawRoute>>,
+    default: Option<Spanned<HttpReply>>,
+}
+
+fn default_http_port() -> u16 {
+    80
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: String,
+    host: Option<String>,
+    status: u16,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    body: String,
+    location: Option<String>,
+    #[serde(default)]
+    append_path: bool,
 }
 
 #[derive(Deserialize)]
@@ -430,6 +500,68 @@ impl Config {
                 line: line_of(text, span.start),
             });
         }
+        let mut http = Vec::new();
+        for site in raw.http {
+            let span = site.span();
+            let site = site.into_inner();
+            let name = site.name.get_ref().clone();
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                v.error(site.name.span(), format!("http site name {name:?}: use letters, digits, '-' and '_'"));
+            } else if !names.insert(name.clone()) {
+                v.error(site.name.span(), format!("name {name:?} is used twice"));
+            }
+            let mut vips = Vec::new();
+            for vip in &site.vips {
+                match vip.get_ref().parse::<IpAddr>() {
+                    Ok(ip) => {
+                        if !listeners.insert((ip, site.port, pop_common::IPPROTO_TCP)) {
+                            v.error(vip.span(), format!("{ip} port {}/Tcp is already served by another block", site.port));
+                        }
+                        vips.push(ip);
+                    }
+                    Err(_) => v.error(vip.span(), format!("{:?} is not an IPv4 or IPv6 address", vip.get_ref())),
+                }
+            }
+            if site.vips.is_empty() {
+                v.error(span.clone(), format!("http site {name:?} needs at least one address in vips"));
+            }
+            let mut routes = Vec::new();
+            let mut seen_routes = HashSet::new();
+            for r in site.routes {
+                let rspan = r.span();
+                let r = r.into_inner();
+                let reply = HttpReply { status: r.status, headers: r.headers, body: r.body, location: r.location, append_path: r.append_path };
+                if !r.path.starts_with('/') || r.path.len() >= pop_common::HTTP_PATH_LEN || r.path.contains(['?', ' ', '\t', '\r', '\n']) {
+                    v.error(rspan.clone(), format!("route path {:?} must start with '/', be under {} bytes, and have no query or spaces", r.path, pop_common::HTTP_PATH_LEN));
+                }
+                let host = r.host.map(|h| h.to_ascii_lowercase());
+                if let Some(h) = &host {
+                    if h.is_empty() || h.len() >= pop_common::HTTP_HOST_LEN || h.contains([':', ' ', '/']) {
+                        v.error(rspan.clone(), format!("route host {h:?} must be a host name under {} bytes, without a port", pop_common::HTTP_HOST_LEN));
+                    }
+                }
+                if !seen_routes.insert((host.clone(), r.path.clone())) {
+                    v.error(rspan.clone(), format!("route {:?}{} is listed twice", r.path, host.as_ref().map(|h| format!(" for host {h}")).unwrap_or_default()));
+                }
+                if let Err(e) = crate::http::check_reply(&reply) {
+                    v.error(rspan, format!("route {:?}: {e}", r.path));
+                }
+                routes.push(HttpRoute { path: r.path, host, reply });
+            }
+            let default = match site.default {
+                Some(d) => {
+                    let dspan = d.span();
+                    let d = d.into_inner();
+                    if let Err(e) = crate::http::check_reply(&d) {
+                        v.error(dspan, format!("default response: {e}"));
+                    }
+                    d
+                }
+                None => crate::http::not_found(),
+            };
+            http.push(HttpSite { name, vips, port: site.port, routes, default, line: line_of(text, span.start) });
+        }
+
         if backend_total > MAX_BACKENDS {
             v.errors.push(ConfigError { file: path.into(), line: None, message: format!("{backend_total} backends in all; at most {MAX_BACKENDS}") });
         }
@@ -443,6 +575,7 @@ impl Config {
             interfaces,
             dns,
             services,
+            http,
         })
     }
 

@@ -125,7 +125,12 @@ pub async fn run(config: Config) -> Result<()> {
     let mut vips = VipTable::from_ebpf(&mut datapath.ebpf)?;
     let mut dns = DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?);
     let mut lb = LbRuntime::from_ebpf(&mut datapath.ebpf)?;
-    let started = dns.apply(prepared).and_then(|()| lb.apply(&config)).and_then(|()| vips.sync(&vip::desired(&config)));
+    let mut http_routes = crate::http::routes_map(&mut datapath.ebpf)?;
+    let started = dns
+        .apply(prepared)
+        .and_then(|()| lb.apply(&config))
+        .and_then(|()| crate::http::apply(&mut http_routes, &config))
+        .and_then(|()| vips.sync(&vip::desired(&config)));
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
@@ -151,7 +156,7 @@ pub async fn run(config: Config) -> Result<()> {
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
             _ = hup.recv() => {
                 seq += 1;
-                let result = reload(&config, &mut dns, &mut lb, &mut vips).map(|new| config = new);
+                let result = reload(&config, &mut dns, &mut lb, &mut http_routes, &mut vips).map(|new| config = new);
                 match &result {
                     Ok(()) => info!("reload {seq}: applied"),
                     Err(e) => warn!("reload {seq} rejected, still serving the previous config and zones:\n{e:#}"),
@@ -167,7 +172,13 @@ pub async fn run(config: Config) -> Result<()> {
 }
 
 /// Re-reads the config file and every zone; applies them only if all are valid.
-fn reload(running: &Config, dns: &mut DnsRuntime, lb: &mut LbRuntime, vips: &mut VipTable) -> Result<Config> {
+fn reload(
+    running: &Config,
+    dns: &mut DnsRuntime,
+    lb: &mut LbRuntime,
+    http_routes: &mut aya::maps::HashMap<aya::maps::MapData, pop_common::HttpKey, pop_common::HttpResponse>,
+    vips: &mut VipTable,
+) -> Result<Config> {
     let config = Config::load(&running.path)?;
     let names = |c: &Config| c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>();
     if names(&config) != names(running) || config.pop.bpffs_dir != running.pop.bpffs_dir {
@@ -177,6 +188,7 @@ fn reload(running: &Config, dns: &mut DnsRuntime, lb: &mut LbRuntime, vips: &mut
     crate::lb::runtime::check_forwarding(&config)?;
     dns.apply(prepared)?;
     lb.apply(&config)?;
+    crate::http::apply(http_routes, &config)?;
     vips.sync(&vip::desired(&config))?;
     Ok(config)
 }

@@ -8,6 +8,7 @@
 //! - [`metrics`]: reading the per-CPU data-path counters and rendering them.
 //! - [`dns`]: zones (parsed by hickory), the authoritative answer engine, its UDP/TCP
 //!   server, and the compiled table the XDP fast path answers from.
+//! - [`http`]: `[[http]]` sites: rendering responses and loading the XDP route table.
 //! - [`lb`]: services and backends: Maglev tables, backend ids, `pop decap`.
 //! - [`daemon`]: `pop run`: attach, fill the maps, bridge eBPF logs, run until a signal.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod http;
 pub mod lb;
 pub mod loader;
 pub mod metrics;

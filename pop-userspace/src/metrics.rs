@@ -195,3 +195,20 @@ pub fn render_services(rows: &[ServiceRow]) -> String {
     }
     out
 }
+
+/// Requests answered per HTTP route (named "site host/path"), from the pinned map.
+pub fn http_route_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Result<Vec<(String, u64)>> {
+    if config.http.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pins = Pins::new(bpffs_dir);
+    let path = pins.map(pop_common::MAP_HTTP_ROUTE_STATS);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    let (_, names) = crate::http::entries(config);
+    let mut rows = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        rows.push((name, map.get(&(i as u32), 0)?.iter().sum()));
+    }
+    Ok(rows)
+}

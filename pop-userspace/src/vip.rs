@@ -32,6 +32,12 @@ pub fn desired(config: &Config) -> BTreeMap<([u8; 16], u16, u8), VipValue> {
             m.insert((k.addr, k.port_be, k.proto), VipValue { kind: VIP_KIND_PASS, index: 0 });
         }
     }
+    for (i, site) in config.http.iter().enumerate() {
+        for &vip in &site.vips {
+            let k = vip_key(vip, site.port, IPPROTO_TCP);
+            m.insert((k.addr, k.port_be, k.proto), VipValue { kind: pop_common::VIP_KIND_HTTP, index: i as u32 });
+        }
+    }
     for (i, svc) in config.services.iter().enumerate() {
         for &vip in &svc.vips {
             let k = vip_key(vip, svc.port, svc.protocol.number());

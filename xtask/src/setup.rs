@@ -25,6 +25,8 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("dnsperf", "DNS load generator for `cargo xtask bench`"),
     ("wrk", "HTTP load generator in tests and `cargo xtask bench`"),
     ("nginx-light", "the HTTP backend `cargo xtask bench` balances to"),
+    ("wget", "HTTP client in tests"),
+    ("hping3", "SYN flood in the HTTP responder test"),
     ("nftables", "nftables DNAT, the kernel baseline `cargo xtask bench` compares the LB with"),
 ];
 

@@ -1,0 +1,235 @@
+//! `[[http]]` sites answered in XDP: rendering each configured response once, split
+//! where the request's path is spliced in (redirects that append it), with the
+//! checksums of the fixed parts pre-summed; and keeping HTTP_ROUTES in step with the
+//! config.
+
+use std::collections::HashMap as StdHashMap;
+
+use anyhow::{Result, anyhow};
+use aya::maps::{HashMap, MapData};
+use pop_common::{
+    HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_RESPONSE_MAX,
+    HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpKey, HttpResponse,
+};
+
+use crate::{
+    config::{Config, HttpReply},
+    dns::table::partial_csum,
+};
+
+pub fn not_found() -> HttpReply {
+    HttpReply {
+        status: 404,
+        headers: [("Content-Type".to_string(), "text/plain".to_string())].into(),
+        body: "not found\n".into(),
+        location: None,
+        append_path: false,
+    }
+}
+
+fn bad_request() -> HttpReply {
+    HttpReply {
+        status: 400,
+        headers: [("Content-Type".to_string(), "text/plain".to_string())].into(),
+        body: "bad request\n".into(),
+        location: None,
+        append_path: false,
+    }
+}
+
+pub fn reason(status: u16) -> Option<&'static str> {
+    Some(match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => return None,
+    })
+}
+
+/// The response split around the spliced-in request target: (prefix, suffix, body length).
+pub fn render(r: &HttpReply) -> (Vec<u8>, Vec<u8>, usize) {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status).unwrap_or("Status"));
+    let mut prefix = Vec::new();
+    if let Some(loc) = &r.location {
+        head += &format!("Location: {loc}");
+        if r.append_path {
+            prefix = head.into_bytes();
+            head = String::new();
+        }
+        head += "\r\n";
+    }
+    for (k, v) in &r.headers {
+        head += &format!("{k}: {v}\r\n");
+    }
+    head += &format!("Content-Length: {}\r\nConnection: close\r\n\r\n", r.body.len());
+    let mut suffix = head.into_bytes();
+    suffix.extend_from_slice(r.body.as_bytes());
+    (prefix, suffix, r.body.len())
+}
+
+/// Why a configured response cannot be served from XDP, if it cannot.
+pub fn check_reply(r: &HttpReply) -> Result<(), String> {
+    if reason(r.status).is_none() {
+        return Err(format!("status {} is not one pop knows (2xx, 3xx, 4xx, 5xx in common use)", r.status));
+    }
+    for (k, v) in &r.headers {
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            return Err(format!("header name {k:?} is not a valid token"));
+        }
+        if v.contains(['\r', '\n']) {
+            return Err(format!("header {k:?} has a line break in its value"));
+        }
+        if ["content-length", "connection", "location"].contains(&k.to_ascii_lowercase().as_str()) {
+            return Err(format!("header {k:?} is set by pop itself (use `location` for Location)"));
+        }
+    }
+    if r.location.as_deref().is_some_and(|l| l.contains(['\r', '\n']) || l.is_empty()) {
+        return Err("location must be one non-empty line".into());
+    }
+    if r.append_path && r.location.is_none() {
+        return Err("append_path needs a location".into());
+    }
+    let (prefix, suffix, _) = render(r);
+    let longest = prefix.len() + suffix.len() + if r.append_path { HTTP_TARGET_MAX } else { 0 };
+    if longest > HTTP_RESPONSE_MAX || prefix.len() > HTTP_PREFIX_MAX || suffix.len() > HTTP_SUFFIX_MAX {
+        return Err(format!(
+            "the response is {longest} bytes{}; one segment carries at most {HTTP_RESPONSE_MAX}",
+            if r.append_path { format!(" with the longest path appended ({HTTP_TARGET_MAX})") } else { String::new() }
+        ));
+    }
+    Ok(())
+}
+
+fn value(route: u32, r: &HttpReply) -> HttpResponse {
+    let (prefix, suffix, body_len) = render(r);
+    let mut v = HttpResponse {
+        route,
+        prefix_len: prefix.len() as u16,
+        suffix_len: suffix.len() as u16,
+        body_len: body_len as u16,
+        append_path: r.append_path as u16,
+        prefix_sum: partial_csum(&prefix),
+        suffix_sum: partial_csum(&suffix),
+        head_sum: partial_csum(&suffix[..suffix.len() - body_len]),
+        prefix: [0; HTTP_PREFIX_MAX],
+        suffix: [0; HTTP_SUFFIX_MAX],
+    };
+    v.prefix[..prefix.len()].copy_from_slice(&prefix);
+    v.suffix[..suffix.len()].copy_from_slice(&suffix);
+    v
+}
+
+fn key(site: u32, host: Option<&str>, path: &[u8]) -> HttpKey {
+    let mut k = HttpKey { site, host: [0; HTTP_HOST_LEN], path: [0; HTTP_PATH_LEN] };
+    if let Some(h) = host {
+        k.host[..h.len()].copy_from_slice(h.as_bytes());
+    }
+    k.path[..path.len()].copy_from_slice(path);
+    k
+}
+
+/// Every HTTP_ROUTES entry the config asks for, with a display name per route id.
+pub fn entries(config: &Config) -> (Vec<(HttpKey, HttpResponse)>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut names = Vec::new();
+    for (i, site) in config.http.iter().enumerate() {
+        let i = i as u32;
+        for r in &site.routes {
+            let id = names.len() as u32;
+            names.push(format!("{} {}{}", site.name, r.host.as_deref().unwrap_or(""), r.path));
+            out.push((key(i, r.host.as_deref(), r.path.as_bytes()), value(id, &r.reply)));
+        }
+        let id = names.len() as u32;
+        names.push(format!("{} (default)", site.name));
+        out.push((key(i, None, &[HTTP_PATH_DEFAULT]), value(id, &site.default)));
+        let id = names.len() as u32;
+        names.push(format!("{} (400 bad request)", site.name));
+        out.push((key(i, None, &[HTTP_PATH_BAD_REQUEST]), value(id, &bad_request())));
+    }
+    (out, names)
+}
+
+/// Writes the routes of every site, then removes routes no longer configured. Each
+/// entry changes in one map update, so a request sees the old or the new response.
+pub fn apply(map: &mut HashMap<MapData, HttpKey, HttpResponse>, config: &Config) -> Result<()> {
+    let (want, _) = entries(config);
+    let mut keep = StdHashMap::new();
+    for (k, v) in &want {
+        map.insert(k, v, 0).map_err(|e| anyhow!("HTTP route table full ({} entries): {e}", pop_common::HTTP_ROUTES_MAX))?;
+        keep.insert((k.site, k.host, k.path), ());
+    }
+    let stale: Vec<HttpKey> = map.keys().filter_map(|k| k.ok()).filter(|k| !keep.contains_key(&(k.site, k.host, k.path))).collect();
+    for k in stale {
+        let _ = map.remove(&k);
+    }
+    Ok(())
+}
+
+pub fn routes_map(ebpf: &mut aya::Ebpf) -> Result<HashMap<MapData, HttpKey, HttpResponse>> {
+    let m = ebpf.take_map(pop_common::MAP_HTTP_ROUTES).ok_or_else(|| anyhow!("HTTP_ROUTES missing"))?;
+    Ok(HashMap::try_from(m)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16) -> HttpReply {
+        HttpReply { status, headers: Default::default(), body: String::new(), location: None, append_path: false }
+    }
+
+    #[test]
+    fn redirect_splits_around_the_path() {
+        let r = HttpReply { location: Some("https://www.example.com".into()), append_path: true, ..reply(301) };
+        let (p, s, body) = render(&r);
+        assert_eq!(String::from_utf8(p).unwrap(), "HTTP/1.1 301 Moved Permanently\r\nLocation: https://www.example.com");
+        assert_eq!(String::from_utf8(s).unwrap(), "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        assert_eq!(body, 0);
+    }
+
+    #[test]
+    fn plain_response_is_all_suffix_with_body_last() {
+        let mut r = reply(200);
+        r.body = "ok\n".into();
+        r.headers.insert("Cache-Control".into(), "no-store".into());
+        let (p, s, body) = render(&r);
+        assert!(p.is_empty());
+        assert_eq!(String::from_utf8(s).unwrap(), "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+        assert_eq!(body, 3);
+    }
+
+    #[test]
+    fn checks() {
+        assert!(check_reply(&reply(200)).is_ok());
+        assert!(check_reply(&reply(299)).unwrap_err().contains("status 299"));
+        let mut r = reply(200);
+        r.body = "x".repeat(1200);
+        assert!(check_reply(&r).unwrap_err().contains("one segment carries at most 1200"));
+        let mut r = reply(200);
+        r.headers.insert("Content-Length".into(), "3".into());
+        assert!(check_reply(&r).unwrap_err().contains("set by pop itself"));
+        let r = HttpReply { append_path: true, ..reply(301) };
+        assert!(check_reply(&r).unwrap_err().contains("needs a location"));
+        let mut r = reply(200);
+        r.headers.insert("X-Bad".into(), "a\r\nb".into());
+        assert!(check_reply(&r).is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! HTTP answered in XDP: real clients (curl, wget, Python's http.client, wrk) against a
+//! VIP whose port 80 only the XDP program answers — nothing listens there in the kernel.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::Result;
+use pop_lab::{Host, Lab};
+
+const VIP4: &str = "203.0.113.80";
+const VIP6: &str = "2001:db8:80::80";
+
+struct HttpLab {
+    lab: Lab,
+    client: Host,
+    pop: Host,
+    config: PathBuf,
+}
+
+fn http_lab() -> Result<HttpLab> {
+    let mut lab = Lab::new()?;
+    let client = lab.host("client")?;
+    let pop = lab.host("pop")?;
+    lab.link(&client, "c0", &pop, "p0")?;
+    lab.addr(&client, "c0", "192.0.2.1/24")?;
+    lab.addr(&pop, "p0", "192.0.2.2/24")?;
+    lab.addr(&client, "c0", "2001:db8::1/64")?;
+    lab.addr(&pop, "p0", "2001:db8::2/64")?;
+    lab.route(&client, &format!("{VIP4}/32 via 192.0.2.2"))?;
+    lab.route(&client, &format!("{VIP6}/128 via 2001:db8::2"))?;
+    lab.addr(&pop, "lo", &format!("{VIP4}/32"))?;
+    lab.addr(&pop, "lo", &format!("{VIP6}/128"))?;
+    lab.tx_checksum_off(&client, "c0")?;
+    lab.xdp_pass(&client, "c0")?;
+    let config = lab.pop_config(
+        &pop,
+        &format!(
+            "[[interface]]\nname = \"p0\"\n\n[[http]]\nname = \"edge\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n\
+             [http.default]\nstatus = 301\nlocation = \"https://www.example.com\"\nappend_path = true\n\
+             [[http.routes]]\npath = \"/healthz\"\nstatus = 200\nbody = \"ok\\n\"\n\
+             headers = {{ \"Content-Type\" = \"text/plain\", \"Cache-Control\" = \"no-store\" }}\n\
+             [[http.routes]]\npath = \"/\"\nhost = \"status.example.com\"\nstatus = 200\nbody = \"all systems normal\\n\"\n"
+        ),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+    Ok(HttpLab { lab, client, pop, config })
+}
+
+impl HttpLab {
+    fn counters(&self) -> Result<BTreeMap<String, u64>> {
+        self.lab.pop_counters(&self.pop, &self.config)
+    }
+    fn tcp(&self, field: &str) -> Result<u64> {
+        self.client.snmp("Tcp", field)
+    }
+}
+
+#[test]
+fn curl_wget_python_and_wrk_get_the_configured_answers() -> Result<()> {
+    let h = http_lab()?;
+    let resets0 = h.tcp("EstabResets")? + h.tcp("AttemptFails")?;
+    let out_rsts0 = h.tcp("OutRsts")?;
+    let retrans0 = h.tcp("RetransSegs")?;
+
+    // HTTP/1.1 redirect with the path and query appended.
+    let out = h.client.stdout(&["curl", "-sS", "-D", "-", "-o", "/dev/null", &format!("http://{VIP4}/some/page?x=1")])?;
+    assert!(out.starts_with("HTTP/1.1 301 Moved Permanently\r\n"), "{out}");
+    assert!(out.contains("Location: https://www.example.com/some/page?x=1\r\n"), "{out}");
+    assert!(out.contains("Connection: close\r\n"), "{out}");
+    // HTTP/1.0, a route with its headers and body.
+    let out = h.client.stdout(&["curl", "-sS", "--http1.0", "-D", "-", &format!("http://{VIP4}/healthz")])?;
+    assert!(out.contains("200 OK") && out.contains("Content-Type: text/plain") && out.contains("Cache-Control: no-store"), "{out}");
+    assert!(out.ends_with("\r\n\r\nok\n"), "{out:?}");
+    // Host-specific route, and the same path for another host gets the default.
+    let out = h.client.stdout(&["curl", "-sS", "-H", "Host: Status.Example.COM", &format!("http://{VIP4}/")])?;
+    assert_eq!(out, "all systems normal\n");
+    let code = h.client.stdout(&["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: other.example", &format!("http://{VIP4}/")])?;
+    assert_eq!(code, "301");
+    // HEAD: headers, Content-Length of the body, no body.
+    let out = h.client.stdout(&["curl", "-sS", "-I", &format!("http://{VIP4}/healthz")])?;
+    assert!(out.contains("200 OK") && out.contains("Content-Length: 3"), "{out}");
+    // IPv6.
+    let out = h.client.stdout(&["curl", "-sS", &format!("http://[{VIP6}]/healthz")])?;
+    assert_eq!(out, "ok\n");
+    // wget follows nothing here (the redirect target is outside the lab): ask for the route.
+    let out = h.client.output(&["wget", "-q", "-S", "-O", "-", &format!("http://{VIP4}/healthz")])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // Python's http.client.
+    let py = format!(
+        "import http.client\nc = http.client.HTTPConnection('{VIP4}', 80, timeout=5)\nc.request('GET', '/healthz')\n\
+         r = c.getresponse()\nprint(r.status, r.getheader('Cache-Control'), r.read().decode().strip())\n"
+    );
+    assert_eq!(h.client.stdout(&["python3", "-c", &py])?.trim(), "200 no-store ok");
+    // A request that is not GET/HEAD gets a 400.
+    let code = h.client.stdout(&["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "DELETE", &format!("http://{VIP4}/healthz")])?;
+    assert_eq!(code, "400");
+
+    // Clean closes so far: no resets either way, no retransmissions.
+    assert_eq!(h.tcp("EstabResets")? + h.tcp("AttemptFails")?, resets0, "the client saw resets");
+    assert_eq!(h.tcp("OutRsts")?, out_rsts0, "the client sent resets");
+    assert_eq!(h.tcp("RetransSegs")?, retrans0, "retransmissions with single clients");
+
+    // wrk: many connections, every one answered.
+    let wrk = h.client.stdout(&["wrk", "-t1", "-c16", "-d2s", &format!("http://{VIP4}/healthz")])?;
+    assert!(!wrk.contains("Socket errors") && !wrk.contains("Non-2xx"), "{wrk}");
+    let requests: u64 = wrk.lines().find_map(|l| l.trim().split_once(" requests in").map(|(n, _)| n.trim().parse().unwrap_or(0))).unwrap_or(0);
+    assert!(requests > 1000, "{wrk}");
+
+    // wrk aborts the connections it has open when its time is up (at most one per
+    // connection); beyond that, no resets and only a trickle of retransmissions.
+    let resets = h.tcp("EstabResets")? + h.tcp("AttemptFails")? - resets0;
+    assert!(resets <= 16, "{resets} resets for 16 wrk connections");
+    let retrans = h.tcp("RetransSegs")? - retrans0;
+    assert!(retrans * 100 <= requests, "{retrans} retransmissions for {requests} requests");
+
+    let c = h.counters()?;
+    assert!(c["http.responses"] >= requests + 8, "{c:?}");
+    assert_eq!(c["http.bad_request"], 1, "{c:?}");
+    assert!(c["http.syn_answered"] >= requests, "{c:?}");
+    assert!(c["http.fin_acked"] >= requests, "{c:?}");
+    let stats = h.lab.pop(&h.pop, &h.config, &["stats", "--json", "--interval", "0"])?;
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout)?;
+    let routes = v["http_routes"].as_array().unwrap();
+    let healthz = routes.iter().find(|r| r["route"] == "edge /healthz").unwrap();
+    assert!(healthz["answered"].as_u64().unwrap() >= requests, "{routes:?}");
+    Ok(())
+}
+
+#[test]
+fn syn_flood_leaves_no_state_and_curl_keeps_working() -> Result<()> {
+    let h = http_lab()?;
+    let before = h.counters()?;
+    let mut flood = std::process::Command::from(h.client.command("hping3"));
+    let mut flood = flood
+        .args(["-q", "-S", "-p", "80", "-i", "u200", "--rand-source", VIP4])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut ok = 0;
+    for _ in 0..40 {
+        let out = h.client.output(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP4}/healthz")])?;
+        if String::from_utf8_lossy(&out.stdout) == "ok\n" {
+            ok += 1;
+        }
+    }
+    let _ = flood.kill();
+    let _ = flood.wait();
+    assert_eq!(ok, 40, "curl failed during the SYN flood");
+    let after = h.counters()?;
+    assert!(after["http.syn_answered"] - before["http.syn_answered"] > 1000, "{after:?}");
+    // No state anywhere: the PoP's kernel holds no TCP sockets for the VIP.
+    let ss = h.pop.stdout(&["ss", "-Htan", "state", "all", &format!("( sport = :80 )")])?;
+    assert!(ss.trim().is_empty(), "sockets on the PoP: {ss}");
+    let _ = Duration::ZERO;
+    Ok(())
+}
