@@ -219,8 +219,9 @@ pub fn run() -> Result<()> {
 
     drop(lab);
     let lb_rows = bench_lb(&mut rows)?;
+    let http_rows = bench_http(&mut rows)?;
 
-    let report = render(&rows, &qps_rows, &lb_rows)?;
+    let report = render(&rows, &qps_rows, &lb_rows, &http_rows)?;
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
     fs::create_dir_all(&out)?;
     fs::write(out.join("latest.md"), &report)?;
@@ -353,7 +354,117 @@ fn bench_lb(rows: &mut Vec<Row>) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-fn render(rows: &[Row], qps: &[(&str, f64, f64, String)], lb: &[(String, f64)]) -> Result<String> {
+/// A TCP segment from 192.0.2.1:40000 to `vip`:80 in an IPv4 frame, checksums right.
+fn tcp4(vip: [u8; 4], seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    t[2..4].copy_from_slice(&80u16.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = 0x50;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t.extend_from_slice(payload);
+    let mut f = frames::udp4(frames::L2::default(), [192, 0, 2, 1], vip, 0, 0, &[], &[]);
+    f.truncate(34);
+    f[23] = 6;
+    f[16..18].copy_from_slice(&((20 + t.len()) as u16).to_be_bytes());
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = testrun::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut pseudo = f[26..34].to_vec();
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(&t);
+    let c = testrun::checksum(&pseudo);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&t);
+    f
+}
+
+/// pop's HTTP answers vs nginx returning the same redirect, same lab; returns
+/// (what, requests/s, CPU ns per request).
+fn bench_http(rows: &mut Vec<Row>) -> Result<Vec<(String, f64, f64)>> {
+    const VIP: &str = "203.0.113.80";
+    const NGINX: &str = "203.0.113.81";
+    println!("[bench] HTTP lab: client, pop (XDP answers on {VIP}, nginx on {NGINX})");
+    let mut lab = Lab::new()?;
+    let client = lab.host("client")?;
+    let pop = lab.host("pop")?;
+    lab.link(&client, "c0", &pop, "p0")?;
+    lab.addr(&client, "c0", "192.0.2.1/24")?;
+    lab.addr(&pop, "p0", "192.0.2.2/24")?;
+    for vip in [VIP, NGINX] {
+        lab.addr(&pop, "lo", &format!("{vip}/32"))?;
+        lab.route(&client, &format!("{vip}/32 via 192.0.2.2"))?;
+    }
+    lab.tx_checksum_off(&client, "c0")?;
+    lab.xdp_pass(&client, "c0")?;
+    let nginx_conf = lab.write(
+        "nginx-http.conf",
+        &format!(
+            "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {dir}/nginx-http.pid;\nerror_log stderr;\n\
+             events {{ worker_connections 1024; }}\nhttp {{ access_log off; client_body_temp_path {dir}; proxy_temp_path {dir}; \
+             fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir}; keepalive_timeout 0;\n\
+             server {{ listen {NGINX}:80; location / {{ return 301 https://www.example.com$request_uri; }} }} }}\n",
+            dir = lab.dir.display()
+        ),
+    )?;
+    let nginx_pid = lab.spawn(&pop, "nginx", &["nginx", "-c", nginx_conf.to_str().unwrap()])?.child.id();
+    let config = lab.pop_config(
+        &pop,
+        &format!(
+            "[[interface]]\nname = \"p0\"\n\n[[http]]\nname = \"edge\"\nvips = [\"{VIP}\"]\n\
+             [http.default]\nstatus = 301\nlocation = \"https://www.example.com\"\nappend_path = true\n"
+        ),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+    for ip in [VIP, NGINX] {
+        wait_until(Duration::from_secs(10), "an HTTP answer", || {
+            client.output(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{ip}/x")]).ok().filter(|o| o.stdout == b"301")
+        })?;
+    }
+
+    println!("[bench] BPF_PROG_TEST_RUN: HTTP SYN and request");
+    let prog = testrun::pinned_program(&lab.bpffs_dir().join("pop").join("prog"))?;
+    let syn = tcp4([203, 0, 113, 80], 1000, 0, 0x02, &[]);
+    let synack = testrun::run(&prog, &syn)?;
+    if synack.verdict != testrun::XDP_TX {
+        bail!("SYN not answered in test run ({})", synack.verdict);
+    }
+    let cookie = u32::from_be_bytes(synack.frame[38..42].try_into().unwrap());
+    let req = tcp4([203, 0, 113, 80], 1001, cookie.wrapping_add(1), 0x18, b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n");
+    if testrun::run(&prog, &req)?.verdict != testrun::XDP_TX {
+        bail!("request not answered in test run");
+    }
+    let base = rows.first().map(|r| r.value).unwrap_or(1.0);
+    for (what, frame) in [("pop: HTTP SYN -> SYN-ACK with cookie", &syn), ("pop: HTTP request -> response + FIN", &req)] {
+        let ns = testrun::mean_ns(&prog, frame, 20_000)?;
+        rows.push(Row { what: what.into(), value: ns, unit: "ns/pkt", note: format!("{:.2}x baseline", ns / base) });
+    }
+
+    let mut out = Vec::new();
+    for (what, ip) in [("pop, answered in XDP", VIP), ("nginx 1.22, same redirect", NGINX)] {
+        println!("[bench] wrk against {what}");
+        let (t0, _) = bpf_stats(&prog)?;
+        let cpu0 = process_cpu(nginx_pid)?;
+        let text = client.stdout(&["wrk", "-t2", "-c32", "-d8s", "-H", "Connection: close", &format!("http://{ip}/some/page")])?;
+        let (t1, _) = bpf_stats(&prog)?;
+        let cpu = process_cpu(nginx_pid)? - cpu0;
+        let rps: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .with_context(|| format!("wrk printed no Requests/sec:\n{text}"))?
+            .trim()
+            .parse()?;
+        let total = rps * 8.0;
+        let per_req = if ip == VIP { (t1 - t0) as f64 / total } else { cpu * 1e9 / total };
+        out.push((what.to_string(), rps, per_req));
+    }
+    Ok(out)
+}
+
+fn render(rows: &[Row], qps: &[(&str, f64, f64, String)], lb: &[(String, f64)], http: &[(String, f64, f64)]) -> Result<String> {
     let mut s = String::new();
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
@@ -378,7 +489,16 @@ fn render(rows: &[Row], qps: &[(&str, f64, f64, String)], lb: &[(String, f64)]) 
     for (what, rps) in lb {
         writeln!(s, "| {what} | {rps:.0} | {:.2}x |", rps / direct)?;
     }
-    writeln!(s, "\nThe HTTP figures are bounded by nginx and wrk sharing two cores; the per-packet")?;
+    writeln!(s, "\n## HTTP answered at the edge (wrk, 2 threads, 32 connections, 8 s, new connection per request)\n")?;
+    writeln!(s, "| server | requests/s | vs nginx | CPU ns/request |\n|---|---:|---:|---:|")?;
+    let nginx = http.last().map(|r| r.1).unwrap_or(1.0);
+    for (what, rps, cpu) in http {
+        writeln!(s, "| {what} | {rps:.0} | {:.2}x | {cpu:.0} |", rps / nginx)?;
+    }
+    writeln!(s, "\nCPU per request: pop = XDP program run time from the kernel's BPF stats (every")?;
+    writeln!(s, "segment of the connection); nginx = its process CPU time (its kernel TCP work in")?;
+    writeln!(s, "softirq is not included, which favours nginx).")?;
+    writeln!(s, "\nThe LB HTTP figures are bounded by nginx and wrk sharing two cores; the per-packet")?;
     writeln!(s, "cost of each forwarding path is in the first table (pop) and in the PoP's softirq")?;
     writeln!(s, "time for nftables.")?;
     Ok(s)
