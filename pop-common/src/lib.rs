@@ -97,6 +97,7 @@ counters! {
     LbPassNoNeigh = "drop.lb_no_neighbour": "dropped: backend's next hop not resolved yet (ARP/ND); the controller primes it",
     LbDropNoRoom = "drop.lb_encap": "dropped: the frame could not grow for the tunnel header",
     LbTooBig = "lb.icmp_too_big": "answered ICMP fragmentation-needed / packet-too-big: too large once encapsulated",
+    LbDropMalformed = "drop.lb_malformed": "dropped: IP length says more than the frame holds",
     LbDropFamily = "drop.lb_family": "dropped: VIP and backend address families differ",
     HttpSegments = "http.segments": "TCP segments to an HTTP VIP seen by XDP",
     HttpSynAnswered = "http.syn_answered": "SYNs answered with a SYN-ACK carrying a SYN cookie",

@@ -92,6 +92,11 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
         return drop(stats, Counter::LbDropNoRoom);
     }
     let inner_len = u16::from_be_bytes(lenb) as usize + if pkt.v6 { 40 } else { 0 };
+    // The outer header will repeat this length: it must not claim bytes the frame lacks.
+    let frame_len = core::hint::black_box(ctx.data_end() - ctx.data());
+    if pkt.l3 + inner_len > frame_len || inner_len < pkt.l4 - pkt.l3 {
+        return drop(stats, Counter::LbDropMalformed);
+    }
 
     let key = FlowKey { src: pkt.src, dst: pkt.dst, sport_be: pkt.sport_be, dport_be: pkt.dport_be, proto: pkt.proto, _pad: [0; 3] };
     let mut chosen: Option<(u32, LbBackend)> = None;

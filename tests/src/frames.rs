@@ -152,3 +152,100 @@ pub fn parse_udp(f: &[u8]) -> Result<Parsed, String> {
         payload: f[l4 + 8..].to_vec(),
     })
 }
+
+/// Any IP frame taken apart: L3 family, protocol, addresses and the L4 bytes, with IP
+/// and L4 checksums and all lengths verified (TCP, UDP, ICMP, ICMPv6; IPIP and
+/// IPv6-in-IPv6 are checked through to the inner packet).
+#[derive(Debug)]
+pub struct Ip {
+    pub v6: bool,
+    pub proto: u8,
+    pub src: Vec<u8>,
+    pub dst: Vec<u8>,
+    pub l4: Vec<u8>,
+    pub inner: Option<Box<Ip>>,
+}
+
+fn l4_checksum_ok(v6: bool, proto: u8, src: &[u8], dst: &[u8], l4: &[u8]) -> bool {
+    match proto {
+        6 | 17 | 58 => {
+            let mut all = src.to_vec();
+            all.extend_from_slice(dst);
+            all.extend_from_slice(&[0, proto]);
+            all.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            all.extend_from_slice(l4);
+            let _ = v6;
+            checksum(&all) == 0
+        }
+        1 => checksum(l4) == 0,
+        _ => true,
+    }
+}
+
+/// Parses an IP packet starting at `l3` of `f` (to its end).
+pub fn parse_ip(f: &[u8]) -> Result<Ip, String> {
+    parse_ip_checked(f, true)
+}
+
+/// As [`parse_ip`]; a tunnelled inner packet's checksums are the client's business (pop
+/// forwards it untouched, as any router would), so they are checked only when `check_l4`.
+fn parse_ip_checked(f: &[u8], check_l4: bool) -> Result<Ip, String> {
+    if f.is_empty() {
+        return Err("empty".into());
+    }
+    let (v6, proto, src, dst, l4) = match f[0] >> 4 {
+        4 => {
+            if f.len() < 20 {
+                return Err("short IPv4 header".into());
+            }
+            let ihl = (f[0] & 0xf) as usize * 4;
+            if ihl < 20 || f.len() < ihl || (check_l4 && checksum(&f[..ihl]) != 0) {
+                return Err("bad IPv4 header or checksum".into());
+            }
+            let total = u16::from_be_bytes([f[2], f[3]]) as usize;
+            if total > f.len() || total < ihl {
+                return Err(format!("IPv4 total length {total}, {} bytes present", f.len()));
+            }
+            let f = &f[..total]; // anything after is link-layer padding
+            (false, f[9], f[12..16].to_vec(), f[16..20].to_vec(), f[ihl..].to_vec())
+        }
+        6 => {
+            if f.len() < 40 {
+                return Err("short IPv6 header".into());
+            }
+            let plen = u16::from_be_bytes([f[4], f[5]]) as usize;
+            if 40 + plen > f.len() {
+                return Err(format!("IPv6 payload length {plen}, {} bytes present", f.len() - 40));
+            }
+            let f = &f[..40 + plen];
+            (true, f[6], f[8..24].to_vec(), f[24..40].to_vec(), f[40..].to_vec())
+        }
+        v => return Err(format!("IP version {v}")),
+    };
+    let inner = match proto {
+        4 | 41 => Some(Box::new(parse_ip_checked(&l4, false)?)),
+        _ => {
+            if check_l4 && !l4_checksum_ok(v6, proto, &src, &dst, &l4) {
+                return Err(format!("bad L4 checksum (protocol {proto})"));
+            }
+            if check_l4 && proto == 17 && (l4.len() < 8 || u16::from_be_bytes([l4[4], l4[5]]) as usize != l4.len()) {
+                return Err("bad UDP length".into());
+            }
+            None
+        }
+    };
+    Ok(Ip { v6, proto, src, dst, l4, inner })
+}
+
+/// Offset of the IP header in an Ethernet frame (after up to two VLAN tags), and the ethertype.
+pub fn l3_offset(f: &[u8]) -> Option<(usize, u16)> {
+    let mut off = 12;
+    let mut et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+    let mut tags = 0;
+    while (et == 0x8100 || et == 0x88a8) && tags < 2 {
+        off += 4;
+        et = u16::from_be_bytes([*f.get(off)?, *f.get(off + 1)?]);
+        tags += 1;
+    }
+    Some((off + 2, et))
+}

@@ -30,6 +30,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, then fuzz the loaded XDP program with mutated frames for N seconds
+    /// (CI runs the same test bounded to 45 s).
+    Fuzz {
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+    },
     /// Set up, then run the demo PoP in a namespace lab and explain what it shows.
     Demo,
     /// Set up, then measure: XDP ns/packet per path and dnsperf against pop and Knot
@@ -106,6 +112,13 @@ fn run(task: Task) -> Result<()> {
             let mut argv = vec!["test", "--workspace", "--no-fail-fast"];
             argv.extend(args.iter().map(String::as_str));
             cargo_test(&argv)
+        }
+        Task::Fuzz { seconds } => {
+            setup::setup()?;
+            cargo(&["build", "-p", "pop-userspace"])?;
+            // SAFETY: single-threaded here; the test reads it in its own process.
+            unsafe { std::env::set_var("POP_FUZZ_SECONDS", seconds.to_string()) };
+            cargo(&["test", "-p", "pop-lab", "--test", "fuzz", "--", "--nocapture"])
         }
         Task::Bench => {
             setup::setup()?;
