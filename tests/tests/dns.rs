@@ -411,3 +411,66 @@ fn vlan_tagged_and_ip_options_frames_are_answered_correctly() -> Result<()> {
     assert_eq!(testrun::run(&prog, &f)?.verdict, testrun::XDP_PASS);
     Ok(())
 }
+
+/// SIGKILL the controller under load: XDP keeps answering from the pinned table, and a
+/// new controller takes the pinned state over (new table generation, atomic flip)
+/// without a lost query.
+#[test]
+fn sigkill_of_the_controller_under_load_loses_no_query() -> Result<()> {
+    let mut d = dns_lab(0)?;
+    // Queries back to back until told to stop; each must be answered.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (client, stop2) = (d.client.clone(), stop.clone());
+    let load = std::thread::spawn(move || -> Result<(u64, u64)> {
+        client.in_netns(move || -> Result<(u64, u64)> {
+            let sock = UdpSocket::bind("0.0.0.0:0")?;
+            sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+            let server: SocketAddr = format!("{FAST4}:53").parse()?;
+            let (mut sent, mut lost) = (0u64, 0u64);
+            let mut buf = [0u8; 1500];
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let q = query(sent as u16, "www.example.com", 1, 1, None, false);
+                sock.send_to(&q, server)?;
+                sent += 1;
+                loop {
+                    match sock.recv_from(&mut buf) {
+                        Ok((n, _)) if n > 3 && buf[..2] == q[..2] => {
+                            if buf[3] & 0x0f != 0 {
+                                lost += 1;
+                            }
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(_) => {
+                            lost += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok((sent, lost))
+        })?
+    });
+    let before = d.counters()?["dns.xdp.noerror"];
+    pop_lab::wait_until(Duration::from_secs(10), "load to start", || {
+        d.counters().ok().filter(|c| c["dns.xdp.noerror"] > before + 1000).map(|_| ())
+    })?;
+    let pid = d.lab.daemon_pid("pop").unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let log = d.lab.stop_daemon("pop")?;
+    assert!(!log.contains("controller stopped"), "the controller was not killed: {log}");
+    let during = d.counters()?["dns.xdp.noerror"];
+    d.lab.start_pop(&d.pop, "pop", &d.config)?;
+    pop_lab::wait_until(Duration::from_secs(10), "more answers after the restart", || {
+        d.counters().ok().filter(|c| c["dns.xdp.noerror"] > during + 1000).map(|_| ())
+    })?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, lost) = load.join().unwrap()?;
+    assert_eq!(lost, 0, "{lost} of {sent} queries lost across SIGKILL and restart");
+
+    // The new controller serves: the pass-to-server path works again too.
+    let wild = exchange(&d.client, FAST4, vec![query(1, "anything.wild.test", 1, 1, None, false)])?;
+    assert!(wild[0].is_some(), "the restarted controller's server does not answer");
+    let _ = &mut d;
+    Ok(())
+}
