@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{generated::{bpf_loop, bpf_probe_read_kernel}, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{generated::{bpf_loop, bpf_probe_read_kernel}, bpf_ktime_get_ns, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use aya_log_ebpf::error;
@@ -18,7 +18,8 @@ use crate::{
     counters::Stats,
     csum,
     maps::{DNS_BLOCKS, DNS_RRL, DNS_SCRATCH, DNS_TABLE},
-    parse::{Packet, ptr_at_mut},
+    frame,
+    parse::Packet,
 };
 
 const UDP_HLEN: usize = 8;
@@ -336,11 +337,7 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
         out_ar += 1;
     }
     let resp_len = DNS_HLEN + qlen + tail_len + opt_len;
-    // black_box keeps LLVM from folding this into arithmetic on data_end, which the
-    // verifier forbids.
-    let frame_len = core::hint::black_box(ctx.data_end() - ctx.data());
-    let delta = (dns + resp_len) as i32 - frame_len as i32;
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 && grow_at_front(ctx, dns + DNS_HLEN + qlen, delta) != 0 {
+    if !frame::resize(ctx, dns + DNS_HLEN + qlen, dns + resp_len) {
         return pass(stats, Counter::DnsPassNoRoom);
     }
 
@@ -415,84 +412,22 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     xdp_action::XDP_TX
 }
 
-/// Makes the frame `delta` bytes longer using headroom when the driver left too little
-/// tailroom (veth frames built from small socket buffers do): the first `keep` bytes
-/// (headers and question) move to the new start. 0 on success.
-#[inline(never)]
-fn grow_at_front(ctx: &XdpContext, keep: usize, delta: i32) -> u32 {
-    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
-    let front = unsafe { &mut (*scratch).front };
-    let keep = keep & 0x3ff;
-    if delta <= 0 || keep == 0 || keep > front.len() {
-        return 1;
-    }
-    unsafe {
-        if bpf_xdp_load_bytes(ctx.ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) != 0
-            || bpf_xdp_adjust_head(ctx.ctx, -delta) != 0
-            || bpf_xdp_store_bytes(ctx.ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) != 0
-        {
-            return 1;
-        }
-    }
-    0
-}
-
-/// Turns the query's Ethernet, IP and UDP headers around for the answer; 0 on success.
+/// Turns the query's Ethernet and IP headers around (shared with the HTTP responder)
+/// and writes the answer's UDP header; 0 on success.
 #[inline(never)]
 fn rewrite_headers(ctx: &XdpContext, pkt: &Packet, udp_len: u16, udp_csum: u16) -> u32 {
-    match turn_around(ctx, pkt, udp_len, udp_csum) {
-        Some(()) => 0,
-        None => 1,
+    if frame::turn_ip_around(ctx, pkt, udp_len) != 0 {
+        return 1;
     }
-}
-
-#[inline(always)]
-fn turn_around(ctx: &XdpContext, pkt: &Packet, udp_len: u16, udp_csum: u16) -> Option<()> {
-    let eth = unsafe { &mut *ptr_at_mut::<[u8; 12]>(ctx, 0)? };
-    for i in 0..6 {
-        eth.swap(i, i + 6);
-    }
-    if pkt.v6 {
-        let mut ip = load::<[u8; 40]>(ctx, pkt.l3)?;
-        for i in 8..24 {
-            ip.swap(i, i + 16);
-        }
-        ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
-        ip[7] = 64;
-        store(ctx, pkt.l3, &mut ip, 40)?;
-    } else {
-        // Options (if any) are echoed unchanged; the checksum covers them.
-        let ihl = pkt.l4 - pkt.l3;
-        let mut ip = [0u8; 60];
-        if !(20..=60).contains(&ihl)
-            || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, ihl as u32) } != 0
-        {
-            return None;
-        }
-        for i in 12..16 {
-            ip.swap(i, i + 4);
-        }
-        ip[2..4].copy_from_slice(&((ihl + udp_len as usize) as u16).to_be_bytes());
-        ip[8] = 64;
-        ip[10] = 0;
-        ip[11] = 0;
-        let mut sum = 0u64;
-        for w in 0..30 {
-            if w * 2 >= ihl {
-                break;
-            }
-            sum += ((ip[w * 2] as u64) << 8) | ip[w * 2 + 1] as u64;
-        }
-        let c = !csum::fold(sum);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        store(ctx, pkt.l3, &mut ip, ihl)?;
-    }
-    let mut udp = load::<[u8; 8]>(ctx, pkt.l4)?;
+    let Some(mut udp) = load::<[u8; 8]>(ctx, pkt.l4) else { return 1 };
     udp.swap(0, 2);
     udp.swap(1, 3);
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
     udp[6..8].copy_from_slice(&udp_csum.to_be_bytes());
-    store(ctx, pkt.l4, &mut udp, 8)
+    match store(ctx, pkt.l4, &mut udp, 8) {
+        Some(()) => 0,
+        None => 1,
+    }
 }
 
 /// Token bucket per client prefix (/24, /56): one second of burst at the block's rate.

@@ -39,8 +39,6 @@ pub static DNS_SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(
 pub struct DnsScratch {
     pub key: DnsKey,
     pub raw: [u8; DNS_NAME_LEN],
-    /// Headers and question, moved when an answer must grow at the front.
-    pub front: [u8; 512],
 }
 
 /// Load balancer: per service, the Maglev table size in use and its live half.

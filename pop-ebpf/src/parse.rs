@@ -52,12 +52,6 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
     Some((start + offset) as *const T)
 }
 
-/// Mutable variant of [`ptr_at`].
-#[inline(always)]
-pub fn ptr_at_mut<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
-    ptr_at::<T>(ctx, offset).map(|p| p as *mut T)
-}
-
 #[inline(always)]
 pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
     let p = ptr_at::<[u8; 2]>(ctx, offset)?;
