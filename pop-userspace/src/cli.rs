@@ -45,6 +45,16 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Show the running controller's view: services, and per backend its health state,
+    /// RTT (p50/p99), last error and since when.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop sending new flows to a backend; its existing flows stay (see `undrain`).
+    Drain { service: String, backend: String },
+    /// Let a drained backend take new flows again.
+    Undrain { service: String, backend: String },
     /// Re-read the config and zones and swap them in atomically (same as SIGHUP to
     /// `pop run`). A broken zone is reported with file:line and nothing changes.
     Reload,
@@ -175,6 +185,25 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 crate::lb::decap::attach(&bpffs_dir, &iface, generic)?;
             }
         }
+        Command::Status { json } => {
+            let config = load_config(&cli.config)?;
+            let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", render_status(&v));
+            }
+        }
+        Command::Drain { service, backend } => {
+            let config = load_config(&cli.config)?;
+            let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Drain { service, backend })?;
+            println!("{}", v.as_str().unwrap_or_default());
+        }
+        Command::Undrain { service, backend } => {
+            let config = load_config(&cli.config)?;
+            let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Undrain { service, backend })?;
+            println!("{}", v.as_str().unwrap_or_default());
+        }
         Command::Reload => {
             let config = load_config(&cli.config)?;
             daemon::request_reload(&config)?;
@@ -185,4 +214,32 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn render_status(v: &serde_json::Value) -> String {
+    let mut out = format!("pop {}\n", v["pop"].as_str().unwrap_or("?"));
+    for s in v["services"].as_array().into_iter().flatten() {
+        out += &format!(
+            "service {}: {} of min {} backends up -> {}\n",
+            s["name"].as_str().unwrap_or("?"),
+            s["backends_up"],
+            s["min_healthy"],
+            if s["healthy"].as_bool() == Some(true) { "healthy" } else { "UNHEALTHY" }
+        );
+    }
+    out += &format!("\n{:<12} {:<28} {:<6} {:<8} {:>9} {:>9}  {}\n", "service", "backend", "state", "drained", "p50 ms", "p99 ms", "last error");
+    for b in v["backends"].as_array().into_iter().flatten() {
+        let ms = |k: &str| b[k].as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+        out += &format!(
+            "{:<12} {:<28} {:<6} {:<8} {:>9} {:>9}  {}\n",
+            b["service"].as_str().unwrap_or("?"),
+            b["address"].as_str().unwrap_or("?"),
+            b["state"].as_str().unwrap_or("?"),
+            if b["drained"].as_bool() == Some(true) { "yes" } else { "no" },
+            ms("rtt_p50_ms"),
+            ms("rtt_p99_ms"),
+            b["last_error"].as_str().unwrap_or("")
+        );
+    }
+    out
 }

@@ -79,7 +79,76 @@ pub struct Service {
     pub min_healthy: u32,
     /// Maglev table size (a prime).
     pub table_size: u32,
+    /// Probes that decide which backends take traffic; without them every backend is up.
+    pub health: Option<HealthCheck>,
     pub line: usize,
+}
+
+/// `[service.health]`: how and how often each backend is probed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(rename = "type")]
+    pub kind: ProbeKind,
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive successes that bring a backend up.
+    #[serde(default = "default_rise_fall")]
+    pub rise: u32,
+    /// Consecutive failures that take it down.
+    #[serde(default = "default_rise_fall")]
+    pub fall: u32,
+    /// Port to probe; the service port when not set.
+    pub port: Option<u16>,
+    /// http: method, path, expected status, optional Host.
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default = "default_path")]
+    pub path: String,
+    #[serde(default = "default_status")]
+    pub status: u16,
+    pub host: Option<String>,
+    /// dns: query name and type, expected rcode; the answer must not be empty.
+    pub name: Option<String>,
+    #[serde(default = "default_qtype")]
+    pub qtype: String,
+    #[serde(default = "default_rcode")]
+    pub rcode: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    Tcp,
+    Http,
+    Dns,
+}
+
+fn default_interval() -> u64 {
+    1000
+}
+fn default_timeout() -> u64 {
+    500
+}
+fn default_rise_fall() -> u32 {
+    2
+}
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_path() -> String {
+    "/".into()
+}
+fn default_status() -> u16 {
+    200
+}
+fn default_qtype() -> String {
+    "A".into()
+}
+fn default_rcode() -> String {
+    "NOERROR".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +349,7 @@ struct RawService {
     backends: Vec<Spanned<RawBackend>>,
     min_healthy: Option<u32>,
     table_size: Option<Spanned<u32>>,
+    health: Option<Spanned<HealthCheck>>,
 }
 
 #[derive(Deserialize)]
@@ -489,8 +559,34 @@ impl Config {
                 }
                 None => DEFAULT_TABLE_SIZE,
             };
+            let health = svc.health.map(|h| {
+                let hspan = h.span();
+                let h = h.into_inner();
+                if h.interval_ms < 50 || h.timeout_ms == 0 || h.timeout_ms > h.interval_ms {
+                    v.error(hspan.clone(), format!("service {name:?}: health needs interval_ms >= 50 and 0 < timeout_ms <= interval_ms"));
+                }
+                if h.rise == 0 || h.fall == 0 {
+                    v.error(hspan.clone(), format!("service {name:?}: health rise and fall must be at least 1"));
+                }
+                if h.kind == ProbeKind::Dns {
+                    if h.name.is_none() {
+                        v.error(hspan.clone(), format!("service {name:?}: a dns health check needs `name`"));
+                    }
+                    if h.qtype.parse::<hickory_proto::rr::RecordType>().is_err() {
+                        v.error(hspan.clone(), format!("service {name:?}: unknown qtype {:?}", h.qtype));
+                    }
+                    if crate::health::rcode_number(&h.rcode).is_none() {
+                        v.error(hspan.clone(), format!("service {name:?}: unknown rcode {:?}", h.rcode));
+                    }
+                }
+                if h.kind == ProbeKind::Http && !h.path.starts_with('/') {
+                    v.error(hspan, format!("service {name:?}: health path must start with '/'"));
+                }
+                h
+            });
             services.push(Service {
                 name,
+                health,
                 vips,
                 port,
                 protocol: svc.protocol,

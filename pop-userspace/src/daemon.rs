@@ -126,9 +126,15 @@ pub async fn run(config: Config) -> Result<()> {
     let mut dns = DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?);
     let mut lb = LbRuntime::from_ebpf(&mut datapath.ebpf)?;
     let mut http_routes = crate::http::routes_map(&mut datapath.ebpf)?;
+    let board = std::sync::Arc::new(crate::health::Board::default());
+    board.sync(&config);
+    let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
+    let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
+    crate::control::listen(&config.pop.run_dir, ctl_tx)?;
     let started = dns
         .apply(prepared)
-        .and_then(|()| lb.apply(&config))
+        .and_then(|()| lb.apply(&config, &board))
         .and_then(|()| crate::http::apply(&mut http_routes, &config))
         .and_then(|()| vips.sync(&vip::desired(&config)));
     write_status(&config.pop.run_dir, 0, &started);
@@ -152,11 +158,24 @@ pub async fn run(config: Config) -> Result<()> {
     loop {
         tokio::select! {
             _ = neighbours.tick() => crate::lb::runtime::prime_neighbours(&config),
+            Some(()) = changed_rx.recv() => {
+                while changed_rx.try_recv().is_ok() {}
+                if let Err(e) = lb.apply(&config, &board) {
+                    warn!("applying a backend health change failed: {e:#}");
+                }
+            }
+            Some((req, reply)) = ctl_rx.recv() => {
+                let answer = control_request(req, &config, &board, &mut lb);
+                let _ = reply.send(answer);
+            }
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
             _ = hup.recv() => {
                 seq += 1;
-                let result = reload(&config, &mut dns, &mut lb, &mut http_routes, &mut vips).map(|new| config = new);
+                let result = reload(&config, &mut dns, &mut lb, &mut http_routes, &mut vips, &board).map(|new| {
+                    checks = crate::health::start(&new, board.clone(), changed_tx.clone());
+                    config = new;
+                });
                 match &result {
                     Ok(()) => info!("reload {seq}: applied"),
                     Err(e) => warn!("reload {seq} rejected, still serving the previous config and zones:\n{e:#}"),
@@ -166,9 +185,48 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     dns.shutdown();
+    drop(checks);
+    let _ = fs::remove_file(crate::control::socket_path(&config.pop.run_dir));
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");
     Ok(())
+}
+
+/// Answers one control-socket request.
+fn control_request(
+    req: crate::control::Request,
+    config: &Config,
+    board: &crate::health::Board,
+    lb: &mut LbRuntime,
+) -> Result<serde_json::Value, String> {
+    use crate::control::Request;
+    match req {
+        Request::Status => Ok(serde_json::json!({
+            "pop": config.pop.name,
+            "services": config.services.iter().map(|s| serde_json::json!({
+                "name": s.name,
+                "vips": s.vips,
+                "port": s.port,
+                "min_healthy": s.min_healthy,
+                "backends_up": board.up_count(&s.name),
+                "healthy": board.up_count(&s.name) >= s.min_healthy as usize,
+            })).collect::<Vec<_>>(),
+            "backends": board.snapshot(),
+        })),
+        Request::Drain { service, backend } | Request::Undrain { service, backend } if backend.parse::<std::net::IpAddr>().is_err() => {
+            Err(format!("{backend:?} is not an IP address (in service {service:?})"))
+        }
+        Request::Drain { service, backend } => {
+            board.set_drain(&service, backend.parse().unwrap(), true)?;
+            lb.apply(config, board).map_err(|e| format!("{e:#}"))?;
+            Ok(serde_json::json!(format!("{backend} in {service} drained: existing flows stay, no new ones")))
+        }
+        Request::Undrain { service, backend } => {
+            board.set_drain(&service, backend.parse().unwrap(), false)?;
+            lb.apply(config, board).map_err(|e| format!("{e:#}"))?;
+            Ok(serde_json::json!(format!("{backend} in {service} takes new flows again")))
+        }
+    }
 }
 
 /// Re-reads the config file and every zone; applies them only if all are valid.
@@ -178,6 +236,7 @@ fn reload(
     lb: &mut LbRuntime,
     http_routes: &mut aya::maps::HashMap<aya::maps::MapData, pop_common::HttpKey, pop_common::HttpResponse>,
     vips: &mut VipTable,
+    board: &crate::health::Board,
 ) -> Result<Config> {
     let config = Config::load(&running.path)?;
     let names = |c: &Config| c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>();
@@ -187,7 +246,8 @@ fn reload(
     let prepared = runtime::prepare(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::lb::runtime::check_forwarding(&config)?;
     dns.apply(prepared)?;
-    lb.apply(&config)?;
+    board.sync(&config);
+    lb.apply(&config, board)?;
     crate::http::apply(http_routes, &config)?;
     vips.sync(&vip::desired(&config))?;
     Ok(config)

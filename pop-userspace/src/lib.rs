@@ -10,6 +10,8 @@
 //!   server, and the compiled table the XDP fast path answers from.
 //! - [`http`]: `[[http]]` sites: rendering responses and loading the XDP route table.
 //! - [`lb`]: services and backends: Maglev tables, backend ids, `pop decap`.
+//! - [`health`]: probing backends (tcp/http/dns), rise/fall, RTT; drain state.
+//! - [`control`]: the control socket the CLI uses to talk to `pop run`.
 //! - [`daemon`]: `pop run`: attach, fill the maps, bridge eBPF logs, run until a signal.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
 //!
@@ -18,8 +20,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dns;
+pub mod health;
 pub mod http;
 pub mod lb;
 pub mod loader;

@@ -41,11 +41,16 @@ fn service(members: &[(usize, u32)]) -> String {
 }
 
 fn service_on(ifaces: &[&str], members: &[(usize, u32)]) -> String {
+    service_full(ifaces, members, "")
+}
+
+/// As [`service_on`], with extra TOML for the web service (e.g. its health check).
+fn service_full(ifaces: &[&str], members: &[(usize, u32)], web_extra: &str) -> String {
     let mut s = String::new();
     for i in ifaces {
         s += &format!("[[interface]]\nname = \"{i}\"\n\n");
     }
-    s += &format!("[[service]]\nname = \"web\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n");
+    s += &format!("[[service]]\nname = \"web\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n{web_extra}");
     for (i, w) in members {
         s += &format!("[[service.backends]]\naddress = \"{}\"\nweight = {w}\n", backend_v4(*i));
         s += &format!("[[service.backends]]\naddress = \"{}\"\nweight = {w}\n", backend_v6(*i));
@@ -61,10 +66,14 @@ fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
     lb_lab_with(n_backends, members, false)
 }
 
+fn lb_lab_with(n_backends: usize, members: &[(usize, u32)], two_nic: bool) -> Result<LbLab> {
+    lb_lab_full(n_backends, members, two_nic, "")
+}
+
 /// client — router — pop on the uplink bridge (198.51.100.0/25), backends b1..bN on
 /// the backend bridge (198.51.100.128/25). With `two_nic` the PoP also has a leg on
 /// the backend bridge, so it redirects to a second interface instead of XDP_TX.
-fn lb_lab_with(n_backends: usize, members: &[(usize, u32)], two_nic: bool) -> Result<LbLab> {
+fn lb_lab_full(n_backends: usize, members: &[(usize, u32)], two_nic: bool, web_extra: &str) -> Result<LbLab> {
     let mut lab = Lab::new()?;
     let client = lab.host("client")?;
     let router = lab.host("router")?;
@@ -138,7 +147,7 @@ fn lb_lab_with(n_backends: usize, members: &[(usize, u32)], two_nic: bool) -> Re
         lab.spawn(&b, &name, &["python3", script.to_str().unwrap(), &name, VIP4, VIP6])?.wait_for_log("ready", Duration::from_secs(10))?;
         backends.push(b);
     }
-    let config = lab.pop_config(&pop, &service_on(&ifaces, members))?;
+    let config = lab.pop_config(&pop, &service_full(&ifaces, members, web_extra))?;
     lab.start_pop(&pop, "pop", &config)?;
     let lb = LbLab { lab, client, pop, backends, config };
     // The first packets wait for the PoP's next hop to each backend to resolve.
@@ -362,5 +371,70 @@ fn two_nic_pop_redirects_to_the_backend_side() -> Result<()> {
     let c = l.lab.pop_counters(&l.pop, &l.config)?;
     assert!(c["lb.forwarded_redirect"] > 0, "{c:?}");
     assert_eq!(c["lb.forwarded_tx"], 0, "with a leg on the backend side nothing should go back out p0: {c:?}");
+    Ok(())
+}
+
+fn status(l: &LbLab) -> Result<serde_json::Value> {
+    let out = l.lab.pop(&l.pop, &l.config, &["status", "--json"])?;
+    anyhow::ensure!(out.status.success(), "pop status: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn backend_state(v: &serde_json::Value, addr: &str) -> (String, bool, Option<String>) {
+    let b = v["backends"].as_array().unwrap().iter().find(|b| b["service"] == "web" && b["address"] == addr).unwrap();
+    (b["state"].as_str().unwrap().to_string(), b["drained"].as_bool().unwrap(), b["last_error"].as_str().map(String::from))
+}
+
+#[test]
+fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()> {
+    const HEALTH: &str = "[service.health]\ntype = \"http\"\npath = \"/\"\nstatus = 200\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 3\n";
+    let mut l = lb_lab_full(3, &[(1, 1), (2, 1), (3, 1)], false, HEALTH)?;
+    pop_lab::wait_until(Duration::from_secs(10), "all backends up", || {
+        status(&l).ok().filter(|v| v["services"][0]["backends_up"] == 6).map(|_| ())
+    })?;
+    let v = status(&l)?;
+    let web1 = v["backends"].as_array().unwrap().iter().find(|b| b["service"] == "web").unwrap();
+    assert!(web1["rtt_p50_ms"].as_f64().is_some() && web1["health_checked"] == true, "{v}");
+
+    // Kill b2's server: it must leave within interval x fall (plus one interval and
+    // slack for scheduling), and no new flow may reach it afterwards.
+    let killed = std::time::Instant::now();
+    l.lab.stop_daemon("b2")?;
+    pop_lab::wait_until(Duration::from_secs(5), "b2 marked down", || {
+        status(&l).ok().filter(|v| backend_state(v, &backend_v4(2)).0 == "down").map(|_| ())
+    })?;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_millis(200 * 3 + 200 + 500), "b2 went down after {took:?}");
+    let (_, _, err) = backend_state(&status(&l)?, &backend_v4(2));
+    assert!(err.is_some(), "no last error recorded for b2");
+    for _ in 0..60 {
+        assert_ne!(http_get(&l.client, VIP4, "/", None)?, "b2", "a down backend got a new flow");
+    }
+    let text = l.lab.pop(&l.pop, &l.config, &["status"])?;
+    assert!(String::from_utf8_lossy(&text.stdout).contains("down"), "{}", String::from_utf8_lossy(&text.stdout));
+
+    // Bring it back: up again after `rise` good probes, and it gets flows again.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/backend.py");
+    let b2 = l.backends[1].clone();
+    l.lab.spawn(&b2, "b2", &["python3", script.to_str().unwrap(), "b2", VIP4, VIP6])?.wait_for_log("ready", Duration::from_secs(10))?;
+    pop_lab::wait_until(Duration::from_secs(5), "b2 up again", || {
+        status(&l).ok().filter(|v| backend_state(v, &backend_v4(2)).0 == "up").map(|_| ())
+    })?;
+    let names: Vec<String> = (0..90).map(|_| http_get(&l.client, VIP4, "/", None)).collect::<Result<_>>()?;
+    assert!(names.iter().any(|n| n == "b2"), "b2 got no flows after coming back");
+
+    // Drain b1: no new flows; undrain: it takes them again.
+    let out = l.lab.pop(&l.pop, &l.config, &["drain", "web", &backend_v4(1)])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(backend_state(&status(&l)?, &backend_v4(1)).1);
+    for _ in 0..60 {
+        assert_ne!(http_get(&l.client, VIP4, "/", None)?, "b1", "a drained backend got a new flow");
+    }
+    let out = l.lab.pop(&l.pop, &l.config, &["undrain", "web", &backend_v4(1)])?;
+    assert!(out.status.success());
+    let names: Vec<String> = (0..90).map(|_| http_get(&l.client, VIP4, "/", None)).collect::<Result<_>>()?;
+    assert!(names.iter().any(|n| n == "b1"), "b1 got no flows after undrain");
+    let bad = l.lab.pop(&l.pop, &l.config, &["drain", "web", "192.0.2.99"])?;
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no backend 192.0.2.99"));
     Ok(())
 }

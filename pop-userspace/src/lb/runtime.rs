@@ -19,7 +19,10 @@ use pop_common::{
 };
 
 use super::maglev::{self, MaglevBackend};
-use crate::config::{Config, Service};
+use crate::{
+    config::{Config, Service},
+    health::Board,
+};
 
 pub fn mapped(ip: IpAddr) -> [u8; 16] {
     match ip {
@@ -72,7 +75,10 @@ impl LbRuntime {
 
     /// Applies every service of `config`. Per service: backends written, idle half of
     /// its table filled, then the service entry flipped to it.
-    pub fn apply(&mut self, config: &Config) -> Result<()> {
+    /// `health` says which backends are up or drained: a down backend leaves the table
+    /// and its flows re-hash; a drained one (or weight 0) leaves the table but keeps its
+    /// flows.
+    pub fn apply(&mut self, config: &Config, health: &Board) -> Result<()> {
         let mut keep = std::collections::HashSet::new();
         for (i, svc) in config.services.iter().enumerate() {
             let i = i as u32;
@@ -81,8 +87,17 @@ impl LbRuntime {
                 let addr = mapped(b.address);
                 let id = self.id_for(i, addr, &keep)?;
                 keep.insert(id);
-                self.backends.set(id, LbBackend { addr, state: BACKEND_LIVE, service: i }, 0)?;
-                members.push((b, addr, id));
+                let up = health.is_up(&svc.name, b.address);
+                let takes_new = up && b.weight > 0 && !health.is_drained(&svc.name, b.address);
+                let state = if !up {
+                    BACKEND_DOWN
+                } else if takes_new {
+                    BACKEND_LIVE
+                } else {
+                    pop_common::BACKEND_DRAIN
+                };
+                self.backends.set(id, LbBackend { addr, state, service: i }, 0)?;
+                members.push((b, addr, id, takes_new));
             }
             self.install_table(i, svc, &members)?;
         }
@@ -130,7 +145,7 @@ impl LbRuntime {
 
     /// One Maglev table per address family (a packet keeps its family through IPIP):
     /// each is written into its idle half, then both are flipped in one entry write.
-    fn install_table(&mut self, i: u32, svc: &Service, members: &[(&crate::config::Backend, [u8; 16], u32)]) -> Result<()> {
+    fn install_table(&mut self, i: u32, svc: &Service, members: &[(&crate::config::Backend, [u8; 16], u32, bool)]) -> Result<()> {
         let current = self.services.get(&i, 0)?;
         let mut next = current;
         let mut table = Vec::new();
@@ -138,8 +153,8 @@ impl LbRuntime {
             let fam = v6 as usize;
             let live: Vec<MaglevBackend> = members
                 .iter()
-                .filter(|(b, _, _)| b.weight > 0 && b.address.is_ipv6() == v6)
-                .map(|(b, addr, id)| MaglevBackend { key: addr, id: *id, weight: b.weight })
+                .filter(|(b, _, _, takes_new)| *takes_new && b.address.is_ipv6() == v6)
+                .map(|(b, addr, id, _)| MaglevBackend { key: addr, id: *id, weight: b.weight })
                 .collect();
             if live.is_empty() {
                 next.table_size[fam] = 0;
@@ -159,7 +174,7 @@ impl LbRuntime {
         if table.is_empty() {
             return Ok(());
         }
-        let live: Vec<()> = members.iter().filter(|(b, _, _)| b.weight > 0).map(|_| ()).collect();
+        let live: Vec<()> = members.iter().filter(|m| m.3).map(|_| ()).collect();
         let mut share: BTreeMap<u32, usize> = BTreeMap::new();
         for id in &table {
             *share.entry(*id).or_default() += 1;
@@ -171,7 +186,7 @@ impl LbRuntime {
             svc.table_size,
             members
                 .iter()
-                .map(|(b, _, id)| format!("{} {:.1}%", b.address, share.get(id).copied().unwrap_or(0) as f64 * 100.0 / svc.table_size as f64))
+                .map(|(b, _, id, _)| format!("{} {:.1}%", b.address, share.get(id).copied().unwrap_or(0) as f64 * 100.0 / svc.table_size as f64))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -1,0 +1,13 @@
+//! Anycast VIP announcement.
+//!
+//! A PoP announces a VIP by owning the address on a local interface (which the
+//! routing daemon then exports), and withdraws it by removing the address.
+//!
+//! - [`netlink`]: add, remove and list VIP addresses on an interface through
+//!   rtnetlink (never by shelling out to `ip`).
+//! - [`announcer`]: the per-VIP-group state machine that decides *when* to
+//!   announce or withdraw, from health observations, with rise/fall counting,
+//!   a minimum hold time against flapping, and maintenance.
+
+pub mod announcer;
+pub mod netlink;

@@ -1,0 +1,287 @@
+//! Health checks of load-balanced backends: one probe loop per backend (TCP connect,
+//! HTTP request, or DNS query, to the backend's own address), rise/fall counting,
+//! RTT percentiles over a window, last error and since-when. A state change wakes the
+//! controller, which rebuilds the service's Maglev table at once.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde::Serialize;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpStream, UdpSocket},
+    sync::{mpsc, watch},
+};
+
+use crate::config::{Config, HealthCheck, ProbeKind};
+
+/// RTT samples kept per backend for the percentiles.
+const RTT_WINDOW: usize = 64;
+
+pub fn rcode_number(name: &str) -> Option<u8> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "NOERROR" => 0,
+        "FORMERR" => 1,
+        "SERVFAIL" => 2,
+        "NXDOMAIN" => 3,
+        "NOTIMP" => 4,
+        "REFUSED" => 5,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Up,
+    Down,
+}
+
+#[derive(Debug)]
+struct Entry {
+    checked: bool,
+    state: State,
+    since: SystemTime,
+    last_error: Option<String>,
+    rtts: VecDeque<Duration>,
+    ok_run: u32,
+    fail_run: u32,
+    drained: bool,
+}
+
+/// One backend as `pop status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendStatus {
+    pub service: String,
+    pub address: IpAddr,
+    pub state: State,
+    pub drained: bool,
+    /// Seconds since the Unix epoch when `state` began.
+    pub since: u64,
+    pub health_checked: bool,
+    pub last_error: Option<String>,
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+}
+
+/// Health of every configured backend, shared by the probe loops and the controller.
+#[derive(Default)]
+pub struct Board {
+    inner: Mutex<HashMap<(String, IpAddr), Entry>>,
+}
+
+fn percentile(samples: &VecDeque<Duration>, p: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut v: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    Some(v[i])
+}
+
+impl Board {
+    /// Makes the board match `config`: new backends start down (up at once when their
+    /// service has no health check); removed ones are forgotten; others keep their state.
+    pub fn sync(&self, config: &Config) {
+        let mut m = self.inner.lock().unwrap();
+        let mut keep = std::collections::HashSet::new();
+        for svc in &config.services {
+            for b in &svc.backends {
+                let key = (svc.name.clone(), b.address);
+                keep.insert(key.clone());
+                let checked = svc.health.is_some();
+                let e = m.entry(key).or_insert_with(|| Entry {
+                    checked,
+                    state: if checked { State::Down } else { State::Up },
+                    since: SystemTime::now(),
+                    last_error: checked.then(|| "not probed yet".to_string()),
+                    rtts: VecDeque::new(),
+                    ok_run: 0,
+                    fail_run: 0,
+                    drained: false,
+                });
+                if e.checked != checked {
+                    e.checked = checked;
+                    if !checked {
+                        e.state = State::Up;
+                        e.last_error = None;
+                    }
+                }
+            }
+        }
+        m.retain(|k, _| keep.contains(k));
+    }
+
+    /// Whether the backend may take new flows' traffic at all (up).
+    pub fn is_up(&self, service: &str, addr: IpAddr) -> bool {
+        self.inner.lock().unwrap().get(&(service.to_string(), addr)).is_none_or(|e| e.state == State::Up)
+    }
+
+    pub fn is_drained(&self, service: &str, addr: IpAddr) -> bool {
+        self.inner.lock().unwrap().get(&(service.to_string(), addr)).is_some_and(|e| e.drained)
+    }
+
+    /// `pop drain` / `pop undrain`.
+    pub fn set_drain(&self, service: &str, addr: IpAddr, on: bool) -> Result<(), String> {
+        let mut m = self.inner.lock().unwrap();
+        let e = m.get_mut(&(service.to_string(), addr)).ok_or_else(|| format!("no backend {addr} in service {service:?}"))?;
+        e.drained = on;
+        Ok(())
+    }
+
+    /// Records one probe; true if the backend's state changed.
+    fn record(&self, service: &str, addr: IpAddr, result: Result<Duration, String>, check: &HealthCheck) -> bool {
+        let mut m = self.inner.lock().unwrap();
+        let Some(e) = m.get_mut(&(service.to_string(), addr)) else { return false };
+        match result {
+            Ok(rtt) => {
+                e.rtts.push_back(rtt);
+                if e.rtts.len() > RTT_WINDOW {
+                    e.rtts.pop_front();
+                }
+                e.ok_run += 1;
+                e.fail_run = 0;
+                if e.state == State::Down && e.ok_run >= check.rise {
+                    e.state = State::Up;
+                    e.since = SystemTime::now();
+                    e.last_error = None;
+                    log::info!("backend {addr} of {service:?} is up ({} successful probes)", e.ok_run);
+                    return true;
+                }
+            }
+            Err(err) => {
+                e.fail_run += 1;
+                e.ok_run = 0;
+                e.last_error = Some(err.clone());
+                if e.state == State::Up && e.fail_run >= check.fall {
+                    e.state = State::Down;
+                    e.since = SystemTime::now();
+                    log::warn!("backend {addr} of {service:?} is down: {err}");
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    pub fn snapshot(&self) -> Vec<BackendStatus> {
+        let m = self.inner.lock().unwrap();
+        let mut v: Vec<BackendStatus> = m
+            .iter()
+            .map(|((svc, addr), e)| BackendStatus {
+                service: svc.clone(),
+                address: *addr,
+                state: e.state,
+                drained: e.drained,
+                since: e.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                health_checked: e.checked,
+                last_error: e.last_error.clone(),
+                rtt_p50_ms: percentile(&e.rtts, 0.5),
+                rtt_p99_ms: percentile(&e.rtts, 0.99),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.service, a.address).cmp(&(&b.service, b.address)));
+        v
+    }
+
+    /// Up backends of `service` (for the announce decision).
+    pub fn up_count(&self, service: &str) -> usize {
+        self.inner.lock().unwrap().iter().filter(|((s, _), e)| s == service && e.state == State::Up && !e.drained).count()
+    }
+}
+
+/// The running probe loops; dropping this stops them.
+pub struct Checks {
+    _stop: watch::Sender<bool>,
+}
+
+/// Starts a probe loop for every backend of every service with a health check. Each
+/// state change sends on `changed`.
+pub fn start(config: &Config, board: Arc<Board>, changed: mpsc::UnboundedSender<()>) -> Checks {
+    let (stop, stopped) = watch::channel(false);
+    for svc in &config.services {
+        let Some(check) = svc.health.clone() else { continue };
+        for b in &svc.backends {
+            let (board, changed, mut stopped, check) = (board.clone(), changed.clone(), stopped.clone(), check.clone());
+            let service = svc.name.clone();
+            let target = SocketAddr::new(b.address, check.port.unwrap_or(svc.port));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(check.interval_ms));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stopped.changed() => return,
+                    }
+                    let started = Instant::now();
+                    let result = match tokio::time::timeout(Duration::from_millis(check.timeout_ms), probe(&check, target)).await {
+                        Ok(Ok(())) => Ok(started.elapsed()),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(format!("no answer within {} ms", check.timeout_ms)),
+                    };
+                    if board.record(&service, target.ip(), result, &check) {
+                        let _ = changed.send(());
+                    }
+                }
+            });
+        }
+    }
+    Checks { _stop: stop }
+}
+
+async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
+    match check.kind {
+        ProbeKind::Tcp => TcpStream::connect(target).await.map(|_| ()).map_err(|e| format!("tcp connect {target}: {e}")),
+        ProbeKind::Http => {
+            let mut s = TcpStream::connect(target).await.map_err(|e| format!("http connect {target}: {e}"))?;
+            let host = check.host.clone().unwrap_or_else(|| target.ip().to_string());
+            let req = format!("{} {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: pop-health\r\n\r\n", check.method, check.path);
+            s.write_all(req.as_bytes()).await.map_err(|e| format!("http send: {e}"))?;
+            let mut buf = vec![0u8; 256];
+            let n = s.read(&mut buf).await.map_err(|e| format!("http read: {e}"))?;
+            let line = String::from_utf8_lossy(&buf[..n]);
+            let status: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("http: no status line from {target}"))?;
+            if status == check.status { Ok(()) } else { Err(format!("http status {status}, expected {}", check.status)) }
+        }
+        ProbeKind::Dns => {
+            use hickory_proto::{
+                op::{Message, Query},
+                rr::{Name, RecordType},
+            };
+            let name: Name = check.name.as_deref().unwrap_or(".").parse().map_err(|e| format!("dns name: {e}"))?;
+            let qtype: RecordType = check.qtype.parse().map_err(|e| format!("dns qtype: {e:?}"))?;
+            let mut msg = Message::query();
+            msg.metadata.id = rand_id();
+            msg.add_query(Query::query(name, qtype));
+            let bytes = msg.to_vec().map_err(|e| format!("dns encode: {e}"))?;
+            let bind: SocketAddr = if target.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+            let sock = UdpSocket::bind(bind).await.map_err(|e| format!("dns socket: {e}"))?;
+            sock.send_to(&bytes, target).await.map_err(|e| format!("dns send: {e}"))?;
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let (n, from) = sock.recv_from(&mut buf).await.map_err(|e| format!("dns recv: {e}"))?;
+                if from != target || n < 12 || buf[..2] != bytes[..2] {
+                    continue;
+                }
+                let want = rcode_number(&check.rcode).unwrap_or(0);
+                let rcode = buf[3] & 0x0f;
+                if rcode != want {
+                    return Err(format!("dns rcode {rcode}, expected {}", check.rcode));
+                }
+                if u16::from_be_bytes([buf[6], buf[7]]) == 0 {
+                    return Err("dns answer section empty".into());
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn rand_id() -> u16 {
+    (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) as u16) ^ 0x5a5a
+}
