@@ -206,6 +206,8 @@ pub struct PopSection {
     pub bpffs_dir: PathBuf,
     pub run_dir: PathBuf,
     pub bpf_log: BpfLogLevel,
+    /// Where Prometheus scrapes `/metrics` (off when not set).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -376,6 +378,7 @@ struct RawPop {
     run_dir: Option<Spanned<String>>,
     #[serde(default)]
     bpf_log: BpfLogLevel,
+    metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +426,13 @@ impl Config {
         };
         let bpffs_dir = v.absolute_dir(raw.pop.bpffs_dir, "pop.bpffs_dir", DEFAULT_BPFFS_DIR);
         let run_dir = v.absolute_dir(raw.pop.run_dir, "pop.run_dir", DEFAULT_RUN_DIR);
+        let metrics_listen = raw.pop.metrics_listen.and_then(|m| match m.get_ref().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                v.error(m.span(), format!("pop.metrics_listen {:?} is not address:port", m.get_ref()));
+                None
+            }
+        });
 
         let mut interfaces = Vec::new();
         let mut seen = HashSet::new();
@@ -667,7 +677,7 @@ impl Config {
         }
         Ok(Config {
             path: path.into(),
-            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log },
+            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen },
             interfaces,
             dns,
             services,

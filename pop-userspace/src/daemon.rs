@@ -132,6 +132,9 @@ pub async fn run(config: Config) -> Result<()> {
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
     crate::control::listen(&config.pop.run_dir, ctl_tx)?;
+    if let Some(addr) = config.pop.metrics_listen {
+        serve_metrics(addr, config.clone(), board.clone()).await?;
+    }
     let started = dns
         .apply(prepared)
         .and_then(|()| lb.apply(&config, &board))
@@ -189,6 +192,37 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = fs::remove_file(crate::control::socket_path(&config.pop.run_dir));
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");
+    Ok(())
+}
+
+/// Serves Prometheus' `GET /metrics` on `addr` (plain HTTP/1.0, one request per
+/// connection). The config it names things by is the one at start-up.
+async fn serve_metrics(addr: std::net::SocketAddr, config: Config, board: std::sync::Arc<crate::health::Board>) -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
+    info!("Prometheus metrics on http://{addr}/metrics");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { continue };
+            let (config, board) = (config.clone(), board.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if req.starts_with("GET /metrics") {
+                    match crate::metrics::prometheus(&config, &board) {
+                        Ok(b) => ("200 OK", b),
+                        Err(e) => ("500 Internal Server Error", format!("{e:#}\n")),
+                    }
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_string())
+                };
+                let head = format!("HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
     Ok(())
 }
 

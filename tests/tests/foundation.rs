@@ -213,3 +213,23 @@ fn ebpf_log_lines_reach_the_controller_log_only_when_asked() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn prometheus_metrics_are_served_where_configured() -> Result<()> {
+    let (mut lab, client, pop, _config) = lab()?;
+    let cfg = lab.pop_config_with(&pop, "metrics_listen = \"127.0.0.1:9188\"", "[[interface]]\nname = \"p0\"\n")?;
+    lab.start_pop(&pop, "pop", &cfg)?;
+    ping(&client, POP_V4, 7)?;
+    let text = pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
+    assert!(text.contains("# TYPE pop_datapath_total counter"), "{text}");
+    let icmp: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("pop_datapath_total{counter=\"l4.icmp\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("l4.icmp in the exposition");
+    assert!(icmp >= 7, "{text}");
+    let bad = lab.write("badmetrics.toml", "[pop]\nmetrics_listen = \"nowhere\"\n[[interface]]\nname = \"p0\"\n")?;
+    let out = lab.pop(&pop, &bad, &["check"])?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":2: pop.metrics_listen \"nowhere\" is not address:port"));
+    Ok(())
+}
