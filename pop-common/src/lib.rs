@@ -20,6 +20,10 @@ pub const MAP_DNS_TABLE: &str = "DNS_TABLE";
 pub const MAP_DNS_BLOCKS: &str = "DNS_BLOCKS";
 pub const MAP_LB_SERVICES: &str = "LB_SERVICES";
 pub const MAP_HTTP_ROUTES: &str = "HTTP_ROUTES";
+pub const MAP_VIP_STATS: &str = "VIP_STATS";
+pub const MAP_TOP_PREFIXES: &str = "TOP_PREFIXES";
+/// Client prefixes tracked for `pop top` (least recently seen are evicted).
+pub const TOP_PREFIXES_MAX: u32 = 16384;
 pub const MAP_HTTP_ROUTE_STATS: &str = "HTTP_ROUTE_STATS";
 pub const MAP_LB_MAGLEV: &str = "LB_MAGLEV";
 pub const MAP_LB_BACKENDS: &str = "LB_BACKENDS";
@@ -144,6 +148,14 @@ pub struct VipKey {
     /// IPPROTO_TCP or IPPROTO_UDP.
     pub proto: u8,
     pub _pad: u8,
+}
+
+/// Packets and bytes to one VIP key (per CPU), for rates and anomaly detection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipTraffic {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// What the data path does with traffic for a VIP key.
@@ -382,6 +394,7 @@ mod user {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipValue {}
+    unsafe impl aya::Pod for super::VipTraffic {}
     unsafe impl aya::Pod for super::DnsKey {}
     unsafe impl aya::Pod for super::DnsAnswer {}
     unsafe impl aya::Pod for super::DnsBlock {}

@@ -26,9 +26,10 @@ pub fn pop_xdp(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     stats.inc(Counter::RxPackets);
-    stats.add(Counter::RxBytes, (ctx.data_end() - ctx.data()) as u64);
+    let frame_len = core::hint::black_box(ctx.data_end() - ctx.data()) as u64;
+    stats.add(Counter::RxBytes, frame_len);
 
-    let verdict = dispatch(&ctx, &stats);
+    let verdict = dispatch(&ctx, &stats, frame_len);
     stats.inc(match verdict {
         xdp_action::XDP_TX => Counter::ActionTx,
         xdp_action::XDP_REDIRECT => Counter::ActionRedirect,
@@ -40,7 +41,7 @@ pub fn pop_xdp(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn dispatch(ctx: &XdpContext, stats: &Stats) -> u32 {
+fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
     let mut pkt = parse::Packet::EMPTY;
     let skip = parse::parse_into(ctx, stats, &mut pkt);
     if skip != u32::MAX {
@@ -53,6 +54,7 @@ fn dispatch(ctx: &XdpContext, stats: &Stats) -> u32 {
         return pass(stats, Counter::PassNotVip);
     };
     trace_vip(ctx, pkt.dport_be, pkt.proto, vip.kind);
+    count_vip_traffic(&key, &pkt, frame_len);
     match vip.kind {
         VIP_KIND_PASS => pass(stats, Counter::PassVipKernel),
         VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
@@ -62,6 +64,32 @@ fn dispatch(ctx: &XdpContext, stats: &Stats) -> u32 {
             v => v,
         },
         _ => pass(stats, Counter::PassVipNoHandler),
+    }
+}
+
+/// Per-VIP and per-client-prefix packet counts (VIP traffic only, so the host's own
+/// traffic costs nothing here).
+#[inline(never)]
+fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
+    if let Some(t) = maps::VIP_STATS.get_ptr_mut(key) {
+        unsafe {
+            (*t).packets += 1;
+            (*t).bytes += len;
+        }
+    }
+    let mut prefix = pkt.src;
+    if pkt.v6 {
+        for b in prefix[7..].iter_mut() {
+            *b = 0;
+        }
+    } else {
+        prefix[15] = 0;
+    }
+    match maps::TOP_PREFIXES.get_ptr_mut(&prefix) {
+        Some(c) => unsafe { *c += 1 },
+        None => {
+            let _ = maps::TOP_PREFIXES.insert(&prefix, &1, 0);
+        }
     }
 }
 

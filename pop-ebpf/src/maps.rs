@@ -3,12 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap},
 };
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
     LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
-    MAX_VIPS, RrlBucket, RrlKey, VipKey, VipValue,
+    MAX_VIPS, RrlBucket, RrlKey, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
@@ -18,6 +18,15 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::pinned(1, 0);
 /// (VIP address, port, protocol) -> what to do with it; filled by the controller.
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, VipValue> = HashMap::pinned(MAX_VIPS, 0);
+
+/// Packets and bytes per VIP key (entries created by the controller with the VIP).
+#[map(name = "VIP_STATS")]
+pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(MAX_VIPS, 0);
+
+/// Packets to VIPs per client prefix (/24, /56) for `pop top`: bounded, least recently
+/// seen prefixes are evicted.
+#[map(name = "TOP_PREFIXES")]
+pub static TOP_PREFIXES: LruPerCpuHashMap<[u8; 16], u64> = LruPerCpuHashMap::pinned(TOP_PREFIXES_MAX, 0);
 
 /// DNS answers compiled by the controller from its own server's responses; see DnsKey.
 #[map(name = "DNS_TABLE")]

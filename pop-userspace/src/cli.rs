@@ -51,6 +51,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live view of traffic to the VIPs: per-VIP rates and the busiest client prefixes
+    /// (counted in the data path with bounded memory). Refreshes until interrupted.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Stop after this many refreshes (0 = until interrupted).
+        #[arg(long, default_value_t = 0)]
+        count: u32,
+        /// Client prefixes to show.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
     /// Stop sending new flows to a backend; its existing flows stay (see `undrain`).
     Drain { service: String, backend: String },
     /// Let a drained backend take new flows again.
@@ -183,6 +196,31 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             } else {
                 crate::lb::decap::attach(&bpffs_dir, &iface, generic)?;
+            }
+        }
+        Command::Top { interval, count, limit } => {
+            let config = load_config(&cli.config)?;
+            let dir = &config.pop.bpffs_dir;
+            let (mut vips, mut prefixes) = (crate::analysis::vip_packets(dir)?, crate::analysis::prefix_packets(dir)?);
+            let mut n = 0;
+            loop {
+                std::thread::sleep(Duration::from_secs_f64(interval)); // the sampling window
+                let (v2, p2) = (crate::analysis::vip_packets(dir)?, crate::analysis::prefix_packets(dir)?);
+                println!("-- pop {} -- packets/s over {interval:.1} s", config.pop.name);
+                println!("{:<40} {:>12}", "VIP", "packets/s");
+                for (vip, r) in crate::analysis::rates(&vips, &v2, interval) {
+                    println!("{:<40} {:>12.1}", vip.to_string(), r);
+                }
+                println!("{:<40} {:>12}", "client prefix", "packets/s");
+                for (p, r) in crate::analysis::rates(&prefixes, &p2, interval).into_iter().take(limit) {
+                    println!("{p:<40} {r:>12.1}");
+                }
+                println!();
+                (vips, prefixes) = (v2, p2);
+                n += 1;
+                if count != 0 && n >= count {
+                    break;
+                }
             }
         }
         Command::Status { json } => {

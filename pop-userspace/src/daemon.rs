@@ -132,8 +132,9 @@ pub async fn run(config: Config) -> Result<()> {
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
     crate::control::listen(&config.pop.run_dir, ctl_tx)?;
+    let spikes = std::sync::Arc::new(std::sync::Mutex::new(0u64));
     if let Some(addr) = config.pop.metrics_listen {
-        serve_metrics(addr, config.clone(), board.clone()).await?;
+        serve_metrics(addr, config.clone(), board.clone(), spikes.clone()).await?;
     }
     let started = dns
         .apply(prepared)
@@ -158,9 +159,25 @@ pub async fn run(config: Config) -> Result<()> {
     let mut seq = 0;
     let mut config = config;
     let mut neighbours = tokio::time::interval(std::time::Duration::from_secs(10));
+    let mut analysis_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut analyzer = crate::analysis::Analyzer::default();
+    let mut last_vips: Option<(std::time::Instant, std::collections::HashMap<std::net::IpAddr, u64>)> = None;
     loop {
         tokio::select! {
             _ = neighbours.tick() => crate::lb::runtime::prime_neighbours(&config),
+            _ = analysis_tick.tick() => {
+                if let Ok(now) = crate::analysis::vip_packets(&config.pop.bpffs_dir) {
+                    if let Some((t, before)) = &last_vips {
+                        let secs = t.elapsed().as_secs_f64();
+                        let rates = crate::analysis::rates(before, &now, secs).into_iter().collect();
+                        for s in analyzer.observe(&rates) {
+                            warn!("traffic spike: VIP {} at {:.0} packets/s, baseline {:.0}", s.vip, s.rate, s.baseline);
+                        }
+                        *spikes.lock().unwrap() = analyzer.spikes_total;
+                    }
+                    last_vips = Some((std::time::Instant::now(), now));
+                }
+            }
             Some(()) = changed_rx.recv() => {
                 while changed_rx.try_recv().is_ok() {}
                 if let Err(e) = lb.apply(&config, &board) {
@@ -197,21 +214,29 @@ pub async fn run(config: Config) -> Result<()> {
 
 /// Serves Prometheus' `GET /metrics` on `addr` (plain HTTP/1.0, one request per
 /// connection). The config it names things by is the one at start-up.
-async fn serve_metrics(addr: std::net::SocketAddr, config: Config, board: std::sync::Arc<crate::health::Board>) -> Result<()> {
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    config: Config,
+    board: std::sync::Arc<crate::health::Board>,
+    spikes: std::sync::Arc<std::sync::Mutex<u64>>,
+) -> Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
     info!("Prometheus metrics on http://{addr}/metrics");
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else { continue };
-            let (config, board) = (config.clone(), board.clone());
+            let (config, board, spikes) = (config.clone(), board.clone(), spikes.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let req = String::from_utf8_lossy(&buf[..n]);
                 let (status, body) = if req.starts_with("GET /metrics") {
                     match crate::metrics::prometheus(&config, &board) {
-                        Ok(b) => ("200 OK", b),
+                        Ok(b) => ("200 OK", format!(
+                            "{b}# HELP pop_traffic_spikes_total VIP rates far above their moving baseline.\n# TYPE pop_traffic_spikes_total counter\npop_traffic_spikes_total {}\n",
+                            *spikes.lock().unwrap()
+                        )),
                         Err(e) => ("500 Internal Server Error", format!("{e:#}\n")),
                     }
                 } else {

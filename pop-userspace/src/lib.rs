@@ -13,11 +13,13 @@
 //! - [`health`]: probing backends (tcp/http/dns), rise/fall, RTT; drain state.
 //! - [`control`]: the control socket the CLI uses to talk to `pop run`.
 //! - [`daemon`]: `pop run`: attach, fill the maps, bridge eBPF logs, run until a signal.
+//! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
 //!
 //! The data path itself is in `pop-ebpf/`; the types both sides share are in
 //! `pop-common/`.
 
+pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -5,8 +5,11 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{Result, anyhow};
-use aya::maps::{HashMap, MapData};
-use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipValue, v4_mapped};
+use aya::{
+    maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues},
+    util::nr_cpus,
+};
+use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped};
 
 use crate::config::Config;
 
@@ -47,12 +50,13 @@ pub fn desired(config: &Config) -> BTreeMap<([u8; 16], u16, u8), VipValue> {
     m
 }
 
-pub struct VipTable(pub HashMap<MapData, VipKey, VipValue>);
+pub struct VipTable(pub HashMap<MapData, VipKey, VipValue>, pub PerCpuHashMap<MapData, VipKey, VipTraffic>);
 
 impl VipTable {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<VipTable> {
         let map = ebpf.take_map(pop_common::MAP_VIPS).ok_or_else(|| anyhow!("VIPS map missing"))?;
-        Ok(VipTable(HashMap::try_from(map)?))
+        let stats = ebpf.take_map(pop_common::MAP_VIP_STATS).ok_or_else(|| anyhow!("VIP_STATS map missing"))?;
+        Ok(VipTable(HashMap::try_from(map)?, PerCpuHashMap::try_from(stats)?))
     }
 
     pub fn sync(&mut self, want: &BTreeMap<([u8; 16], u16, u8), VipValue>) -> Result<()> {
@@ -61,6 +65,10 @@ impl VipTable {
             self.0
                 .insert(key, value, 0)
                 .map_err(|e| anyhow!("VIP table full ({} entries at most): {e}", pop_common::MAX_VIPS))?;
+            // Its traffic counters: created here so the data path only ever increments
+            // (BPF_NOEXIST keeps the counts of a VIP that stays).
+            let zero = PerCpuValues::try_from(vec![VipTraffic::default(); nr_cpus().map_err(|(_, e)| e)?])?;
+            let _ = self.1.insert(key, zero, 1);
         }
         let stale: Vec<VipKey> = self
             .0
@@ -70,6 +78,7 @@ impl VipTable {
             .collect();
         for k in stale {
             let _ = self.0.remove(&k);
+            let _ = self.1.remove(&k);
         }
         Ok(())
     }

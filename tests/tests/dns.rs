@@ -474,3 +474,27 @@ fn sigkill_of_the_controller_under_load_loses_no_query() -> Result<()> {
     let _ = &mut d;
     Ok(())
 }
+
+/// `pop top` shows the VIP's rate and the busiest client prefix; a burst far above the
+/// VIP's moving baseline is logged as a spike and counted.
+#[test]
+fn top_shows_busy_prefixes_and_a_burst_is_flagged_as_a_spike() -> Result<()> {
+    let d = dns_lab(0)?;
+    // A quiet baseline: a few queries a second for the analyzer's warm-up.
+    for round in 0..7u16 {
+        let start = std::time::Instant::now();
+        exchange(&d.client, FAST4, (0..20).map(|i| query(round * 100 + i, "www.example.com", 1, 1, None, false)).collect())?;
+        pop_lab::wait_until(Duration::from_secs(2), "the next second", || (start.elapsed() >= Duration::from_secs(1)).then_some(()))?;
+    }
+    // A burst (tens of thousands of queries a second) while `pop top` samples.
+    let client = d.client.clone();
+    let burst = std::thread::spawn(move || exchange(&client, FAST4, (0..40000u32).map(|i| query(i as u16, "www.example.com", 1, 1, None, false)).collect()));
+    let top = d.lab.pop(&d.pop, &d.config, &["top", "--count", "1", "--interval", "1"])?;
+    burst.join().unwrap()?;
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(text.contains("203.0.113.53") && text.contains("192.0.2.0/24"), "{text}");
+    pop_lab::wait_until(Duration::from_secs(5), "a spike in the controller's log", || {
+        d.lab.daemon_log("pop").filter(|l| l.contains("traffic spike: VIP 203.0.113.53")).map(|_| ())
+    })?;
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! Anycast VIP announcement.
 //!
-//! A PoP announces a VIP by owning the address on a local interface (which the
-//! routing daemon then exports), and withdraws it by removing the address.
+//! A PoP announces a VIP by putting the address on a local interface (for the
+//! routing daemon to pick up) and withdraws it by removing the address.
 //!
 //! - [`netlink`]: add, remove and list VIP addresses on an interface through
 //!   rtnetlink (never by shelling out to `ip`).

@@ -20,10 +20,10 @@ const IFNAMSIZ: usize = 16;
 
 /// One rtnetlink connection, driven by a task on the current tokio runtime.
 ///
-/// The connection future only finishes by itself once an unsolicited message
-/// finds its receiver gone, which never happens on a socket that joined no
-/// multicast group; so dropping the handle alone would leak the task and its
-/// socket. Aborting the task on drop closes the socket.
+/// netlink-proto ends the connection task by itself once both the handle and
+/// the unsolicited-message receiver are gone; aborting it on drop as well makes
+/// "the socket is closed when the call returns" not hinge on that detail (a
+/// leak here would be one socket per tick; the fd test below checks it).
 struct Conn {
     handle: Handle,
     task: tokio::task::JoinHandle<()>,
@@ -159,11 +159,19 @@ pub async fn add_address(ifindex: u32, addr: IpAddr) -> Result<()> {
         return Ok(());
     }
     let prefix = host_prefix(addr);
-    match conn.handle.address().add(ifindex, addr, prefix).execute().await {
+    match conn
+        .handle
+        .address()
+        .add(ifindex, addr, prefix)
+        .execute()
+        .await
+    {
         Ok(()) => Ok(()),
         // Someone added it between our dump and our request: same outcome.
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("adding {addr}/{prefix} to interface index {ifindex}")),
+        Err(e) => {
+            Err(e).with_context(|| format!("adding {addr}/{prefix} to interface index {ifindex}"))
+        }
     }
 }
 
@@ -287,7 +295,10 @@ mod tests {
             assert_eq!(count(&list, V4), 0, "{list:?}");
             assert_eq!(count(&list, V6), 0, "{list:?}");
             // lo's own addresses are untouched.
-            assert!(list.contains(&(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)), "{list:?}");
+            assert!(
+                list.contains(&(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)),
+                "{list:?}"
+            );
 
             // Idempotent: deleting an absent address is fine.
             del_address(lo, V4).await.unwrap();
@@ -301,7 +312,12 @@ mod tests {
             let lo = lo_up().await;
             let addr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
             let conn = Conn::open().unwrap();
-            conn.handle.address().add(lo, addr, 24).execute().await.unwrap();
+            conn.handle
+                .address()
+                .add(lo, addr, 24)
+                .execute()
+                .await
+                .unwrap();
 
             add_address(lo, addr).await.unwrap();
             let list = addresses(lo).await.unwrap();
@@ -317,9 +333,15 @@ mod tests {
     fn errors_name_the_interface() {
         in_fresh_netns(|| async {
             let err = interface_index("nosuchif0").await.unwrap_err();
-            assert!(format!("{err:#}").contains("\"nosuchif0\" not found"), "{err:#}");
+            assert!(
+                format!("{err:#}").contains("\"nosuchif0\" not found"),
+                "{err:#}"
+            );
             let err = interface_index("a-name-far-too-long").await.unwrap_err();
-            assert!(format!("{err:#}").contains("a-name-far-too-long"), "{err:#}");
+            assert!(
+                format!("{err:#}").contains("a-name-far-too-long"),
+                "{err:#}"
+            );
 
             // No interface has index 4242 in a fresh namespace (only lo, 1).
             let err = addresses(4242).await.unwrap_err();

@@ -1,0 +1,169 @@
+//! Traffic analysis: per-VIP rates and the busiest client prefixes (from data-path
+//! counters with bounded memory), and spike detection against a moving baseline.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    path::Path,
+};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{Map, MapData, PerCpuHashMap};
+use pop_common::VipKey;
+
+use crate::{lb::runtime::unmapped, loader::Pins};
+
+/// Packets per VIP address (all its ports), summed over CPUs, from the pinned map.
+pub fn vip_packets(bpffs_dir: &Path) -> Result<HashMap<IpAddr, u64>> {
+    let path = Pins::new(bpffs_dir).map(pop_common::MAP_VIP_STATS);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let map: PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic> = PerCpuHashMap::try_from(Map::from_map_data(data)?)?;
+    let mut out = HashMap::new();
+    for entry in map.iter().filter_map(|e| e.ok()) {
+        let (k, per_cpu) = entry;
+        *out.entry(unmapped(&k.addr)).or_default() += per_cpu.iter().map(|t| t.packets).sum::<u64>();
+    }
+    Ok(out)
+}
+
+/// Packets to VIPs per client prefix (/24 or /56), summed over CPUs.
+pub fn prefix_packets(bpffs_dir: &Path) -> Result<HashMap<String, u64>> {
+    let path = Pins::new(bpffs_dir).map(pop_common::MAP_TOP_PREFIXES);
+    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
+    let map: PerCpuHashMap<MapData, [u8; 16], u64> = PerCpuHashMap::try_from(Map::from_map_data(data)?)?;
+    let mut out = HashMap::new();
+    for entry in map.iter().filter_map(|e| e.ok()) {
+        let (k, per_cpu) = entry;
+        let ip = unmapped(&k);
+        let name = if ip.is_ipv4() { format!("{ip}/24") } else { format!("{ip}/56") };
+        *out.entry(name).or_default() += per_cpu.iter().sum::<u64>();
+    }
+    Ok(out)
+}
+
+/// Rates between two samples `secs` apart, busiest first.
+pub fn rates<K: Clone + Eq + std::hash::Hash + Ord>(before: &HashMap<K, u64>, after: &HashMap<K, u64>, secs: f64) -> Vec<(K, f64)> {
+    let mut v: Vec<(K, f64)> = after
+        .iter()
+        .map(|(k, &n)| (k.clone(), n.saturating_sub(before.get(k).copied().unwrap_or(0)) as f64 / secs))
+        .filter(|(_, r)| *r > 0.0)
+        .collect();
+    v.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(a.0.cmp(&b.0)));
+    v
+}
+
+/// A rate far above its moving baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spike {
+    pub vip: IpAddr,
+    pub rate: f64,
+    pub baseline: f64,
+}
+
+/// Moving baseline per VIP (exponentially weighted), and spike episodes.
+pub struct Analyzer {
+    baseline: HashMap<IpAddr, f64>,
+    samples: HashMap<IpAddr, u32>,
+    active: HashSet<IpAddr>,
+    /// Spikes raised so far.
+    pub spikes_total: u64,
+}
+
+/// Weight of a new sample in the baseline.
+const ALPHA: f64 = 0.1;
+/// Samples before a baseline is trusted.
+const WARMUP: u32 = 5;
+/// A spike: this many times the baseline...
+const FACTOR: f64 = 10.0;
+/// ...and at least this many packets per second (quiet VIPs do not alarm on a few packets).
+const FLOOR: f64 = 1000.0;
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer { baseline: HashMap::new(), samples: HashMap::new(), active: HashSet::new(), spikes_total: 0 }
+    }
+}
+
+impl Analyzer {
+    /// Feeds one set of per-VIP rates; returns spikes that start now (one per episode).
+    pub fn observe(&mut self, rates: &HashMap<IpAddr, f64>) -> Vec<Spike> {
+        let mut out = Vec::new();
+        for (&vip, &rate) in rates {
+            let n = self.samples.entry(vip).or_default();
+            let base = self.baseline.entry(vip).or_insert(rate);
+            if *n >= WARMUP && rate > (*base * FACTOR).max(FLOOR) {
+                if self.active.insert(vip) {
+                    self.spikes_total += 1;
+                    out.push(Spike { vip, rate, baseline: *base });
+                }
+                // A spike does not become the new normal.
+                continue;
+            }
+            if rate < (*base * 2.0).max(FLOOR / 2.0) {
+                self.active.remove(&vip);
+            }
+            *base = if *n == 0 { rate } else { *base * (1.0 - ALPHA) + rate * ALPHA };
+            *n += 1;
+        }
+        out
+    }
+
+    pub fn in_spike(&self, vip: &IpAddr) -> bool {
+        self.active.contains(vip)
+    }
+
+    pub fn baseline(&self, vip: &IpAddr) -> Option<f64> {
+        self.baseline.get(vip).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(rate: f64) -> HashMap<IpAddr, f64> {
+        [("203.0.113.10".parse().unwrap(), rate)].into()
+    }
+
+    #[test]
+    fn spike_is_raised_once_per_episode_and_not_learned() {
+        let mut a = Analyzer::default();
+        for _ in 0..10 {
+            assert!(a.observe(&r(500.0)).is_empty());
+        }
+        let s = a.observe(&r(20_000.0));
+        assert_eq!(s.len(), 1);
+        assert!((s[0].baseline - 500.0).abs() < 1.0);
+        assert!(a.observe(&r(25_000.0)).is_empty(), "one event per episode");
+        assert!(a.baseline(&"203.0.113.10".parse().unwrap()).unwrap() < 600.0, "the spike leaked into the baseline");
+        assert!(a.observe(&r(500.0)).is_empty());
+        assert!(!a.in_spike(&"203.0.113.10".parse().unwrap()));
+        assert_eq!(a.observe(&r(30_000.0)).len(), 1, "a new episode alarms again");
+        assert_eq!(a.spikes_total, 2);
+    }
+
+    #[test]
+    fn no_alarm_during_warmup_or_under_the_floor_or_on_gradual_growth() {
+        let mut a = Analyzer::default();
+        assert!(a.observe(&r(10.0)).is_empty());
+        assert!(a.observe(&r(900.0)).is_empty(), "warm-up");
+        let mut a = Analyzer::default();
+        for _ in 0..10 {
+            a.observe(&r(10.0));
+        }
+        assert!(a.observe(&r(900.0)).is_empty(), "under the floor");
+        let mut a = Analyzer::default();
+        let mut rate = 1000.0;
+        for _ in 0..100 {
+            rate *= 1.05;
+            assert!(a.observe(&r(rate)).is_empty(), "gradual growth is not a spike");
+        }
+    }
+
+    #[test]
+    fn rates_are_sorted_busiest_first() {
+        let before: HashMap<String, u64> = [("a".into(), 10), ("b".into(), 0)].into();
+        let after: HashMap<String, u64> = [("a".into(), 20), ("b".into(), 100), ("c".into(), 0)].into();
+        assert_eq!(rates(&before, &after, 2.0), vec![("b".to_string(), 50.0), ("a".to_string(), 5.0)]);
+    }
+}
