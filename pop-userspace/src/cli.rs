@@ -64,6 +64,11 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
+    /// Maintenance: withdraw every VIP now and keep them withdrawn, also across
+    /// controller restarts, until `pop announce`.
+    Withdraw,
+    /// Leave maintenance: VIPs are announced again as soon as their health allows.
+    Announce,
     /// Stop sending new flows to a backend; its existing flows stay (see `undrain`).
     Drain { service: String, backend: String },
     /// Let a drained backend take new flows again.
@@ -232,6 +237,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 print!("{}", render_status(&v));
             }
         }
+        Command::Withdraw | Command::Announce => {
+            let config = load_config(&cli.config)?;
+            let req = if matches!(cli.command, Command::Withdraw) { crate::control::Request::Withdraw } else { crate::control::Request::Announce };
+            let v = crate::control::call(&config.pop.run_dir, &req)?;
+            println!("{}", v.as_str().unwrap_or_default());
+        }
         Command::Drain { service, backend } => {
             let config = load_config(&cli.config)?;
             let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Drain { service, backend })?;
@@ -256,6 +267,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 fn render_status(v: &serde_json::Value) -> String {
     let mut out = format!("pop {}\n", v["pop"].as_str().unwrap_or("?"));
+    for vip in v["vips"].as_array().into_iter().flatten() {
+        let since = vip["since"].as_u64().unwrap_or(0);
+        let ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(since);
+        out += &format!(
+            "VIP {:<24} {:<13} for {ago}s: {}\n",
+            vip["vip"].as_str().unwrap_or("?"),
+            if vip["announced"].as_bool() == Some(true) { "ANNOUNCED" } else { "withdrawn" },
+            vip["why"].as_str().unwrap_or("")
+        );
+    }
     for s in v["services"].as_array().into_iter().flatten() {
         out += &format!(
             "service {}: {} of min {} backends up -> {}\n",

@@ -29,6 +29,38 @@ pub struct Config {
     pub dns: Vec<DnsBlock>,
     pub services: Vec<Service>,
     pub http: Vec<HttpSite>,
+    /// `[anycast]`: when present, pop announces VIPs by managing their addresses.
+    pub anycast: Option<AnycastConfig>,
+}
+
+/// `[anycast]`: announce each VIP (its address on `interface`) only while healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnycastConfig {
+    /// Where announced VIPs are put (a routing daemon exports its addresses).
+    #[serde(default = "default_anycast_iface")]
+    pub interface: String,
+    /// Consecutive healthy checks before announcing, unhealthy before withdrawing.
+    #[serde(default = "default_rise_fall")]
+    pub rise: u32,
+    #[serde(default = "default_rise_fall")]
+    pub fall: u32,
+    /// A VIP stays announced or withdrawn at least this long (no route flapping).
+    #[serde(default = "default_hold")]
+    pub hold_ms: u64,
+    /// How often VIP health is evaluated.
+    #[serde(default = "default_check")]
+    pub check_ms: u64,
+}
+
+fn default_anycast_iface() -> String {
+    "lo".into()
+}
+fn default_hold() -> u64 {
+    5000
+}
+fn default_check() -> u64 {
+    1000
 }
 
 /// One `[[http]]` site answered in XDP.
@@ -306,6 +338,7 @@ struct RawConfig {
     service: Vec<Spanned<RawService>>,
     #[serde(default)]
     http: Vec<Spanned<RawHttp>>,
+    anycast: Option<Spanned<AnycastConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -668,6 +701,18 @@ impl Config {
             http.push(HttpSite { name, vips, port: site.port, routes, default, line: line_of(text, span.start) });
         }
 
+        let anycast = raw.anycast.map(|a| {
+            let span = a.span();
+            let a = a.into_inner();
+            if a.check_ms < 50 {
+                v.error(span.clone(), "anycast.check_ms must be at least 50".into());
+            }
+            if a.interface.is_empty() || a.interface.len() > 15 {
+                v.error(span, format!("anycast.interface {:?} is not an interface name", a.interface));
+            }
+            a
+        });
+
         if backend_total > MAX_BACKENDS {
             v.errors.push(ConfigError { file: path.into(), line: None, message: format!("{backend_total} backends in all; at most {MAX_BACKENDS}") });
         }
@@ -682,6 +727,7 @@ impl Config {
             dns,
             services,
             http,
+            anycast,
         })
     }
 

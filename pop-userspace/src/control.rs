@@ -18,6 +18,10 @@ pub enum Request {
     Status,
     Drain { service: String, backend: String },
     Undrain { service: String, backend: String },
+    /// Maintenance: withdraw every VIP and keep them withdrawn (persists).
+    Withdraw,
+    /// Leave maintenance: VIPs are announced again as health allows.
+    Announce,
 }
 
 /// A request from a client, with where to send the answer (a JSON value, or an error).

@@ -144,6 +144,10 @@ pub async fn run(config: Config) -> Result<()> {
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
+    let mut anycast = crate::anycast::runtime::Anycast::new(&config).await?;
+    let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
+    let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
+
     let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
     info!(
         "ready: pop {:?} serving on {} (pinned under {}); SIGINT/SIGTERM stops the controller, \
@@ -184,8 +188,31 @@ pub async fn run(config: Config) -> Result<()> {
                     warn!("applying a backend health change failed: {e:#}");
                 }
             }
+            _ = anycast_tick.tick(), if anycast.is_some() => {
+                if let Some(a) = anycast.as_mut() {
+                    a.tick(&config, &board, &dns).await;
+                }
+            }
             Some((req, reply)) = ctl_rx.recv() => {
-                let answer = control_request(req, &config, &board, &mut lb);
+                let answer = match req {
+                    crate::control::Request::Withdraw | crate::control::Request::Announce => match anycast.as_mut() {
+                        None => Err("no [anycast] section: pop does not manage announcements here".to_string()),
+                        Some(a) => {
+                            let on = matches!(req, crate::control::Request::Withdraw);
+                            a.set_maintenance(on).await.map_err(|e| format!("{e:#}")).map(|()| serde_json::json!(if on {
+                                "maintenance: every VIP withdrawn until `pop announce` (persists across restarts)"
+                            } else {
+                                "maintenance over: VIPs are announced as health allows"
+                            }))
+                        }
+                    },
+                    req => control_request(req, &config, &board, &mut lb).map(|mut v| {
+                        if let (Some(a), Some(obj)) = (anycast.as_ref(), v.as_object_mut()) {
+                            obj.insert("vips".into(), serde_json::json!(a.status()));
+                        }
+                        v
+                    }),
+                };
                 let _ = reply.send(answer);
             }
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
@@ -203,6 +230,9 @@ pub async fn run(config: Config) -> Result<()> {
                 write_status(&config.pop.run_dir, seq, &result);
             }
         }
+    }
+    if let Some(a) = anycast.as_mut() {
+        a.shutdown().await;
     }
     dns.shutdown();
     drop(checks);
@@ -272,6 +302,7 @@ fn control_request(
             })).collect::<Vec<_>>(),
             "backends": board.snapshot(),
         })),
+        Request::Withdraw | Request::Announce => Err("handled by the controller loop".into()),
         Request::Drain { service, backend } | Request::Undrain { service, backend } if backend.parse::<std::net::IpAddr>().is_err() => {
             Err(format!("{backend:?} is not an IP address (in service {service:?})"))
         }

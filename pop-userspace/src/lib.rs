@@ -13,6 +13,7 @@
 //! - [`health`]: probing backends (tcp/http/dns), rise/fall, RTT; drain state.
 //! - [`control`]: the control socket the CLI uses to talk to `pop run`.
 //! - [`daemon`]: `pop run`: attach, fill the maps, bridge eBPF logs, run until a signal.
+//! - [`anycast`]: announcing VIPs (addresses on `lo` for BGP) only while healthy.
 //! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
 //!
@@ -20,6 +21,7 @@
 //! `pop-common/`.
 
 pub mod analysis;
+pub mod anycast;
 pub mod cli;
 pub mod config;
 pub mod control;

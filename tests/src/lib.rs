@@ -11,6 +11,7 @@
 //!   `ip netns exec` would remount /sys and hide bpffs from `pop`.
 //! - Waiting is always polling with a deadline ([`wait_until`]); never fixed sleeps.
 
+pub mod anycast_lab;
 pub mod frames;
 pub mod testrun;
 mod xdp_pass;

@@ -26,6 +26,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("wrk", "HTTP load generator in tests and `cargo xtask bench`"),
     ("nginx-light", "the HTTP backend `cargo xtask bench` balances to"),
     ("wget", "HTTP client in tests"),
+    ("bird2", "BGP: the router and PoP speakers in the anycast tests and the demo"),
     ("hping3", "SYN flood in the HTTP responder test"),
     ("nftables", "nftables DNAT, the kernel baseline `cargo xtask bench` compares the LB with"),
 ];

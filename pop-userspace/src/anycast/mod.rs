@@ -11,3 +11,4 @@
 
 pub mod announcer;
 pub mod netlink;
+pub mod runtime;

@@ -103,6 +103,22 @@ impl DnsRuntime {
         Ok(())
     }
 
+    /// The block's server answering its own probe: the SOA of its first zone, in
+    /// process, with the responder the server uses right now.
+    pub fn self_check(&self, block: usize) -> Result<(), String> {
+        let r = self.running.get(block).ok_or("not running")?;
+        let responder = r.responder.load();
+        let zone = responder.zones().zones().first().ok_or("no zone")?;
+        let mut q = vec![0x70, 0x6f, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(zone.apex());
+        q.extend_from_slice(&[0, 6, 0, 1]);
+        let a = responder.respond(&q, super::Transport::Udp).ok_or("no answer")?;
+        if a.len() < 12 || a[3] & 0x0f != 0 || u16::from_be_bytes([a[6], a[7]]) == 0 {
+            return Err(format!("SOA probe of {} failed", zone.apex_text()));
+        }
+        Ok(())
+    }
+
     pub fn shutdown(&mut self) {
         for r in self.running.drain(..) {
             let _ = r.shutdown.send(true);

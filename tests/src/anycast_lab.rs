@@ -1,0 +1,168 @@
+//! The anycast world, shared by the anycast tests and the demo: a client behind a
+//! router running BIRD, and two PoPs (A preferred, B backup) each running `pop` and
+//! BIRD, announcing the same VIP, each with its own backend.
+//!
+//!   client 192.0.2.1 ── router (BIRD, AS 65000) ─┬─ pop-a 198.51.100.2 ── backend a 198.51.100.18
+//!                                                 └─ pop-b 198.51.100.10 ── backend b 198.51.100.26
+//!
+//! The VIP 203.0.113.10 carries an HTTP service (port 80, to the PoP's backend) and DNS
+//! (port 53, zones from tests/data, answered in XDP). A PoP announces it while its
+//! backend passes health checks and its DNS server answers.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+
+use crate::{Host, Lab, wait_until};
+
+pub const VIP: &str = "203.0.113.10";
+
+pub struct AnycastLab {
+    pub lab: Lab,
+    pub client: Host,
+    pub router: Host,
+    pub pops: Vec<Host>,
+    pub backends: Vec<Host>,
+    pub configs: Vec<PathBuf>,
+}
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join(name)
+}
+
+impl AnycastLab {
+    pub fn new() -> Result<AnycastLab> {
+        let mut lab = Lab::new()?;
+        let client = lab.host("client")?;
+        let router = lab.host("router")?;
+        lab.link(&client, "c0", &router, "rc")?;
+        lab.addr(&client, "c0", "192.0.2.1/24")?;
+        lab.addr(&router, "rc", "192.0.2.254/24")?;
+        lab.route(&client, "default via 192.0.2.254")?;
+        lab.tx_checksum_off(&client, "c0")?;
+        router.sysctl("net.ipv4.ip_forward", "1")?;
+        router.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+        router.sysctl("net.ipv4.conf.default.rp_filter", "0")?;
+        let script = data("backend.py");
+        let mut pops = Vec::new();
+        let mut backends = Vec::new();
+        let mut configs = Vec::new();
+        let mut router_bgp = String::new();
+        for (i, name) in ["a", "b"].iter().enumerate() {
+            let base = 8 * i as u8; // 198.51.100.0/29 and .8/29 uplinks
+            let (r_ip, p_ip) = (format!("198.51.100.{}", base + 1), format!("198.51.100.{}", base + 2));
+            let (p_ip2, b_ip) = (format!("198.51.100.{}", 16 + base + 1), format!("198.51.100.{}", 16 + base + 2));
+            let pop = lab.host(&format!("pop-{name}"))?;
+            let backend = lab.host(&format!("backend-{name}"))?;
+            lab.link(&router, &format!("r{name}"), &pop, "up0")?;
+            lab.addr(&router, &format!("r{name}"), &format!("{r_ip}/29"))?;
+            lab.addr(&pop, "up0", &format!("{p_ip}/29"))?;
+            // The PoP answers with XDP_TX toward the router: the router's end runs XDP.
+            lab.xdp_pass(&router, &format!("r{name}"))?;
+            lab.link(&pop, "be0", &backend, "e0")?;
+            lab.addr(&pop, "be0", &format!("{p_ip2}/29"))?;
+            lab.addr(&backend, "e0", &format!("{b_ip}/29"))?;
+            lab.route(&pop, &format!("default via {r_ip}"))?;
+            lab.route(&backend, &format!("default via {p_ip2}"))?;
+            for key in ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+                pop.sysctl(key, if key.ends_with("forward") { "1" } else { "0" })?;
+            }
+            for i in ["up0", "be0", "lo"] {
+                pop.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")?;
+            }
+            // Here the backend's replies (from the VIP) return through the PoP, which also
+            // holds the VIP on lo while announcing: let it forward packets from an
+            // address it owns (in a real PoP backends reply via their own router).
+            pop.sysctl("net.ipv4.conf.be0.accept_local", "1")?;
+            // Backend: the VIP on lo, pop decap on e0, a server naming itself.
+            lab.addr(&backend, "lo", &format!("{VIP}/32"))?;
+            backend.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+            backend.sysctl("net.ipv4.conf.e0.rp_filter", "0")?;
+            let decap = lab.bpffs_dir().join(format!("decap-{name}"));
+            let bin = crate::pop_bin();
+            backend.run(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", decap.to_str().unwrap()])?;
+            let bname = format!("backend-{name}");
+            lab.spawn(&backend, &bname, &["python3", script.to_str().unwrap(), &bname])?.wait_for_log("ready", Duration::from_secs(10))?;
+
+            // BIRD on the PoP: export /32s of 203.0.113.0/24 present on lo.
+            let bird = lab.write(
+                &format!("bird-{name}.conf"),
+                &format!(
+                    "router id {p_ip};\nprotocol device {{ scan time 1; }}\nprotocol direct vip {{ ipv4; interface \"lo\"; }}\n\
+                     protocol bgp rtr {{\n  local {p_ip} as 65001; neighbor {r_ip} as 65000;\n  hold time 6; connect retry time 1;\n\
+                       ipv4 {{ import none; export where net ~ [ 203.0.113.0/24{{32,32}} ]; }};\n}}\n"
+                ),
+            )?;
+            let sock = lab.dir.join(format!("bird-{name}.ctl"));
+            let pid = lab.dir.join(format!("bird-{name}.pid"));
+            lab.spawn(&pop, &format!("bird-{name}"), &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()])?;
+            // The router prefers A (local preference), so B is the backup.
+            router_bgp += &format!(
+                "protocol bgp pop_{name} {{\n  local {r_ip} as 65000; neighbor {p_ip} as 65001;\n  hold time 6; connect retry time 1;\n\
+                   ipv4 {{ import filter {{ bgp_local_pref = {}; accept; }}; export none; }};\n}}\n",
+                if i == 0 { 200 } else { 100 }
+            );
+
+            // The PoP's name (CH TXT id.server) is its host name: pop-a, pop-b.
+            let config = lab.pop_config(
+                &pop,
+                &format!(
+                    "[[interface]]\nname = \"up0\"\n[[interface]]\nname = \"be0\"\n\n\
+                     [anycast]\ninterface = \"lo\"\nrise = 2\nfall = 2\nhold_ms = 1000\ncheck_ms = 200\n\n\
+                     [[dns]]\nvips = [\"{VIP}\"]\nzones = [\"{}\"]\n\n\
+                     [[service]]\nname = \"web\"\nvips = [\"{VIP}\"]\nport = 80\nmin_healthy = 1\n\
+                     backends = [{{ address = \"{b_ip}\" }}]\n\
+                     [service.health]\ntype = \"http\"\npath = \"/\"\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 2\n",
+                    data("example.com.zone").display()
+                ),
+            )?;
+            lab.start_pop(&pop, &format!("pop-{name}"), &config)?;
+            pops.push(pop);
+            backends.push(backend);
+            configs.push(config);
+        }
+        let bird = lab.write(
+            "bird-router.conf",
+            &format!(
+                "router id 192.0.2.254;\nprotocol device {{ scan time 1; }}\nprotocol kernel {{ ipv4 {{ import none; export all; }}; }}\n{router_bgp}"
+            ),
+        )?;
+        let sock = lab.dir.join("bird-router.ctl");
+        let pid = lab.dir.join("bird-router.pid");
+        lab.spawn(&router, "bird-router", &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()])?;
+        Ok(AnycastLab { lab, client, router, pops, backends, configs })
+    }
+
+    /// Which PoP the router sends the VIP to right now ("a", "b" or None).
+    pub fn route_to_vip(&self) -> Option<&'static str> {
+        let out = self.router.stdout(&["ip", "-4", "route", "show", &format!("{VIP}/32")]).ok()?;
+        if out.contains("via 198.51.100.2 ") {
+            Some("a")
+        } else if out.contains("via 198.51.100.10 ") {
+            Some("b")
+        } else {
+            None
+        }
+    }
+
+    /// Waits until the router's route to the VIP points at `pop` (or is gone for None).
+    pub fn wait_route(&self, pop: Option<&'static str>, timeout: Duration) -> Result<Duration> {
+        let started = std::time::Instant::now();
+        wait_until(timeout, &format!("the router's route to the VIP to be {pop:?}"), || {
+            (self.route_to_vip() == pop).then_some(())
+        })
+        .with_context(|| format!("router routes: {}", self.router.stdout(&["ip", "route"]).unwrap_or_default()))?;
+        Ok(started.elapsed())
+    }
+
+    /// The PoP answering DNS on the VIP (CH TXT id.server), as the client sees it.
+    pub fn who_answers(&self) -> Result<String> {
+        let out = self.client.stdout(&["dig", "+short", "+tries=1", "+time=1", &format!("@{VIP}"), "id.server", "TXT", "CH"])?;
+        Ok(out.trim().trim_matches('"').to_string())
+    }
+
+    /// The backend serving HTTP on the VIP, as the client sees it.
+    pub fn who_serves(&self) -> Result<String> {
+        Ok(self.client.stdout(&["curl", "-sS", "--max-time", "2", &format!("http://{VIP}/")])?.trim().to_string())
+    }
+}
