@@ -2,8 +2,10 @@
 //! router running BIRD, and two PoPs (A preferred, B backup) each running `pop` and
 //! BIRD, announcing the same VIP, each with its own backend.
 //!
-//!   client 192.0.2.1 ── router (BIRD, AS 65000) ─┬─ pop-a 198.51.100.2 ── backend a 198.51.100.18
-//!                                                 └─ pop-b 198.51.100.10 ── backend b 198.51.100.26
+//!   client 192.0.2.1 ── router (BIRD, AS 65000) ─┬─ pop-a 198.51.100.2 ── backend-a1 (, a2, ...)
+//!                                                 └─ pop-b 198.51.100.10 ── backend-b1 (, b2, ...)
+//!
+//! Each backend hangs off its PoP on a /29 of its own (198.51.100.16 and up).
 //!
 //! The VIP 203.0.113.10 carries an HTTP service (port 80, to the PoP's backend) and DNS
 //! (port 53, zones from tests/data, answered in XDP). A PoP announces it while its
@@ -31,7 +33,8 @@ fn data(name: &str) -> PathBuf {
 }
 
 impl AnycastLab {
-    pub fn new() -> Result<AnycastLab> {
+    /// The world with `per_pop` backends behind each PoP.
+    pub fn new(per_pop: usize) -> Result<AnycastLab> {
         let mut lab = Lab::new()?;
         let client = lab.host("client")?;
         let router = lab.host("router")?;
@@ -51,38 +54,48 @@ impl AnycastLab {
         for (i, name) in ["a", "b"].iter().enumerate() {
             let base = 8 * i as u8; // 198.51.100.0/29 and .8/29 uplinks
             let (r_ip, p_ip) = (format!("198.51.100.{}", base + 1), format!("198.51.100.{}", base + 2));
-            let (p_ip2, b_ip) = (format!("198.51.100.{}", 16 + base + 1), format!("198.51.100.{}", 16 + base + 2));
             let pop = lab.host(&format!("pop-{name}"))?;
-            let backend = lab.host(&format!("backend-{name}"))?;
             lab.link(&router, &format!("r{name}"), &pop, "up0")?;
             lab.addr(&router, &format!("r{name}"), &format!("{r_ip}/29"))?;
             lab.addr(&pop, "up0", &format!("{p_ip}/29"))?;
             // The PoP answers with XDP_TX toward the router: the router's end runs XDP.
             lab.xdp_pass(&router, &format!("r{name}"))?;
-            lab.link(&pop, "be0", &backend, "e0")?;
-            lab.addr(&pop, "be0", &format!("{p_ip2}/29"))?;
-            lab.addr(&backend, "e0", &format!("{b_ip}/29"))?;
             lab.route(&pop, &format!("default via {r_ip}"))?;
-            lab.route(&backend, &format!("default via {p_ip2}"))?;
             for key in ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
                 pop.sysctl(key, if key.ends_with("forward") { "1" } else { "0" })?;
             }
-            for i in ["up0", "be0", "lo"] {
+            for i in ["up0", "lo"] {
                 pop.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")?;
             }
-            // Here the backend's replies (from the VIP) return through the PoP, which also
-            // holds the VIP on lo while announcing: let it forward packets from an
-            // address it owns (in a real PoP backends reply via their own router).
-            pop.sysctl("net.ipv4.conf.be0.accept_local", "1")?;
-            // Backend: the VIP on lo, pop decap on e0, a server naming itself.
-            lab.addr(&backend, "lo", &format!("{VIP}/32"))?;
-            backend.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
-            backend.sysctl("net.ipv4.conf.e0.rp_filter", "0")?;
-            let decap = lab.bpffs_dir().join(format!("decap-{name}"));
-            let bin = crate::pop_bin();
-            backend.run(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", decap.to_str().unwrap()])?;
-            let bname = format!("backend-{name}");
-            lab.spawn(&backend, &bname, &["python3", script.to_str().unwrap(), &bname])?.wait_for_log("ready", Duration::from_secs(10))?;
+            let mut interfaces = "[[interface]]\nname = \"up0\"\n".to_string();
+            let mut members = String::new();
+            for j in 0..per_pop {
+                let net = 16 + 8 * (per_pop * i + j) as u8;
+                let (p_ip2, b_ip) = (format!("198.51.100.{}", net + 1), format!("198.51.100.{}", net + 2));
+                let bname = format!("backend-{name}{}", j + 1);
+                let backend = lab.host(&bname)?;
+                let leg = format!("be{j}");
+                lab.link(&pop, &leg, &backend, "e0")?;
+                lab.addr(&pop, &leg, &format!("{p_ip2}/29"))?;
+                lab.addr(&backend, "e0", &format!("{b_ip}/29"))?;
+                lab.route(&backend, &format!("default via {p_ip2}"))?;
+                pop.sysctl(&format!("net.ipv4.conf.{leg}.forwarding"), "1")?;
+                // Here the backend's replies (from the VIP) return through the PoP, which
+                // also holds the VIP on lo while announcing: let it forward packets from
+                // an address it owns (in a real PoP backends reply via their own router).
+                pop.sysctl(&format!("net.ipv4.conf.{leg}.accept_local"), "1")?;
+                interfaces += &format!("[[interface]]\nname = \"{leg}\"\n");
+                members += &format!("{{ address = \"{b_ip}\" }}, ");
+                // Backend: the VIP on lo, pop decap on e0, a server naming itself.
+                lab.addr(&backend, "lo", &format!("{VIP}/32"))?;
+                backend.sysctl("net.ipv4.conf.all.rp_filter", "0")?;
+                backend.sysctl("net.ipv4.conf.e0.rp_filter", "0")?;
+                let decap = lab.bpffs_dir().join(format!("decap-{bname}"));
+                let bin = crate::pop_bin();
+                backend.run(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", decap.to_str().unwrap()])?;
+                lab.spawn(&backend, &bname, &["python3", script.to_str().unwrap(), &bname])?.wait_for_log("ready", Duration::from_secs(10))?;
+                backends.push(backend);
+            }
 
             // BIRD on the PoP: export /32s of 203.0.113.0/24 present on lo.
             let bird = lab.write(
@@ -107,18 +120,17 @@ impl AnycastLab {
             let config = lab.pop_config(
                 &pop,
                 &format!(
-                    "[[interface]]\nname = \"up0\"\n[[interface]]\nname = \"be0\"\n\n\
+                    "{interfaces}\n\
                      [anycast]\ninterface = \"lo\"\nrise = 2\nfall = 2\nhold_ms = 1000\ncheck_ms = 200\n\n\
                      [[dns]]\nvips = [\"{VIP}\"]\nzones = [\"{}\"]\n\n\
                      [[service]]\nname = \"web\"\nvips = [\"{VIP}\"]\nport = 80\nmin_healthy = 1\n\
-                     backends = [{{ address = \"{b_ip}\" }}]\n\
+                     backends = [{members}]\n\
                      [service.health]\ntype = \"http\"\npath = \"/\"\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 2\n",
                     data("example.com.zone").display()
                 ),
             )?;
             lab.start_pop(&pop, &format!("pop-{name}"), &config)?;
             pops.push(pop);
-            backends.push(backend);
             configs.push(config);
         }
         let bird = lab.write(

@@ -15,11 +15,11 @@ use pop_lab::anycast_lab::{AnycastLab, VIP};
 
 #[test]
 fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
-    let mut w = AnycastLab::new()?;
+    let mut w = AnycastLab::new(1)?;
     // BGP sessions come up in a few seconds; then the router prefers A.
     w.wait_route(Some("a"), Duration::from_secs(40))?;
     assert_eq!(w.who_answers()?, "pop-a");
-    assert_eq!(w.who_serves()?, "backend-a");
+    assert_eq!(w.who_serves()?, "backend-a1");
     let status = w.lab.pop(&w.pops[0], &w.configs[0], &["status", "--json"])?;
     let v: serde_json::Value = serde_json::from_slice(&status.stdout)?;
     assert_eq!(v["vips"][0]["announced"], true, "{v}");
@@ -44,11 +44,11 @@ fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
 
     // A's backend dies: A withdraws within health interval x fall (0.4 s) plus anycast
     // check x fall (0.4 s), and BGP moves the route to B.
-    w.lab.stop_daemon("backend-a")?;
+    w.lab.stop_daemon("backend-a1")?;
     let took = w.wait_route(Some("b"), Duration::from_secs(10))?;
     assert!(took < Duration::from_millis(400 + 400 + 1500), "withdrawal took {took:?}");
     assert_eq!(w.who_answers()?, "pop-b");
-    assert_eq!(w.who_serves()?, "backend-b");
+    assert_eq!(w.who_serves()?, "backend-b1");
     let status = w.lab.pop(&w.pops[0], &w.configs[0], &["status"])?;
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("withdrawn") && text.contains("0 of min 1 backends up"), "{text}");
@@ -56,7 +56,7 @@ fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
     // It comes back: A re-announces after `rise` healthy checks (and its hold time).
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/backend.py");
     let ba = w.backends[0].clone();
-    w.lab.spawn(&ba, "backend-a", &["python3", script.to_str().unwrap(), "backend-a"])?.wait_for_log("ready", Duration::from_secs(10))?;
+    w.lab.spawn(&ba, "backend-a1", &["python3", script.to_str().unwrap(), "backend-a1"])?.wait_for_log("ready", Duration::from_secs(10))?;
     w.wait_route(Some("a"), Duration::from_secs(10))?;
     assert_eq!(w.who_answers()?, "pop-a");
 

@@ -1,16 +1,24 @@
-//! `cargo xtask demo`: a PoP in a namespace lab, shown to a newcomer in plain words.
+//! `cargo xtask demo`: a small anycast edge in network namespaces, shown to a newcomer
+//! in plain words and live counters, then torn down.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::{Duration, Instant}};
 
 use anyhow::Result;
-use pop_lab::{Lab, wait_until};
-
-const CLIENT: &str = "192.0.2.1";
-const POP: &str = "192.0.2.2";
-const DNS_VIP: &str = "203.0.113.53";
+use pop_lab::anycast_lab::{AnycastLab, VIP};
 
 fn say(text: &str) {
     println!("\n==> {text}");
+}
+
+fn indent(text: &str) {
+    for l in text.lines().filter(|l| !l.trim().is_empty()) {
+        println!("    {l}");
+    }
+}
+
+fn counters(w: &AnycastLab, pop: usize, names: &[&str]) -> Result<String> {
+    let c = w.lab.pop_counters(&w.pops[pop], &w.configs[pop])?;
+    Ok(names.iter().map(|n| format!("{n} = {}", c.get(*n).copied().unwrap_or(0))).collect::<Vec<_>>().join(", "))
 }
 
 pub fn run() -> Result<()> {
@@ -18,89 +26,62 @@ pub fn run() -> Result<()> {
     // SAFETY: single-threaded at this point; the lab reads POP_BIN when starting pop.
     unsafe { std::env::set_var("POP_BIN", &bin) };
 
-    say("Building a lab: two network namespaces, 'client' and 'pop', joined by a veth pair.");
-    let mut lab = Lab::new()?;
-    let client = lab.host("client")?;
-    let pop = lab.host("pop")?;
-    lab.link(&client, "c0", &pop, "p0")?;
-    lab.addr(&client, "c0", &format!("{CLIENT}/24"))?;
-    lab.addr(&pop, "p0", &format!("{POP}/24"))?;
-    lab.addr(&pop, "lo", &format!("{DNS_VIP}/32"))?;
-    lab.route(&client, &format!("{DNS_VIP}/32 via {POP}"))?;
-    // veth quirks: the client must run XDP to receive frames the PoP sends with XDP_TX,
-    // and its sockets must send final checksums.
-    lab.xdp_pass(&client, "c0")?;
-    lab.tx_checksum_off(&client, "c0")?;
-    println!("    client c0 {CLIENT}  <---veth--->  p0 {POP} pop   (DNS VIP {DNS_VIP} on the PoP's lo)");
+    say("Building the world in network namespaces (nothing leaves this machine):");
+    println!("    client 192.0.2.1 -- router (BIRD, BGP) --+-- PoP A (pop + BIRD) -- backend-a1, backend-a2");
+    println!("                                             +-- PoP B (pop + BIRD) -- backend-b1, backend-b2");
+    println!("    Both PoPs serve the anycast VIP {VIP}: DNS on port 53 (answered in XDP) and");
+    println!("    HTTP on port 80 (balanced to their backends). The router prefers PoP A.");
+    let mut w = AnycastLab::new(2)?;
 
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data").canonicalize()?;
-    let config = lab.pop_config(
-        &pop,
-        &format!(
-            "[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{DNS_VIP}\"]\nzones = [\"{}\", \"{}\"]\n",
-            data.join("example.com.zone").display(),
-            data.join("wild.test.zone").display()
-        ),
-    )?;
-    say(&format!("Starting `pop run` in the pop namespace with this config ({}):", config.display()));
-    print!("{}", std::fs::read_to_string(&config)?.lines().map(|l| format!("    {l}\n")).collect::<String>());
-    lab.start_pop(&pop, "pop", &config)?;
-    let link = pop.stdout(&["ip", "-d", "link", "show", "dev", "p0"])?;
-    if let Some(line) = link.lines().find(|l| l.contains("prog/xdp")) {
-        println!("    p0 now runs an XDP program: {}", line.trim());
-    }
+    say("Waiting for BGP: each PoP puts the VIP on its lo only while healthy, BIRD exports it.");
+    let took = w.wait_route(Some("a"), Duration::from_secs(60))?;
+    println!("    after {:.1} s the router sends the VIP to PoP A:", took.as_secs_f64());
+    indent(&w.router.stdout(&["ip", "route", "show", &format!("{VIP}/32")])?);
 
-    say("Sending traffic from the client: 100 pings and an HTTP download from a server in the pop namespace.");
-    let www = lab.dir.join("www");
-    std::fs::create_dir_all(&www)?;
-    std::fs::write(www.join("hello.txt"), "hello from the PoP host\n")?;
-    let www = www.to_string_lossy().into_owned();
-    lab.spawn(&pop, "http", &["python3", "-m", "http.server", "--bind", POP, "--directory", &www, "8080"])?;
-    let url = format!("http://{POP}:8080/hello.txt");
-    let body = wait_until(Duration::from_secs(10), "the HTTP server", || {
-        client.output(&["curl", "-sf", &url]).ok().filter(|o| o.status.success()).map(|o| o.stdout)
-    })?;
-    client.run(&["ping", "-q", "-c", "100", "-i", "0.01", POP])?;
-    println!("    ping: 100 sent, 100 answered; curl got: {}", String::from_utf8_lossy(&body).trim());
-
-    say("Asking the DNS VIP with dig. XDP answers from a table compiled from pop's own server:");
-    let at = format!("@{DNS_VIP}");
-    for args in [
-        vec!["+norec", "+noall", "+answer", &at, "www.example.com", "A"],
-        vec!["+norec", "+noall", "+answer", "+authority", &at, "nope.example.com", "A"],
-        vec!["+short", &at, "id.server", "TXT", "CH"],
-        vec!["+norec", "+noall", "+answer", &at, "something.wild.test", "A"],
-    ] {
-        let mut argv: Vec<&str> = vec!["dig"];
-        argv.extend(args.iter().copied());
+    say("DNS, answered on PoP A's NIC path by XDP (the kernel never sees these queries):");
+    for args in [vec!["+norec", "+noall", "+answer", "www.example.com", "A"], vec!["+short", "id.server", "TXT", "CH"]] {
+        let mut argv = vec!["dig".to_string(), format!("@{VIP}")];
+        argv.extend(args.iter().map(|s| s.to_string()));
         println!("    $ {}", argv.join(" "));
-        let out = client.stdout(&argv)?;
-        print!("{}", out.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("      {l}\n")).collect::<String>());
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        indent(&w.client.stdout(&refs)?);
     }
-    println!("    The first three were answered in XDP (XDP_TX) without the packet reaching the");
-    println!("    kernel stack; the wildcard name went to the server (XDP_PASS), which synthesized it.");
+    println!("    PoP A counters: {}", counters(&w, 0, &["dns.queries", "dns.xdp.noerror", "action.tx"])?);
 
-    say("The data-path counters (`pop stats`), read from the pinned per-CPU map:");
-    let out = lab.pop(&pop, &config, &["stats", "--interval", "0"])?;
-    print!("{}", String::from_utf8_lossy(&out.stdout).lines().map(|l| format!("    {l}\n")).collect::<String>());
-    println!("    dns.xdp.* are answers sent from XDP; dns.pass.* say why a query went to the");
-    println!("    server; everything not addressed to a VIP (ping, HTTP) is passed untouched.");
+    say("HTTP to the VIP, 40 new connections: PoP A spreads them over its two backends (Maglev):");
+    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..40 {
+        *seen.entry(w.who_serves()?).or_default() += 1;
+    }
+    println!("    {}", seen.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "));
+    let stats = w.lab.pop(&w.pops[0], &w.configs[0], &["stats", "--interval", "0"])?;
+    let text = String::from_utf8_lossy(&stats.stdout);
+    indent(&text[text.find("service /").unwrap_or(0)..]);
 
-    say("Stopping the controller: the XDP program stays attached (pinned), and still counts.");
-    lab.stop_daemon("pop")?;
-    client.run(&["ping", "-q", "-c", "10", "-i", "0.01", POP])?;
-    let c = lab.pop_counters(&pop, &config)?;
-    println!("    after 10 more pings with no controller running, l4.icmp = {}", c["l4.icmp"]);
+    say("PoP A fails: both of its backends stop. Health checks notice, A withdraws the VIP,");
+    println!("    BGP moves the route to PoP B.");
+    let started = Instant::now();
+    w.lab.stop_daemon("backend-a1")?;
+    w.lab.stop_daemon("backend-a2")?;
+    w.wait_route(Some("b"), Duration::from_secs(20))?;
+    println!("    {:.1} s after the failure the router sends the VIP to PoP B:", started.elapsed().as_secs_f64());
+    indent(&w.router.stdout(&["ip", "route", "show", &format!("{VIP}/32")])?);
+    println!("    dig id.server now says {:?}; HTTP is served by {}", w.who_answers()?, w.who_serves()?);
+    let status = w.lab.pop(&w.pops[0], &w.configs[0], &["status"])?;
+    println!("    `pop status` on PoP A:");
+    indent(&String::from_utf8_lossy(&status.stdout));
 
-    say("Restarting the controller: it swaps a fresh program into the pinned link; counters carry on.");
-    lab.start_pop(&pop, "pop", &config)?;
-    let c = lab.pop_counters(&pop, &config)?;
-    println!("    l4.icmp = {} (kept across the restart)", c["l4.icmp"]);
-    lab.stop_daemon("pop")?;
-    let out = lab.pop(&pop, &config, &["detach"])?;
-    println!("    `pop detach`: {}", String::from_utf8_lossy(&out.stdout).trim());
+    say("Recovery: PoP A's backends come back; after its health checks pass it announces again.");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/backend.py");
+    for (i, name) in ["backend-a1", "backend-a2"].iter().enumerate() {
+        let host = w.backends[i].clone();
+        w.lab.spawn(&host, name, &["python3", script.to_str().unwrap(), name])?.wait_for_log("ready", Duration::from_secs(10))?;
+    }
+    let took = w.wait_route(Some("a"), Duration::from_secs(20))?;
+    println!("    {:.1} s later the route is back on PoP A; id.server says {:?}", took.as_secs_f64(), w.who_answers()?);
 
-    say("Tearing the lab down (namespaces, processes, pins). Done.");
-    drop(lab);
+    say("Tearing everything down (BIRD, pop, servers, namespaces, pins).");
+    drop(w);
+    println!("    Done. `cargo xtask test` runs every check behind what you just saw.");
     Ok(())
 }
