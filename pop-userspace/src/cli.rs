@@ -207,6 +207,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let config = load_config(&cli.config)?;
             let dir = &config.pop.bpffs_dir;
             let (mut vips, mut prefixes) = (crate::analysis::vip_packets(dir)?, crate::analysis::prefix_packets(dir)?);
+            let backend_packets = |rows: Vec<metrics::ServiceRow>| -> std::collections::HashMap<String, u64> {
+                rows.into_iter()
+                    .flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets)))
+                    .collect()
+            };
+            let mut backends = backend_packets(metrics::service_rows(dir, &config)?);
             let mut n = 0;
             loop {
                 std::thread::sleep(Duration::from_secs_f64(interval)); // the sampling window
@@ -216,12 +222,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 for (vip, r) in crate::analysis::rates(&vips, &v2, interval) {
                     println!("{:<40} {:>12.1}", vip.to_string(), r);
                 }
+                let b2 = backend_packets(metrics::service_rows(dir, &config)?);
+                if !b2.is_empty() {
+                    println!("{:<40} {:>12}", "service backend", "packets/s");
+                    for (b, r) in crate::analysis::rates(&backends, &b2, interval) {
+                        println!("{b:<40} {r:>12.1}");
+                    }
+                }
                 println!("{:<40} {:>12}", "client prefix", "packets/s");
                 for (p, r) in crate::analysis::rates(&prefixes, &p2, interval).into_iter().take(limit) {
                     println!("{p:<40} {r:>12.1}");
                 }
                 println!();
-                (vips, prefixes) = (v2, p2);
+                (vips, prefixes, backends) = (v2, p2, b2);
                 n += 1;
                 if count != 0 && n >= count {
                     break;

@@ -133,8 +133,9 @@ pub async fn run(config: Config) -> Result<()> {
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
     crate::control::listen(&config.pop.run_dir, ctl_tx)?;
     let spikes = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+    let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::<crate::anycast::runtime::VipStatus>::new()));
     if let Some(addr) = config.pop.metrics_listen {
-        serve_metrics(addr, config.clone(), board.clone(), spikes.clone()).await?;
+        serve_metrics(addr, config.clone(), board.clone(), spikes.clone(), announced.clone()).await?;
     }
     let started = dns
         .apply(prepared)
@@ -191,6 +192,7 @@ pub async fn run(config: Config) -> Result<()> {
             _ = anycast_tick.tick(), if anycast.is_some() => {
                 if let Some(a) = anycast.as_mut() {
                     a.tick(&config, &board, &dns).await;
+                    *announced.lock().unwrap() = a.status();
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
@@ -249,6 +251,7 @@ async fn serve_metrics(
     config: Config,
     board: std::sync::Arc<crate::health::Board>,
     spikes: std::sync::Arc<std::sync::Mutex<u64>>,
+    announced: std::sync::Arc<std::sync::Mutex<Vec<crate::anycast::runtime::VipStatus>>>,
 ) -> Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
@@ -256,17 +259,24 @@ async fn serve_metrics(
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else { continue };
-            let (config, board, spikes) = (config.clone(), board.clone(), spikes.clone());
+            let (config, board, spikes, announced) = (config.clone(), board.clone(), spikes.clone(), announced.clone());
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let n = s.read(&mut buf).await.unwrap_or(0);
                 let req = String::from_utf8_lossy(&buf[..n]);
                 let (status, body) = if req.starts_with("GET /metrics") {
                     match crate::metrics::prometheus(&config, &board) {
-                        Ok(b) => ("200 OK", format!(
-                            "{b}# HELP pop_traffic_spikes_total VIP rates far above their moving baseline.\n# TYPE pop_traffic_spikes_total counter\npop_traffic_spikes_total {}\n",
-                            *spikes.lock().unwrap()
-                        )),
+                        Ok(b) => {
+                            let mut b = format!(
+                                "{b}# HELP pop_traffic_spikes_total VIP rates far above their moving baseline.\n# TYPE pop_traffic_spikes_total counter\npop_traffic_spikes_total {}\n",
+                                *spikes.lock().unwrap()
+                            );
+                            b += "# HELP pop_vip_announced 1 while the VIP is announced (its address on the anycast interface).\n# TYPE pop_vip_announced gauge\n";
+                            for v in announced.lock().unwrap().iter() {
+                                b += &format!("pop_vip_announced{{vip=\"{}\"}} {}\n", v.vip, v.announced as u8);
+                            }
+                            ("200 OK", b)
+                        }
                         Err(e) => ("500 Internal Server Error", format!("{e:#}\n")),
                     }
                 } else {

@@ -117,8 +117,9 @@ impl AnycastLab {
             );
 
             // The PoP's name (CH TXT id.server) is its host name: pop-a, pop-b.
-            let config = lab.pop_config(
+            let config = lab.pop_config_with(
                 &pop,
+                "metrics_listen = \"127.0.0.1:9188\"",
                 &format!(
                     "{interfaces}\n\
                      [anycast]\ninterface = \"lo\"\nrise = 2\nfall = 2\nhold_ms = 1000\ncheck_ms = 200\n\n\
@@ -171,6 +172,15 @@ impl AnycastLab {
     pub fn who_answers(&self) -> Result<String> {
         let out = self.client.stdout(&["dig", "+short", "+tries=1", "+time=1", &format!("@{VIP}"), "id.server", "TXT", "CH"])?;
         Ok(out.trim().trim_matches('"').to_string())
+    }
+
+    /// The Prometheus value of `pop_vip_announced` for the VIP on PoP `i`.
+    pub fn announced_metric(&self, i: usize) -> Result<Option<u8>> {
+        let text = self.pops[i].stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("pop_vip_announced{{vip=\"{VIP}\"}} ")))
+            .and_then(|v| v.trim().parse().ok()))
     }
 
     /// The backend serving HTTP on the VIP, as the client sees it.

@@ -23,6 +23,7 @@ fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
     let status = w.lab.pop(&w.pops[0], &w.configs[0], &["status", "--json"])?;
     let v: serde_json::Value = serde_json::from_slice(&status.stdout)?;
     assert_eq!(v["vips"][0]["announced"], true, "{v}");
+    assert_eq!(w.announced_metric(0)?, Some(1));
 
     // DNS queries all along: failover may lose only what is in flight.
     let (stop, lost, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -52,6 +53,7 @@ fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
     let status = w.lab.pop(&w.pops[0], &w.configs[0], &["status"])?;
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("withdrawn") && text.contains("0 of min 1 backends up"), "{text}");
+    assert_eq!(w.announced_metric(0)?, Some(0));
 
     // It comes back: A re-announces after `rise` healthy checks (and its hold time).
     let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/backend.py");
@@ -64,6 +66,16 @@ fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
     let out = w.lab.pop(&w.pops[0], &w.configs[0], &["withdraw"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     w.wait_route(Some("b"), Duration::from_secs(5))?;
+    // Maintenance persists across a controller restart.
+    w.lab.stop_daemon("pop-a")?;
+    let (pa, ca) = (w.pops[0].clone(), w.configs[0].clone());
+    w.lab.start_pop(&pa, "pop-a", &ca)?;
+    pop_lab::wait_until(Duration::from_secs(5), "the restarted controller to report maintenance", || {
+        let out = w.lab.pop(&w.pops[0], &w.configs[0], &["status", "--json"]).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v["vips"][0]["why"].as_str()?.contains("maintenance") && v["vips"][0]["announced"] == false).then_some(())
+    })?;
+    assert_eq!(w.route_to_vip(), Some("b"));
     let out = w.lab.pop(&w.pops[0], &w.configs[0], &["announce"])?;
     assert!(out.status.success());
     w.wait_route(Some("a"), Duration::from_secs(10))?;
