@@ -285,3 +285,97 @@ async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
 fn rand_id() -> u16 {
     (SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) as u16) ^ 0x5a5a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(kind: ProbeKind) -> HealthCheck {
+        HealthCheck {
+            kind,
+            interval_ms: 100,
+            timeout_ms: 100,
+            rise: 2,
+            fall: 2,
+            port: None,
+            method: "GET".into(),
+            path: "/healthz".into(),
+            status: 200,
+            host: None,
+            name: Some("www.example.com".into()),
+            qtype: "A".into(),
+            rcode: "NOERROR".into(),
+        }
+    }
+
+    /// A UDP server answering every query with `rcode` and `answers` answer records.
+    async fn dns_server(rcode: u8, answers: u16) -> SocketAddr {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf).await {
+                let mut r = buf[..n].to_vec();
+                r[2] |= 0x80;
+                r[3] = rcode;
+                r[6..8].copy_from_slice(&answers.to_be_bytes());
+                let _ = sock.send_to(&r, peer).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn dns_probe_checks_rcode_and_a_non_empty_answer() {
+        assert!(probe(&check(ProbeKind::Dns), dns_server(0, 1).await).await.is_ok());
+        let e = probe(&check(ProbeKind::Dns), dns_server(3, 0).await).await.unwrap_err();
+        assert!(e.contains("rcode 3"), "{e}");
+        let e = probe(&check(ProbeKind::Dns), dns_server(0, 0).await).await.unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn http_and_tcp_probes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 512];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let status = if String::from_utf8_lossy(&buf[..n]).starts_with("GET /healthz ") { "200 OK" } else { "404 Not Found" };
+                let _ = s.write_all(format!("HTTP/1.0 {status}\r\n\r\n").as_bytes()).await;
+            }
+        });
+        assert!(probe(&check(ProbeKind::Tcp), addr).await.is_ok());
+        assert!(probe(&check(ProbeKind::Http), addr).await.is_ok());
+        let mut other = check(ProbeKind::Http);
+        other.path = "/other".into();
+        assert!(probe(&other, addr).await.unwrap_err().contains("status 404"));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        assert!(probe(&check(ProbeKind::Tcp), closed).await.is_err());
+    }
+
+    #[test]
+    fn rise_and_fall_move_the_state() {
+        let board = Board::default();
+        let cfg = crate::config::Config::parse(
+            std::path::Path::new("pop.toml"),
+            "[[interface]]\nname = \"e\"\n[[service]]\nname = \"web\"\nvips = [\"203.0.113.1\"]\nport = 80\n\
+             backends = [{ address = \"198.51.100.1\" }]\n[service.health]\ntype = \"tcp\"\n",
+        )
+        .unwrap();
+        board.sync(&cfg);
+        let c = cfg.services[0].health.clone().unwrap();
+        let b: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!(!board.is_up("web", b), "a checked backend starts down");
+        assert!(!board.record("web", b, Ok(Duration::from_millis(1)), &c));
+        assert!(board.record("web", b, Ok(Duration::from_millis(3)), &c), "up after rise = 2");
+        assert!(board.is_up("web", b));
+        assert!(!board.record("web", b, Err("refused".into()), &c));
+        assert!(board.record("web", b, Err("refused".into()), &c), "down after fall = 2");
+        let s = &board.snapshot()[0];
+        assert_eq!((s.state, s.last_error.as_deref()), (State::Down, Some("refused")));
+        assert_eq!(s.rtt_p50_ms, Some(3.0));
+        assert!(board.set_drain("web", "192.0.2.9".parse().unwrap(), true).is_err());
+    }
+}
