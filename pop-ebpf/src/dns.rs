@@ -370,16 +370,8 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     // UDP checksum over the answer, from parts: pseudo-header, UDP and DNS headers, the
     // echoed question (summed above), the compiled tail (pre-summed), the OPT record.
     let udp_out = (UDP_HLEN + resp_len) as u16;
-    let mut sum = 0u64;
-    if pkt.v6 {
-        sum = csum::add_addr16(sum, &pkt.src);
-        sum = csum::add_addr16(sum, &pkt.dst);
-    } else {
-        for a in [&pkt.src, &pkt.dst] {
-            sum += (((a[12] as u64) << 8) | a[13] as u64) + (((a[14] as u64) << 8) | a[15] as u64);
-        }
-    }
-    sum += 17 + udp_out as u64 * 2;
+    // Pseudo-header, then the UDP length once more as a header field.
+    let mut sum = frame::pseudo_sum(pkt, 17, udp_out) + udp_out as u64;
     sum += u16::from_be(pkt.dport_be) as u64; // the new source port
     let Some(client_port) = load::<[u8; 2]>(ctx, udp) else { return xdp_action::XDP_ABORTED };
     sum += u16::from_be_bytes(client_port) as u64;

@@ -21,16 +21,16 @@ pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
-fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i32> {
+pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i32> {
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
     if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r as i32) }
 }
 
-fn put32(a: &mut [u8; 128], off: usize, v: u32) {
+pub(crate) fn put32(a: &mut [u8; 128], off: usize, v: u32) {
     a[off..off + 4].copy_from_slice(&v.to_ne_bytes());
 }
 
-fn put64(a: &mut [u8; 128], off: usize, v: u64) {
+pub(crate) fn put64(a: &mut [u8; 128], off: usize, v: u64) {
     a[off..off + 8].copy_from_slice(&v.to_ne_bytes());
 }
 

@@ -6,25 +6,14 @@ use std::{ffi::CString, fs::File, os::fd::AsRawFd as _, path::Path};
 
 use anyhow::{Result, anyhow, bail};
 
+use crate::testrun::{bpf, put32, put64};
+
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const XDP_FLAGS_DRV_MODE: u32 = 4;
-
-fn bpf(cmd: libc::c_long, attr: &mut [u8; 128]) -> std::io::Result<i32> {
-    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len() as u32) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r as i32) }
-}
-
-fn put32(a: &mut [u8; 128], off: usize, v: u32) {
-    a[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-}
-
-fn put64(a: &mut [u8; 128], off: usize, v: u64) {
-    a[off..off + 8].copy_from_slice(&v.to_ne_bytes());
-}
 
 /// Attaches XDP_PASS (native mode) to `iface` inside the namespace at `netns_path` and
 /// pins the link at `pin`, so it lives until the pin or the interface goes away.

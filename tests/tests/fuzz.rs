@@ -62,33 +62,6 @@ fn dns_query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<
     q
 }
 
-fn tcp_frame(dst: [u8; 4], sport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&80u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    t.extend_from_slice(payload);
-    let mut f = frames::udp4(frames::L2::default(), [192, 0, 2, 1], dst, 0, 0, &[], &[]);
-    f.truncate(34);
-    f[23] = 6;
-    f[16..18].copy_from_slice(&((20 + t.len()) as u16).to_be_bytes());
-    f[24..26].copy_from_slice(&[0, 0]);
-    let c = testrun::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    let mut pseudo = f[26..34].to_vec();
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
-    pseudo.extend_from_slice(&t);
-    let c = testrun::checksum(&pseudo);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&t);
-    f
-}
-
 /// Valid frames of every kind to start mutating from.
 fn seeds(cookie: u32) -> Vec<Vec<u8>> {
     let l2 = frames::L2::default();
@@ -102,10 +75,10 @@ fn seeds(cookie: u32) -> Vec<Vec<u8>> {
         s.push(frames::udp4(vlan, c, DNS_VIP, 5400 + i as u16, 53, &[], &dns_query(i as u16, name, *t, Some((1232, true)))));
         s.push(frames::udp6(l2, c6, v6, 5500 + i as u16, 53, &dns_query(i as u16, name, *t, Some((4096, false)))));
     }
-    s.push(tcp_frame(HTTP_VIP, 40000, 1000, 0, 0x02, &[]));
-    s.push(tcp_frame(HTTP_VIP, 40000, 1001, cookie.wrapping_add(1), 0x18, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"));
-    s.push(tcp_frame(HTTP_VIP, 40000, 1001, cookie.wrapping_add(1), 0x19, b"HEAD /x?y=1 HTTP/1.0\r\n\r\n"));
-    s.push(tcp_frame(LB_VIP, 41000, 5, 0, 0x02, &[]));
+    s.push(frames::tcp4(HTTP_VIP, 40000, 1000, 0, 0x02, &[]));
+    s.push(frames::tcp4(HTTP_VIP, 40000, 1001, cookie.wrapping_add(1), 0x18, b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"));
+    s.push(frames::tcp4(HTTP_VIP, 40000, 1001, cookie.wrapping_add(1), 0x19, b"HEAD /x?y=1 HTTP/1.0\r\n\r\n"));
+    s.push(frames::tcp4(LB_VIP, 41000, 5, 0, 0x02, &[]));
     s.push(frames::udp4(l2, c, LB_VIP, 42000, 7, &[], b"echo"));
     s.push(frames::udp4(l2, c, [192, 0, 2, 2], 1, 9, &[], b"not a vip"));
     s
@@ -176,7 +149,6 @@ struct Input {
     v6_dns: bool,
     dport: u16,
     l4: Vec<u8>,
-    ip: Vec<u8>,
     src_prefix: Vec<u8>,
 }
 
@@ -188,13 +160,13 @@ fn classify(f: &[u8]) -> Option<Input> {
             let ihl = (ip[0] & 0xf) as usize * 4;
             let l4 = ip.get(ihl..)?.to_vec();
             let dport = if l4.len() >= 4 { u16::from_be_bytes([l4[2], l4[3]]) } else { 0 };
-            Some(Input { proto: ip[9], dst4: Some([ip[16], ip[17], ip[18], ip[19]]), v6_dns: false, dport, l4, ip: ip.to_vec(), src_prefix: ip[12..15].to_vec() })
+            Some(Input { proto: ip[9], dst4: Some([ip[16], ip[17], ip[18], ip[19]]), v6_dns: false, dport, l4, src_prefix: ip[12..15].to_vec() })
         }
         0x86dd if ip.len() >= 40 => {
             let l4 = ip[40..].to_vec();
             let dport = if l4.len() >= 4 { u16::from_be_bytes([l4[2], l4[3]]) } else { 0 };
             let dns6: [u8; 16] = "2001:db8:53::53".parse::<std::net::Ipv6Addr>().unwrap().octets();
-            Some(Input { proto: ip[6], dst4: None, v6_dns: ip[24..40] == dns6, dport, l4, ip: ip.to_vec(), src_prefix: ip[8..15].to_vec() })
+            Some(Input { proto: ip[6], dst4: None, v6_dns: ip[24..40] == dns6, dport, l4, src_prefix: ip[8..15].to_vec() })
         }
         _ => None,
     }
@@ -243,7 +215,7 @@ fn fuzzed_frames_never_break_the_invariants() -> Result<()> {
     let client2 = client.clone();
     let report = pop.in_netns(move || -> Result<String> {
         let prog = testrun::pinned_program(&prog_path)?;
-        let syn = tcp_frame(HTTP_VIP, 40000, 1000, 0, 0x02, &[]);
+        let syn = frames::tcp4(HTTP_VIP, 40000, 1000, 0, 0x02, &[]);
         let cookie = u32::from_be_bytes(testrun::run(&prog, &syn)?.frame[38..42].try_into().unwrap());
         let seeds = seeds(cookie);
         let mut rng = Rng(0x5eed_1234_abcd_ef01);

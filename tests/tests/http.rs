@@ -170,51 +170,20 @@ fn split_requests_get_400_and_retransmitted_requests_get_the_same_answer() -> Re
     // The same request segment twice (a retransmission) gets byte-identical answers.
     use pop_lab::{frames, testrun};
     let prog = testrun::pinned_program(&h.lab.bpffs_dir().join("pop").join("prog"))?;
-    let tcp = |seq: u32, ack: u32, flags: u8, payload: &[u8]| {
-        let mut t = vec![0u8; 20];
-        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-        t[2..4].copy_from_slice(&80u16.to_be_bytes());
-        t[4..8].copy_from_slice(&seq.to_be_bytes());
-        t[8..12].copy_from_slice(&ack.to_be_bytes());
-        t[12] = 0x50;
-        t[13] = flags;
-        t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-        t.extend_from_slice(payload);
-        t
-    };
-    let frame = |t: Vec<u8>| {
-        // udp4 builds IP + an 8-byte UDP header we do not want: build IPv4/TCP by hand.
-        let mut f = frames::udp4(frames::L2::default(), [192, 0, 2, 1], [203, 0, 113, 80], 0, 0, &[], &[]);
-        f.truncate(14 + 20);
-        f[14 + 9] = 6;
-        let total = (20 + t.len()) as u16;
-        f[16..18].copy_from_slice(&total.to_be_bytes());
-        f[24..26].copy_from_slice(&[0, 0]);
-        let c = testrun::checksum(&f[14..34]);
-        f[24..26].copy_from_slice(&c.to_be_bytes());
-        let mut pseudo = f[26..34].to_vec();
-        pseudo.extend_from_slice(&[0, 6]);
-        pseudo.extend_from_slice(&((t.len()) as u16).to_be_bytes());
-        pseudo.extend_from_slice(&t);
-        let mut t = t;
-        let c = testrun::checksum(&pseudo);
-        t[16..18].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&t);
-        f
-    };
-    let synack = testrun::run(&prog, &frame(tcp(1000, 0, 0x02, &[])))?;
+    let frame = |seq: u32, ack: u32, flags: u8, payload: &[u8]| frames::tcp4([203, 0, 113, 80], 40000, seq, ack, flags, payload);
+    let synack = testrun::run(&prog, &frame(1000, 0, 0x02, &[]))?;
     assert_eq!(synack.verdict, testrun::XDP_TX);
     let t = &synack.frame[34..];
     assert_eq!(t[13], 0x12, "SYN-ACK flags");
     let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
-    let request = frame(tcp(1001, cookie.wrapping_add(1), 0x18, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let request = frame(1001, cookie.wrapping_add(1), 0x18, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     let first = testrun::run(&prog, &request)?;
     let again = testrun::run(&prog, &request)?;
     assert_eq!(first.verdict, testrun::XDP_TX);
     assert_eq!(first.frame, again.frame, "a retransmitted request must get the same answer");
     assert!(String::from_utf8_lossy(&first.frame[54..]).ends_with("\r\n\r\nok\n"));
     // A forged ACK (not our cookie) is dropped.
-    let forged = frame(tcp(1001, cookie.wrapping_add(7), 0x18, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    let forged = frame(1001, cookie.wrapping_add(7), 0x18, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(testrun::run(&prog, &forged)?.verdict, testrun::XDP_DROP);
     let c = h.counters()?;
     assert!(c["drop.http_bad_cookie"] >= 1 && c["http.bad_request"] >= 1, "{c:?}");

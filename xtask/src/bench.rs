@@ -354,34 +354,6 @@ fn bench_lb(rows: &mut Vec<Row>) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-/// A TCP segment from 192.0.2.1:40000 to `vip`:80 in an IPv4 frame, checksums right.
-fn tcp4(vip: [u8; 4], seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    t[2..4].copy_from_slice(&80u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 0x50;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    t.extend_from_slice(payload);
-    let mut f = frames::udp4(frames::L2::default(), [192, 0, 2, 1], vip, 0, 0, &[], &[]);
-    f.truncate(34);
-    f[23] = 6;
-    f[16..18].copy_from_slice(&((20 + t.len()) as u16).to_be_bytes());
-    f[24..26].copy_from_slice(&[0, 0]);
-    let c = testrun::checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&c.to_be_bytes());
-    let mut pseudo = f[26..34].to_vec();
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
-    pseudo.extend_from_slice(&t);
-    let c = testrun::checksum(&pseudo);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&t);
-    f
-}
-
 /// pop's HTTP answers vs nginx returning the same redirect, same lab; returns
 /// (what, requests/s, CPU ns per request).
 fn bench_http(rows: &mut Vec<Row>) -> Result<Vec<(String, f64, f64)>> {
@@ -427,13 +399,13 @@ fn bench_http(rows: &mut Vec<Row>) -> Result<Vec<(String, f64, f64)>> {
 
     println!("[bench] BPF_PROG_TEST_RUN: HTTP SYN and request");
     let prog = testrun::pinned_program(&lab.bpffs_dir().join("pop").join("prog"))?;
-    let syn = tcp4([203, 0, 113, 80], 1000, 0, 0x02, &[]);
+    let syn = frames::tcp4([203, 0, 113, 80], 40000, 1000, 0, 0x02, &[]);
     let synack = testrun::run(&prog, &syn)?;
     if synack.verdict != testrun::XDP_TX {
         bail!("SYN not answered in test run ({})", synack.verdict);
     }
     let cookie = u32::from_be_bytes(synack.frame[38..42].try_into().unwrap());
-    let req = tcp4([203, 0, 113, 80], 1001, cookie.wrapping_add(1), 0x18, b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n");
+    let req = frames::tcp4([203, 0, 113, 80], 40000, 1001, cookie.wrapping_add(1), 0x18, b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n");
     if testrun::run(&prog, &req)?.verdict != testrun::XDP_TX {
         bail!("request not answered in test run");
     }
