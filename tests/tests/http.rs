@@ -189,3 +189,21 @@ fn split_requests_get_400_and_retransmitted_requests_get_the_same_answer() -> Re
     assert!(c["drop.http_bad_cookie"] >= 1 && c["http.bad_request"] >= 1, "{c:?}");
     Ok(())
 }
+
+/// The responder keeps no state, so SIGKILL of the controller does not interrupt it, and
+/// a new controller takes over the pinned route table.
+#[test]
+fn http_answers_continue_through_a_controller_sigkill_and_restart() -> Result<()> {
+    let mut h = http_lab()?;
+    let pid = h.lab.daemon_pid("pop").unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let _ = h.lab.stop_daemon("pop")?;
+    for _ in 0..20 {
+        assert_eq!(h.client.stdout(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP4}/healthz")])?, "ok\n");
+    }
+    h.lab.start_pop(&h.pop, "pop", &h.config)?;
+    for _ in 0..20 {
+        assert_eq!(h.client.stdout(&["curl", "-sS", "--max-time", "3", &format!("http://{VIP4}/healthz")])?, "ok\n");
+    }
+    Ok(())
+}

@@ -438,3 +438,38 @@ fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("no backend 192.0.2.99"));
     Ok(())
 }
+
+/// A full connection table keeps working: the least recently used flows are evicted
+/// and new flows still get a backend.
+#[test]
+fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
+    use pop_lab::{frames, testrun};
+    let l = lb_lab(1, &[(1, 1)])?;
+    let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
+    // Test runs arrive on the namespace's lo; the route lookup needs forwarding there.
+    l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
+    let flows = pop_common::LB_FLOWS_MAX as u32 + 50_000;
+    let (forwarded, first_again) = l.pop.in_netns(move || -> Result<(u32, u32)> {
+        let prog = testrun::pinned_program(&prog_path)?;
+        let mut forwarded = 0;
+        let syn = |i: u32| {
+            let mut f = frames::tcp4([203, 0, 113, 10], 1024 + (i % 60000) as u16, 1, 0, 0x02, &[]);
+            // Distinct flows: source port and a client address in 192.0.2.0/24 (these
+            // frames only ever go through BPF_PROG_TEST_RUN).
+            f[26..30].copy_from_slice(&[192, 0, 2, 10 + (i / 60000) as u8]);
+            f
+        };
+        for i in 0..flows {
+            let v = testrun::run(&prog, &syn(i))?.verdict;
+            if v == testrun::XDP_TX || v == 4 {
+                forwarded += 1;
+            }
+        }
+        Ok((forwarded, testrun::run(&prog, &syn(0))?.verdict))
+    })??;
+    assert_eq!(forwarded, flows, "flows stopped being forwarded once the table filled");
+    assert!(first_again == testrun::XDP_TX || first_again == 4);
+    let c = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert!(c["lb.new_flow"] >= flows as u64, "{c:?}");
+    Ok(())
+}
