@@ -10,6 +10,32 @@ use crate::{
     daemon, loader, metrics,
 };
 
+const EXAMPLE: &str = "\
+A small config (every section is optional except [[interface]]; unknown keys are errors):
+
+  [pop]
+  name = \"ams1\"                    # answers CH TXT id.server
+  [[interface]]
+  name = \"eth0\"                    # native XDP; xdp_mode = \"generic\" if the driver lacks it
+  [[dns]]
+  vips = [\"203.0.113.53\"]
+  zones = [\"zones/example.com.zone\"]
+  [[service]]
+  name = \"web\"
+  vips = [\"203.0.113.10\"]
+  port = 80
+  backends = [{ address = \"198.51.100.11\" }, { address = \"198.51.100.12\", weight = 2 }]
+  [[http]]
+  name = \"edge\"
+  vips = [\"203.0.113.80\"]
+  [http.default]
+  status = 301
+  location = \"https://www.example.com\"
+  append_path = true
+  [anycast]                         # announce VIPs (addresses on lo) only while healthy
+
+The README documents every key, the counters, and how to set up backends.";
+
 /// pop: a Point-of-Presence edge data plane (XDP).
 ///
 /// `pop run` loads the XDP program onto the interfaces in the config, pins it under
@@ -17,7 +43,7 @@ use crate::{
 /// restarting `pop run` takes the pinned program, links and counters over without
 /// a gap; `pop detach` removes it for good.
 #[derive(Parser, Debug)]
-#[command(name = "pop", version, propagate_version = true)]
+#[command(name = "pop", version, propagate_version = true, after_long_help = EXAMPLE)]
 pub struct Cli {
     /// Configuration file (TOML).
     #[arg(short, long, global = true, default_value = DEFAULT_CONFIG, value_name = "FILE")]
@@ -314,4 +340,15 @@ fn render_status(v: &serde_json::Value) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_help_example_is_a_valid_config() {
+        let toml: String = super::EXAMPLE.lines().filter_map(|l| l.strip_prefix("  ")).map(|l| format!("{l}\n")).collect();
+        let c = crate::config::Config::parse(std::path::Path::new("/etc/pop/pop.toml"), &toml).unwrap();
+        assert_eq!((c.dns.len(), c.services.len(), c.http.len()), (1, 1, 1));
+        assert!(c.anycast.is_some());
+    }
 }
