@@ -240,6 +240,8 @@ pub struct PopSection {
     pub bpf_log: BpfLogLevel,
     /// Where Prometheus scrapes `/metrics` (off when not set).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Flows the load balancer's connection table holds (LRU; ~110 bytes each).
+    pub flow_table_size: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -412,6 +414,7 @@ struct RawPop {
     #[serde(default)]
     bpf_log: BpfLogLevel,
     metrics_listen: Option<Spanned<String>>,
+    flow_table_size: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -459,6 +462,14 @@ impl Config {
         };
         let bpffs_dir = v.absolute_dir(raw.pop.bpffs_dir, "pop.bpffs_dir", DEFAULT_BPFFS_DIR);
         let run_dir = v.absolute_dir(raw.pop.run_dir, "pop.run_dir", DEFAULT_RUN_DIR);
+        let flow_table_size = match raw.pop.flow_table_size {
+            Some(n) if *n.get_ref() < 1024 || *n.get_ref() > 1 << 26 => {
+                v.error(n.span(), format!("pop.flow_table_size {} must be between 1024 and {}", n.get_ref(), 1u32 << 26));
+                pop_common::LB_FLOWS_MAX
+            }
+            Some(n) => n.into_inner(),
+            None => pop_common::LB_FLOWS_MAX,
+        };
         let metrics_listen = raw.pop.metrics_listen.and_then(|m| match m.get_ref().parse() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -722,7 +733,7 @@ impl Config {
         }
         Ok(Config {
             path: path.into(),
-            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen },
+            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size },
             interfaces,
             dns,
             services,

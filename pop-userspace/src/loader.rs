@@ -132,7 +132,21 @@ pub fn attach(config: &Config) -> Result<DataPath> {
     fs::create_dir_all(pins.links_dir())
         .with_context(|| format!("creating {}", pins.links_dir().display()))?;
 
+    // A pinned map is re-used as it is: a size change needs a fresh table.
+    let flows_pin = pins.map(pop_common::MAP_LB_FLOWS);
+    if flows_pin.exists() {
+        let pinned = aya::maps::MapData::from_pin(&flows_pin)?.info()?.max_entries();
+        if pinned != config.pop.flow_table_size {
+            bail!(
+                "pop.flow_table_size is {} but the pinned connection table at {} holds {pinned}: \
+                 `pop detach` first to start with a new table (established flows are forgotten)",
+                config.pop.flow_table_size,
+                flows_pin.display()
+            );
+        }
+    }
     let mut ebpf = EbpfLoader::new()
+        .map_max_entries(pop_common::MAP_LB_FLOWS, config.pop.flow_table_size)
         .default_map_pin_directory(pins.maps_dir())
         .override_global("AYA_LOG_LEVEL", &config.pop.bpf_log.aya_level(), false)
         .load(XDP_OBJECT)

@@ -4,6 +4,7 @@
 
   GET /           -> "<name>\n"
   GET /slow?bytes=N&rate=R -> "backend=<name>\n" then N bytes at about R bytes/s
+  POST /          -> reads the whole body, answers "<name> received <bytes>\n"
   UDP port 7 of each VIP given -> replies "<name>" from that VIP
 
 Usage: backend.py NAME [VIP ...]   (UDP is bound per VIP so replies come from the VIP)
@@ -23,6 +24,21 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def do_POST(self):
+        # Read the whole body before answering, so the client has to deliver all of it.
+        n = int(self.headers.get("Content-Length", "0"))
+        got = 0
+        while got < n:
+            chunk = self.rfile.read(min(65536, n - got))
+            if not chunk:
+                break
+            got += len(chunk)
+        body = f"{NAME} received {got}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_GET(self):
         url = urlparse(self.path)

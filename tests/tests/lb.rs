@@ -67,13 +67,13 @@ fn lb_lab(n_backends: usize, members: &[(usize, u32)]) -> Result<LbLab> {
 }
 
 fn lb_lab_with(n_backends: usize, members: &[(usize, u32)], two_nic: bool) -> Result<LbLab> {
-    lb_lab_full(n_backends, members, two_nic, "")
+    lb_lab_full(n_backends, members, two_nic, "", "")
 }
 
 /// client — router — pop on the uplink bridge (198.51.100.0/25), backends b1..bN on
 /// the backend bridge (198.51.100.128/25). With `two_nic` the PoP also has a leg on
 /// the backend bridge, so it redirects to a second interface instead of XDP_TX.
-fn lb_lab_full(n_backends: usize, members: &[(usize, u32)], two_nic: bool, web_extra: &str) -> Result<LbLab> {
+fn lb_lab_full(n_backends: usize, members: &[(usize, u32)], two_nic: bool, web_extra: &str, pop_extra: &str) -> Result<LbLab> {
     let mut lab = Lab::new()?;
     let client = lab.host("client")?;
     let router = lab.host("router")?;
@@ -147,7 +147,7 @@ fn lb_lab_full(n_backends: usize, members: &[(usize, u32)], two_nic: bool, web_e
         lab.spawn(&b, &name, &["python3", script.to_str().unwrap(), &name, VIP4, VIP6])?.wait_for_log("ready", Duration::from_secs(10))?;
         backends.push(b);
     }
-    let config = lab.pop_config(&pop, &service_full(&ifaces, members, web_extra))?;
+    let config = lab.pop_config_with(&pop, pop_extra, &service_full(&ifaces, members, web_extra))?;
     lab.start_pop(&pop, "pop", &config)?;
     let lb = LbLab { lab, client, pop, backends, config };
     // The first packets wait for the PoP's next hop to each backend to resolve.
@@ -344,12 +344,12 @@ fn oversize_packet_gets_icmp_too_big_and_the_transfer_completes() -> Result<()> 
     let before = l.lab.pop_counters(&l.pop, &l.config)?;
     let upload = l.lab.write("upload.bin", &"u".repeat(300_000))?;
     let out = l.client.output(&[
-        "curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
-        "--data-binary", &format!("@{}", upload.display()), &format!("http://{VIP4}/"),
+        "curl", "-sS", "--max-time", "20", "-X", "POST", "--data-binary", &format!("@{}", upload.display()),
+        &format!("http://{VIP4}/"),
     ])?;
-    let code = String::from_utf8_lossy(&out.stdout).to_string();
-    // The lab backend answers POST with 501; what matters is that the upload got through.
-    assert!(code == "501" || code == "200", "curl: {code} {}", String::from_utf8_lossy(&out.stderr));
+    let body = String::from_utf8_lossy(&out.stdout).to_string();
+    // The backend answers only once it has read the whole body.
+    assert_eq!(body.trim(), "b1 received 300000", "curl: {}", String::from_utf8_lossy(&out.stderr));
     let after = l.lab.pop_counters(&l.pop, &l.config)?;
     assert!(after["lb.icmp_too_big"] > before["lb.icmp_too_big"], "{after:?}");
     let _ = &l.backends;
@@ -388,7 +388,7 @@ fn backend_state(v: &serde_json::Value, addr: &str) -> (String, bool, Option<Str
 #[test]
 fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()> {
     const HEALTH: &str = "[service.health]\ntype = \"http\"\npath = \"/\"\nstatus = 200\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 3\n";
-    let mut l = lb_lab_full(3, &[(1, 1), (2, 1), (3, 1)], false, HEALTH)?;
+    let mut l = lb_lab_full(3, &[(1, 1), (2, 1), (3, 1)], false, HEALTH, "")?;
     pop_lab::wait_until(Duration::from_secs(10), "all backends up", || {
         status(&l).ok().filter(|v| v["services"][0]["backends_up"] == 6).map(|_| ())
     })?;
@@ -396,15 +396,17 @@ fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()
     let web1 = v["backends"].as_array().unwrap().iter().find(|b| b["service"] == "web").unwrap();
     assert!(web1["rtt_p50_ms"].as_f64().is_some() && web1["health_checked"] == true, "{v}");
 
-    // Kill b2's server: it must leave within interval x fall (plus one interval and
-    // slack for scheduling), and no new flow may reach it afterwards.
+    // Kill b2's server: it must leave within interval x fall plus a small margin, and no
+    // new flow may reach it afterwards.
     let killed = std::time::Instant::now();
     l.lab.stop_daemon("b2")?;
     pop_lab::wait_until(Duration::from_secs(5), "b2 marked down", || {
         status(&l).ok().filter(|v| backend_state(v, &backend_v4(2)).0 == "down").map(|_| ())
     })?;
     let took = killed.elapsed();
-    assert!(took < Duration::from_millis(200 * 3 + 200 + 500), "b2 went down after {took:?}");
+    // interval x fall = 600 ms, plus up to one interval of phase and scheduling slack
+    // on a loaded two-core CI machine.
+    assert!(took < Duration::from_millis(200 * 3 + 1400), "b2 went down after {took:?}");
     let (_, _, err) = backend_state(&status(&l)?, &backend_v4(2));
     assert!(err.is_some(), "no last error recorded for b2");
     for _ in 0..60 {
@@ -444,11 +446,11 @@ fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()
 #[test]
 fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
     use pop_lab::{frames, testrun};
-    let l = lb_lab(1, &[(1, 1)])?;
+    let mut l = lb_lab_full(1, &[(1, 1)], false, "", "flow_table_size = 4096")?;
     let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
     // Test runs arrive on the namespace's lo; the route lookup needs forwarding there.
     l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
-    let flows = pop_common::LB_FLOWS_MAX as u32 + 50_000;
+    let flows = 4096 + 2000;
     let (forwarded, first_again) = l.pop.in_netns(move || -> Result<(u32, u32)> {
         let prog = testrun::pinned_program(&prog_path)?;
         let mut forwarded = 0;
@@ -471,5 +473,14 @@ fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
     assert!(first_again == testrun::XDP_TX || first_again == 4);
     let c = l.lab.pop_counters(&l.pop, &l.config)?;
     assert!(c["lb.new_flow"] >= flows as u64, "{c:?}");
+
+    // The table is pinned: a different size is refused with what to do, not half-applied.
+    l.lab.stop_daemon("pop")?;
+    let text = std::fs::read_to_string(&l.config)?.replace("flow_table_size = 4096", "flow_table_size = 8192");
+    std::fs::write(&l.config, text)?;
+    let out = l.lab.pop(&l.pop, &l.config, &["run"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("holds 4096") && err.contains("pop detach"), "{err}");
+    let _ = &mut l;
     Ok(())
 }
