@@ -53,6 +53,39 @@ fn bpf_stats(fd: &std::os::fd::OwnedFd) -> Result<(u64, u64)> {
     Ok((get("run_time_ns:"), get("run_cnt:")))
 }
 
+/// bench/results/latest.png: every throughput figure relative to its reference.
+fn chart(out: &Path, qps: &[(&str, f64, f64, String)], lb: &[(String, f64)], http: &[(String, f64, f64)]) -> Result<()> {
+    let mut dat = String::new();
+    let knot = qps.iter().find(|r| r.0.contains("socket")).map(|r| r.1).unwrap_or(1.0);
+    for (name, q, _, _) in qps {
+        dat += &format!("\"DNS: {name}\" {:.3}\n", q / knot);
+    }
+    let direct = lb.last().map(|r| r.1).unwrap_or(1.0);
+    for (name, r) in lb {
+        dat += &format!("\"LB: {}\" {:.3}\n", name.replace('"', ""), r / direct);
+    }
+    let nginx = http.last().map(|r| r.1).unwrap_or(1.0);
+    for (name, r, _) in http {
+        dat += &format!("\"HTTP: {name}\" {:.3}\n", r / nginx);
+    }
+    fs::write(out.join("latest.dat"), &dat)?;
+    let script = format!(
+        "set terminal png size 1300,650\nset output '{png}'\nset title 'pop vs peers: throughput relative to each reference (1.0 = Knot socket / direct backend / nginx)'\n\
+         set style fill solid 0.6\nset boxwidth 0.7\nset xtics rotate by -35 font ',8'\nset yrange [0:*]\nset grid ytics\nset bmargin 12\n\
+         plot '{dat}' using 0:2:xtic(1) with boxes notitle, '' using 0:2:(sprintf('%.2f', $2)) with labels offset 0,1 notitle\n",
+        png = out.join("latest.png").display(),
+        dat = out.join("latest.dat").display()
+    );
+    let gp = out.join("latest.gp");
+    fs::write(&gp, &script)?;
+    let status = std::process::Command::new("gnuplot").arg(&gp).status()?;
+    if !status.success() {
+        bail!("gnuplot failed ({status})");
+    }
+    println!("[bench] chart: bench/results/latest.png");
+    Ok(())
+}
+
 /// (map name, memlock bytes) of every map pinned in `dir`.
 fn map_memory(dir: &Path) -> Result<Vec<(String, u64)>> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
@@ -118,6 +151,23 @@ fn knot_config(lab: &Lab, xdp: bool) -> Result<PathBuf> {
         text += "    journal-content: none\n    zonefile-sync: -1\n";
     }
     lab.write(if xdp { "knot-xdp.conf" } else { "knot-sock.conf" }, &text)
+}
+
+fn nsd_config(lab: &Lab) -> Result<PathBuf> {
+    let run = lab.dir.join("nsd");
+    fs::create_dir_all(&run)?;
+    let data = data_dir();
+    let mut text = format!(
+        "server:\n    ip-address: {KNOT_ADDR}\n    port: 53\n    server-count: 1\n    username: \"\"\n    chroot: \"\"\n\
+         \x20   zonesdir: \"\"\n    database: \"\"\n    pidfile: \"{r}/nsd.pid\"\n    xfrdfile: \"{r}/xfrd.state\"\n\
+         \x20   xfrdir: \"{r}\"\n    zonelistfile: \"{r}/zone.list\"\n    verbosity: 0\n    rrl-ratelimit: 0\n\
+         remote-control:\n    control-enable: no\n",
+        r = run.display()
+    );
+    for (zone, file) in [("example.com", "example.com.zone"), ("wild.test", "wild.test.zone")] {
+        text += &format!("zone:\n    name: {zone}\n    zonefile: \"{}\"\n", data.join(file).display());
+    }
+    lab.write("nsd.conf", &text)
 }
 
 fn wait_answering(client: &Host, server: &str) -> Result<()> {
@@ -241,6 +291,32 @@ pub fn run() -> Result<()> {
         // Knot leaves its XDP program attached after exit.
         let _ = knot.run(&["ip", "link", "set", "dev", "k0", "xdp", "off"]);
     }
+    {
+        let name = "NSD 4.6";
+        println!("[bench] dnsperf against {name}");
+        let conf = nsd_config(&lab)?;
+        let pid = lab.spawn(&knot, "nsd", &["nsd", "-d", "-c", conf.to_str().unwrap()])?.child.id();
+        wait_answering(&client, KNOT_ADDR).with_context(|| lab.daemon_log("nsd").unwrap_or_default())?;
+        // NSD forks its server process: count the CPU of the whole process group.
+        let group_cpu = || -> Result<f64> {
+            let mut total = 0.0;
+            for e in fs::read_dir("/proc")?.flatten() {
+                let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+                let f: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..].split_whitespace().collect();
+                let related = |i: usize| f.get(i).and_then(|g| g.parse::<u32>().ok()) == Some(pid);
+                if p == pid || related(1) || related(2) {
+                    total += process_cpu(p).unwrap_or(0.0);
+                }
+            }
+            Ok(total)
+        };
+        let cpu0 = group_cpu()?;
+        let (qps, done) = dnsperf(&client, KNOT_ADDR, &queries)?;
+        let cpu = group_cpu()? - cpu0;
+        qps_rows.push((name, qps, cpu * 1e9 / done, "nsd processes' CPU".into()));
+        lab.stop_daemon("nsd")?;
+    }
 
     drop(lab);
     let lb_rows = bench_lb(&mut rows)?;
@@ -257,6 +333,9 @@ pub fn run() -> Result<()> {
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
     fs::create_dir_all(&out)?;
     fs::write(out.join("latest.md"), &report)?;
+    if let Err(e) = chart(&out, &qps_rows, &lb_rows, &http_rows) {
+        println!("[bench] no chart: {e:#}");
+    }
     println!("\n{report}");
     println!("[bench] written to bench/results/latest.md");
     Ok(())

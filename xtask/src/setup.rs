@@ -23,6 +23,8 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("knot-dnsutils", "kdig: DNS client in tests"),
     ("knot", "Knot DNS: the peer `cargo xtask bench` compares with"),
     ("dnsperf", "DNS load generator for `cargo xtask bench`"),
+    ("nsd", "NSD: the second authoritative server `cargo xtask bench` compares with"),
+    ("gnuplot-nox", "the chart `cargo xtask bench` draws"),
     ("wrk", "HTTP load generator in tests and `cargo xtask bench`"),
     ("nginx-light", "the HTTP backend `cargo xtask bench` balances to"),
     ("wget", "HTTP client in tests"),
