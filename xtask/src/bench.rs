@@ -297,19 +297,28 @@ pub fn run() -> Result<()> {
         let conf = nsd_config(&lab)?;
         let pid = lab.spawn(&knot, "nsd", &["nsd", "-d", "-c", conf.to_str().unwrap()])?.child.id();
         wait_answering(&client, KNOT_ADDR).with_context(|| lab.daemon_log("nsd").unwrap_or_default())?;
-        // NSD forks its server process: count the CPU of the whole process group.
+        // NSD runs as three processes (xfrd, then main, then the server under it): count
+        // the CPU of the spawned process and all its descendants.
         let group_cpu = || -> Result<f64> {
-            let mut total = 0.0;
+            let mut parent = std::collections::HashMap::new();
             for e in fs::read_dir("/proc")?.flatten() {
                 let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
                 let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
                 let f: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..].split_whitespace().collect();
-                let related = |i: usize| f.get(i).and_then(|g| g.parse::<u32>().ok()) == Some(pid);
-                if p == pid || related(1) || related(2) {
-                    total += process_cpu(p).unwrap_or(0.0);
+                if let Some(pp) = f.get(1).and_then(|g| g.parse::<u32>().ok()) {
+                    parent.insert(p, pp);
                 }
             }
-            Ok(total)
+            let descends = |mut p: u32| loop {
+                if p == pid {
+                    return true;
+                }
+                match parent.get(&p) {
+                    Some(&pp) if pp > 1 => p = pp,
+                    _ => return false,
+                }
+            };
+            Ok(parent.keys().filter(|&&p| descends(p)).map(|&p| process_cpu(p).unwrap_or(0.0)).sum())
         };
         let cpu0 = group_cpu()?;
         let (qps, done) = dnsperf(&client, KNOT_ADDR, &queries)?;
