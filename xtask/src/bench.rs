@@ -22,6 +22,10 @@ const POP_VIP: &str = "203.0.113.53";
 const POP_SERVER_VIP: &str = "203.0.113.54";
 const KNOT_ADDR: &str = "198.51.100.2";
 const DNSPERF_SECONDS: u32 = 8;
+/// Queries per trafgen flood, and the rate offered to every server alike (what one
+/// trafgen core sustains here next to the receiving side).
+const FLOOD: u64 = 600_000;
+const FLOOD_RATE: u64 = 150_000;
 
 struct Row {
     what: String,
@@ -51,6 +55,61 @@ fn bpf_stats(fd: &std::os::fd::OwnedFd) -> Result<(u64, u64)> {
         info.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u64>().unwrap_or(0))).unwrap_or(0)
     };
     Ok((get("run_time_ns:"), get("run_cnt:")))
+}
+
+/// The MAC address of `iface` in `host`.
+fn mac_of(host: &Host, iface: &str) -> Result<[u8; 6]> {
+    let v: serde_json::Value = serde_json::from_str(&host.stdout(&["ip", "-j", "link", "show", "dev", iface])?)?;
+    let text = v[0]["address"].as_str().context("no MAC")?;
+    let mut mac = [0u8; 6];
+    for (i, part) in text.split(':').enumerate().take(6) {
+        mac[i] = u8::from_str_radix(part, 16)?;
+    }
+    Ok(mac)
+}
+
+/// Packets received on `iface` (from netlink: /sys here would be the host's, since lab
+/// commands keep the mount namespace).
+fn rx_packets(host: &Host, iface: &str) -> Result<u64> {
+    let v: serde_json::Value = serde_json::from_str(&host.stdout(&["ip", "-s", "-j", "link", "show", "dev", iface])?)?;
+    v[0]["stats64"]["rx"]["packets"].as_u64().context("no rx packet count")
+}
+
+/// trafgen floods `count` DNS queries (www.example.com A) from `client`'s `iface` to
+/// `dst`; returns (offered packets/s, answers/s received back on `iface`).
+fn flood(lab: &Lab, client: &Host, iface: &str, dst_mac: [u8; 6], dst: [u8; 4], count: u64) -> Result<(f64, f64)> {
+    let src_mac = mac_of(client, iface)?;
+    let src: [u8; 4] = if iface == "c0" { [192, 0, 2, 1] } else { [198, 51, 100, 1] };
+    let mut dns = vec![0x12u8, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in ["www", "example", "com"] {
+        dns.push(l.len() as u8);
+        dns.extend_from_slice(l.as_bytes());
+    }
+    dns.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let frame = frames::udp4(frames::L2::default(), src, dst, 40053, 53, &[], &dns);
+    let mut body: Vec<String> = frame.iter().map(|b| format!("{b:#04x}")).collect();
+    // Destination and source MACs: the real ones.
+    for i in 0..6 {
+        body[i] = format!("{:#04x}", dst_mac[i]);
+        body[6 + i] = format!("{:#04x}", src_mac[i]);
+    }
+    let conf = lab.write(&format!("flood-{iface}.cfg"), &format!("{{ {} }}\n", body.join(", ")))?;
+    let rx0 = rx_packets(client, iface)?;
+    let started = std::time::Instant::now();
+    client.run(&[
+        "trafgen", "--dev", iface, "--conf", conf.to_str().unwrap(), "--num", &count.to_string(), "-P", "1", "-q",
+        "--rate", &format!("{FLOOD_RATE}pps"),
+    ])?;
+    let secs = started.elapsed().as_secs_f64();
+    // Answers still in flight arrive within milliseconds.
+    let mut rx = rx_packets(client, iface)?;
+    let _ = wait_until(Duration::from_secs(2), "answers to settle", || {
+        let now = rx_packets(client, iface).ok()?;
+        let settled = now == rx;
+        rx = now;
+        settled.then_some(())
+    });
+    Ok((count as f64 / secs, (rx - rx0) as f64 / secs))
 }
 
 /// bench/results/latest.png: every throughput figure relative to its reference.
@@ -269,6 +328,9 @@ pub fn run() -> Result<()> {
     let xdp_ns = (t1 - t0) as f64 / (n1 - n0).max(1) as f64;
     qps_rows.push(("pop, answered in XDP", qps, xdp_ns + cpu * 1e9 / done, format!("XDP {xdp_ns:.0} ns/pkt (kernel BPF stats) + controller CPU")));
 
+    println!("[bench] trafgen flood against pop's XDP answers");
+    let p0_mac = mac_of(&pop, "p0")?;
+    let mut flood_rows = vec![("pop, answered in XDP", flood(&lab, &client, "c0", p0_mac, [203, 0, 113, 53], FLOOD)?)];
     println!("[bench] dnsperf against pop's own server (fast path off)");
     wait_answering(&client, POP_SERVER_VIP)?;
     let cpu0 = process_cpu(pop_pid)?;
@@ -287,6 +349,8 @@ pub fn run() -> Result<()> {
         let (qps, done) = dnsperf(&client, KNOT_ADDR, &queries)?;
         let cpu = process_cpu(pid)? - cpu0;
         qps_rows.push((name, qps, cpu * 1e9 / done, "knotd process CPU".into()));
+        println!("[bench] trafgen flood against {name}");
+        flood_rows.push((name, flood(&lab, &client, "c1", mac_of(&knot, "k0")?, [198, 51, 100, 2], FLOOD)?));
         lab.stop_daemon("knot")?;
         // Knot leaves its XDP program attached after exit.
         let _ = knot.run(&["ip", "link", "set", "dev", "k0", "xdp", "off"]);
@@ -324,6 +388,8 @@ pub fn run() -> Result<()> {
         let (qps, done) = dnsperf(&client, KNOT_ADDR, &queries)?;
         let cpu = group_cpu()? - cpu0;
         qps_rows.push((name, qps, cpu * 1e9 / done, "nsd processes' CPU".into()));
+        println!("[bench] trafgen flood against {name}");
+        flood_rows.push((name, flood(&lab, &client, "c1", mac_of(&knot, "k0")?, [198, 51, 100, 2], FLOOD)?));
         lab.stop_daemon("nsd")?;
     }
 
@@ -332,6 +398,11 @@ pub fn run() -> Result<()> {
     let http_rows = bench_http(&mut rows)?;
 
     let mut report = render(&rows, &qps_rows, &lb_rows, &http_rows)?;
+    report += &format!("\n## DNS under a flood (trafgen: {FLOOD} queries offered at {FLOOD_RATE}/s to each server)\n\n");
+    report += "| server | offered/s | answered/s | answered share |\n|---|---:|---:|---:|\n";
+    for (name, (offered, answered)) in &flood_rows {
+        report += &format!("| {name} | {offered:.0} | {answered:.0} | {:.0}% |\n", 100.0 * answered / offered);
+    }
     report += "\n## Memory (bytes the kernel charges per pinned map; DNS bench config: two small zones)\n\n| map | bytes |\n|---|---:|\n";
     let mut total = 0;
     for (name, bytes) in &memory {

@@ -25,6 +25,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("dnsperf", "DNS load generator for `cargo xtask bench`"),
     ("nsd", "NSD: the second authoritative server `cargo xtask bench` compares with"),
     ("gnuplot-nox", "the chart `cargo xtask bench` draws"),
+    ("netsniff-ng", "trafgen: the packet flood in `cargo xtask bench`"),
     ("wrk", "HTTP load generator in tests and `cargo xtask bench`"),
     ("nginx-light", "the HTTP backend `cargo xtask bench` balances to"),
     ("wget", "HTTP client in tests"),
