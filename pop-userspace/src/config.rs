@@ -288,7 +288,8 @@ impl BpfLogLevel {
     }
 }
 
-/// A config error with its location: prints as `file:line: message`.
+/// An error located in a file (a config file or a zone file): prints as
+/// `file:line: message`, or `file: message` when no line applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -307,7 +308,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// All errors found in one file, one per line when printed.
+/// Several located errors, one per line when printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 

@@ -14,7 +14,6 @@
 //! that shows the same problem ends with the offending entry.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use hickory_proto::rr::{DNSClass, Name, RData, RecordSet, RecordType, RrKey};
@@ -31,43 +30,10 @@ pub(crate) const TYPE_SRV: u16 = 33;
 pub(crate) const TYPE_DS: u16 = 43;
 pub(crate) const CLASS_IN: u16 = 1;
 
-/// A zone file problem. Displays as `FILE:LINE: message`, or `FILE: message` when the
-/// problem is not tied to one entry (e.g. "no NS at the apex").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZoneError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for ZoneError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
-            None => write!(f, "{}: {}", self.file.display(), self.message),
-        }
-    }
-}
-
-impl std::error::Error for ZoneError {}
-
-/// Several zone errors (one per line when displayed), e.g. from loading a set of zones.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZoneErrors(pub Vec<ZoneError>);
-
-impl fmt::Display for ZoneErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ZoneErrors {}
+/// A zone file problem: the same located error as a config problem, displayed as
+/// `FILE:LINE: message`, or `FILE: message` when not tied to one entry (e.g. "no NS at
+/// the apex").
+pub use crate::config::{ConfigError as ZoneError, ConfigErrors as ZoneErrors};
 
 /// One resource record, ready to be copied into a response.
 #[derive(Debug, Clone)]
