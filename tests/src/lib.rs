@@ -324,6 +324,20 @@ impl Lab {
         Ok(())
     }
 
+    /// The most common world: hosts "client" and "pop" joined by c0 <-> p0, with
+    /// 192.0.2.1/24 and 2001:db8::1/64 on the client, 192.0.2.2/24 and 2001:db8::2/64
+    /// on the PoP.
+    pub fn client_and_pop(&mut self) -> Result<(Host, Host)> {
+        let client = self.host("client")?;
+        let pop = self.host("pop")?;
+        self.link(&client, "c0", &pop, "p0")?;
+        self.addr(&client, "c0", "192.0.2.1/24")?;
+        self.addr(&pop, "p0", "192.0.2.2/24")?;
+        self.addr(&client, "c0", "2001:db8::1/64")?;
+        self.addr(&pop, "p0", "2001:db8::2/64")?;
+        Ok((client, pop))
+    }
+
     /// Adds an address (`192.0.2.1/24`, `2001:db8::1/64`) to `iface` on `host`.
     pub fn addr(&self, host: &Host, iface: &str, cidr: &str) -> Result<()> {
         let fam = if cidr.contains(':') { "-6" } else { "-4" };

@@ -37,13 +37,7 @@ struct DnsLab {
 /// receives the frames the PoP sends back with XDP_TX.
 fn dns_lab(rate_limit: u32) -> Result<DnsLab> {
     let mut lab = Lab::new()?;
-    let client = lab.host("client")?;
-    let pop = lab.host("pop")?;
-    lab.link(&client, "c0", &pop, "p0")?;
-    lab.addr(&client, "c0", "192.0.2.1/24")?;
-    lab.addr(&pop, "p0", "192.0.2.2/24")?;
-    lab.addr(&client, "c0", "2001:db8::1/64")?;
-    lab.addr(&pop, "p0", "2001:db8::2/64")?;
+    let (client, pop) = lab.client_and_pop()?;
     for vip in [FAST4, SLOW4, RRL4] {
         lab.addr(&pop, "lo", &format!("{vip}/32"))?;
     }

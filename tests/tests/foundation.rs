@@ -7,20 +7,13 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Result;
 use pop_lab::{Host, Lab, wait_until};
 
-const CLIENT_V4: &str = "192.0.2.1";
 const POP_V4: &str = "192.0.2.2";
 const POP_V6: &str = "2001:db8::2";
 
 /// client (c0) <-> (p0) pop, with v4 and v6 addresses, and a config attaching to p0.
 fn lab() -> Result<(Lab, Host, Host, PathBuf)> {
     let mut lab = Lab::new()?;
-    let client = lab.host("client")?;
-    let pop = lab.host("pop")?;
-    lab.link(&client, "c0", &pop, "p0")?;
-    lab.addr(&client, "c0", &format!("{CLIENT_V4}/24"))?;
-    lab.addr(&pop, "p0", &format!("{POP_V4}/24"))?;
-    lab.addr(&client, "c0", "2001:db8::1/64")?;
-    lab.addr(&pop, "p0", &format!("{POP_V6}/64"))?;
+    let (client, pop) = lab.client_and_pop()?;
     let config = lab.pop_config(&pop, "[[interface]]\nname = \"p0\"\n")?;
     Ok((lab, client, pop, config))
 }

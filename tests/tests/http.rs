@@ -18,13 +18,7 @@ struct HttpLab {
 
 fn http_lab() -> Result<HttpLab> {
     let mut lab = Lab::new()?;
-    let client = lab.host("client")?;
-    let pop = lab.host("pop")?;
-    lab.link(&client, "c0", &pop, "p0")?;
-    lab.addr(&client, "c0", "192.0.2.1/24")?;
-    lab.addr(&pop, "p0", "192.0.2.2/24")?;
-    lab.addr(&client, "c0", "2001:db8::1/64")?;
-    lab.addr(&pop, "p0", "2001:db8::2/64")?;
+    let (client, pop) = lab.client_and_pop()?;
     lab.route(&client, &format!("{VIP4}/32 via 192.0.2.2"))?;
     lab.route(&client, &format!("{VIP6}/128 via 2001:db8::2"))?;
     lab.addr(&pop, "lo", &format!("{VIP4}/32"))?;
