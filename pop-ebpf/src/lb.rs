@@ -101,7 +101,10 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
     let key = FlowKey { src: pkt.src, dst: pkt.dst, sport_be: pkt.sport_be, dport_be: pkt.dport_be, proto: pkt.proto, _pad: [0; 3] };
     let mut chosen: Option<(u32, LbBackend)> = None;
     let mut known = false;
-    if let Some(flow) = unsafe { LB_FLOWS.get(&key) } {
+    // A SYN opens a new connection even on a reused 5-tuple: it follows the Maglev
+    // table as it is now, not an old entry's backend.
+    let syn = pkt.proto == 6 && pkt.tcp_flags & 0x12 == 0x02;
+    if let Some(flow) = if syn { None } else { unsafe { LB_FLOWS.get(&key) } } {
         known = true;
         let id = flow.backend;
         if let Some(b) = LB_BACKENDS.get(id) {

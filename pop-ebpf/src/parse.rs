@@ -35,10 +35,12 @@ pub struct Packet {
     pub dport_be: u16,
     /// L4 protocol number.
     pub proto: u8,
+    /// TCP flags (0 for anything else).
+    pub tcp_flags: u8,
 }
 
 impl Packet {
-    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0 };
+    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0, tcp_flags: 0 };
 }
 
 /// Returns a pointer to a `T` at `offset` bytes into the packet, if it fits.
@@ -137,8 +139,8 @@ fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
     if frag & 0x3fff != 0 {
         return Err(Skip::Fragment);
     }
-    let (sport_be, dport_be) = l4_ports(ctx, l3 + ihl, proto)?;
-    Ok(Packet { l3, l4: l3 + ihl, v6: false, src, dst, sport_be, dport_be, proto })
+    let (sport_be, dport_be, tcp_flags) = l4_ports(ctx, l3 + ihl, proto)?;
+    Ok(Packet { l3, l4: l3 + ihl, v6: false, src, dst, sport_be, dport_be, proto, tcp_flags })
 }
 
 #[inline(always)]
@@ -155,8 +157,8 @@ fn parse_ipv6(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
     let mut dst = [0u8; 16];
     dst.copy_from_slice(&hdr[24..40]);
     count_l4(stats, proto, true);
-    let (sport_be, dport_be) = l4_ports(ctx, l3 + IPV6_HLEN, proto)?;
-    Ok(Packet { l3, l4: l3 + IPV6_HLEN, v6: true, src, dst, sport_be, dport_be, proto })
+    let (sport_be, dport_be, tcp_flags) = l4_ports(ctx, l3 + IPV6_HLEN, proto)?;
+    Ok(Packet { l3, l4: l3 + IPV6_HLEN, v6: true, src, dst, sport_be, dport_be, proto, tcp_flags })
 }
 
 #[inline(always)]
@@ -170,16 +172,21 @@ fn count_l4(stats: &Stats, proto: u8, v6: bool) {
     });
 }
 
-/// Source and destination ports of TCP/UDP (network byte order); 0 for anything else.
-/// A TCP/UDP header cut short is malformed.
+/// Source and destination ports of TCP/UDP (network byte order) and the TCP flags; 0
+/// for anything else. A TCP/UDP header cut short is malformed.
 #[inline(always)]
-fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16), Skip> {
+fn l4_ports(ctx: &XdpContext, l4: usize, proto: u8) -> Result<(u16, u16, u8), Skip> {
     match proto {
-        IPPROTO_TCP | IPPROTO_UDP => {
+        IPPROTO_TCP => {
+            let h = ptr_at::<[u8; 14]>(ctx, l4).ok_or(Skip::Malformed)?;
+            let h = unsafe { &*h };
+            Ok((u16::from_ne_bytes([h[0], h[1]]), u16::from_ne_bytes([h[2], h[3]]), h[13]))
+        }
+        IPPROTO_UDP => {
             let ports = ptr_at::<[u8; 4]>(ctx, l4).ok_or(Skip::Malformed)?;
             let ports = unsafe { &*ports };
-            Ok((u16::from_ne_bytes([ports[0], ports[1]]), u16::from_ne_bytes([ports[2], ports[3]])))
+            Ok((u16::from_ne_bytes([ports[0], ports[1]]), u16::from_ne_bytes([ports[2], ports[3]]), 0))
         }
-        _ => Ok((0, 0)),
+        _ => Ok((0, 0, 0)),
     }
 }

@@ -494,29 +494,18 @@ fn bench_lb(rows: &mut Vec<Row>) -> Result<Vec<(String, f64)>> {
     let prog_path = lab.bpffs_dir().join("pop").join("prog");
     let (hit, new) = pop.in_netns(move || -> Result<(f64, f64)> {
         let prog = testrun::pinned_program(&prog_path)?;
-        let syn = |sport: u16| {
-            let mut tcp = vec![0u8; 20];
-            tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-            tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
-            tcp[12] = 0x50;
-            tcp[13] = 0x02;
-            frames::udp4(frames::L2::default(), [192, 0, 2, 1], [203, 0, 113, 10], sport, 80, &[], &tcp)
-        };
-        // (A UDP-framed header is fine here: the program keys on addresses and ports.)
-        let mut f = syn(50000);
-        let ip = 14;
-        f[ip + 9] = 6; // make it TCP
-        let first = testrun::run(&prog, &f)?;
+        // A SYN makes a new flow (Maglev + table insert); an ACK of that flow is a hit.
+        let vip = [203, 0, 113, 10];
+        let first = testrun::run(&prog, &frames::tcp4(vip, 50000, 1, 0, 0x02, &[]))?;
         // Test runs arrive on the namespace's lo, so the backend is "another interface":
         // XDP_REDIRECT (4) is the forwarded verdict here.
         if first.verdict != testrun::XDP_TX && first.verdict != 4 {
             bail!("LB test-run verdict {} (expected a forwarded packet)", first.verdict);
         }
-        let hit = testrun::mean_ns(&prog, &f, 20_000)?;
+        let hit = testrun::mean_ns(&prog, &frames::tcp4(vip, 50000, 2, 1, 0x10, &[]), 20_000)?;
         let mut total = 0u128;
         for i in 0..20_000u32 {
-            let mut f = syn(1024 + (i % 60000) as u16);
-            f[ip + 9] = 6;
+            let mut f = frames::tcp4(vip, 1024 + (i % 60000) as u16, 1, 0, 0x02, &[]);
             // A distinct flow each run: source port and an address in 192.0.2.0/24.
             f[26..30].copy_from_slice(&[192, 0, 2, 10 + (i / 60000) as u8]);
             total += testrun::run(&prog, &f)?.duration.as_nanos();
@@ -553,11 +542,7 @@ fn bench_http(rows: &mut Vec<Row>) -> Result<Vec<(String, f64, f64)>> {
     const NGINX: &str = "203.0.113.81";
     println!("[bench] HTTP lab: client, pop (XDP answers on {VIP}, nginx on {NGINX})");
     let mut lab = Lab::new()?;
-    let client = lab.host("client")?;
-    let pop = lab.host("pop")?;
-    lab.link(&client, "c0", &pop, "p0")?;
-    lab.addr(&client, "c0", "192.0.2.1/24")?;
-    lab.addr(&pop, "p0", "192.0.2.2/24")?;
+    let (client, pop) = lab.client_and_pop()?;
     for vip in [VIP, NGINX] {
         lab.addr(&pop, "lo", &format!("{vip}/32"))?;
         lab.route(&client, &format!("{vip}/32 via 192.0.2.2"))?;
