@@ -152,17 +152,23 @@ fn syn_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
     th[20] = 2; // MSS option
     th[21] = 4;
     th[22..24].copy_from_slice(&mss.to_be_bytes());
-    let mut sum = frame::pseudo_sum(pkt, IPPROTO_TCP, 24);
-    sum = add_words(sum, &th);
+    send_segment(ctx, stats, pkt, &mut th, Counter::HttpSynAnswered)
+}
+
+/// Checksums `th` (a whole TCP segment without payload) and sends it back in place of
+/// the received one.
+#[inline(always)]
+fn send_segment<const N: usize>(ctx: &XdpContext, stats: &Stats, pkt: &Packet, th: &mut [u8; N], counter: Counter) -> u32 {
+    let sum = add_words(frame::pseudo_sum(pkt, IPPROTO_TCP, N as u16), th);
     let c = !csum::fold(sum);
     th[16..18].copy_from_slice(&c.to_be_bytes());
-    if !frame::resize(ctx, pkt.l4, pkt.l4 + 24)
-        || frame::turn_ip_around(ctx, pkt, 24) != 0
-        || unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_mut_ptr() as *mut _, 24) } != 0
+    if !frame::resize(ctx, pkt.l4, pkt.l4 + N)
+        || frame::turn_ip_around(ctx, pkt, N as u16) != 0
+        || unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_mut_ptr() as *mut _, N as u32) } != 0
     {
         return drop(stats, Counter::HttpDropNoRoom);
     }
-    stats.inc(Counter::HttpSynAnswered);
+    stats.inc(counter);
     xdp_action::XDP_TX
 }
 
@@ -193,18 +199,7 @@ fn add_words(mut sum: u64, b: &[u8]) -> u64 {
 fn ack_fin(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
     let mut th = [0u8; 20];
     header(&mut th, seg, seg.ack, seg.seq.wrapping_add(1), ACK, 5);
-    let mut sum = frame::pseudo_sum(pkt, IPPROTO_TCP, 20);
-    sum = add_words(sum, &th);
-    let c = !csum::fold(sum);
-    th[16..18].copy_from_slice(&c.to_be_bytes());
-    if !frame::resize(ctx, pkt.l4, pkt.l4 + 20)
-        || frame::turn_ip_around(ctx, pkt, 20) != 0
-        || unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_mut_ptr() as *mut _, 20) } != 0
-    {
-        return drop(stats, Counter::HttpDropNoRoom);
-    }
-    stats.inc(Counter::HttpFinAcked);
-    xdp_action::XDP_TX
+    send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinAcked)
 }
 
 // ---- request parsing (bpf_loop bodies) ---------------------------------------------------

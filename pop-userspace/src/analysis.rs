@@ -13,17 +13,21 @@ use pop_common::VipKey;
 
 use crate::{lb::runtime::unmapped, loader::Pins};
 
-/// Packets per VIP address (all its ports), summed over CPUs, from the pinned map.
-pub fn vip_packets(bpffs_dir: &Path) -> Result<HashMap<IpAddr, u64>> {
+/// The pinned per-VIP traffic map (for the CLI; the controller holds it already).
+pub fn open_vip_stats(bpffs_dir: &Path) -> Result<PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic>> {
     let path = Pins::new(bpffs_dir).map(pop_common::MAP_VIP_STATS);
     let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    let map: PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic> = PerCpuHashMap::try_from(Map::from_map_data(data)?)?;
+    Ok(PerCpuHashMap::try_from(Map::from_map_data(data)?)?)
+}
+
+/// Packets per VIP address (all its ports), summed over CPUs.
+pub fn vip_packets(map: &PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic>) -> HashMap<IpAddr, u64> {
     let mut out = HashMap::new();
     for entry in map.iter().filter_map(|e| e.ok()) {
         let (k, per_cpu) = entry;
         *out.entry(unmapped(&k.addr)).or_default() += per_cpu.iter().map(|t| t.packets).sum::<u64>();
     }
-    Ok(out)
+    out
 }
 
 /// Packets to VIPs per client prefix (/24 or /56), summed over CPUs.

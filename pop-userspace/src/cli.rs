@@ -232,7 +232,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Top { interval, count, limit } => {
             let config = load_config(&cli.config)?;
             let dir = &config.pop.bpffs_dir;
-            let (mut vips, mut prefixes) = (crate::analysis::vip_packets(dir)?, crate::analysis::prefix_packets(dir)?);
+            let vip_stats = crate::analysis::open_vip_stats(dir)?;
+            let (mut vips, mut prefixes) = (crate::analysis::vip_packets(&vip_stats), crate::analysis::prefix_packets(dir)?);
             let backend_packets = |rows: Vec<metrics::ServiceRow>| -> std::collections::HashMap<String, u64> {
                 rows.into_iter()
                     .flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets)))
@@ -242,7 +243,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let mut n = 0;
             loop {
                 std::thread::sleep(Duration::from_secs_f64(interval)); // the sampling window
-                let (v2, p2) = (crate::analysis::vip_packets(dir)?, crate::analysis::prefix_packets(dir)?);
+                let (v2, p2) = (crate::analysis::vip_packets(&vip_stats), crate::analysis::prefix_packets(dir)?);
                 println!("-- pop {} -- packets/s over {interval:.1} s", config.pop.name);
                 println!("{:<40} {:>12}", "VIP", "packets/s");
                 for (vip, r) in crate::analysis::rates(&vips, &v2, interval) {

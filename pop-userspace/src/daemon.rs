@@ -171,17 +171,16 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::select! {
             _ = neighbours.tick() => crate::lb::runtime::prime_neighbours(&config),
             _ = analysis_tick.tick() => {
-                if let Ok(now) = crate::analysis::vip_packets(&config.pop.bpffs_dir) {
-                    if let Some((t, before)) = &last_vips {
-                        let secs = t.elapsed().as_secs_f64();
-                        let rates = crate::analysis::rates(before, &now, secs).into_iter().collect();
-                        for s in analyzer.observe(&rates) {
-                            warn!("traffic spike: VIP {} at {:.0} packets/s, baseline {:.0}", s.vip, s.rate, s.baseline);
-                        }
-                        *spikes.lock().unwrap() = analyzer.spikes_total;
+                let now = crate::analysis::vip_packets(&vips.1);
+                if let Some((t, before)) = &last_vips {
+                    let secs = t.elapsed().as_secs_f64();
+                    let rates = crate::analysis::rates(before, &now, secs).into_iter().collect();
+                    for s in analyzer.observe(&rates) {
+                        warn!("traffic spike: VIP {} at {:.0} packets/s, baseline {:.0}", s.vip, s.rate, s.baseline);
                     }
-                    last_vips = Some((std::time::Instant::now(), now));
+                    *spikes.lock().unwrap() = analyzer.spikes_total;
                 }
+                last_vips = Some((std::time::Instant::now(), now));
             }
             Some(()) = changed_rx.recv() => {
                 while changed_rx.try_recv().is_ok() {}

@@ -174,7 +174,7 @@ impl LbRuntime {
         if table.is_empty() {
             return Ok(());
         }
-        let live: Vec<()> = members.iter().filter(|m| m.3).map(|_| ()).collect();
+        let taking_new = members.iter().filter(|m| m.3).count();
         let mut share: BTreeMap<u32, usize> = BTreeMap::new();
         for id in &table {
             *share.entry(*id).or_default() += 1;
@@ -182,7 +182,7 @@ impl LbRuntime {
         info!(
             "service {:?}: {} backend(s) in {}-slot Maglev tables ({}; shares within each family)",
             svc.name,
-            live.len(),
+            taking_new,
             svc.table_size,
             members
                 .iter()
