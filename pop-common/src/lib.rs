@@ -3,12 +3,12 @@
 //! Everything here is `#[repr(C)]` plain data: the same bytes are written by one side
 //! and read by the other through BPF maps. Changing a layout means bumping
 //! [`MAP_LAYOUT_VERSION`], so a new controller never reads maps pinned by an old one.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// Version of every pinned map's key/value layout. Pinned maps live under
 /// `<bpffs dir>/maps-v<N>/`, so an incompatible upgrade starts from fresh maps
 /// instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Name of the XDP program in the object file (its function name).
 pub const XDP_PROGRAM: &str = "pop_xdp";
@@ -18,6 +18,9 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_VIPS: &str = "VIPS";
 pub const MAP_DNS_TABLE: &str = "DNS_TABLE";
 pub const MAP_DNS_BLOCKS: &str = "DNS_BLOCKS";
+pub const MAP_DNS_SEEDS: &str = "DNS_SEEDS";
+/// Tail maps by size class, smallest first (see DNS_TAIL_CLASSES).
+pub const MAP_DNS_TAILS: [&str; 3] = ["DNS_TAILS_S", "DNS_TAILS_M", "DNS_TAILS_L"];
 pub const MAP_LB_SERVICES: &str = "LB_SERVICES";
 pub const MAP_HTTP_ROUTES: &str = "HTTP_ROUTES";
 pub const MAP_VIP_STATS: &str = "VIP_STATS";
@@ -32,7 +35,7 @@ pub const MAP_LB_BACKEND_STATS: &str = "LB_BACKEND_STATS";
 
 /// Slots in the per-CPU counter block. Larger than the counters in use so that new
 /// counters can be added without changing the map's value size.
-pub const COUNTER_SLOTS: usize = 64;
+pub const COUNTER_SLOTS: usize = 96;
 
 /// Entries in the VIP table.
 pub const MAX_VIPS: u32 = 4096;
@@ -131,6 +134,7 @@ counters! {
     DnsPassUnknown = "dns.pass.not_in_table": "passed to the server: name not in the fast-path table (wildcards, delegations, other zones)",
     DnsPassTableSays = "dns.pass.delegated": "passed to the server: name under a delegation or in a zone with wildcards",
     DnsPassNoRoom = "dns.pass.no_room": "passed to the server: the frame could not be resized for the answer",
+    DnsDropTailGone = "drop.dns_tail_gone": "dropped: a reload deleted the answer's bytes between lookup and copy (the client retries)",
 }
 
 impl Counters {
@@ -301,12 +305,22 @@ pub struct LbStats {
 
 // ---- DNS fast path -------------------------------------------------------------------
 
+/// Default capacity of DNS_TABLE (entries; `pop.dns_table_size` changes it). A name
+/// takes about three entries (its types, ANY, "other types"), and a reload holds the
+/// old and the new generation at once.
 pub const DNS_TABLE_MAX: u32 = 1 << 20;
 pub const DNS_BLOCKS_MAX: u32 = 64;
-/// Longest name in wire format, plus the slack the XDP walk needs.
+/// Longest name in wire format, plus a spare byte for the XDP side's masking.
 pub const DNS_NAME_LEN: usize = 256;
-/// Bytes after the question a table entry can hold.
+/// Most labels a wire-format name can have (root included).
+pub const DNS_LABELS_MAX: usize = 128;
+/// Bytes after the question an answer can hold (the largest tail class).
 pub const DNS_TAIL_MAX: usize = 1024;
+/// Tail size classes: DNS_TAILS_S, DNS_TAILS_M, DNS_TAILS_L hold tails up to these sizes.
+pub const DNS_TAIL_CLASSES: [usize; 3] = [64, 256, DNS_TAIL_MAX];
+/// `DnsAnswer::tail_ref`: the size class in the top two bits, the index in the rest.
+pub const DNS_TAIL_CLASS_SHIFT: u32 = 30;
+pub const DNS_TAIL_INDEX_MASK: u32 = (1 << DNS_TAIL_CLASS_SHIFT) - 1;
 /// `DnsKey::qtype` marker: the answer for any qtype of an existing name without its own entry.
 pub const DNS_QTYPE_OTHER: u16 = 0;
 /// `DnsKey::qtype` marker: a zone apex or delegation point (the walk up the name finds it).
@@ -318,22 +332,22 @@ pub const DNS_ACTION_PASS: u16 = 2;
 /// What the fast path advertises and the biggest UDP answer it sends.
 pub const DNS_EDNS_UDP_SIZE: u16 = 1232;
 
-/// Key of DNS_TABLE. The name is lowercase wire format *right-aligned* in `name`
-/// (zeros before it), so any suffix of a name is the same buffer with its first labels
-/// zeroed: the XDP walk to the enclosing zone needs no copying.
+/// Key of DNS_TABLE: the question, with the name as a keyed 128-bit hash (see
+/// [`name_hash`]) so a key is 24 bytes whatever the name's length.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DnsKey {
     /// `block << 8 | generation`: a reload writes a new generation, then flips it.
     pub tag: u32,
     pub qtype: u16,
     pub qclass: u16,
-    pub name: [u8; DNS_NAME_LEN],
+    pub name: [u64; 2],
 }
 
-/// Value of DNS_TABLE: one answer compiled from the server's own response.
+/// Value of DNS_TABLE: one answer compiled from the server's own response. The bytes
+/// after the question live in a tail map, shared by every answer with the same bytes.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DnsAnswer {
     pub action: u16,
     /// Response header flags (QR, AA, rcode); XDP adds the query's RD and TC.
@@ -342,10 +356,63 @@ pub struct DnsAnswer {
     pub nscount: u16,
     pub arcount: u16,
     pub tail_len: u16,
-    /// Ones'-complement sum of `tail` as 16-bit big-endian words from an even offset.
+    /// Ones'-complement sum of the tail as 16-bit big-endian words from an even offset.
     pub tail_csum: u32,
-    /// The response bytes after the question section, OPT excluded.
-    pub tail: [u8; DNS_TAIL_MAX],
+    /// Size class and index of the tail (see DNS_TAIL_CLASS_SHIFT); unused when tail_len is 0.
+    pub tail_ref: u32,
+}
+
+/// Key of the tail maps: a tail belongs to one block's generation, like the answers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DnsTailKey {
+    pub tag: u32,
+    pub index: u32,
+}
+
+/// Key of the name hash for one block's generation (DNS_SEEDS index = tag); chosen at
+/// random by each install, so no one outside can aim a name at another name's hash.
+pub type DnsSeed = [u64; 2];
+
+/// Multipliers of the two hash lanes (odd, so each step is a bijection of its lane).
+const HASH_MUL: [u64; 2] = [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f];
+
+/// One byte of a name into the hash state. Names are hashed from their *last* byte to
+/// their first, so the XDP side gets the hash of every suffix (each enclosing zone) in
+/// one pass: the state after byte i is the state of the suffix starting at i.
+#[inline(always)]
+pub fn name_hash_step(h: [u64; 2], b: u8) -> [u64; 2] {
+    let mut a = (h[0] ^ b as u64).wrapping_mul(HASH_MUL[0]);
+    a ^= a >> 32;
+    let mut c = (h[1] ^ b as u64).wrapping_mul(HASH_MUL[1]);
+    c ^= c >> 29;
+    [a, c]
+}
+
+/// The key of a suffix of `len` bytes whose bytes produced state `h`.
+#[inline(always)]
+pub fn name_hash_finish(h: [u64; 2], len: usize) -> [u64; 2] {
+    let fmix = |mut k: u64| {
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    };
+    let a = fmix(h[0] ^ len as u64);
+    let c = fmix(h[1] ^ (len as u64) << 32);
+    [a ^ c.rotate_left(17), c ^ a.rotate_left(43)]
+}
+
+/// The DNS_TABLE name key of a lowercase wire-format name under `seed`.
+pub fn name_hash(seed: DnsSeed, name: &[u8]) -> [u64; 2] {
+    let mut h = seed;
+    let mut i = name.len();
+    while i > 0 {
+        i -= 1;
+        h = name_hash_step(h, name[i]);
+    }
+    name_hash_finish(h, name.len())
 }
 
 /// Per-block settings in DNS_BLOCKS (index = block).
@@ -398,6 +465,7 @@ mod user {
     unsafe impl aya::Pod for super::DnsKey {}
     unsafe impl aya::Pod for super::DnsAnswer {}
     unsafe impl aya::Pod for super::DnsBlock {}
+    unsafe impl aya::Pod for super::DnsTailKey {}
     unsafe impl aya::Pod for super::LbService {}
     unsafe impl aya::Pod for super::HttpKey {}
     unsafe impl aya::Pod for super::HttpResponse {}
@@ -407,4 +475,44 @@ mod user {
     unsafe impl aya::Pod for super::LbStats {}
     unsafe impl bytemuck::Zeroable for super::Counters {}
     unsafe impl bytemuck::Pod for super::Counters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffix_hashes_fall_out_of_one_backward_pass() {
+        let seed = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+        let name = b"\x03www\x07example\x03com\x00";
+        // The XDP walk: one pass from the last byte, a key at each label start.
+        let mut h = seed;
+        let mut at = std::collections::BTreeMap::new();
+        for i in (0..name.len()).rev() {
+            h = name_hash_step(h, name[i]);
+            at.insert(i, name_hash_finish(h, name.len() - i));
+        }
+        for start in [0usize, 4, 12, 16] {
+            assert_eq!(at[&start], name_hash(seed, &name[start..]), "suffix at {start}");
+        }
+    }
+
+    #[test]
+    fn hashes_differ_by_name_and_by_seed() {
+        let seed = [1, 2];
+        let names: Vec<Vec<u8>> = (0..20000u32)
+            .map(|i| {
+                let l = format!("n{i}");
+                let mut n = vec![l.len() as u8];
+                n.extend_from_slice(l.as_bytes());
+                n.extend_from_slice(b"\x07example\x00");
+                n
+            })
+            .chain([b"\x00".to_vec(), b"\x01a\x00".to_vec(), b"\x01b\x00".to_vec(), b"\x02aa\x00".to_vec()])
+            .collect();
+        let keys: std::collections::HashSet<[u64; 2]> = names.iter().map(|n| name_hash(seed, n)).collect();
+        assert_eq!(keys.len(), names.len());
+        assert_ne!(name_hash([1, 2], b"\x01a\x00"), name_hash([1, 3], b"\x01a\x00"));
+        assert_ne!(name_hash([1, 2], b"\x01a\x00"), name_hash([0, 2], b"\x01a\x00"));
+    }
 }

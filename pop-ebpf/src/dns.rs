@@ -5,19 +5,21 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{generated::{bpf_loop, bpf_probe_read_kernel}, bpf_ktime_get_ns, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{generated::bpf_loop, bpf_ktime_get_ns, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    maps::HashMap,
     programs::XdpContext,
 };
 use aya_log_ebpf::error;
 use pop_common::{
-    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_NAME_LEN, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE,
-    DNS_TAIL_MAX, DnsAnswer, RrlBucket, RrlKey,
+    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_LABELS_MAX, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE,
+    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey, RrlBucket, RrlKey,
+    name_hash_finish, name_hash_step,
 };
 
 use crate::{
     counters::Stats,
     csum,
-    maps::{DNS_BLOCKS, DNS_RRL, DNS_SCRATCH, DNS_TABLE},
+    maps::{DNS_BLOCKS, DNS_RRL, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S},
     frame,
     parse::Packet,
 };
@@ -29,14 +31,10 @@ const QR: u16 = 0x8000;
 const TC: u16 = 0x0200;
 const RD: u16 = 0x0100;
 const OPT_NSID: u16 = 3;
-/// Labels followed when measuring the question name (a 255-byte name has at most 127).
-const MAX_LABELS: usize = 128;
 /// Labels stripped while walking up to the enclosing zone before giving up (passing).
 const MAX_WALK: usize = 16;
 /// Offsets are bounded so the verifier can follow packet arithmetic.
 const MAX_OFFSET: usize = 0x1fff;
-/// Source of zero bytes for clearing a label in the lookup key.
-static ZEROS: [u8; 128] = [0; 128];
 
 /// Reads a `T` at a variable packet offset through bpf_xdp_load_bytes: the verifier
 /// cannot follow direct packet access at offsets computed from packet contents.
@@ -64,18 +62,22 @@ struct Measure {
     off: u32,
     cap: u32,
     ended: u32,
+    labels: u32,
 }
 
-/// One label of the question name in scratch.raw: stop at the root label, on a
-/// compression pointer, or past 255 bytes.
+/// One label of the question name in scratch.raw, its offset noted in scratch.starts:
+/// stop at the root label, on a compression pointer, or past 255 bytes.
 extern "C" fn measure_label(_i: u32, ctx: *mut core::ffi::c_void) -> i64 {
     let m = unsafe { &mut *(ctx as *mut Measure) };
-    let Some(scratch) = DNS_SCRATCH.get_ptr(0) else { return 1 };
+    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let scratch = unsafe { &mut *scratch };
     let off = m.off as usize;
-    if off >= m.cap as usize {
+    if off >= m.cap as usize || m.labels as usize >= DNS_LABELS_MAX {
         return 1;
     }
-    let len = unsafe { (*scratch).raw[off & 0xff] } as usize;
+    scratch.starts[m.labels as usize & (DNS_LABELS_MAX - 1)] = off as u8;
+    m.labels += 1;
+    let len = scratch.raw[off & 0xff] as usize;
     if len == 0 {
         m.ended = 1;
         return 1;
@@ -88,50 +90,81 @@ extern "C" fn measure_label(_i: u32, ctx: *mut core::ffi::c_void) -> i64 {
 }
 
 #[repr(C)]
-struct CopyName {
-    start: u32,
+struct HashName {
+    len: u32,
+    /// Index in scratch.starts of the next label start met going backwards.
+    next: u32,
     sum: u64,
+    h: [u64; 2],
 }
 
-/// Byte `i` of the name: summed as sent (for the checksum), stored lowercase in the key.
-extern "C" fn copy_name(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
-    let c = unsafe { &mut *(ctx as *mut CopyName) };
+/// Byte `i` of the name counted from its end: summed as sent (the checksum of the echoed
+/// question), hashed lowercase; at each label start the suffix's key is noted.
+extern "C" fn hash_name(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
+    let c = unsafe { &mut *(ctx as *mut HashName) };
     let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
     let scratch = unsafe { &mut *scratch };
-    let i = i as usize & 0xff;
-    let b = scratch.raw[i];
-    c.sum = csum::add_byte(c.sum, i, b);
-    scratch.key.name[(c.start as usize + i) & 0xff] = if b.is_ascii_uppercase() { b + 32 } else { b };
+    if i >= c.len {
+        return 1;
+    }
+    let pos = (c.len - 1 - i) as usize & 0xff;
+    let b = scratch.raw[pos];
+    c.sum = csum::add_byte(c.sum, pos, b);
+    c.h = name_hash_step(c.h, if b.is_ascii_uppercase() { b + 32 } else { b });
+    let next = c.next as usize;
+    if next < DNS_LABELS_MAX && scratch.starts[next] as usize == pos {
+        scratch.suffix[next] = name_hash_finish(c.h, c.len as usize - pos);
+        c.next = c.next.wrapping_sub(1);
+    }
     0
 }
 
 #[repr(C)]
 struct Walk {
-    pos: u32,
+    labels: u32,
     found: u32,
 }
 
-/// Looks the key's current suffix up as a zone or delegation; if absent, zeroes its
-/// leftmost label so the key becomes the parent name.
-extern "C" fn walk_up(_i: u32, ctx: *mut core::ffi::c_void) -> i64 {
+/// Looks suffix `i` (0 = the whole name) up as a zone or delegation.
+extern "C" fn walk_up(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
     let w = unsafe { &mut *(ctx as *mut Walk) };
     let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
-    let key = unsafe { &mut (*scratch).key };
-    if DNS_TABLE.get_ptr(&*key).is_some() {
+    let scratch = unsafe { &mut *scratch };
+    if i >= w.labels {
+        return 1;
+    }
+    scratch.key.name = scratch.suffix[i as usize & (DNS_LABELS_MAX - 1)];
+    if DNS_TABLE.get_ptr(&scratch.key).is_some() {
         w.found = 1;
         return 1;
     }
-    let pos = w.pos as usize & 0xff;
-    let l = key.name[pos] as usize;
-    if l == 0 {
-        return 1;
-    }
-    let dst = unsafe { key.name.as_mut_ptr().add(pos) };
-    if unsafe { bpf_probe_read_kernel(dst as *mut _, ((l + 1) & 0x7f) as u32, ZEROS.as_ptr() as *const _) } != 0 {
-        return 1;
-    }
-    w.pos = (pos + l + 1) as u32;
     0
+}
+
+/// Copies `len` bytes of tail `key` from its size class's map to packet offset `at`.
+#[inline(always)]
+fn store_tail_from<const N: usize>(ctx: &XdpContext, map: &HashMap<DnsTailKey, [u8; N]>, key: &DnsTailKey, at: usize, len: usize) -> u32 {
+    let Some(tail) = (unsafe { map.get(key) }) else { return 1 };
+    let len = core::hint::black_box(len);
+    if len == 0 || len > N {
+        return 1;
+    }
+    if unsafe { bpf_xdp_store_bytes(ctx.ctx, at as u32, tail.as_ptr() as *mut _, len as u32) } != 0 {
+        return 1;
+    }
+    0
+}
+
+/// Copies the answer's tail into the packet; 0 on success, 1 if it is gone.
+#[inline(never)]
+fn store_tail(ctx: &XdpContext, tag: u32, tail_ref: u32, at: u32, len: u32) -> u32 {
+    let key = DnsTailKey { tag, index: tail_ref & DNS_TAIL_INDEX_MASK };
+    let (at, len) = (at as usize, len as usize);
+    match tail_ref >> DNS_TAIL_CLASS_SHIFT {
+        0 => store_tail_from(ctx, &DNS_TAILS_S, &key, at, len),
+        1 => store_tail_from(ctx, &DNS_TAILS_M, &key, at, len),
+        _ => store_tail_from(ctx, &DNS_TAILS_L, &key, at, len),
+    }
 }
 
 // Verdicts of `rate_limit` (plain integers: see parse_into on BTF).
@@ -203,8 +236,8 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     {
         return pass(stats, Counter::DnsPassName);
     }
-    let mut measure = Measure { off: 0, cap: cap as u32, ended: 0 };
-    unsafe { bpf_loop(MAX_LABELS as u32, measure_label as *mut _, &mut measure as *mut _ as *mut _, 0) };
+    let mut measure = Measure { off: 0, cap: cap as u32, ended: 0, labels: 0 };
+    unsafe { bpf_loop(DNS_LABELS_MAX as u32, measure_label as *mut _, &mut measure as *mut _ as *mut _, 0) };
     if measure.ended == 0 {
         return pass(stats, Counter::DnsPassName);
     }
@@ -264,23 +297,26 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
         return pass(stats, Counter::DnsPassTrailing);
     }
 
-    // Lookup key: lowercase name, right-aligned. The question's checksum is summed on the
-    // way (as sent: the answer echoes it).
-    let key = &mut scratch.key;
-    let words = key.name.as_mut_ptr() as *mut u64;
-    for i in 0..DNS_NAME_LEN / 8 {
-        unsafe { *words.add(i) = 0 };
+    // Lookup key: the name's keyed hash, with every suffix's on the way (for the walk
+    // up to the zone). The question's checksum is summed on the way too (as sent: the
+    // answer echoes it).
+    let tag = (block_idx << 8) | (block.generation & 0xff);
+    let Some(seed) = DNS_SEEDS.get(tag) else { return pass(stats, Counter::DnsPassUnknown) };
+    let labels = measure.labels;
+    let mut hash = HashName { len: name_len as u32, next: labels.wrapping_sub(1), sum: 0, h: *seed };
+    unsafe { bpf_loop(name_len as u32, hash_name as *mut _, &mut hash as *mut _ as *mut _, 0) };
+    if hash.next != u32::MAX {
+        return pass(stats, Counter::DnsPassName);
     }
-    let start = DNS_NAME_LEN - name_len;
-    let mut copy = CopyName { start: start as u32, sum: 0 };
-    unsafe { bpf_loop(name_len as u32, copy_name as *mut _, &mut copy as *mut _ as *mut _, 0) };
-    let mut qsum = copy.sum;
+    let mut qsum = hash.sum;
     for (j, b) in q.iter().enumerate() {
         qsum = csum::add_byte(qsum, name_len + j, *b);
     }
-    key.tag = (block_idx << 8) | (block.generation & 0xff);
+    let key = &mut scratch.key;
+    key.tag = tag;
     key.qclass = qclass;
     key.qtype = qtype;
+    key.name = scratch.suffix[0];
 
     let mut found = DNS_TABLE.get_ptr(&*key);
     if found.is_none() {
@@ -288,13 +324,14 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
         found = DNS_TABLE.get_ptr(&*key);
     }
     if found.is_none() {
-        // Walk up: zero the leftmost label, look the suffix up as a zone or delegation.
+        // Walk up the suffixes, looking each up as a zone or delegation.
+        let key = &mut scratch.key;
         key.qtype = DNS_QTYPE_ZONE;
-        let mut walk = Walk { pos: start as u32, found: 0 };
+        let mut walk = Walk { labels, found: 0 };
         unsafe { bpf_loop(MAX_WALK as u32, walk_up as *mut _, &mut walk as *mut _ as *mut _, 0) };
         if walk.found != 0 {
             // The key now holds the suffix that matched.
-            found = DNS_TABLE.get_ptr(&*key);
+            found = DNS_TABLE.get_ptr(&scratch.key);
         }
     }
     let Some(ans) = found else { return pass(stats, Counter::DnsPassUnknown) };
@@ -343,11 +380,8 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
 
     let tail_at = dns + DNS_HLEN + qlen;
     let tl = tail_len & 0x7ff;
-    if tl > 0 && tl <= DNS_TAIL_MAX {
-        let r = unsafe { bpf_xdp_store_bytes(ctx.ctx, tail_at as u32, ans.tail.as_ptr() as *mut _, tl as u32) };
-        if r != 0 {
-            return xdp_action::XDP_ABORTED;
-        }
+    if tl > 0 && store_tail(ctx, tag, ans.tail_ref, tail_at as u32, tl as u32) != 0 {
+        return drop(stats, Counter::DnsDropTailGone);
     }
     let mut opt = [0u8, 0, 41, (DNS_EDNS_UDP_SIZE >> 8) as u8, DNS_EDNS_UDP_SIZE as u8, 0, 0, 0, 0, 0, 0];
     if do_bit {

@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
-    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
+    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
+    DnsSeed, DnsTailKey,
     MAX_VIPS, RrlBucket, RrlKey, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
 };
 
@@ -29,8 +30,25 @@ pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(
 pub static TOP_PREFIXES: LruPerCpuHashMap<[u8; 16], u64> = LruPerCpuHashMap::pinned(TOP_PREFIXES_MAX, 0);
 
 /// DNS answers compiled by the controller from its own server's responses; see DnsKey.
+/// Sized by `pop.dns_table_size`; memory is taken per entry, not up front.
 #[map(name = "DNS_TABLE")]
 pub static DNS_TABLE: HashMap<DnsKey, DnsAnswer> = HashMap::pinned(DNS_TABLE_MAX, BPF_F_NO_PREALLOC);
+
+/// Answer bytes up to 64: one copy per distinct tail, shared by every answer using it.
+#[map(name = "DNS_TAILS_S")]
+pub static DNS_TAILS_S: HashMap<DnsTailKey, [u8; 64]> = HashMap::pinned(DNS_TABLE_MAX, BPF_F_NO_PREALLOC);
+
+/// Answer bytes up to 256 (a quarter of the table's capacity).
+#[map(name = "DNS_TAILS_M")]
+pub static DNS_TAILS_M: HashMap<DnsTailKey, [u8; 256]> = HashMap::pinned(DNS_TABLE_MAX / 4, BPF_F_NO_PREALLOC);
+
+/// Answer bytes up to 1024 (a sixteenth of the table's capacity).
+#[map(name = "DNS_TAILS_L")]
+pub static DNS_TAILS_L: HashMap<DnsTailKey, [u8; 1024]> = HashMap::pinned(DNS_TABLE_MAX / 16, BPF_F_NO_PREALLOC);
+
+/// Name-hash key of each block generation (index = DnsKey::tag), written before the flip.
+#[map(name = "DNS_SEEDS")]
+pub static DNS_SEEDS: Array<DnsSeed> = Array::pinned(DNS_BLOCKS_MAX * 256, 0);
 
 /// Per DNS block: live table generation, fast path on/off, rate-limit cost.
 #[map(name = "DNS_BLOCKS")]
@@ -47,7 +65,12 @@ pub static DNS_SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(
 #[repr(C)]
 pub struct DnsScratch {
     pub key: DnsKey,
+    /// The question name as sent.
     pub raw: [u8; DNS_NAME_LEN],
+    /// Offset of each label in `raw`, left to right, the root label last.
+    pub starts: [u8; DNS_LABELS_MAX],
+    /// Name key of the suffix starting at each label (index as in `starts`).
+    pub suffix: [[u64; 2]; DNS_LABELS_MAX],
 }
 
 /// Load balancer: per service, the Maglev table size in use and its live half.

@@ -242,6 +242,8 @@ pub struct PopSection {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Flows the load balancer's connection table holds (LRU; ~110 bytes each).
     pub flow_table_size: u32,
+    /// Answers the DNS fast-path table holds (all blocks, old and new during a reload).
+    pub dns_table_size: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -416,6 +418,7 @@ struct RawPop {
     bpf_log: BpfLogLevel,
     metrics_listen: Option<Spanned<String>>,
     flow_table_size: Option<Spanned<u32>>,
+    dns_table_size: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -470,6 +473,14 @@ impl Config {
             }
             Some(n) => n.into_inner(),
             None => pop_common::LB_FLOWS_MAX,
+        };
+        let dns_table_size = match raw.pop.dns_table_size {
+            Some(n) if *n.get_ref() < 1024 || *n.get_ref() > 1 << 26 => {
+                v.error(n.span(), format!("pop.dns_table_size {} must be between 1024 and {}", n.get_ref(), 1u32 << 26));
+                pop_common::DNS_TABLE_MAX
+            }
+            Some(n) => n.into_inner(),
+            None => pop_common::DNS_TABLE_MAX,
         };
         let metrics_listen = raw.pop.metrics_listen.and_then(|m| match m.get_ref().parse() {
             Ok(a) => Some(a),
@@ -734,7 +745,7 @@ impl Config {
         }
         Ok(Config {
             path: path.into(),
-            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size },
+            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size, dns_table_size },
             interfaces,
             dns,
             services,

@@ -114,6 +114,19 @@ pub struct DataPath {
 
 /// Loads the program, re-using pinned maps, and attaches it to every configured
 /// interface. On error, nothing this call attached stays attached.
+/// (map, setting, max entries) of every map whose size comes from the config.
+fn map_sizes(pop: &crate::config::PopSection) -> [(&'static str, &'static str, u32); 5] {
+    let dns = pop.dns_table_size;
+    let [s, m, l] = pop_common::MAP_DNS_TAILS;
+    [
+        (pop_common::MAP_LB_FLOWS, "pop.flow_table_size", pop.flow_table_size),
+        (pop_common::MAP_DNS_TABLE, "pop.dns_table_size", dns),
+        (s, "pop.dns_table_size", dns),
+        (m, "pop.dns_table_size", (dns / 4).max(256)),
+        (l, "pop.dns_table_size", (dns / 16).max(64)),
+    ]
+}
+
 pub fn attach(config: &Config) -> Result<DataPath> {
     let pins = Pins::new(&config.pop.bpffs_dir);
     check_bpffs(&pins.root)?;
@@ -133,20 +146,25 @@ pub fn attach(config: &Config) -> Result<DataPath> {
         .with_context(|| format!("creating {}", pins.links_dir().display()))?;
 
     // A pinned map is re-used as it is: a size change needs a fresh table.
-    let flows_pin = pins.map(pop_common::MAP_LB_FLOWS);
-    if flows_pin.exists() {
-        let pinned = aya::maps::MapData::from_pin(&flows_pin)?.info()?.max_entries();
-        if pinned != config.pop.flow_table_size {
-            bail!(
-                "pop.flow_table_size is {} but the pinned connection table at {} holds {pinned}: \
-                 `pop detach` first to start with a new table (established flows are forgotten)",
-                config.pop.flow_table_size,
-                flows_pin.display()
-            );
+    let sizes = map_sizes(&config.pop);
+    for &(map, setting, wanted) in &sizes {
+        let pin = pins.map(map);
+        if pin.exists() {
+            let pinned = aya::maps::MapData::from_pin(&pin)?.info()?.max_entries();
+            if pinned != wanted {
+                bail!(
+                    "{setting} asks for {wanted} entries in {map} but the pinned map at {} holds {pinned}: \
+                     `pop detach` first to start with new tables (established flows are forgotten)",
+                    pin.display()
+                );
+            }
         }
     }
-    let mut ebpf = EbpfLoader::new()
-        .map_max_entries(pop_common::MAP_LB_FLOWS, config.pop.flow_table_size)
+    let mut loader = EbpfLoader::new();
+    for &(map, _, wanted) in &sizes {
+        loader.map_max_entries(map, wanted);
+    }
+    let mut ebpf = loader
         .default_map_pin_directory(pins.maps_dir())
         .override_global("AYA_LOG_LEVEL", &config.pop.bpf_log.aya_level(), false)
         .load(XDP_OBJECT)

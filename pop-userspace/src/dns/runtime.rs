@@ -63,10 +63,11 @@ impl DnsRuntime {
             let settings = BlockSettings { fast_path: p.block.fast_path, rate_limit: p.block.rate_limit };
             let installed = self.maps.install(i as u32, &p.fast, settings)?;
             info!(
-                "dns block {i} ({}): {} zone(s), {} fast-path entries (generation {}){}",
+                "dns block {i} ({}): {} zone(s), {} fast-path answers sharing {} distinct tails (generation {}){}",
                 p.block.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
                 p.responder.zones().zones().len(),
                 installed.entries,
+                installed.tails,
                 installed.generation,
                 if installed.too_long > 0 {
                     format!(", {} answers too long for XDP left to the server", installed.too_long)

@@ -3,12 +3,19 @@
 //! generation in DNS_BLOCKS is flipped (one array write), then the old generation is
 //! deleted. A failure before the flip removes what it wrote and leaves the old table
 //! serving.
+//!
+//! Sizes: a name is keyed by a 24-byte hash (keyed by a secret seed per generation), and
+//! the answer bytes are stored once per distinct tail in the smallest of three size
+//! classes, so a zone of a million one-address names costs a few hundred bytes per name
+//! instead of a kilobyte per answer.
+
+use std::collections::HashMap as StdHashMap;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, HashMap, MapData};
 use pop_common::{
-    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_NAME_LEN, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE,
-    DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey,
+    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE, DNS_TAIL_CLASS_SHIFT,
+    DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, name_hash,
 };
 
 use super::{FastEntry, FastPath};
@@ -27,6 +34,8 @@ pub struct BlockSettings {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Installed {
     pub entries: usize,
+    /// Distinct answer tails written (answers share equal tails).
+    pub tails: usize,
     /// Answers too long for a table entry: the server answers those.
     pub too_long: usize,
     pub generation: u32,
@@ -35,17 +44,19 @@ pub struct Installed {
 /// The DNS maps of the loaded program.
 pub struct DnsMaps {
     pub table: HashMap<MapData, DnsKey, DnsAnswer>,
+    pub tails_s: HashMap<MapData, DnsTailKey, [u8; DNS_TAIL_CLASSES[0]]>,
+    pub tails_m: HashMap<MapData, DnsTailKey, [u8; DNS_TAIL_CLASSES[1]]>,
+    pub tails_l: HashMap<MapData, DnsTailKey, [u8; DNS_TAIL_CLASSES[2]]>,
+    pub seeds: Array<MapData, DnsSeed>,
     pub blocks: Array<MapData, DnsBlock>,
 }
 
-/// The DNS_TABLE key for `name` (lowercase wire format), right-aligned.
-pub fn key(tag: u32, name: &[u8], qtype: u16, qclass: u16) -> Result<DnsKey> {
+/// The DNS_TABLE key for `name` (lowercase wire format) under `seed`.
+pub fn key(tag: u32, seed: DnsSeed, name: &[u8], qtype: u16, qclass: u16) -> Result<DnsKey> {
     if name.is_empty() || name.len() > 255 {
         bail!("name of {} bytes cannot be a DNS name", name.len());
     }
-    let mut k = DnsKey { tag, qtype, qclass, name: [0; DNS_NAME_LEN] };
-    k.name[DNS_NAME_LEN - name.len()..].copy_from_slice(name);
-    Ok(k)
+    Ok(DnsKey { tag, qtype, qclass, name: name_hash(seed, name) })
 }
 
 /// Ones'-complement sum of `bytes` as big-endian 16-bit words from an even offset.
@@ -61,37 +72,73 @@ pub fn partial_csum(bytes: &[u8]) -> u32 {
     sum as u32
 }
 
-/// The table value for a compiled response, or None if its tail does not fit.
-pub fn answer(e: &FastEntry) -> Option<DnsAnswer> {
-    if e.tail.len() > DNS_TAIL_MAX {
-        return None;
+/// Size class of a tail of `len` bytes (index into DNS_TAIL_CLASSES), None if too long.
+pub fn tail_class(len: usize) -> Option<usize> {
+    DNS_TAIL_CLASSES.iter().position(|&max| len <= max)
+}
+
+/// A block's table compiled for one generation: answers, and the distinct tails they
+/// point at (`tails[class]` in index order).
+#[derive(Debug, Default)]
+pub struct Compiled<'a> {
+    pub entries: Vec<(DnsKey, DnsAnswer)>,
+    pub tails: [Vec<&'a [u8]>; 3],
+    /// Answers too long for any tail class: the server answers those.
+    pub too_long: usize,
+}
+
+impl Compiled<'_> {
+    pub fn tail_count(&self) -> usize {
+        self.tails.iter().map(Vec::len).sum()
     }
-    let mut a = DnsAnswer {
-        action: DNS_ACTION_ANSWER,
-        flags: e.flags,
-        ancount: e.ancount,
-        nscount: e.nscount,
-        arcount: e.arcount,
-        tail_len: e.tail.len() as u16,
-        tail_csum: partial_csum(&e.tail),
-        tail: [0; DNS_TAIL_MAX],
-    };
-    a.tail[..e.tail.len()].copy_from_slice(&e.tail);
-    Some(a)
 }
 
 fn pass_marker() -> DnsAnswer {
-    DnsAnswer { action: DNS_ACTION_PASS, flags: 0, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail: [0; DNS_TAIL_MAX] }
+    DnsAnswer { action: DNS_ACTION_PASS, flags: 0, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 }
 }
 
-/// Every (key, value) of a block's table under `tag`; counts answers too long to hold.
-pub fn entries(tag: u32, fast: &FastPath) -> Result<(Vec<(DnsKey, DnsAnswer)>, usize)> {
+/// Deduplicates tails while answers are compiled.
+#[derive(Default)]
+struct TailStore<'a> {
+    seen: StdHashMap<&'a [u8], u32>,
+    tails: [Vec<&'a [u8]>; 3],
+}
+
+impl<'a> TailStore<'a> {
+    /// The table value for a compiled response, or None if its tail does not fit.
+    fn answer(&mut self, e: &'a FastEntry) -> Option<DnsAnswer> {
+        let class = tail_class(e.tail.len())?;
+        let tail_ref = if e.tail.is_empty() {
+            0
+        } else {
+            *self.seen.entry(e.tail.as_slice()).or_insert_with(|| {
+                let list = &mut self.tails[class];
+                list.push(e.tail.as_slice());
+                ((class as u32) << DNS_TAIL_CLASS_SHIFT) | (list.len() as u32 - 1)
+            })
+        };
+        Some(DnsAnswer {
+            action: DNS_ACTION_ANSWER,
+            flags: e.flags,
+            ancount: e.ancount,
+            nscount: e.nscount,
+            arcount: e.arcount,
+            tail_len: e.tail.len() as u16,
+            tail_csum: partial_csum(&e.tail),
+            tail_ref,
+        })
+    }
+}
+
+/// Every (key, value) of a block's table under `tag` and `seed`, and the tails they use.
+pub fn compile(tag: u32, seed: DnsSeed, fast: &FastPath) -> Result<Compiled<'_>> {
     let mut out = Vec::with_capacity(fast.entries.len() + fast.nodata_any.len() + fast.zones.len());
+    let mut store = TailStore::default();
     let mut too_long = 0;
     for e in fast.entries.iter().chain(fast.nodata_any.iter()) {
         // nodata_any entries carry qtype 0 = DNS_QTYPE_OTHER already.
-        match answer(e) {
-            Some(a) => out.push((key(tag, &e.qname, e.qtype, e.qclass)?, a)),
+        match store.answer(e) {
+            Some(a) => out.push((key(tag, seed, &e.qname, e.qtype, e.qclass)?, a)),
             None => too_long += 1,
         }
     }
@@ -102,24 +149,62 @@ pub fn entries(tag: u32, fast: &FastPath) -> Result<(Vec<(DnsKey, DnsAnswer)>, u
     let mut marked = std::collections::HashSet::new();
     for e in &fast.entries {
         if !with_other.contains(e.qname.as_slice()) && marked.insert(e.qname.as_slice()) {
-            out.push((key(tag, &e.qname, DNS_QTYPE_OTHER, CLASS_IN)?, pass_marker()));
+            out.push((key(tag, seed, &e.qname, DNS_QTYPE_OTHER, CLASS_IN)?, pass_marker()));
         }
     }
     for z in &fast.zones {
-        let value = if z.has_wildcard { Some(pass_marker()) } else { answer(&z.nxdomain) };
-        out.push((key(tag, &z.apex, DNS_QTYPE_ZONE, CLASS_IN)?, value.unwrap_or_else(pass_marker)));
+        let value = if z.has_wildcard { Some(pass_marker()) } else { store.answer(&z.nxdomain) };
+        out.push((key(tag, seed, &z.apex, DNS_QTYPE_ZONE, CLASS_IN)?, value.unwrap_or_else(pass_marker)));
     }
     for cut in &fast.cuts {
-        out.push((key(tag, cut, DNS_QTYPE_ZONE, CLASS_IN)?, pass_marker()));
+        out.push((key(tag, seed, cut, DNS_QTYPE_ZONE, CLASS_IN)?, pass_marker()));
     }
-    Ok((out, too_long))
+    if store.tails.iter().any(|t| t.len() > DNS_TAIL_INDEX_MASK as usize) {
+        bail!("more distinct DNS answers than a tail map can index");
+    }
+    Ok(Compiled { entries: out, tails: store.tails, too_long })
+}
+
+/// A fresh secret name-hash key for a new generation.
+fn random_seed() -> Result<DnsSeed> {
+    use std::io::Read as _;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom for the DNS name-hash key")?;
+    Ok([u64::from_ne_bytes(b[..8].try_into()?), u64::from_ne_bytes(b[8..].try_into()?)])
+}
+
+fn write_tails<const N: usize>(map: &mut HashMap<MapData, DnsTailKey, [u8; N]>, tag: u32, tails: &[&[u8]]) -> Result<()> {
+    for (index, t) in tails.iter().enumerate() {
+        let mut v = [0u8; N];
+        v[..t.len()].copy_from_slice(t);
+        map.insert(DnsTailKey { tag, index: index as u32 }, v, 0).map_err(|e| {
+            anyhow!(e).context(format!("DNS answer store ({N}-byte class) full after {index} of {} answers", tails.len()))
+        })?;
+    }
+    Ok(())
+}
+
+fn remove_tails<const N: usize>(map: &mut HashMap<MapData, DnsTailKey, [u8; N]>, doomed: &impl Fn(u32) -> bool) {
+    let keys: Vec<DnsTailKey> = map.keys().filter_map(|k| k.ok()).filter(|k| doomed(k.tag)).collect();
+    for k in keys {
+        let _ = map.remove(&k);
+    }
 }
 
 impl DnsMaps {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<DnsMaps> {
-        let table = ebpf.take_map(pop_common::MAP_DNS_TABLE).ok_or_else(|| anyhow!("DNS_TABLE missing"))?;
-        let blocks = ebpf.take_map(pop_common::MAP_DNS_BLOCKS).ok_or_else(|| anyhow!("DNS_BLOCKS missing"))?;
-        Ok(DnsMaps { table: HashMap::try_from(table)?, blocks: Array::try_from(blocks)? })
+        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("{name} missing from the XDP object"));
+        let [s, m, l] = pop_common::MAP_DNS_TAILS;
+        Ok(DnsMaps {
+            table: HashMap::try_from(take(pop_common::MAP_DNS_TABLE)?)?,
+            tails_s: HashMap::try_from(take(s)?)?,
+            tails_m: HashMap::try_from(take(m)?)?,
+            tails_l: HashMap::try_from(take(l)?)?,
+            seeds: Array::try_from(take(pop_common::MAP_DNS_SEEDS)?)?,
+            blocks: Array::try_from(take(pop_common::MAP_DNS_BLOCKS)?)?,
+        })
     }
 
     /// Replaces block `block`'s table with `fast` and applies `settings`, atomically
@@ -132,26 +217,37 @@ impl DnsMaps {
         let generation = (current.generation + 1) & 0xff;
         let tag = block << 8 | generation;
         // A previous run may have died between writing and flipping: clear that first.
-        self.remove_where(|t| t == tag)?;
-        let (entries, too_long) = entries(tag, fast)?;
-        for (i, (k, v)) in entries.iter().enumerate() {
-            if let Err(e) = self.table.insert(k, v, 0) {
-                self.remove_where(|t| t == tag)?;
-                return Err(anyhow!(e)).with_context(|| {
-                    format!(
-                        "DNS table full after {i} of {} entries (at most {} in all, and a reload \
-                         needs room for old and new): nothing changed, the old answers stay",
-                        entries.len(),
-                        pop_common::DNS_TABLE_MAX
-                    )
-                });
-            }
+        self.remove_where(|t| t == tag);
+        let seed = random_seed()?;
+        let compiled = compile(tag, seed, fast)?;
+        // The seed is in place before any entry of its generation can be looked up.
+        self.seeds.set(tag, seed, 0)?;
+        if let Err(e) = self.write(tag, &compiled) {
+            self.remove_where(|t| t == tag);
+            return Err(e.context(format!(
+                "DNS table full (pop.dns_table_size is the limit, and a reload needs room for the old                  and the new answers at once): nothing changed, the old answers stay; this block needs                  {} answers and {} distinct answer tails",
+                compiled.entries.len(),
+                compiled.tail_count()
+            )));
         }
         let cost = if settings.rate_limit == 0 { 0 } else { 1_000_000_000 / settings.rate_limit as u64 };
         let value = DnsBlock { generation, fast_path: settings.fast_path as u32, rrl_cost_ns: cost };
         self.blocks.set(block, value, 0)?;
-        self.remove_where(|t| t >> 8 == block && t != tag)?;
-        Ok(Installed { entries: entries.len(), too_long, generation })
+        self.remove_where(|t| t >> 8 == block && t != tag);
+        Ok(Installed { entries: compiled.entries.len(), tails: compiled.tail_count(), too_long: compiled.too_long, generation })
+    }
+
+    /// Tails first, so an answer never points at bytes not yet written.
+    fn write(&mut self, tag: u32, c: &Compiled) -> Result<()> {
+        write_tails(&mut self.tails_s, tag, &c.tails[0])?;
+        write_tails(&mut self.tails_m, tag, &c.tails[1])?;
+        write_tails(&mut self.tails_l, tag, &c.tails[2])?;
+        for (i, (k, v)) in c.entries.iter().enumerate() {
+            self.table
+                .insert(k, v, 0)
+                .map_err(|e| anyhow!(e).context(format!("after {i} of {} answers", c.entries.len())))?;
+        }
+        Ok(())
     }
 
     /// Turns off and empties every block from `first` on (blocks no longer configured).
@@ -162,15 +258,19 @@ impl DnsMaps {
                 self.blocks.set(b, DnsBlock { generation: cur.generation, ..Default::default() }, 0)?;
             }
         }
-        self.remove_where(|t| t >> 8 >= first)
+        self.remove_where(|t| t >> 8 >= first);
+        Ok(())
     }
 
-    fn remove_where(&mut self, doomed: impl Fn(u32) -> bool) -> Result<()> {
+    /// Deletes answers before tails: an answer still found always has its bytes.
+    fn remove_where(&mut self, doomed: impl Fn(u32) -> bool) {
         let keys: Vec<DnsKey> = self.table.keys().filter_map(|k| k.ok()).filter(|k| doomed(k.tag)).collect();
         for k in keys {
             let _ = self.table.remove(&k);
         }
-        Ok(())
+        remove_tails(&mut self.tails_s, &doomed);
+        remove_tails(&mut self.tails_m, &doomed);
+        remove_tails(&mut self.tails_l, &doomed);
     }
 }
 
@@ -178,17 +278,22 @@ impl DnsMaps {
 mod tests {
     use super::*;
 
+    use pop_common::DNS_TAIL_MAX;
+
+    const SEED: DnsSeed = [7, 11];
+
+    fn entry(qname: &[u8], qtype: u16, tail: Vec<u8>) -> FastEntry {
+        FastEntry { qname: qname.to_vec(), qtype, qclass: 1, flags: 0x8400, ancount: 1, nscount: 0, arcount: 0, tail }
+    }
+
     #[test]
-    fn keys_are_right_aligned() {
-        let k = key(7, b"\x03www\x07example\x03com\x00", 1, 1).unwrap();
-        assert_eq!(&k.name[DNS_NAME_LEN - 17..], b"\x03www\x07example\x03com\x00");
-        assert!(k.name[..DNS_NAME_LEN - 17].iter().all(|&b| b == 0));
-        // The parent name is the same buffer with the first label zeroed.
-        let parent = key(7, b"\x07example\x03com\x00", 1, 1).unwrap();
-        let mut walked = k;
-        walked.name[DNS_NAME_LEN - 17..DNS_NAME_LEN - 13].fill(0);
-        assert_eq!(walked.name, parent.name);
-        assert!(key(0, &[], 1, 1).is_err());
+    fn keys_hash_the_name_under_the_seed() {
+        let k = key(7, SEED, b"\x03www\x07example\x03com\x00", 1, 1).unwrap();
+        assert_eq!((k.tag, k.qtype, k.qclass), (7, 1, 1));
+        assert_eq!(k.name, name_hash(SEED, b"\x03www\x07example\x03com\x00"));
+        assert_ne!(k.name, key(7, [7, 12], b"\x03www\x07example\x03com\x00", 1, 1).unwrap().name);
+        assert!(key(0, SEED, &[], 1, 1).is_err());
+        assert!(key(0, SEED, &[1; 256], 1, 1).is_err());
     }
 
     #[test]
@@ -201,13 +306,38 @@ mod tests {
 
     #[test]
     fn long_tails_are_left_to_the_server() {
-        let e = FastEntry { qname: b"\x01a\x00".to_vec(), qtype: 16, qclass: 1, flags: 0x8400, ancount: 1, nscount: 0, arcount: 0, tail: vec![0; DNS_TAIL_MAX + 1] };
-        assert!(answer(&e).is_none());
-        let fast = FastPath { entries: vec![e], ..Default::default() };
-        let (entries, too_long) = entries(1, &fast).unwrap();
+        let fast = FastPath { entries: vec![entry(b"\x01a\x00", 16, vec![0; DNS_TAIL_MAX + 1])], ..Default::default() };
+        let c = compile(1, SEED, &fast).unwrap();
         // Only the name's "other types go to the server" marker is written.
-        assert_eq!((entries.len(), too_long), (1, 1));
-        assert_eq!(entries[0].0.qtype, DNS_QTYPE_OTHER);
-        assert_eq!(entries[0].1.action, DNS_ACTION_PASS);
+        assert_eq!((c.entries.len(), c.too_long, c.tail_count()), (1, 1, 0));
+        assert_eq!(c.entries[0].0.qtype, DNS_QTYPE_OTHER);
+        assert_eq!(c.entries[0].1.action, DNS_ACTION_PASS);
+    }
+
+    #[test]
+    fn equal_tails_are_stored_once_in_their_size_class() {
+        let small = vec![1u8; 16];
+        let medium = vec![2u8; 65];
+        let large = vec![3u8; 1000];
+        let fast = FastPath {
+            entries: vec![
+                entry(b"\x01a\x00", 1, small.clone()),
+                entry(b"\x01a\x00", 255, small.clone()),
+                entry(b"\x01b\x00", 1, small.clone()),
+                entry(b"\x01b\x00", 16, medium.clone()),
+                entry(b"\x01c\x00", 16, large.clone()),
+                entry(b"\x01d\x00", 16, vec![]),
+            ],
+            ..Default::default()
+        };
+        let c = compile(3, SEED, &fast).unwrap();
+        assert_eq!(c.tails[0], vec![small.as_slice()]);
+        assert_eq!(c.tails[1], vec![medium.as_slice()]);
+        assert_eq!(c.tails[2], vec![large.as_slice()]);
+        let refs: Vec<(u32, u16)> = c.entries.iter().filter(|(k, _)| k.qtype != DNS_QTYPE_OTHER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
+        assert_eq!(refs, vec![(0, 16), (0, 16), (0, 16), (1 << 30, 65), (2 << 30, 1000), (0, 0)]);
+        let (_, a) = c.entries.iter().find(|(_, a)| a.tail_len == 65).unwrap();
+        assert_eq!(a.tail_csum, partial_csum(&medium));
+        assert_eq!((tail_class(64), tail_class(65), tail_class(1024), tail_class(1025)), (Some(0), Some(1), Some(2), None));
     }
 }
