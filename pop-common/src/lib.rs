@@ -316,6 +316,15 @@ pub const DNS_NAME_LEN: usize = 256;
 pub const DNS_LABELS_MAX: usize = 128;
 /// Bytes after the question an answer can hold (the largest tail class).
 pub const DNS_TAIL_MAX: usize = 1024;
+/// Capacity of DNS_TAILS_S/M/L for a DNS_TABLE of `table` entries: distinct tails are
+/// fewer than answers (ANY and NODATA answers share), and long ones rarer. Each slot of
+/// capacity costs 16 bytes of hash buckets up front; entries cost only when written.
+pub const fn dns_tail_capacity(table: u32) -> [u32; 3] {
+    const fn at_least(n: u32, min: u32) -> u32 {
+        if n < min { min } else { n }
+    }
+    [at_least(table / 2, 512), at_least(table / 8, 128), at_least(table / 32, 64)]
+}
 /// Tail size classes: DNS_TAILS_S, DNS_TAILS_M, DNS_TAILS_L hold tails up to these sizes.
 pub const DNS_TAIL_CLASSES: [usize; 3] = [64, 256, DNS_TAIL_MAX];
 /// `DnsAnswer::tail_ref`: the size class in the top two bits, the index in the rest.

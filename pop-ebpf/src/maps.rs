@@ -8,7 +8,7 @@ use aya_ebpf::{
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
     LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
-    DnsSeed, DnsTailKey,
+    DnsSeed, DnsTailKey, dns_tail_capacity,
     MAX_VIPS, RrlBucket, RrlKey, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
 };
 
@@ -35,16 +35,17 @@ pub static TOP_PREFIXES: LruPerCpuHashMap<[u8; 16], u64> = LruPerCpuHashMap::pin
 pub static DNS_TABLE: HashMap<DnsKey, DnsAnswer> = HashMap::pinned(DNS_TABLE_MAX, BPF_F_NO_PREALLOC);
 
 /// Answer bytes up to 64: one copy per distinct tail, shared by every answer using it.
+/// Capacities of the tail maps follow the table's (see `dns_tail_capacity`).
 #[map(name = "DNS_TAILS_S")]
-pub static DNS_TAILS_S: HashMap<DnsTailKey, [u8; 64]> = HashMap::pinned(DNS_TABLE_MAX, BPF_F_NO_PREALLOC);
+pub static DNS_TAILS_S: HashMap<DnsTailKey, [u8; 64]> = HashMap::pinned(dns_tail_capacity(DNS_TABLE_MAX)[0], BPF_F_NO_PREALLOC);
 
-/// Answer bytes up to 256 (a quarter of the table's capacity).
+/// Answer bytes up to 256.
 #[map(name = "DNS_TAILS_M")]
-pub static DNS_TAILS_M: HashMap<DnsTailKey, [u8; 256]> = HashMap::pinned(DNS_TABLE_MAX / 4, BPF_F_NO_PREALLOC);
+pub static DNS_TAILS_M: HashMap<DnsTailKey, [u8; 256]> = HashMap::pinned(dns_tail_capacity(DNS_TABLE_MAX)[1], BPF_F_NO_PREALLOC);
 
-/// Answer bytes up to 1024 (a sixteenth of the table's capacity).
+/// Answer bytes up to 1024.
 #[map(name = "DNS_TAILS_L")]
-pub static DNS_TAILS_L: HashMap<DnsTailKey, [u8; 1024]> = HashMap::pinned(DNS_TABLE_MAX / 16, BPF_F_NO_PREALLOC);
+pub static DNS_TAILS_L: HashMap<DnsTailKey, [u8; 1024]> = HashMap::pinned(dns_tail_capacity(DNS_TABLE_MAX)[2], BPF_F_NO_PREALLOC);
 
 /// Name-hash key of each block generation (index = DnsKey::tag), written before the flip.
 #[map(name = "DNS_SEEDS")]

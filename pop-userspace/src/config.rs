@@ -888,6 +888,17 @@ mod tests {
     }
 
     #[test]
+    fn table_sizes_have_defaults_and_bounds() {
+        let c = parse("[[interface]]\nname = \"eth0\"\n").unwrap();
+        assert_eq!((c.pop.dns_table_size, c.pop.flow_table_size), (pop_common::DNS_TABLE_MAX, pop_common::LB_FLOWS_MAX));
+        let c = parse("[pop]\ndns_table_size = 4194304\n[[interface]]\nname = \"eth0\"\n").unwrap();
+        assert_eq!(c.pop.dns_table_size, 4194304);
+        let e = errors("[pop]\nflow_table_size = 999999999\ndns_table_size = 10\n[[interface]]\nname = \"eth0\"\n");
+        assert!(e[1].starts_with("pop.toml:3: pop.dns_table_size 10 must be between 1024 and 67108864"), "{e:?}");
+        assert!(e[0].starts_with("pop.toml:2: pop.flow_table_size 999999999 must be"), "{e:?}");
+    }
+
+    #[test]
     fn dns_block_errors() {
         let e = errors(
             "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\", \"not-an-ip\"]\nzones = [\"a.zone\"]\n\

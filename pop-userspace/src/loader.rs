@@ -118,12 +118,13 @@ pub struct DataPath {
 fn map_sizes(pop: &crate::config::PopSection) -> [(&'static str, &'static str, u32); 5] {
     let dns = pop.dns_table_size;
     let [s, m, l] = pop_common::MAP_DNS_TAILS;
+    let tails = pop_common::dns_tail_capacity(dns);
     [
         (pop_common::MAP_LB_FLOWS, "pop.flow_table_size", pop.flow_table_size),
         (pop_common::MAP_DNS_TABLE, "pop.dns_table_size", dns),
-        (s, "pop.dns_table_size", dns),
-        (m, "pop.dns_table_size", (dns / 4).max(256)),
-        (l, "pop.dns_table_size", (dns / 16).max(64)),
+        (s, "pop.dns_table_size", tails[0]),
+        (m, "pop.dns_table_size", tails[1]),
+        (l, "pop.dns_table_size", tails[2]),
     ]
 }
 

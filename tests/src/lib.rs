@@ -63,6 +63,28 @@ pub fn pop_bin() -> PathBuf {
     panic!("cannot find the pop binary near {}; run `cargo build -p pop-userspace` or set POP_BIN", exe.display());
 }
 
+/// (map name, bytes the kernel charges for it) of every map pinned in `dir`, by name.
+pub fn pinned_map_memory(dir: &Path) -> Result<Vec<(String, u64)>> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = std::ffi::CString::new(e.path().to_string_lossy().as_bytes())?;
+        let mut attr = [0u8; 128];
+        attr[..8].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
+        let fd = unsafe { libc::syscall(libc::SYS_bpf, 7 /* BPF_OBJ_GET */, attr.as_mut_ptr(), 128u32) };
+        if fd < 0 {
+            continue;
+        }
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+        let bytes = info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        out.push((e.file_name().to_string_lossy().into_owned(), bytes));
+    }
+    Ok(out)
+}
+
 /// Makes sure bpffs is mounted at /sys/fs/bpf.
 pub fn ensure_bpffs() -> Result<()> {
     let mounts = fs::read_to_string("/proc/self/mounts")?;
@@ -370,6 +392,11 @@ impl Lab {
         d
     }
 
+    /// Where the PoP on `host` (configured by [`Lab::pop_config`]) pins its maps.
+    pub fn pop_maps_dir(&self, host_name: &str) -> PathBuf {
+        self.bpffs_dir().join(host_name).join(format!("maps-v{}", pop_common::MAP_LAYOUT_VERSION))
+    }
+
     /// Writes a file into the lab's scratch directory and returns its path.
     pub fn write(&self, name: &str, contents: &str) -> Result<PathBuf> {
         let p = self.dir.join(name);
@@ -436,10 +463,15 @@ impl Lab {
     /// Starts `pop run -c config` in `host` under the daemon name `name` and waits until
     /// it reports ready.
     pub fn start_pop(&mut self, host: &Host, name: &str, config: &Path) -> Result<&mut Daemon> {
+        self.start_pop_within(host, name, config, Duration::from_secs(30))
+    }
+
+    /// As [`Lab::start_pop`], allowing `timeout` to get ready (large zones).
+    pub fn start_pop_within(&mut self, host: &Host, name: &str, config: &Path, timeout: Duration) -> Result<&mut Daemon> {
         let bin = pop_bin();
         let argv = [bin.to_str().unwrap(), "-c", config.to_str().unwrap(), "run"];
         let d = self.spawn(host, name, &argv)?;
-        d.wait_for_log("ready:", Duration::from_secs(30))?;
+        d.wait_for_log("ready:", timeout)?;
         Ok(d)
     }
 

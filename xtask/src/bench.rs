@@ -145,28 +145,6 @@ fn chart(out: &Path, qps: &[(&str, f64, f64, String)], lb: &[(String, f64)], htt
     Ok(())
 }
 
-/// (map name, memlock bytes) of every map pinned in `dir`.
-fn map_memory(dir: &Path) -> Result<Vec<(String, u64)>> {
-    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    let mut out = Vec::new();
-    let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let path = std::ffi::CString::new(e.path().to_string_lossy().as_bytes())?;
-        let mut attr = [0u8; 128];
-        attr[..8].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, 7 /* BPF_OBJ_GET */, attr.as_mut_ptr(), 128u32) };
-        if fd < 0 {
-            continue;
-        }
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
-        let bytes = info.lines().find_map(|l| l.strip_prefix("memlock:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-        out.push((e.file_name().to_string_lossy().into_owned(), bytes));
-    }
-    Ok(out)
-}
-
 fn queries_file(lab: &Lab) -> Result<PathBuf> {
     let mut q = String::new();
     for _ in 0..50 {
@@ -313,7 +291,7 @@ pub fn run() -> Result<()> {
     }
 
     // Memory: what the kernel charges for each pinned map of this PoP.
-    let memory = map_memory(&lab.bpffs_dir().join("pop").join(format!("maps-v{}", pop_common::MAP_LAYOUT_VERSION)))?;
+    let memory = pop_lab::pinned_map_memory(&lab.pop_maps_dir("pop"))?;
 
     // 2. dnsperf end to end.
     let queries = queries_file(&lab)?;

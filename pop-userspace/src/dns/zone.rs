@@ -334,6 +334,8 @@ pub(crate) fn encode_rdata(rdata: &RData) -> Result<Vec<u8>, String> {
     if buf.len() > u16::MAX as usize {
         return Err("RDATA longer than 65535 bytes".into());
     }
+    // The encoder reserves generously; a zone keeps millions of these.
+    buf.shrink_to_fit();
     Ok(buf)
 }
 
@@ -452,7 +454,8 @@ pub fn load_zone(path: &Path, origin: Option<&str>) -> Result<Zone, ZoneError> {
         });
     }
 
-    build_zone(path, &apex, &records).map_err(|m| err(None, m))
+    drop(text);
+    build_zone(path, &apex, records).map_err(|m| err(None, m))
 }
 
 /// Validate parsed records against the apex. Messages must be stable across file
@@ -525,7 +528,9 @@ fn check(records: &ParsedRecords, apex: &Name) -> Vec<Issue> {
     issues
 }
 
-fn build_zone(path: &Path, apex: &Name, records: &ParsedRecords) -> Result<Zone, String> {
+/// Consumes the parsed records so each set's memory is freed as its node is built: a
+/// zone of a million names never holds both forms whole.
+fn build_zone(path: &Path, apex: &Name, records: ParsedRecords) -> Result<Zone, String> {
     let apex_w = name_to_wire(apex);
     let mut nodes: BTreeMap<Vec<u8>, Node> = BTreeMap::new();
     let mut negative_soa = None;
@@ -557,6 +562,7 @@ fn build_zone(path: &Path, apex: &Name, records: &ParsedRecords) -> Result<Zone,
         if rrs.is_empty() {
             continue;
         }
+        rrs.shrink_to_fit();
         let node = nodes.entry(owner).or_default();
         node.rrsets.push(RRset {
             rtype,
@@ -565,6 +571,10 @@ fn build_zone(path: &Path, apex: &Name, records: &ParsedRecords) -> Result<Zone,
         node.rrsets.sort_by_key(|s| s.rtype);
     }
 
+    // Vec growth reserves room for four RRsets; most names have one or two.
+    for node in nodes.values_mut() {
+        node.rrsets.shrink_to_fit();
+    }
     let cuts: BTreeSet<Vec<u8>> = nodes
         .iter()
         .filter(|(n, node)| **n != apex_w && node.get(TYPE_NS).is_some())
