@@ -85,6 +85,36 @@ pub fn pinned_map_memory(dir: &Path) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
+/// Address of name `n<i>` in [`big_zone_text`]: unique per name, inside 2001:db8::/32.
+pub fn big_zone_address(i: usize) -> std::net::Ipv6Addr {
+    std::net::Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, 0, 0, 0, 0, i as u16)
+}
+
+/// Zone `big.example.` with `names` names `n0`..`n<names-1>`, one AAAA each (plus SOA,
+/// NS and the name server's A): the scale test's and the bench's large zone.
+pub fn big_zone_text(names: usize) -> String {
+    use std::fmt::Write as _;
+    let mut z = String::with_capacity(names * 40 + 256);
+    z.push_str("$ORIGIN big.example.\n$TTL 3600\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n");
+    for i in 0..names {
+        writeln!(z, "n{i} AAAA {}", big_zone_address(i)).unwrap();
+    }
+    z
+}
+
+/// (VmHWM, VmRSS) of process `pid` in KiB: its peak and current resident memory.
+pub fn process_memory_kib(pid: u32) -> Result<(u64, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
+}
+
 /// Makes sure bpffs is mounted at /sys/fs/bpf.
 pub fn ensure_bpffs() -> Result<()> {
     let mounts = fs::read_to_string("/proc/self/mounts")?;

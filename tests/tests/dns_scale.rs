@@ -12,10 +12,10 @@
 //!
 //! `POP_SCALE_NAMES` changes the zone size (e.g. 10000 for a quick run).
 
-use std::{collections::BTreeMap, fmt::Write as _, net::Ipv6Addr, time::Duration};
+use std::{collections::BTreeMap, net::Ipv6Addr, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
-use pop_lab::{Host, Lab};
+use pop_lab::{Host, Lab, big_zone_address as address, big_zone_text as zone_text, process_memory_kib};
 
 const VIP: &str = "203.0.113.53";
 const MIB: u64 = 1 << 20;
@@ -24,31 +24,8 @@ fn names() -> usize {
     std::env::var("POP_SCALE_NAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
 }
 
-/// The address of name `i`: unique per name, inside 2001:db8::/32.
-fn address(i: usize) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, (i >> 16) as u16, 0, 0, 0, 0, i as u16)
-}
-
-fn zone_text(n: usize) -> String {
-    let mut z = String::with_capacity(n * 40 + 256);
-    z.push_str("$ORIGIN big.example.\n$TTL 3600\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 192.0.2.53\n");
-    for i in 0..n {
-        writeln!(z, "n{i} AAAA {}", address(i)).unwrap();
-    }
-    z
-}
-
 fn dig(client: &Host, name: &str, qtype: &str) -> Result<String> {
     client.stdout(&["dig", "+tries=2", "+time=2", "+norec", "+short", &format!("@{VIP}"), name, qtype])
-}
-
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/PID/status")
 }
 
 #[test]
@@ -107,7 +84,7 @@ fn a_million_name_zone_loads_within_stated_memory_and_xdp_answers_it() -> Result
     // Memory: what the kernel charges for the DNS maps, and the controller's peak.
     let maps: BTreeMap<String, u64> = pop_lab::pinned_map_memory(&lab.pop_maps_dir(&pop.name))?.into_iter().collect();
     let dns_maps: u64 = maps.iter().filter(|(k, _)| k.starts_with("DNS_")).map(|(_, v)| v).sum();
-    let rss = peak_rss_kib(pid)?;
+    let (rss, _) = process_memory_kib(pid)?;
     println!(
         "{n} names: DNS maps {} MiB ({:?}), controller peak {} MiB",
         dns_maps / MIB,
