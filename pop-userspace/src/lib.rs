@@ -4,6 +4,7 @@
 //! - [`config`]: `pop.toml` parsing and validation (errors as `file:line: message`).
 //! - [`loader`]: loading the XDP object, attaching it to interfaces, pinning program,
 //!   links and maps on bpffs, detaching.
+//! - [`map_batch`]: BPF map batch operations (millions of DNS entries per reload).
 //! - [`vip`]: the VIP table, synced from the config.
 //! - [`metrics`]: reading the per-CPU data-path counters and rendering them.
 //! - [`dns`]: zones (parsed by hickory), the authoritative answer engine, its UDP/TCP
@@ -31,5 +32,6 @@ pub mod health;
 pub mod http;
 pub mod lb;
 pub mod loader;
+pub mod map_batch;
 pub mod metrics;
 pub mod vip;

@@ -12,13 +12,14 @@
 use std::collections::HashMap as StdHashMap;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use aya::maps::{Array, HashMap, MapData};
+use aya::maps::{Array, HashMap, IterableMap as _, MapData};
 use pop_common::{
     DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE, DNS_TAIL_CLASS_SHIFT,
     DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, name_hash,
 };
 
 use super::{FastEntry, FastPath};
+use crate::map_batch;
 
 const CLASS_IN: u16 = 1;
 
@@ -81,7 +82,9 @@ pub fn tail_class(len: usize) -> Option<usize> {
 /// point at (`tails[class]` in index order).
 #[derive(Debug, Default)]
 pub struct Compiled<'a> {
-    pub entries: Vec<(DnsKey, DnsAnswer)>,
+    /// Keys and their answers, as two arrays: the batch update takes them so.
+    pub keys: Vec<DnsKey>,
+    pub answers: Vec<DnsAnswer>,
     pub tails: [Vec<&'a [u8]>; 3],
     /// Answers too long for any tail class: the server answers those.
     pub too_long: usize,
@@ -132,7 +135,7 @@ impl<'a> TailStore<'a> {
 
 /// Every (key, value) of a block's table under `tag` and `seed`, and the tails they use.
 pub fn compile(tag: u32, seed: DnsSeed, fast: &FastPath) -> Result<Compiled<'_>> {
-    let mut out = Vec::with_capacity(fast.entries.len() + fast.nodata_any.len() + fast.zones.len());
+    let mut out: Vec<(DnsKey, DnsAnswer)> = Vec::with_capacity(fast.entries.len() + fast.nodata_any.len() + fast.zones.len());
     let mut store = TailStore::default();
     let mut too_long = 0;
     for e in fast.entries.iter().chain(fast.nodata_any.iter()) {
@@ -162,7 +165,8 @@ pub fn compile(tag: u32, seed: DnsSeed, fast: &FastPath) -> Result<Compiled<'_>>
     if store.tails.iter().any(|t| t.len() > DNS_TAIL_INDEX_MASK as usize) {
         bail!("more distinct DNS answers than a tail map can index");
     }
-    Ok(Compiled { entries: out, tails: store.tails, too_long })
+    let (keys, answers) = out.into_iter().unzip();
+    Ok(Compiled { keys, answers, tails: store.tails, too_long })
 }
 
 /// A fresh secret name-hash key for a new generation.
@@ -175,21 +179,42 @@ fn random_seed() -> Result<DnsSeed> {
     Ok([u64::from_ne_bytes(b[..8].try_into()?), u64::from_ne_bytes(b[8..].try_into()?)])
 }
 
-fn write_tails<const N: usize>(map: &mut HashMap<MapData, DnsTailKey, [u8; N]>, tag: u32, tails: &[&[u8]]) -> Result<()> {
-    for (index, t) in tails.iter().enumerate() {
-        let mut v = [0u8; N];
-        v[..t.len()].copy_from_slice(t);
-        map.insert(DnsTailKey { tag, index: index as u32 }, v, 0).map_err(|e| {
-            anyhow!(e).context(format!("DNS answer store ({N}-byte class) full after {index} of {} answers", tails.len()))
+fn write_tails<const N: usize>(map: &HashMap<MapData, DnsTailKey, [u8; N]>, tag: u32, tails: &[&[u8]]) -> Result<()> {
+    for (c, chunk) in tails.chunks(4096).enumerate() {
+        let keys: Vec<DnsTailKey> = (0..chunk.len()).map(|i| DnsTailKey { tag, index: (c * 4096 + i) as u32 }).collect();
+        let values: Vec<[u8; N]> = chunk
+            .iter()
+            .map(|t| {
+                let mut v = [0u8; N];
+                v[..t.len()].copy_from_slice(t);
+                v
+            })
+            .collect();
+        map_batch::update(map.map(), &keys, &values).map_err(|(done, e)| {
+            anyhow!(e).context(format!("DNS answer store ({N}-byte class) full after {} of {} answers", c * 4096 + done, tails.len()))
         })?;
     }
     Ok(())
 }
 
-fn remove_tails<const N: usize>(map: &mut HashMap<MapData, DnsTailKey, [u8; N]>, doomed: &impl Fn(u32) -> bool) {
-    let keys: Vec<DnsTailKey> = map.keys().filter_map(|k| k.ok()).filter(|k| doomed(k.tag)).collect();
-    for k in keys {
-        let _ = map.remove(&k);
+/// Keys of one generation-tagged map to delete.
+#[derive(Default)]
+struct Doomed {
+    answers: Vec<DnsKey>,
+    tails: [Vec<DnsTailKey>; 3],
+}
+
+impl Doomed {
+    /// Splits off the keys whose tag satisfies `which`.
+    fn take(&mut self, which: impl Fn(u32) -> bool) -> Doomed {
+        let mut out = Doomed::default();
+        let (a, b): (Vec<DnsKey>, Vec<DnsKey>) = self.answers.drain(..).partition(|k| which(k.tag));
+        (out.answers, self.answers) = (a, b);
+        for (mine, theirs) in self.tails.iter_mut().zip(out.tails.iter_mut()) {
+            let (a, b): (Vec<DnsTailKey>, Vec<DnsTailKey>) = mine.drain(..).partition(|k| which(k.tag));
+            (*theirs, *mine) = (a, b);
+        }
+        out
     }
 }
 
@@ -216,38 +241,39 @@ impl DnsMaps {
         let current = self.blocks.get(&block, 0)?;
         let generation = (current.generation + 1) & 0xff;
         let tag = block << 8 | generation;
-        // A previous run may have died between writing and flipping: clear that first.
-        self.remove_where(|t| t == tag);
+        // One scan finds both what a previous run may have left under the new tag (it died
+        // between writing and flipping: cleared now) and the live generation (cleared
+        // after the flip).
+        let mut old = self.collect(|t| t >> 8 == block)?;
+        self.delete(&old.take(|t| t == tag))?;
         let seed = random_seed()?;
         let compiled = compile(tag, seed, fast)?;
         // The seed is in place before any entry of its generation can be looked up.
         self.seeds.set(tag, seed, 0)?;
         if let Err(e) = self.write(tag, &compiled) {
-            self.remove_where(|t| t == tag);
+            self.collect(|t| t == tag).and_then(|written| self.delete(&written))?;
             return Err(e.context(format!(
-                "DNS table full (pop.dns_table_size is the limit, and a reload needs room for the old                  and the new answers at once): nothing changed, the old answers stay; this block needs                  {} answers and {} distinct answer tails",
-                compiled.entries.len(),
+                "DNS table full (pop.dns_table_size is the limit, and a reload needs room for the old \
+                 and the new answers at once): nothing changed, the old answers stay; this block needs \
+                 {} answers and {} distinct answer tails",
+                compiled.keys.len(),
                 compiled.tail_count()
             )));
         }
         let cost = if settings.rate_limit == 0 { 0 } else { 1_000_000_000 / settings.rate_limit as u64 };
         let value = DnsBlock { generation, fast_path: settings.fast_path as u32, rrl_cost_ns: cost };
         self.blocks.set(block, value, 0)?;
-        self.remove_where(|t| t >> 8 == block && t != tag);
-        Ok(Installed { entries: compiled.entries.len(), tails: compiled.tail_count(), too_long: compiled.too_long, generation })
+        self.delete(&old)?;
+        Ok(Installed { entries: compiled.keys.len(), tails: compiled.tail_count(), too_long: compiled.too_long, generation })
     }
 
     /// Tails first, so an answer never points at bytes not yet written.
     fn write(&mut self, tag: u32, c: &Compiled) -> Result<()> {
-        write_tails(&mut self.tails_s, tag, &c.tails[0])?;
-        write_tails(&mut self.tails_m, tag, &c.tails[1])?;
-        write_tails(&mut self.tails_l, tag, &c.tails[2])?;
-        for (i, (k, v)) in c.entries.iter().enumerate() {
-            self.table
-                .insert(k, v, 0)
-                .map_err(|e| anyhow!(e).context(format!("after {i} of {} answers", c.entries.len())))?;
-        }
-        Ok(())
+        write_tails(&self.tails_s, tag, &c.tails[0])?;
+        write_tails(&self.tails_m, tag, &c.tails[1])?;
+        write_tails(&self.tails_l, tag, &c.tails[2])?;
+        map_batch::update(self.table.map(), &c.keys, &c.answers)
+            .map_err(|(done, e)| anyhow!(e).context(format!("after {done} of {} answers", c.keys.len())))
     }
 
     /// Turns off and empties every block from `first` on (blocks no longer configured).
@@ -258,19 +284,30 @@ impl DnsMaps {
                 self.blocks.set(b, DnsBlock { generation: cur.generation, ..Default::default() }, 0)?;
             }
         }
-        self.remove_where(|t| t >> 8 >= first);
-        Ok(())
+        let doomed = self.collect(|t| t >> 8 >= first)?;
+        self.delete(&doomed)
+    }
+
+    /// Keys of answers and tails whose tag satisfies `doomed`.
+    fn collect(&self, doomed: impl Fn(u32) -> bool) -> Result<Doomed> {
+        let scan = |what: &str| format!("reading {what} to find old DNS answers");
+        Ok(Doomed {
+            answers: map_batch::keys_where::<DnsKey, DnsAnswer>(self.table.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TABLE"))?,
+            tails: [
+                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[0]]>(self.tails_s.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_S"))?,
+                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[1]]>(self.tails_m.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_M"))?,
+                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[2]]>(self.tails_l.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_L"))?,
+            ],
+        })
     }
 
     /// Deletes answers before tails: an answer still found always has its bytes.
-    fn remove_where(&mut self, doomed: impl Fn(u32) -> bool) {
-        let keys: Vec<DnsKey> = self.table.keys().filter_map(|k| k.ok()).filter(|k| doomed(k.tag)).collect();
-        for k in keys {
-            let _ = self.table.remove(&k);
-        }
-        remove_tails(&mut self.tails_s, &doomed);
-        remove_tails(&mut self.tails_m, &doomed);
-        remove_tails(&mut self.tails_l, &doomed);
+    fn delete(&self, d: &Doomed) -> Result<()> {
+        map_batch::delete(self.table.map(), &d.answers).context("deleting old DNS answers")?;
+        map_batch::delete(self.tails_s.map(), &d.tails[0]).context("deleting old DNS answer tails")?;
+        map_batch::delete(self.tails_m.map(), &d.tails[1]).context("deleting old DNS answer tails")?;
+        map_batch::delete(self.tails_l.map(), &d.tails[2]).context("deleting old DNS answer tails")?;
+        Ok(())
     }
 }
 
@@ -309,9 +346,9 @@ mod tests {
         let fast = FastPath { entries: vec![entry(b"\x01a\x00", 16, vec![0; DNS_TAIL_MAX + 1])], ..Default::default() };
         let c = compile(1, SEED, &fast).unwrap();
         // Only the name's "other types go to the server" marker is written.
-        assert_eq!((c.entries.len(), c.too_long, c.tail_count()), (1, 1, 0));
-        assert_eq!(c.entries[0].0.qtype, DNS_QTYPE_OTHER);
-        assert_eq!(c.entries[0].1.action, DNS_ACTION_PASS);
+        assert_eq!((c.keys.len(), c.too_long, c.tail_count()), (1, 1, 0));
+        assert_eq!(c.keys[0].qtype, DNS_QTYPE_OTHER);
+        assert_eq!(c.answers[0].action, DNS_ACTION_PASS);
     }
 
     #[test]
@@ -334,9 +371,9 @@ mod tests {
         assert_eq!(c.tails[0], vec![small.as_slice()]);
         assert_eq!(c.tails[1], vec![medium.as_slice()]);
         assert_eq!(c.tails[2], vec![large.as_slice()]);
-        let refs: Vec<(u32, u16)> = c.entries.iter().filter(|(k, _)| k.qtype != DNS_QTYPE_OTHER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
+        let refs: Vec<(u32, u16)> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.qtype != DNS_QTYPE_OTHER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
         assert_eq!(refs, vec![(0, 16), (0, 16), (0, 16), (1 << 30, 65), (2 << 30, 1000), (0, 0)]);
-        let (_, a) = c.entries.iter().find(|(_, a)| a.tail_len == 65).unwrap();
+        let a = c.answers.iter().find(|a| a.tail_len == 65).unwrap();
         assert_eq!(a.tail_csum, partial_csum(&medium));
         assert_eq!((tail_class(64), tail_class(65), tail_class(1024), tail_class(1025)), (Some(0), Some(1), Some(2), None));
     }
