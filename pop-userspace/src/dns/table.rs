@@ -135,14 +135,19 @@ impl<'a> TailStore<'a> {
 
 /// Every (key, value) of a block's table under `tag` and `seed`, and the tails they use.
 pub fn compile(tag: u32, seed: DnsSeed, fast: &FastPath) -> Result<Compiled<'_>> {
-    let mut out: Vec<(DnsKey, DnsAnswer)> = Vec::with_capacity(fast.entries.len() + fast.nodata_any.len() + fast.zones.len());
+    let capacity = fast.entries.len() + fast.nodata_any.len() + fast.zones.len() + fast.cuts.len();
+    let mut c = Compiled { keys: Vec::with_capacity(capacity), answers: Vec::with_capacity(capacity), ..Default::default() };
     let mut store = TailStore::default();
-    let mut too_long = 0;
+    let push = |c: &mut Compiled, name: &[u8], qtype: u16, qclass: u16, answer: DnsAnswer| -> Result<()> {
+        c.keys.push(key(tag, seed, name, qtype, qclass)?);
+        c.answers.push(answer);
+        Ok(())
+    };
     for e in fast.entries.iter().chain(fast.nodata_any.iter()) {
         // nodata_any entries carry qtype 0 = DNS_QTYPE_OTHER already.
         match store.answer(e) {
-            Some(a) => out.push((key(tag, seed, &e.qname, e.qtype, e.qclass)?, a)),
-            None => too_long += 1,
+            Some(a) => push(&mut c, &e.qname, e.qtype, e.qclass, a)?,
+            None => c.too_long += 1,
         }
     }
     debug_assert_eq!(DNS_QTYPE_OTHER, 0);
@@ -152,21 +157,21 @@ pub fn compile(tag: u32, seed: DnsSeed, fast: &FastPath) -> Result<Compiled<'_>>
     let mut marked = std::collections::HashSet::new();
     for e in &fast.entries {
         if !with_other.contains(e.qname.as_slice()) && marked.insert(e.qname.as_slice()) {
-            out.push((key(tag, seed, &e.qname, DNS_QTYPE_OTHER, CLASS_IN)?, pass_marker()));
+            push(&mut c, &e.qname, DNS_QTYPE_OTHER, CLASS_IN, pass_marker())?;
         }
     }
     for z in &fast.zones {
         let value = if z.has_wildcard { Some(pass_marker()) } else { store.answer(&z.nxdomain) };
-        out.push((key(tag, seed, &z.apex, DNS_QTYPE_ZONE, CLASS_IN)?, value.unwrap_or_else(pass_marker)));
+        push(&mut c, &z.apex, DNS_QTYPE_ZONE, CLASS_IN, value.unwrap_or_else(pass_marker))?;
     }
     for cut in &fast.cuts {
-        out.push((key(tag, seed, cut, DNS_QTYPE_ZONE, CLASS_IN)?, pass_marker()));
+        push(&mut c, cut, DNS_QTYPE_ZONE, CLASS_IN, pass_marker())?;
     }
     if store.tails.iter().any(|t| t.len() > DNS_TAIL_INDEX_MASK as usize) {
         bail!("more distinct DNS answers than a tail map can index");
     }
-    let (keys, answers) = out.into_iter().unzip();
-    Ok(Compiled { keys, answers, tails: store.tails, too_long })
+    c.tails = store.tails;
+    Ok(c)
 }
 
 /// A fresh secret name-hash key for a new generation.
