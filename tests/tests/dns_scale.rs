@@ -4,8 +4,8 @@
 //! Stated memory for one zone of 1M names with one AAAA each (see README):
 //! * kernel: at most 128 MiB + 512 bytes per name charged for the DNS maps (answers,
 //!   tails, seeds, rate-limit buckets) with `pop.dns_table_size = 4194304`: 616 MiB;
-//! * controller: at most 64 MiB + 1400 bytes per name peak resident while parsing,
-//!   compiling and loading: 1.4 GiB.
+//! * controller: at most 64 MiB + 1100 bytes per name peak resident while parsing,
+//!   compiling and loading: 1.1 GiB.
 //!
 //! A reload of that zone needs room for two generations (6M answers) and is refused
 //! whole with a clear error while the old answers keep being served.
@@ -33,7 +33,7 @@ fn a_million_name_zone_loads_within_stated_memory_and_xdp_answers_it() -> Result
     let n = names();
     // Hash buckets for the configured capacity are charged up front; entries as written.
     let maps_budget = 128 * MIB + 512 * n as u64;
-    let rss_budget_kib = 64 * 1024 + 1400 * n as u64 / 1024;
+    let rss_budget_kib = 64 * 1024 + 1100 * n as u64 / 1024;
 
     let mut lab = Lab::new()?;
     let (client, pop) = lab.client_and_pop()?;

@@ -60,6 +60,36 @@ pub struct FastPath {
     pub cuts: Vec<Vec<u8>>,
 }
 
+/// Receives the fast-path table as it is compiled: the controller streams it straight
+/// into map entries (a million-name zone never exists as a [`FastPath`] too); tests
+/// collect it into one.
+pub trait FastSink {
+    /// A response for `(qname, qtype, qclass)`.
+    fn entry(&mut self, e: FastEntry);
+    /// For an existing name, the NODATA response for qtypes without an entry (qtype 0).
+    fn nodata(&mut self, e: FastEntry);
+    fn zone(&mut self, z: FastZone);
+    /// A delegation point (may repeat).
+    fn cut(&mut self, cut: &[u8]);
+}
+
+impl FastSink for FastPath {
+    fn entry(&mut self, e: FastEntry) {
+        self.entries.push(e);
+    }
+    fn nodata(&mut self, e: FastEntry) {
+        self.nodata_any.push(e);
+    }
+    fn zone(&mut self, z: FastZone) {
+        self.zones.push(z);
+    }
+    fn cut(&mut self, cut: &[u8]) {
+        if !self.cuts.iter().any(|c| c == cut) {
+            self.cuts.push(cut.to_vec());
+        }
+    }
+}
+
 /// A minimal query: ID 0, flags 0 (QUERY, RD=0), one question, nothing else.
 fn synthetic_query(qname: &[u8], qtype: u16, qclass: u16) -> Vec<u8> {
     let mut q = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
@@ -91,8 +121,15 @@ impl Responder {
 
     /// Compile the fast-path table from the current zones.
     pub fn compile_fast_path(&self) -> FastPath {
-        let zones = self.zones().zones();
         let mut fp = FastPath::default();
+        self.compile_fast_path_into(&mut fp);
+        fp.cuts.sort();
+        fp
+    }
+
+    /// Compile the fast-path table into `fp`, entry by entry.
+    pub fn compile_fast_path_into(&self, fp: &mut impl FastSink) {
+        let zones = self.zones().zones();
 
         // Every type present anywhere: the answer for a CNAME owner depends on qtype.
         let all_types: BTreeSet<u16> = zones
@@ -112,20 +149,20 @@ impl Responder {
                     types.extend(all_types.iter().copied());
                 }
                 for t in types {
-                    fp.entries.push(self.fast_entry(name, t, CLASS_IN));
+                    fp.entry(self.fast_entry(name, t, CLASS_IN));
                 }
                 if !node.has_cname()
                     && let Some(e) =
                         self.nodata_entry(name, &node.rrsets.iter().map(|s| s.rtype).collect())
                 {
-                    fp.nodata_any.push(e);
+                    fp.nodata(e);
                 }
             }
             for name in z.ents() {
                 if self.fast_servable(z, name)
                     && let Some(e) = self.nodata_entry(name, &BTreeSet::new())
                 {
-                    fp.nodata_any.push(e);
+                    fp.nodata(e);
                 }
             }
             // A zone apex whose parent we also serve: DS is answered from the parent,
@@ -134,11 +171,10 @@ impl Responder {
                 .and_then(|p| self.zones().find(p))
                 .is_some()
             {
-                fp.entries
-                    .push(self.fast_entry(z.apex(), TYPE_DS, CLASS_IN));
+                fp.entry(self.fast_entry(z.apex(), TYPE_DS, CLASS_IN));
             }
 
-            fp.zones.push(FastZone {
+            fp.zone(FastZone {
                 apex: z.apex().to_vec(),
                 has_wildcard: z.has_wildcard(),
                 nxdomain: self.nxdomain_entry(z),
@@ -149,16 +185,13 @@ impl Responder {
                 if self.zones().find(cut).is_some_and(|c| c.apex() == cut) {
                     continue;
                 }
-                fp.cuts.push(cut.to_vec());
+                fp.cut(cut);
             }
         }
 
         for name in [&b"\x02id\x06server\x00"[..], b"\x08hostname\x04bind\x00"] {
-            fp.entries.push(self.fast_entry(name, TYPE_TXT, 3));
+            fp.entry(self.fast_entry(name, TYPE_TXT, 3));
         }
-        fp.cuts.sort();
-        fp.cuts.dedup();
-        fp
     }
 
     /// Whether the XDP may answer for `name` from `zone`: it must be the closest zone,

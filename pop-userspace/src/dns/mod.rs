@@ -15,6 +15,6 @@ pub mod table;
 pub mod zone;
 
 pub use answer::{Responder, Transport};
-pub use fastpath::{FastEntry, FastPath, FastZone};
+pub use fastpath::{FastEntry, FastPath, FastSink, FastZone};
 pub use server::{Listeners, bind_all, load_responder, serve, serve_bound};
 pub use zone::{Zone, ZoneError, ZoneErrors, ZoneSet, load_zone};

@@ -10,8 +10,8 @@ use log::{info, warn};
 use tokio::sync::watch;
 
 use super::{
-    FastPath, Responder, bind_all, load_responder, serve_bound,
-    table::{BlockSettings, DnsMaps},
+    Responder, bind_all, load_responder, serve_bound,
+    table::{self, BlockSettings, Compiled, DnsMaps},
 };
 use crate::config::{Config, DnsBlock};
 
@@ -19,7 +19,8 @@ use crate::config::{Config, DnsBlock};
 pub struct Prepared {
     pub block: DnsBlock,
     pub responder: Responder,
-    pub fast: FastPath,
+    /// The block's fast-path table, ready to write.
+    pub table: Compiled,
 }
 
 /// Loads every block's zones and compiles its table. All errors are returned together,
@@ -29,10 +30,15 @@ pub fn prepare(config: &Config) -> Result<Vec<Prepared>, String> {
     let mut errors = Vec::new();
     for block in &config.dns {
         match load_responder(&block.zones, &config.pop.name) {
-            Ok(responder) => {
-                let fast = responder.compile_fast_path();
-                out.push(Prepared { block: block.clone(), responder, fast });
-            }
+            Ok(responder) => match {
+                // The parser's garbage is hundreds of MB for a large zone; hand it back
+                // before the table compiler needs its own.
+                release_freed_memory();
+                table::compile(&responder)
+            } {
+                Ok(table) => out.push(Prepared { block: block.clone(), responder, table }),
+                Err(e) => errors.push(format!("compiling the DNS fast-path table: {e:#}")),
+            },
             Err(e) => errors.push(e.to_string()),
         }
     }
@@ -69,9 +75,9 @@ impl DnsRuntime {
     /// answers; servers whose VIPs changed are re-bound. Call inside the tokio runtime.
     pub fn apply(&mut self, prepared: Vec<Prepared>) -> Result<()> {
         let count = prepared.len();
-        for (i, p) in prepared.into_iter().enumerate() {
+        for (i, mut p) in prepared.into_iter().enumerate() {
             let settings = BlockSettings { fast_path: p.block.fast_path, rate_limit: p.block.rate_limit };
-            let installed = self.maps.install(i as u32, &p.fast, settings)?;
+            let installed = self.maps.install(i as u32, &mut p.table, settings)?;
             info!(
                 "dns block {i} ({}): {} zone(s), {} fast-path answers sharing {} distinct tails (generation {}){}",
                 p.block.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),

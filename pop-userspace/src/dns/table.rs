@@ -9,7 +9,10 @@
 //! classes, so a zone of a million one-address names costs a few hundred bytes per name
 //! instead of a kilobyte per answer.
 
-use std::collections::HashMap as StdHashMap;
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    sync::Arc,
+};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, HashMap, IterableMap as _, MapData};
@@ -18,7 +21,7 @@ use pop_common::{
     DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, name_hash,
 };
 
-use super::{FastEntry, FastPath};
+use super::{FastEntry, FastSink, FastZone};
 use crate::map_batch;
 
 const CLASS_IN: u16 = 1;
@@ -78,19 +81,20 @@ pub fn tail_class(len: usize) -> Option<usize> {
     DNS_TAIL_CLASSES.iter().position(|&max| len <= max)
 }
 
-/// A block's table compiled for one generation: answers, and the distinct tails they
-/// point at (`tails[class]` in index order).
+/// A block's table compiled under a fresh secret seed: answers, and the distinct tails
+/// they point at (`tails[class]` in index order). Keys carry tag 0 until installed.
 #[derive(Debug, Default)]
-pub struct Compiled<'a> {
+pub struct Compiled {
+    pub seed: DnsSeed,
     /// Keys and their answers, as two arrays: the batch update takes them so.
     pub keys: Vec<DnsKey>,
     pub answers: Vec<DnsAnswer>,
-    pub tails: [Vec<&'a [u8]>; 3],
+    pub tails: [Vec<Arc<[u8]>>; 3],
     /// Answers too long for any tail class: the server answers those.
     pub too_long: usize,
 }
 
-impl Compiled<'_> {
+impl Compiled {
     pub fn tail_count(&self) -> usize {
         self.tails.iter().map(Vec::len).sum()
     }
@@ -100,25 +104,44 @@ fn pass_marker() -> DnsAnswer {
     DnsAnswer { action: DNS_ACTION_PASS, flags: 0, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 }
 }
 
-/// Deduplicates tails while answers are compiled.
-#[derive(Default)]
-struct TailStore<'a> {
-    seen: StdHashMap<&'a [u8], u32>,
-    tails: [Vec<&'a [u8]>; 3],
+/// Builds a [`Compiled`] table from the fast-path compiler's output as it streams in.
+pub struct TableBuilder {
+    c: Compiled,
+    /// Tail bytes -> tail_ref, so equal answers share one copy.
+    seen: StdHashMap<Arc<[u8]>, u32>,
+    /// Names with answers, and those with a NODATA answer for other types.
+    named: HashSet<[u64; 2]>,
+    with_other: HashSet<[u64; 2]>,
+    cuts: HashSet<Vec<u8>>,
+    error: Option<anyhow::Error>,
 }
 
-impl<'a> TailStore<'a> {
+impl TableBuilder {
+    pub fn new(seed: DnsSeed) -> TableBuilder {
+        TableBuilder {
+            c: Compiled { seed, ..Default::default() },
+            seen: StdHashMap::new(),
+            named: HashSet::new(),
+            with_other: HashSet::new(),
+            cuts: HashSet::new(),
+            error: None,
+        }
+    }
+
     /// The table value for a compiled response, or None if its tail does not fit.
-    fn answer(&mut self, e: &'a FastEntry) -> Option<DnsAnswer> {
+    fn answer(&mut self, e: &FastEntry) -> Option<DnsAnswer> {
         let class = tail_class(e.tail.len())?;
         let tail_ref = if e.tail.is_empty() {
             0
+        } else if let Some(&r) = self.seen.get(e.tail.as_slice()) {
+            r
         } else {
-            *self.seen.entry(e.tail.as_slice()).or_insert_with(|| {
-                let list = &mut self.tails[class];
-                list.push(e.tail.as_slice());
-                ((class as u32) << DNS_TAIL_CLASS_SHIFT) | (list.len() as u32 - 1)
-            })
+            let bytes: Arc<[u8]> = Arc::from(e.tail.as_slice());
+            let list = &mut self.c.tails[class];
+            list.push(bytes.clone());
+            let r = ((class as u32) << DNS_TAIL_CLASS_SHIFT) | (list.len() as u32 - 1);
+            self.seen.insert(bytes, r);
+            r
         };
         Some(DnsAnswer {
             action: DNS_ACTION_ANSWER,
@@ -131,47 +154,71 @@ impl<'a> TailStore<'a> {
             tail_ref,
         })
     }
+
+    fn push(&mut self, name: &[u8], qtype: u16, qclass: u16, answer: DnsAnswer) {
+        match key(0, self.c.seed, name, qtype, qclass) {
+            Ok(k) => {
+                self.c.keys.push(k);
+                self.c.answers.push(answer);
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    /// The table; names with answers but no "any other type" answer (CNAME owners, CH
+    /// names) get a marker sending other qtypes to the server, not to the zone's NXDOMAIN.
+    pub fn finish(mut self) -> Result<Compiled> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        for name in self.named.difference(&self.with_other) {
+            self.c.keys.push(DnsKey { tag: 0, qtype: DNS_QTYPE_OTHER, qclass: CLASS_IN, name: *name });
+            self.c.answers.push(pass_marker());
+        }
+        if self.c.tails.iter().any(|t| t.len() > DNS_TAIL_INDEX_MASK as usize) {
+            bail!("more distinct DNS answers than a tail map can index");
+        }
+        Ok(self.c)
+    }
 }
 
-/// Every (key, value) of a block's table under `tag` and `seed`, and the tails they use.
-pub fn compile(tag: u32, seed: DnsSeed, fast: &FastPath) -> Result<Compiled<'_>> {
-    let capacity = fast.entries.len() + fast.nodata_any.len() + fast.zones.len() + fast.cuts.len();
-    let mut c = Compiled { keys: Vec::with_capacity(capacity), answers: Vec::with_capacity(capacity), ..Default::default() };
-    let mut store = TailStore::default();
-    let push = |c: &mut Compiled, name: &[u8], qtype: u16, qclass: u16, answer: DnsAnswer| -> Result<()> {
-        c.keys.push(key(tag, seed, name, qtype, qclass)?);
-        c.answers.push(answer);
-        Ok(())
-    };
-    for e in fast.entries.iter().chain(fast.nodata_any.iter()) {
-        // nodata_any entries carry qtype 0 = DNS_QTYPE_OTHER already.
-        match store.answer(e) {
-            Some(a) => push(&mut c, &e.qname, e.qtype, e.qclass, a)?,
-            None => c.too_long += 1,
+impl FastSink for TableBuilder {
+    fn entry(&mut self, e: FastEntry) {
+        self.named.insert(name_hash(self.c.seed, &e.qname));
+        match self.answer(&e) {
+            Some(a) => self.push(&e.qname, e.qtype, e.qclass, a),
+            None => self.c.too_long += 1,
         }
     }
-    debug_assert_eq!(DNS_QTYPE_OTHER, 0);
-    // Names with entries but no "any other type" answer (CNAME owners, CH names): other
-    // qtypes must reach the server, not fall through to the zone's NXDOMAIN.
-    let with_other: std::collections::HashSet<&[u8]> = fast.nodata_any.iter().map(|e| e.qname.as_slice()).collect();
-    let mut marked = std::collections::HashSet::new();
-    for e in &fast.entries {
-        if !with_other.contains(e.qname.as_slice()) && marked.insert(e.qname.as_slice()) {
-            push(&mut c, &e.qname, DNS_QTYPE_OTHER, CLASS_IN, pass_marker())?;
+
+    fn nodata(&mut self, e: FastEntry) {
+        debug_assert_eq!(e.qtype, DNS_QTYPE_OTHER);
+        self.with_other.insert(name_hash(self.c.seed, &e.qname));
+        match self.answer(&e) {
+            Some(a) => self.push(&e.qname, DNS_QTYPE_OTHER, e.qclass, a),
+            None => self.c.too_long += 1,
         }
     }
-    for z in &fast.zones {
-        let value = if z.has_wildcard { Some(pass_marker()) } else { store.answer(&z.nxdomain) };
-        push(&mut c, &z.apex, DNS_QTYPE_ZONE, CLASS_IN, value.unwrap_or_else(pass_marker))?;
+
+    fn zone(&mut self, z: FastZone) {
+        let value = if z.has_wildcard { Some(pass_marker()) } else { self.answer(&z.nxdomain) };
+        self.push(&z.apex, DNS_QTYPE_ZONE, CLASS_IN, value.unwrap_or_else(pass_marker));
     }
-    for cut in &fast.cuts {
-        push(&mut c, cut, DNS_QTYPE_ZONE, CLASS_IN, pass_marker())?;
+
+    fn cut(&mut self, cut: &[u8]) {
+        if self.cuts.insert(cut.to_vec()) {
+            self.push(cut, DNS_QTYPE_ZONE, CLASS_IN, pass_marker());
+        }
     }
-    if store.tails.iter().any(|t| t.len() > DNS_TAIL_INDEX_MASK as usize) {
-        bail!("more distinct DNS answers than a tail map can index");
-    }
-    c.tails = store.tails;
-    Ok(c)
+}
+
+/// Compiles `responder`'s fast path into a table under a fresh secret seed.
+pub fn compile(responder: &super::Responder) -> Result<Compiled> {
+    let mut builder = TableBuilder::new(random_seed()?);
+    responder.compile_fast_path_into(&mut builder);
+    builder.finish()
 }
 
 /// A fresh secret name-hash key for a new generation.
@@ -184,7 +231,7 @@ fn random_seed() -> Result<DnsSeed> {
     Ok([u64::from_ne_bytes(b[..8].try_into()?), u64::from_ne_bytes(b[8..].try_into()?)])
 }
 
-fn write_tails<const N: usize>(map: &HashMap<MapData, DnsTailKey, [u8; N]>, tag: u32, tails: &[&[u8]]) -> Result<()> {
+fn write_tails<const N: usize>(map: &HashMap<MapData, DnsTailKey, [u8; N]>, tag: u32, tails: &[Arc<[u8]>]) -> Result<()> {
     for (c, chunk) in tails.chunks(4096).enumerate() {
         let keys: Vec<DnsTailKey> = (0..chunk.len()).map(|i| DnsTailKey { tag, index: (c * 4096 + i) as u32 }).collect();
         let values: Vec<[u8; N]> = chunk
@@ -239,7 +286,7 @@ impl DnsMaps {
 
     /// Replaces block `block`'s table with `fast` and applies `settings`, atomically
     /// from the data path's point of view.
-    pub fn install(&mut self, block: u32, fast: &FastPath, settings: BlockSettings) -> Result<Installed> {
+    pub fn install(&mut self, block: u32, compiled: &mut Compiled, settings: BlockSettings) -> Result<Installed> {
         if block >= DNS_BLOCKS_MAX {
             bail!("at most {DNS_BLOCKS_MAX} [[dns]] blocks");
         }
@@ -251,11 +298,12 @@ impl DnsMaps {
         // after the flip).
         let mut old = self.collect(|t| t >> 8 == block)?;
         self.delete(&old.take(|t| t == tag))?;
-        let seed = random_seed()?;
-        let compiled = compile(tag, seed, fast)?;
+        for k in &mut compiled.keys {
+            k.tag = tag;
+        }
         // The seed is in place before any entry of its generation can be looked up.
-        self.seeds.set(tag, seed, 0)?;
-        if let Err(e) = self.write(tag, &compiled) {
+        self.seeds.set(tag, compiled.seed, 0)?;
+        if let Err(e) = self.write(tag, compiled) {
             self.collect(|t| t == tag).and_then(|written| self.delete(&written))?;
             return Err(e.context(format!(
                 "DNS table full (pop.dns_table_size is the limit, and a reload needs room for the old \
@@ -322,6 +370,8 @@ mod tests {
 
     use pop_common::DNS_TAIL_MAX;
 
+    use crate::dns::FastPath;
+
     const SEED: DnsSeed = [7, 11];
 
     fn entry(qname: &[u8], qtype: u16, tail: Vec<u8>) -> FastEntry {
@@ -346,14 +396,45 @@ mod tests {
         assert_eq!(partial_csum(&[0x01]), 0x0100);
     }
 
+    /// What the controller writes for `fast` (the builder fed from a collected table).
+    fn compile_fast(fast: &FastPath) -> Compiled {
+        let mut b = TableBuilder::new(SEED);
+        fast.entries.iter().for_each(|e| b.entry(e.clone()));
+        fast.nodata_any.iter().for_each(|e| b.nodata(e.clone()));
+        fast.zones.iter().for_each(|z| b.zone(z.clone()));
+        fast.cuts.iter().for_each(|c| b.cut(c));
+        b.finish().unwrap()
+    }
+
     #[test]
     fn long_tails_are_left_to_the_server() {
         let fast = FastPath { entries: vec![entry(b"\x01a\x00", 16, vec![0; DNS_TAIL_MAX + 1])], ..Default::default() };
-        let c = compile(1, SEED, &fast).unwrap();
+        let c = compile_fast(&fast);
         // Only the name's "other types go to the server" marker is written.
         assert_eq!((c.keys.len(), c.too_long, c.tail_count()), (1, 1, 0));
         assert_eq!(c.keys[0].qtype, DNS_QTYPE_OTHER);
+        assert_eq!(c.keys[0].name, name_hash(SEED, b"\x01a\x00"));
         assert_eq!(c.answers[0].action, DNS_ACTION_PASS);
+    }
+
+    #[test]
+    fn markers_only_for_names_without_nodata_and_cuts_once() {
+        let mut nodata = entry(b"\x01b\x00", 0, vec![9; 20]);
+        nodata.flags = 0x8400;
+        let fast = FastPath {
+            entries: vec![entry(b"\x01a\x00", 5, vec![1; 10]), entry(b"\x01b\x00", 1, vec![2; 10])],
+            nodata_any: vec![nodata],
+            cuts: vec![b"\x03sub\x00".to_vec(), b"\x03sub\x00".to_vec()],
+            ..Default::default()
+        };
+        let c = compile_fast(&fast);
+        let others: Vec<_> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.qtype == DNS_QTYPE_OTHER).collect();
+        assert_eq!(others.len(), 2, "{others:?}");
+        let a = others.iter().find(|(k, _)| k.name == name_hash(SEED, b"\x01a\x00")).unwrap();
+        assert_eq!(a.1.action, DNS_ACTION_PASS, "a CNAME-like name sends other types to the server");
+        let b = others.iter().find(|(k, _)| k.name == name_hash(SEED, b"\x01b\x00")).unwrap();
+        assert_eq!((b.1.action, b.1.tail_len), (DNS_ACTION_ANSWER, 20));
+        assert_eq!(c.keys.iter().filter(|k| k.qtype == DNS_QTYPE_ZONE).count(), 1);
     }
 
     #[test]
@@ -372,10 +453,9 @@ mod tests {
             ],
             ..Default::default()
         };
-        let c = compile(3, SEED, &fast).unwrap();
-        assert_eq!(c.tails[0], vec![small.as_slice()]);
-        assert_eq!(c.tails[1], vec![medium.as_slice()]);
-        assert_eq!(c.tails[2], vec![large.as_slice()]);
+        let c = compile_fast(&fast);
+        let bytes = |class: usize| c.tails[class].iter().map(|t| t.to_vec()).collect::<Vec<_>>();
+        assert_eq!((bytes(0), bytes(1), bytes(2)), (vec![small.clone()], vec![medium.clone()], vec![large.clone()]));
         let refs: Vec<(u32, u16)> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.qtype != DNS_QTYPE_OTHER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
         assert_eq!(refs, vec![(0, 16), (0, 16), (0, 16), (1 << 30, 65), (2 << 30, 1000), (0, 0)]);
         let a = c.answers.iter().find(|a| a.tail_len == 65).unwrap();
