@@ -1,7 +1,7 @@
-//! Writing a block's [`FastPath`] into DNS_TABLE without a moment where names go
-//! missing: entries are written under a new generation tag, the block's live
-//! generation in DNS_BLOCKS is flipped (one array write), then the old generation is
-//! deleted. A failure before the flip removes what it wrote and leaves the old table
+//! Compiling a block's fast-path answers ([`TableBuilder`], fed by the answer engine)
+//! and writing them into DNS_TABLE without a moment where names go missing: entries are
+//! written under a new generation tag, the block's live generation in DNS_BLOCKS is
+//! flipped (one array write), then the old generation is deleted. A failure before the flip removes what it wrote and leaves the old table
 //! serving.
 //!
 //! Sizes: a name is keyed by a 24-byte hash (keyed by a secret seed per generation), and
