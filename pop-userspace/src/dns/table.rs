@@ -215,10 +215,72 @@ impl FastSink for TableBuilder {
 }
 
 /// Compiles `responder`'s fast path into a table under a fresh secret seed.
+///
+/// Two stages on two threads: the answer engine producing responses, the builder
+/// hashing and deduplicating them, joined by a bounded channel of batches.
 pub fn compile(responder: &super::Responder) -> Result<Compiled> {
     let mut builder = TableBuilder::new(random_seed()?);
-    responder.compile_fast_path_into(&mut builder);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Piece>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut batcher = Batcher { batch: Vec::with_capacity(BATCH), tx };
+            responder.compile_fast_path_into(&mut batcher);
+            let rest = std::mem::take(&mut batcher.batch);
+            let _ = batcher.tx.send(rest);
+        });
+        for batch in rx {
+            for piece in batch {
+                match piece {
+                    Piece::Entry(e) => builder.entry(e),
+                    Piece::Nodata(e) => builder.nodata(e),
+                    Piece::Zone(z) => builder.zone(z),
+                    Piece::Cut(c) => builder.cut(&c),
+                }
+            }
+        }
+    });
     builder.finish()
+}
+
+/// One call of [`FastSink`], carried between the compile stages.
+enum Piece {
+    Entry(FastEntry),
+    Nodata(FastEntry),
+    Zone(FastZone),
+    Cut(Vec<u8>),
+}
+
+const BATCH: usize = 4096;
+
+/// The producing stage's sink: batches pieces onto the channel.
+struct Batcher {
+    batch: Vec<Piece>,
+    tx: std::sync::mpsc::SyncSender<Vec<Piece>>,
+}
+
+impl Batcher {
+    fn add(&mut self, p: Piece) {
+        self.batch.push(p);
+        if self.batch.len() == BATCH {
+            // A closed channel means the builder is gone; nothing left to do then.
+            let _ = self.tx.send(std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH)));
+        }
+    }
+}
+
+impl FastSink for Batcher {
+    fn entry(&mut self, e: FastEntry) {
+        self.add(Piece::Entry(e));
+    }
+    fn nodata(&mut self, e: FastEntry) {
+        self.add(Piece::Nodata(e));
+    }
+    fn zone(&mut self, z: FastZone) {
+        self.add(Piece::Zone(z));
+    }
+    fn cut(&mut self, cut: &[u8]) {
+        self.add(Piece::Cut(cut.to_vec()));
+    }
 }
 
 /// A fresh secret name-hash key for a new generation.
