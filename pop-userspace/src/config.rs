@@ -466,22 +466,8 @@ impl Config {
         };
         let bpffs_dir = v.absolute_dir(raw.pop.bpffs_dir, "pop.bpffs_dir", DEFAULT_BPFFS_DIR);
         let run_dir = v.absolute_dir(raw.pop.run_dir, "pop.run_dir", DEFAULT_RUN_DIR);
-        let flow_table_size = match raw.pop.flow_table_size {
-            Some(n) if *n.get_ref() < 1024 || *n.get_ref() > 1 << 26 => {
-                v.error(n.span(), format!("pop.flow_table_size {} must be between 1024 and {}", n.get_ref(), 1u32 << 26));
-                pop_common::LB_FLOWS_MAX
-            }
-            Some(n) => n.into_inner(),
-            None => pop_common::LB_FLOWS_MAX,
-        };
-        let dns_table_size = match raw.pop.dns_table_size {
-            Some(n) if *n.get_ref() < 1024 || *n.get_ref() > 1 << 26 => {
-                v.error(n.span(), format!("pop.dns_table_size {} must be between 1024 and {}", n.get_ref(), 1u32 << 26));
-                pop_common::DNS_TABLE_MAX
-            }
-            Some(n) => n.into_inner(),
-            None => pop_common::DNS_TABLE_MAX,
-        };
+        let flow_table_size = v.table_size(raw.pop.flow_table_size, "pop.flow_table_size", pop_common::LB_FLOWS_MAX);
+        let dns_table_size = v.table_size(raw.pop.dns_table_size, "pop.dns_table_size", pop_common::DNS_TABLE_MAX);
         let metrics_listen = raw.pop.metrics_listen.and_then(|m| match m.get_ref().parse() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -767,6 +753,19 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
+    /// A map capacity setting: 1024 to 64M entries, `default` when absent.
+    fn table_size(&mut self, value: Option<Spanned<u32>>, key: &str, default: u32) -> u32 {
+        const MAX: u32 = 1 << 26;
+        match value {
+            Some(n) if !(1024..=MAX).contains(n.get_ref()) => {
+                self.error(n.span(), format!("{key} {} must be between 1024 and {MAX}", n.get_ref()));
+                default
+            }
+            Some(n) => n.into_inner(),
+            None => default,
+        }
+    }
+
     fn error(&mut self, span: Range<usize>, message: String) {
         self.errors.push(ConfigError { file: self.file.into(), line: Some(line_of(self.text, span.start)), message });
     }
