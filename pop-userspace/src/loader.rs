@@ -112,8 +112,6 @@ pub struct DataPath {
     pub pins: Pins,
 }
 
-/// Loads the program, re-using pinned maps, and attaches it to every configured
-/// interface. On error, nothing this call attached stays attached.
 /// (map, setting, max entries) of every map whose size comes from the config.
 fn map_sizes(pop: &crate::config::PopSection) -> [(&'static str, &'static str, u32); 5] {
     let dns = pop.dns_table_size;
@@ -128,6 +126,8 @@ fn map_sizes(pop: &crate::config::PopSection) -> [(&'static str, &'static str, u
     ]
 }
 
+/// Loads the program, re-using pinned maps, and attaches it to every configured
+/// interface. On error, nothing this call attached stays attached.
 pub fn attach(config: &Config) -> Result<DataPath> {
     let pins = Pins::new(&config.pop.bpffs_dir);
     check_bpffs(&pins.root)?;

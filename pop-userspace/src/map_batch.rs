@@ -15,7 +15,7 @@ const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
 /// Entries per syscall.
-const CHUNK: usize = 4096;
+pub const CHUNK: usize = 4096;
 
 /// `union bpf_attr`'s `batch` member.
 #[repr(C)]

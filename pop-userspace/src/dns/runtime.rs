@@ -29,17 +29,19 @@ pub fn prepare(config: &Config) -> Result<Vec<Prepared>, String> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for block in &config.dns {
-        match load_responder(&block.zones, &config.pop.name) {
-            Ok(responder) => match {
-                // The parser's garbage is hundreds of MB for a large zone; hand it back
-                // before the table compiler needs its own.
-                release_freed_memory();
-                table::compile(&responder)
-            } {
-                Ok(table) => out.push(Prepared { block: block.clone(), responder, table }),
-                Err(e) => errors.push(format!("compiling the DNS fast-path table: {e:#}")),
-            },
-            Err(e) => errors.push(e.to_string()),
+        let responder = match load_responder(&block.zones, &config.pop.name) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        // The parser's garbage is hundreds of MB for a large zone; hand it back before
+        // the table compiler needs its own.
+        release_freed_memory();
+        match table::compile(&responder) {
+            Ok(table) => out.push(Prepared { block: block.clone(), responder, table }),
+            Err(e) => errors.push(format!("compiling the DNS fast-path table: {e:#}")),
         }
     }
     if errors.is_empty() { Ok(out) } else { Err(errors.join("\n")) }

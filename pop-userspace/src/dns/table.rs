@@ -1,8 +1,8 @@
 //! Compiling a block's fast-path answers ([`TableBuilder`], fed by the answer engine)
 //! and writing them into DNS_TABLE without a moment where names go missing: entries are
 //! written under a new generation tag, the block's live generation in DNS_BLOCKS is
-//! flipped (one array write), then the old generation is deleted. A failure before the flip removes what it wrote and leaves the old table
-//! serving.
+//! flipped (one array write), then the old generation is deleted. A failure before the
+//! flip removes what it wrote and leaves the old table serving.
 //!
 //! Sizes: a name is keyed by a 24-byte hash (keyed by a secret seed per generation), and
 //! the answer bytes are stored once per distinct tail in the smallest of three size
@@ -155,16 +155,21 @@ impl TableBuilder {
         })
     }
 
-    fn push(&mut self, name: &[u8], qtype: u16, qclass: u16, answer: DnsAnswer) {
-        match key(0, self.c.seed, name, qtype, qclass) {
-            Ok(k) => {
-                self.c.keys.push(k);
-                self.c.answers.push(answer);
-            }
+    /// The key of `name`, hashed once per call; a name that cannot be a DNS name is
+    /// noted as the build's error.
+    fn name_key(&mut self, name: &[u8]) -> Option<[u64; 2]> {
+        match key(0, self.c.seed, name, 0, 0) {
+            Ok(k) => Some(k.name),
             Err(e) => {
                 self.error.get_or_insert(e);
+                None
             }
         }
+    }
+
+    fn push(&mut self, name: [u64; 2], qtype: u16, qclass: u16, answer: DnsAnswer) {
+        self.c.keys.push(DnsKey { tag: 0, qtype, qclass, name });
+        self.c.answers.push(answer);
     }
 
     /// The table; names with answers but no "any other type" answer (CNAME owners, CH
@@ -173,9 +178,9 @@ impl TableBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        for name in self.named.difference(&self.with_other) {
-            self.c.keys.push(DnsKey { tag: 0, qtype: DNS_QTYPE_OTHER, qclass: CLASS_IN, name: *name });
-            self.c.answers.push(pass_marker());
+        let unmarked: Vec<[u64; 2]> = self.named.difference(&self.with_other).copied().collect();
+        for name in unmarked {
+            self.push(name, DNS_QTYPE_OTHER, CLASS_IN, pass_marker());
         }
         if self.c.tails.iter().any(|t| t.len() > DNS_TAIL_INDEX_MASK as usize) {
             bail!("more distinct DNS answers than a tail map can index");
@@ -186,30 +191,35 @@ impl TableBuilder {
 
 impl FastSink for TableBuilder {
     fn entry(&mut self, e: FastEntry) {
-        self.named.insert(name_hash(self.c.seed, &e.qname));
+        let Some(name) = self.name_key(&e.qname) else { return };
+        self.named.insert(name);
         match self.answer(&e) {
-            Some(a) => self.push(&e.qname, e.qtype, e.qclass, a),
+            Some(a) => self.push(name, e.qtype, e.qclass, a),
             None => self.c.too_long += 1,
         }
     }
 
     fn nodata(&mut self, e: FastEntry) {
         debug_assert_eq!(e.qtype, DNS_QTYPE_OTHER);
-        self.with_other.insert(name_hash(self.c.seed, &e.qname));
+        let Some(name) = self.name_key(&e.qname) else { return };
+        self.with_other.insert(name);
         match self.answer(&e) {
-            Some(a) => self.push(&e.qname, DNS_QTYPE_OTHER, e.qclass, a),
+            Some(a) => self.push(name, DNS_QTYPE_OTHER, e.qclass, a),
             None => self.c.too_long += 1,
         }
     }
 
     fn zone(&mut self, z: FastZone) {
+        let Some(apex) = self.name_key(&z.apex) else { return };
         let value = if z.has_wildcard { Some(pass_marker()) } else { self.answer(&z.nxdomain) };
-        self.push(&z.apex, DNS_QTYPE_ZONE, CLASS_IN, value.unwrap_or_else(pass_marker));
+        self.push(apex, DNS_QTYPE_ZONE, CLASS_IN, value.unwrap_or_else(pass_marker));
     }
 
     fn cut(&mut self, cut: &[u8]) {
-        if self.cuts.insert(cut.to_vec()) {
-            self.push(cut, DNS_QTYPE_ZONE, CLASS_IN, pass_marker());
+        if self.cuts.insert(cut.to_vec())
+            && let Some(name) = self.name_key(cut)
+        {
+            self.push(name, DNS_QTYPE_ZONE, CLASS_IN, pass_marker());
         }
     }
 }
@@ -294,8 +304,10 @@ fn random_seed() -> Result<DnsSeed> {
 }
 
 fn write_tails<const N: usize>(map: &HashMap<MapData, DnsTailKey, [u8; N]>, tag: u32, tails: &[Arc<[u8]>]) -> Result<()> {
-    for (c, chunk) in tails.chunks(4096).enumerate() {
-        let keys: Vec<DnsTailKey> = (0..chunk.len()).map(|i| DnsTailKey { tag, index: (c * 4096 + i) as u32 }).collect();
+    // A chunk at a time, so the padded values never exist all at once.
+    for (c, chunk) in tails.chunks(map_batch::CHUNK).enumerate() {
+        let first = c * map_batch::CHUNK;
+        let keys: Vec<DnsTailKey> = (0..chunk.len()).map(|i| DnsTailKey { tag, index: (first + i) as u32 }).collect();
         let values: Vec<[u8; N]> = chunk
             .iter()
             .map(|t| {
@@ -305,7 +317,7 @@ fn write_tails<const N: usize>(map: &HashMap<MapData, DnsTailKey, [u8; N]>, tag:
             })
             .collect();
         map_batch::update(map.map(), &keys, &values).map_err(|(done, e)| {
-            anyhow!(e).context(format!("DNS answer store ({N}-byte class) full after {} of {} answers", c * 4096 + done, tails.len()))
+            anyhow!(e).context(format!("DNS answer store ({N}-byte class) full after {} of {} answers", first + done, tails.len()))
         })?;
     }
     Ok(())
@@ -346,14 +358,15 @@ impl DnsMaps {
         })
     }
 
-    /// Replaces block `block`'s table with `fast` and applies `settings`, atomically
-    /// from the data path's point of view.
+    /// Replaces block `block`'s table with `compiled` (stamping it with the new
+    /// generation's tag) and applies `settings`, atomically from the data path's view.
     pub fn install(&mut self, block: u32, compiled: &mut Compiled, settings: BlockSettings) -> Result<Installed> {
         if block >= DNS_BLOCKS_MAX {
             bail!("at most {DNS_BLOCKS_MAX} [[dns]] blocks");
         }
         let current = self.blocks.get(&block, 0)?;
-        let generation = (current.generation + 1) & 0xff;
+        // 1..=255: generation 0 means the block was never installed (see retire_from).
+        let generation = current.generation % 255 + 1;
         let tag = block << 8 | generation;
         // One scan finds both what a previous run may have left under the new tag (it died
         // between writing and flipping: cleared now) and the live generation (cleared
@@ -392,12 +405,22 @@ impl DnsMaps {
     }
 
     /// Turns off and empties every block from `first` on (blocks no longer configured).
+    /// Scans the table only if such a block was ever installed: a reload of the same
+    /// blocks does not read a million-entry table twice. (Entries a crash left under a
+    /// never-flipped tag of such a block are cleared when the block is configured again.)
     pub fn retire_from(&mut self, first: u32) -> Result<()> {
+        let mut any = false;
         for b in first..DNS_BLOCKS_MAX {
             let cur = self.blocks.get(&b, 0)?;
+            if cur.generation != 0 {
+                any = true;
+            }
             if cur != DnsBlock::default() {
                 self.blocks.set(b, DnsBlock { generation: cur.generation, ..Default::default() }, 0)?;
             }
+        }
+        if !any {
+            return Ok(());
         }
         let doomed = self.collect(|t| t >> 8 >= first)?;
         self.delete(&doomed)
