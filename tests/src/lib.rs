@@ -378,7 +378,9 @@ impl Lab {
 
     /// The most common world: hosts "client" and "pop" joined by c0 <-> p0, with
     /// 192.0.2.1/24 and 2001:db8::1/64 on the client, 192.0.2.2/24 and 2001:db8::2/64
-    /// on the PoP.
+    /// on the PoP. The client's c0 is ready for what the PoP's XDP sends back: XDP_PASS
+    /// attached (veth only receives XDP_TX frames with NAPI on the peer) and TX checksum
+    /// offload off (so the XDP program sees final checksums).
     pub fn client_and_pop(&mut self) -> Result<(Host, Host)> {
         let client = self.host("client")?;
         let pop = self.host("pop")?;
@@ -387,6 +389,8 @@ impl Lab {
         self.addr(&pop, "p0", "192.0.2.2/24")?;
         self.addr(&client, "c0", "2001:db8::1/64")?;
         self.addr(&pop, "p0", "2001:db8::2/64")?;
+        self.tx_checksum_off(&client, "c0")?;
+        self.xdp_pass(&client, "c0")?;
         Ok((client, pop))
     }
 

@@ -46,8 +46,6 @@ fn dns_lab(rate_limit: u32) -> Result<DnsLab> {
     }
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
     lab.route(&client, "2001:db8:53::/64 via 2001:db8::2")?;
-    lab.tx_checksum_off(&client, "c0")?;
-    lab.xdp_pass(&client, "c0")?;
     // A copy of the zone the reload tests may edit.
     let zone = lab.dir.join("example.com.zone");
     std::fs::copy(data("example.com.zone"), &zone)?;

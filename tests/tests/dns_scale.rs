@@ -39,8 +39,6 @@ fn a_million_name_zone_loads_within_stated_memory_and_xdp_answers_it() -> Result
     let (client, pop) = lab.client_and_pop()?;
     lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
-    lab.tx_checksum_off(&client, "c0")?;
-    lab.xdp_pass(&client, "c0")?;
     let zone = lab.write("big.example.zone", &zone_text(n))?;
     let config = lab.pop_config_with(
         &pop,

@@ -23,8 +23,6 @@ fn http_lab() -> Result<HttpLab> {
     lab.route(&client, &format!("{VIP6}/128 via 2001:db8::2"))?;
     lab.addr(&pop, "lo", &format!("{VIP4}/32"))?;
     lab.addr(&pop, "lo", &format!("{VIP6}/128"))?;
-    lab.tx_checksum_off(&client, "c0")?;
-    lab.xdp_pass(&client, "c0")?;
     let config = lab.pop_config(
         &pop,
         &format!(
