@@ -169,10 +169,17 @@ fn dnsperf(client: &Host, server: &str, queries: &Path) -> Result<(f64, f64)> {
     Ok((field("Queries per second")?, field("Queries completed")?))
 }
 
-fn knot_config(lab: &Lab, xdp: bool) -> Result<PathBuf> {
-    let run = lab.dir.join(if xdp { "knot-xdp" } else { "knot-sock" });
-    fs::create_dir_all(run.join("db"))?;
+/// The zones the DNS lab serves: (domain, file).
+fn bench_zones() -> Vec<(String, PathBuf)> {
     let data = data_dir();
+    vec![("example.com".into(), data.join("example.com.zone")), ("wild.test".into(), data.join("wild.test.zone"))]
+}
+
+/// A knotd config named `name` (its run directory too) serving `zones` on KNOT_ADDR,
+/// in socket mode or XDP mode on k0.
+fn knot_config(lab: &Lab, name: &str, xdp: bool, zones: &[(String, PathBuf)]) -> Result<PathBuf> {
+    let run = lab.dir.join(name);
+    fs::create_dir_all(run.join("db"))?;
     let listen = if xdp { format!("xdp:\n    listen: k0@53\n    udp: on\n    route-check: off\n") } else { String::new() };
     let mut text = String::new();
     text += "server:\n";
@@ -183,17 +190,17 @@ fn knot_config(lab: &Lab, xdp: bool) -> Result<PathBuf> {
     text += &format!("database:\n    storage: \"{}/db\"\n", run.display());
     text += "log:\n  - target: stderr\n    any: warning\n";
     text += "zone:\n";
-    for (domain, file) in [("example.com", "example.com.zone"), ("wild.test", "wild.test.zone")] {
-        text += &format!("  - domain: {domain}\n    file: \"{}\"\n", data.join(file).display());
+    for (domain, file) in zones {
+        text += &format!("  - domain: {domain}\n    file: \"{}\"\n", file.display());
         text += "    journal-content: none\n    zonefile-sync: -1\n";
     }
-    lab.write(if xdp { "knot-xdp.conf" } else { "knot-sock.conf" }, &text)
+    lab.write(&format!("{name}.conf"), &text)
 }
 
-fn nsd_config(lab: &Lab) -> Result<PathBuf> {
-    let run = lab.dir.join("nsd");
+/// An NSD config named `name` serving `zones` on KNOT_ADDR, rate limiting off.
+fn nsd_config(lab: &Lab, name: &str, zones: &[(String, PathBuf)]) -> Result<PathBuf> {
+    let run = lab.dir.join(name);
     fs::create_dir_all(&run)?;
-    let data = data_dir();
     let mut text = format!(
         "server:\n    ip-address: {KNOT_ADDR}\n    port: 53\n    server-count: 1\n    username: \"\"\n    chroot: \"\"\n\
          \x20   zonesdir: \"\"\n    database: \"\"\n    pidfile: \"{r}/nsd.pid\"\n    xfrdfile: \"{r}/xfrd.state\"\n\
@@ -201,10 +208,29 @@ fn nsd_config(lab: &Lab) -> Result<PathBuf> {
          remote-control:\n    control-enable: no\n",
         r = run.display()
     );
-    for (zone, file) in [("example.com", "example.com.zone"), ("wild.test", "wild.test.zone")] {
-        text += &format!("zone:\n    name: {zone}\n    zonefile: \"{}\"\n", data.join(file).display());
+    for (zone, file) in zones {
+        text += &format!("zone:\n    name: {zone}\n    zonefile: \"{}\"\n", file.display());
     }
-    lab.write("nsd.conf", &text)
+    lab.write(&format!("{name}.conf"), &text)
+}
+
+/// Seconds each wrk run lasts.
+const WRK_SECONDS: u32 = 8;
+
+/// Runs wrk (2 threads, 32 connections, WRK_SECONDS) from `client` with `extra`
+/// arguments against `url`; returns its requests per second.
+fn wrk(client: &Host, extra: &[&str], url: &str) -> Result<f64> {
+    let duration = format!("-d{WRK_SECONDS}s");
+    let mut argv = vec!["wrk", "-t2", "-c32", duration.as_str()];
+    argv.extend_from_slice(extra);
+    argv.push(url);
+    let text = client.stdout(&argv)?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .with_context(|| format!("wrk printed no Requests/sec:\n{text}"))?
+        .trim()
+        .parse()?)
 }
 
 fn wait_answering(client: &Host, server: &str) -> Result<()> {
@@ -319,7 +345,7 @@ pub fn run() -> Result<()> {
     for xdp in [false, true] {
         let name = if xdp { "Knot DNS 3.2, XDP mode" } else { "Knot DNS 3.2, socket mode" };
         println!("[bench] dnsperf against {name}");
-        let conf = knot_config(&lab, xdp)?;
+        let conf = knot_config(&lab, if xdp { "knot-xdp" } else { "knot-sock" }, xdp, &bench_zones())?;
         let daemon = lab.spawn(&knot, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
         let pid = daemon.child.id();
         wait_answering(&client, KNOT_ADDR).with_context(|| lab.daemon_log("knot").unwrap_or_default())?;
@@ -336,32 +362,12 @@ pub fn run() -> Result<()> {
     {
         let name = "NSD 4.6";
         println!("[bench] dnsperf against {name}");
-        let conf = nsd_config(&lab)?;
+        let conf = nsd_config(&lab, "nsd", &bench_zones())?;
         let pid = lab.spawn(&knot, "nsd", &["nsd", "-d", "-c", conf.to_str().unwrap()])?.child.id();
         wait_answering(&client, KNOT_ADDR).with_context(|| lab.daemon_log("nsd").unwrap_or_default())?;
         // NSD runs as three processes (xfrd, then main, then the server under it): count
         // the CPU of the spawned process and all its descendants.
-        let group_cpu = || -> Result<f64> {
-            let mut parent = std::collections::HashMap::new();
-            for e in fs::read_dir("/proc")?.flatten() {
-                let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-                let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-                let f: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..].split_whitespace().collect();
-                if let Some(pp) = f.get(1).and_then(|g| g.parse::<u32>().ok()) {
-                    parent.insert(p, pp);
-                }
-            }
-            let descends = |mut p: u32| loop {
-                if p == pid {
-                    return true;
-                }
-                match parent.get(&p) {
-                    Some(&pp) if pp > 1 => p = pp,
-                    _ => return false,
-                }
-            };
-            Ok(parent.keys().filter(|&&p| descends(p)).map(|&p| process_cpu(p).unwrap_or(0.0)).sum())
-        };
+        let group_cpu = || -> Result<f64> { Ok(process_tree(pid)?.into_iter().map(|p| process_cpu(p).unwrap_or(0.0)).sum()) };
         let cpu0 = group_cpu()?;
         let (qps, done) = dnsperf(&client, KNOT_ADDR, &queries)?;
         let cpu = group_cpu()? - cpu0;
@@ -412,26 +418,33 @@ struct ScaleRow {
     now_kib: u64,
 }
 
+/// `pid` and all its descendants.
+fn process_tree(pid: u32) -> Result<Vec<u32>> {
+    let mut parent = std::collections::HashMap::new();
+    for e in fs::read_dir("/proc")?.flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..].split_whitespace().collect();
+        if let Some(pp) = f.get(1).and_then(|g| g.parse::<u32>().ok()) {
+            parent.insert(p, pp);
+        }
+    }
+    let descends = |mut p: u32| loop {
+        if p == pid {
+            return true;
+        }
+        match parent.get(&p) {
+            Some(&pp) if pp > 1 => p = pp,
+            _ => return false,
+        }
+    };
+    Ok(parent.keys().copied().filter(|&p| descends(p)).collect())
+}
+
 /// Resident memory (peak of the largest process, sum of PSS now) of `pid` and its
 /// descendants: NSD runs as several processes sharing pages.
 fn group_memory_kib(pid: u32) -> Result<(u64, u64)> {
-    let mut members = vec![pid];
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for e in fs::read_dir("/proc")?.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-            let f: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..].split_whitespace().collect();
-            if let Some(pp) = f.get(1).and_then(|g| g.parse::<u32>().ok())
-                && members.contains(&pp)
-                && !members.contains(&p)
-            {
-                members.push(p);
-                changed = true;
-            }
-        }
-    }
+    let members = process_tree(pid)?;
     let (mut peak, mut pss) = (0, 0);
     for p in members {
         let Ok((hwm, _)) = pop_lab::process_memory_kib(p) else { continue };
@@ -473,8 +486,6 @@ fn bench_memory_at_scale() -> Result<Vec<ScaleRow>> {
         lab.addr(&pop, "lo", &format!("{POP_VIP}/32"))?;
         lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
         pop.sysctl("net.ipv4.conf.p0.forwarding", "1")?;
-        lab.tx_checksum_off(&client, "c0")?;
-        lab.xdp_pass(&client, "c0")?;
         let zone = lab.write("big.example.zone", &pop_lab::big_zone_text(names))?;
         let mut body = format!(
             "[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{POP_VIP}\"]\nzones = [\"{}\"]\nrate_limit = 0\n\n\
@@ -498,31 +509,9 @@ fn bench_memory_at_scale() -> Result<Vec<ScaleRow>> {
         lab.stop_daemon("pop")?;
 
         // The peers load the same zone file.
-        let knot_run = lab.dir.join("knot-big");
-        fs::create_dir_all(knot_run.join("db"))?;
-        let knot_conf = lab.write(
-            "knot-big.conf",
-            &format!(
-                "server:\n    rundir: \"{r}\"\n    listen: {KNOT_ADDR}@53\n    udp-workers: 1\n    tcp-workers: 1\n\
-                 database:\n    storage: \"{r}/db\"\nlog:\n  - target: stderr\n    any: warning\n\
-                 zone:\n  - domain: big.example\n    file: \"{z}\"\n    journal-content: none\n    zonefile-sync: -1\n",
-                r = knot_run.display(),
-                z = zone.display()
-            ),
-        )?;
-        let nsd_run = lab.dir.join("nsd-big");
-        fs::create_dir_all(&nsd_run)?;
-        let nsd_conf = lab.write(
-            "nsd-big.conf",
-            &format!(
-                "server:\n    ip-address: {KNOT_ADDR}\n    port: 53\n    server-count: 1\n    username: \"\"\n    chroot: \"\"\n\
-                 \x20   zonesdir: \"\"\n    database: \"\"\n    pidfile: \"{r}/nsd.pid\"\n    xfrdfile: \"{r}/xfrd.state\"\n\
-                 \x20   xfrdir: \"{r}\"\n    zonelistfile: \"{r}/zone.list\"\n    verbosity: 0\n    rrl-ratelimit: 0\n\
-                 remote-control:\n    control-enable: no\nzone:\n    name: big.example\n    zonefile: \"{z}\"\n",
-                r = nsd_run.display(),
-                z = zone.display()
-            ),
-        )?;
+        let zones = [("big.example".to_string(), zone.clone())];
+        let knot_conf = knot_config(&lab, "knot-big", false, &zones)?;
+        let nsd_conf = nsd_config(&lab, "nsd-big", &zones)?;
         for (peer, argv) in [
             ("Knot DNS 3.2", vec!["knotd", "-c", knot_conf.to_str().unwrap()]),
             ("NSD 4.6", vec!["nsd", "-d", "-c", nsd_conf.to_str().unwrap()]),
@@ -668,13 +657,7 @@ fn bench_lb(rows: &mut Vec<Row>) -> Result<Vec<(String, f64)>> {
         ("wrk straight to the backend", format!("http://{BACKEND}/")),
     ] {
         println!("[bench] {what}");
-        let text = client.stdout(&["wrk", "-t2", "-c32", "-d8s", &url])?;
-        let rps: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Requests/sec:"))
-            .with_context(|| format!("wrk printed no Requests/sec:\n{text}"))?
-            .trim()
-            .parse()?;
+        let rps = wrk(&client, &[], &url)?;
         out.push((what.to_string(), rps));
     }
     Ok(out)
@@ -692,8 +675,6 @@ fn bench_http(rows: &mut Vec<Row>) -> Result<Vec<(String, f64, f64)>> {
         lab.addr(&pop, "lo", &format!("{vip}/32"))?;
         lab.route(&client, &format!("{vip}/32 via 192.0.2.2"))?;
     }
-    lab.tx_checksum_off(&client, "c0")?;
-    lab.xdp_pass(&client, "c0")?;
     let nginx_conf = lab.write(
         "nginx-http.conf",
         &format!(
@@ -742,16 +723,10 @@ fn bench_http(rows: &mut Vec<Row>) -> Result<Vec<(String, f64, f64)>> {
         println!("[bench] wrk against {what}");
         let (t0, _) = bpf_stats(&prog)?;
         let cpu0 = process_cpu(nginx_pid)?;
-        let text = client.stdout(&["wrk", "-t2", "-c32", "-d8s", "-H", "Connection: close", &format!("http://{ip}/some/page")])?;
+        let rps = wrk(&client, &["-H", "Connection: close"], &format!("http://{ip}/some/page"))?;
         let (t1, _) = bpf_stats(&prog)?;
         let cpu = process_cpu(nginx_pid)? - cpu0;
-        let rps: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Requests/sec:"))
-            .with_context(|| format!("wrk printed no Requests/sec:\n{text}"))?
-            .trim()
-            .parse()?;
-        let total = rps * 8.0;
+        let total = rps * WRK_SECONDS as f64;
         let per_req = if ip == VIP { (t1 - t0) as f64 / total } else { cpu * 1e9 / total };
         out.push((what.to_string(), rps, per_req));
     }
@@ -777,13 +752,13 @@ fn render(rows: &[Row], qps: &[(&str, f64, f64, String)], lb: &[(String, f64)], 
     for (name, q, cpu, how) in qps {
         writeln!(s, "| {name} | {q:.0} | {:.2}x | {cpu:.0} | {how} |", q / knot_sock)?;
     }
-    writeln!(s, "\n## HTTP through the load balancer (wrk, 2 threads, 32 connections, 8 s, nginx backend)\n")?;
+    writeln!(s, "\n## HTTP through the load balancer (wrk, 2 threads, 32 connections, {WRK_SECONDS} s, nginx backend)\n")?;
     writeln!(s, "| path | requests/s | vs straight to the backend |\n|---|---:|---:|")?;
     let direct = lb.last().map(|r| r.1).unwrap_or(1.0);
     for (what, rps) in lb {
         writeln!(s, "| {what} | {rps:.0} | {:.2}x |", rps / direct)?;
     }
-    writeln!(s, "\n## HTTP answered at the edge (wrk, 2 threads, 32 connections, 8 s, new connection per request)\n")?;
+    writeln!(s, "\n## HTTP answered at the edge (wrk, 2 threads, 32 connections, {WRK_SECONDS} s, new connection per request)\n")?;
     writeln!(s, "| server | requests/s | vs nginx | CPU ns/request |\n|---|---:|---:|---:|")?;
     let nginx = http.last().map(|r| r.1).unwrap_or(1.0);
     for (what, rps, cpu) in http {
