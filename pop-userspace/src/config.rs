@@ -10,6 +10,8 @@ use std::{
 };
 
 use serde::Deserialize;
+
+use crate::vip;
 use toml::Spanned;
 
 /// Where `pop` looks for its config when `-c` is not given.
@@ -190,7 +192,7 @@ pub struct Backend {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -199,6 +201,14 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// As written in the config (`tcp`, `udp`), for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
     pub fn number(self) -> u8 {
         match self {
             Protocol::Tcp => pop_common::IPPROTO_TCP,
@@ -222,6 +232,8 @@ pub struct DnsBlock {
     pub rate_limit: u32,
     /// Whether XDP answers what it can; off sends every query to the server.
     pub fast_path: bool,
+    /// How far zone files may reach with `$INCLUDE`, and how big they may be.
+    pub zone_limits: crate::dns::zone::ZoneLimits,
     /// Line of the block's `[[dns]]` header.
     pub line: usize,
 }
@@ -351,16 +363,13 @@ struct RawConfig {
 struct RawHttp {
     name: Spanned<String>,
     vips: Vec<Spanned<String>>,
-    #[serde(default = "default_http_port")]
-    port: u16,
+    port: Option<Spanned<i64>>,
     #[serde(default)]
     routes: Vec<Spanned<RawRoute>>,
     default: Option<Spanned<HttpReply>>,
 }
 
-fn default_http_port() -> u16 {
-    80
-}
+const DEFAULT_HTTP_PORT: u16 = 80;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -406,6 +415,10 @@ struct RawDns {
     zones: Vec<Spanned<String>>,
     rate_limit: Option<u32>,
     fast_path: Option<bool>,
+    /// Directories `$INCLUDE` may read from besides the including file's own.
+    #[serde(default)]
+    include_dirs: Vec<Spanned<String>>,
+    zone_max_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -499,8 +512,10 @@ impl Config {
         }
 
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Every (VIP, port, protocol) has one handler; the first to claim it wins and a
+        // second is an error naming both places.
+        let mut listeners = Listeners::default();
         let mut dns = Vec::new();
-        let mut vips_seen = HashSet::new();
         if raw.dns.len() > MAX_DNS_BLOCKS {
             v.error(raw.dns[MAX_DNS_BLOCKS].span(), format!("at most {MAX_DNS_BLOCKS} [[dns]] blocks"));
         }
@@ -515,27 +530,37 @@ impl Config {
                 v.error(span.clone(), "[[dns]] needs at least one zone file in zones".into());
             }
             let mut vips = Vec::new();
-            for vip in block.vips {
-                match vip.get_ref().parse::<IpAddr>() {
-                    Ok(ip) if !vips_seen.insert(ip) => v.error(vip.span(), format!("VIP {ip} is used by two blocks")),
-                    Ok(ip) => vips.push(ip),
-                    Err(_) => v.error(vip.span(), format!("{:?} is not an IPv4 or IPv6 address", vip.get_ref())),
+            for vip in &block.vips {
+                let Some(ip) = v.vip(vip) else { continue };
+                // The server answers DNS over TCP on the same VIPs.
+                if v.claim(&mut listeners, ip, vip::DNS_PORT, Protocol::Udp, vip.span(), "[[dns]]")
+                    && v.claim(&mut listeners, ip, vip::DNS_PORT, Protocol::Tcp, vip.span(), "[[dns]]")
+                {
+                    vips.push(ip);
                 }
             }
             let zones = block.zones.into_iter().map(|z| base.join(z.into_inner())).collect();
+            let include_dirs = block.include_dirs.into_iter().map(|d| base.join(d.into_inner())).collect();
+            let max_bytes = match block.zone_max_bytes {
+                Some(n) if !(1024..=MAX_ZONE_BYTES).contains(n.get_ref()) => {
+                    v.error(n.span(), format!("dns.zone_max_bytes {} must be between 1024 and {MAX_ZONE_BYTES}", n.get_ref()));
+                    crate::dns::zone::DEFAULT_ZONE_MAX_BYTES
+                }
+                Some(n) => n.into_inner(),
+                None => crate::dns::zone::DEFAULT_ZONE_MAX_BYTES,
+            };
             dns.push(DnsBlock {
                 vips,
                 zones,
                 rate_limit: block.rate_limit.unwrap_or(DEFAULT_DNS_RATE_LIMIT),
                 fast_path: block.fast_path.unwrap_or(true),
+                zone_limits: crate::dns::zone::ZoneLimits { include_dirs, max_bytes },
                 line,
             });
         }
 
         let mut services = Vec::new();
         let mut names = HashSet::new();
-        let mut listeners: HashSet<(IpAddr, u16, u8)> =
-            dns.iter().flat_map(|b| b.vips.iter().map(|&ip| (ip, 53, pop_common::IPPROTO_UDP))).collect();
         let mut backend_total = 0;
         if raw.service.len() > MAX_SERVICES {
             v.error(raw.service[MAX_SERVICES].span(), format!("at most {MAX_SERVICES} [[service]] blocks"));
@@ -549,24 +574,14 @@ impl Config {
             } else if !names.insert(name.clone()) {
                 v.error(svc.name.span(), format!("service {name:?} is defined twice"));
             }
-            let port = match u16::try_from(*svc.port.get_ref()) {
-                Ok(p) if p > 0 => p,
-                _ => {
-                    v.error(svc.port.span(), format!("service {name:?}: port {} is not 1-65535", svc.port.get_ref()));
-                    0
-                }
-            };
+            let port = v.port(&svc.port, &format!("service {name:?}"));
             let mut vips = Vec::new();
             for vip in &svc.vips {
-                match vip.get_ref().parse::<IpAddr>() {
-                    Ok(ip) => {
-                        if port != 0 && !listeners.insert((ip, port, svc.protocol.number())) {
-                            v.error(vip.span(), format!("{ip} port {port}/{:?} is already served by another block", svc.protocol));
-                        }
-                        vips.push(ip);
-                    }
-                    Err(_) => v.error(vip.span(), format!("{:?} is not an IPv4 or IPv6 address", vip.get_ref())),
+                let Some(ip) = v.vip(vip) else { continue };
+                if port != 0 {
+                    v.claim(&mut listeners, ip, port, svc.protocol, vip.span(), &format!("service {name:?}"));
                 }
+                vips.push(ip);
             }
             if svc.vips.is_empty() {
                 v.error(span.clone(), format!("service {name:?} needs at least one address in vips"));
@@ -581,7 +596,7 @@ impl Config {
                         v.error(w.span(), format!("weight {} is above {MAX_WEIGHT}", w.get_ref()));
                     }
                 }
-                match b.address.get_ref().parse::<IpAddr>() {
+                match b.address.get_ref().parse::<IpAddr>().map(normalise) {
                     Ok(ip) if !seen.insert(ip) => v.error(b.address.span(), format!("backend {ip} is listed twice in service {name:?}")),
                     Ok(ip) => backends.push(Backend { address: ip, weight }),
                     Err(_) => v.error(b.address.span(), format!("{:?} is not an IPv4 or IPv6 address", b.address.get_ref())),
@@ -590,16 +605,6 @@ impl Config {
             backend_total += backends.len();
             if svc.backends.is_empty() {
                 v.error(span.clone(), format!("service {name:?} has no [[service.backends]]"));
-            }
-            for fam_v6 in [false, true] {
-                let has_vip = vips.iter().any(|ip| ip.is_ipv6() == fam_v6);
-                let has_backend = backends.iter().any(|b| b.address.is_ipv6() == fam_v6 && b.weight > 0);
-                if has_vip && !backends.is_empty() && !has_backend {
-                    v.error(span.clone(), format!(
-                        "service {name:?} has {} VIPs but no {} backend with weight > 0 (IPIP keeps the family)",
-                        if fam_v6 { "IPv6" } else { "IPv4" }, if fam_v6 { "IPv6" } else { "IPv4" }
-                    ));
-                }
             }
             let table_size = match &svc.table_size {
                 Some(t) => {
@@ -611,6 +616,35 @@ impl Config {
                 }
                 None => DEFAULT_TABLE_SIZE,
             };
+            let table_ok = table_size <= pop_common::LB_TABLE_MAX && crate::lb::maglev::is_prime(table_size);
+            for fam_v6 in [false, true] {
+                let family = if fam_v6 { "IPv6" } else { "IPv4" };
+                let has_vip = vips.iter().any(|ip| ip.is_ipv6() == fam_v6);
+                let live: Vec<(usize, &Backend)> =
+                    backends.iter().enumerate().filter(|(_, b)| b.address.is_ipv6() == fam_v6 && b.weight > 0).collect();
+                if has_vip && !backends.is_empty() && live.is_empty() {
+                    v.error(span.clone(), format!(
+                        "service {name:?} has {family} VIPs but no {family} backend with weight > 0 (IPIP keeps the family)"
+                    ));
+                }
+                // The controller builds this table at every apply; a table that cannot
+                // be built is a config error here, not a failed start or reload later.
+                if has_vip && !live.is_empty() && table_ok {
+                    let keys: Vec<[u8; 16]> = live.iter().map(|(_, b)| crate::lb::runtime::mapped(b.address)).collect();
+                    let members: Vec<crate::lb::maglev::MaglevBackend> = live
+                        .iter()
+                        .zip(&keys)
+                        .map(|((i, b), key)| crate::lb::maglev::MaglevBackend { key, id: *i as u32, weight: b.weight })
+                        .collect();
+                    if let Err(e) = crate::lb::maglev::build(&members, table_size) {
+                        let at = svc.table_size.as_ref().map_or(span.clone(), |t| t.span());
+                        v.error(at, format!(
+                            "service {name:?}: the {family} Maglev table of {table_size} slots cannot hold these weights \
+                             (raise table_size or lower the weights): {e}"
+                        ));
+                    }
+                }
+            }
             let health = svc.health.map(|h| {
                 let hspan = h.span();
                 let h = h.into_inner();
@@ -619,6 +653,9 @@ impl Config {
                 }
                 if h.rise == 0 || h.fall == 0 {
                     v.error(hspan.clone(), format!("service {name:?}: health rise and fall must be at least 1"));
+                }
+                if h.port == Some(0) {
+                    v.error(hspan.clone(), format!("service {name:?}: health port 0 is not 1-65535"));
                 }
                 if h.kind == ProbeKind::Dns {
                     if h.name.is_none() {
@@ -649,6 +686,7 @@ impl Config {
             });
         }
         let mut http = Vec::new();
+        let mut route_entries = 0;
         for site in raw.http {
             let span = site.span();
             let site = site.into_inner();
@@ -658,20 +696,25 @@ impl Config {
             } else if !names.insert(name.clone()) {
                 v.error(site.name.span(), format!("name {name:?} is used twice"));
             }
+            let port = match &site.port {
+                Some(p) => v.port(p, &format!("http site {name:?}")),
+                None => DEFAULT_HTTP_PORT,
+            };
             let mut vips = Vec::new();
             for vip in &site.vips {
-                match vip.get_ref().parse::<IpAddr>() {
-                    Ok(ip) => {
-                        if !listeners.insert((ip, site.port, pop_common::IPPROTO_TCP)) {
-                            v.error(vip.span(), format!("{ip} port {}/Tcp is already served by another block", site.port));
-                        }
-                        vips.push(ip);
-                    }
-                    Err(_) => v.error(vip.span(), format!("{:?} is not an IPv4 or IPv6 address", vip.get_ref())),
+                let Some(ip) = v.vip(vip) else { continue };
+                if port != 0 {
+                    v.claim(&mut listeners, ip, port, Protocol::Tcp, vip.span(), &format!("http site {name:?}"));
                 }
+                vips.push(ip);
             }
             if site.vips.is_empty() {
                 v.error(span.clone(), format!("http site {name:?} needs at least one address in vips"));
+            }
+            // Each route, the default and the 400 answer are one HTTP_ROUTES entry each.
+            route_entries += site.routes.len() + 2;
+            if route_entries > pop_common::HTTP_ROUTES_MAX as usize {
+                v.error(span.clone(), format!("http site {name:?}: more than {} routes in all sites (each site also has a default and a 400 answer)", pop_common::HTTP_ROUTES_MAX));
             }
             let mut routes = Vec::new();
             let mut seen_routes = HashSet::new();
@@ -707,7 +750,7 @@ impl Config {
                 }
                 None => crate::http::not_found(),
             };
-            http.push(HttpSite { name, vips, port: site.port, routes, default, line: line_of(text, span.start) });
+            http.push(HttpSite { name, vips, port, routes, default, line: line_of(text, span.start) });
         }
 
         let anycast = raw.anycast.map(|a| {
@@ -722,6 +765,17 @@ impl Config {
             a
         });
 
+        if listeners.0.len() > pop_common::MAX_VIPS as usize {
+            v.errors.push(ConfigError {
+                file: path.into(),
+                line: None,
+                message: format!(
+                    "{} (VIP, port, protocol) entries in all (each [[dns]] VIP takes two: UDP and TCP); the VIP table holds {}",
+                    listeners.0.len(),
+                    pop_common::MAX_VIPS
+                ),
+            });
+        }
         if backend_total > MAX_BACKENDS {
             v.errors.push(ConfigError { file: path.into(), line: None, message: format!("{backend_total} backends in all; at most {MAX_BACKENDS}") });
         }
@@ -766,6 +820,51 @@ impl Validator<'_> {
         }
     }
 
+    /// A VIP as written, normalised: an IPv4-mapped IPv6 address is the IPv4 VIP (the
+    /// data path keys both the same way).
+    fn vip(&mut self, vip: &Spanned<String>) -> Option<IpAddr> {
+        match vip.get_ref().parse::<IpAddr>() {
+            Ok(ip) => Some(normalise(ip)),
+            Err(_) => {
+                self.error(vip.span(), format!("{:?} is not an IPv4 or IPv6 address", vip.get_ref()));
+                None
+            }
+        }
+    }
+
+    /// A port 1-65535 (0 when the value is an error, already reported).
+    fn port(&mut self, port: &Spanned<i64>, who: &str) -> u16 {
+        match u16::try_from(*port.get_ref()) {
+            Ok(p) if p > 0 => p,
+            _ => {
+                self.error(port.span(), format!("{who}: port {} is not 1-65535", port.get_ref()));
+                0
+            }
+        }
+    }
+
+    /// Records `who` as the handler of (ip, port, protocol); false (and an error naming
+    /// both places) when another block already handles it.
+    fn claim(&mut self, listeners: &mut Listeners, ip: IpAddr, port: u16, protocol: Protocol, span: Range<usize>, who: &str) -> bool {
+        let line = line_of(self.text, span.start);
+        match listeners.0.entry((ip, port, protocol)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                let (other, other_line) = first.get();
+                let message = format!(
+                    "{ip} port {port}/{} for {who} is already served by {other} at {}:{other_line}",
+                    protocol.name(),
+                    self.file.display()
+                );
+                self.error(span, message);
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert((who.to_string(), line));
+                true
+            }
+        }
+    }
+
     fn error(&mut self, span: Range<usize>, message: String) {
         self.errors.push(ConfigError { file: self.file.into(), line: Some(line_of(self.text, span.start)), message });
     }
@@ -783,6 +882,21 @@ impl Validator<'_> {
         }
     }
 }
+
+/// Who handles each (VIP, port, protocol), and the line that said so.
+#[derive(Default)]
+struct Listeners(std::collections::HashMap<(IpAddr, u16, Protocol), (String, usize)>);
+
+/// The address the data path sees: IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is IPv4.
+pub fn normalise(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Largest `zone_max_bytes` accepted (16 GiB): past that the parser's memory is the limit.
+const MAX_ZONE_BYTES: u64 = 1 << 34;
 
 /// 1-based line number of byte offset `pos` in `text`.
 fn line_of(text: &str, pos: usize) -> usize {
@@ -911,7 +1025,7 @@ mod tests {
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(e[0].starts_with("pop.toml:4: \"not-an-ip\" is not an IPv4 or IPv6 address"), "{e:?}");
         assert!(e[1].starts_with("pop.toml:6: [[dns]] needs at least one zone file"), "{e:?}");
-        assert!(e[2].starts_with("pop.toml:7: VIP 203.0.113.53 is used by two blocks"), "{e:?}");
+        assert_eq!(e[2], "pop.toml:7: 203.0.113.53 port 53/udp for [[dns]] is already served by [[dns]] at pop.toml:4");
     }
 
     #[test]
@@ -941,7 +1055,7 @@ mod tests {
             "pop.toml:9: service \"web\": port 70000 is not 1-65535",
             "pop.toml:6: service \"web\" has IPv4 VIPs but no IPv4 backend",
             "pop.toml:12: service \"web\" is defined twice",
-            "pop.toml:13: 203.0.113.53 port 53/Udp is already served by another block",
+            "pop.toml:13: 203.0.113.53 port 53/udp for service \"web\" is already served by [[dns]] at pop.toml:4",
             "pop.toml:17: weight 5000 is above 1000",
             "pop.toml:16: table_size 100 must be a prime",
         ];
@@ -949,6 +1063,90 @@ mod tests {
         for (got, want) in e.iter().zip(want) {
             assert!(got.starts_with(want), "{got:?} does not start with {want:?}");
         }
+    }
+
+    const IFACE: &str = "[[interface]]\nname = \"eth0\"\n";
+
+    #[test]
+    fn ipv4_mapped_vips_are_the_ipv4_vip() {
+        let c = parse(&format!(
+            "{IFACE}[[dns]]\nvips = [\"::ffff:203.0.113.53\"]\nzones = [\"z\"]\n\
+             [[service]]\nname = \"web\"\nvips = [\"::ffff:203.0.113.10\"]\nport = 80\nbackends = [{{ address = \"::ffff:198.51.100.1\" }}]\n"
+        ))
+        .unwrap();
+        let v4 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(c.dns[0].vips, [v4("203.0.113.53")]);
+        assert_eq!(c.services[0].vips, [v4("203.0.113.10")]);
+        assert_eq!(c.services[0].backends[0].address, v4("198.51.100.1"));
+        // Written both ways, it is one VIP with two handlers.
+        let e = errors(&format!(
+            "{IFACE}[[dns]]\nvips = [\"203.0.113.53\"]\nzones = [\"z\"]\n\
+             [[dns]]\nvips = [\"::ffff:203.0.113.53\"]\nzones = [\"y\"]\n"
+        ));
+        assert_eq!(e, ["pop.toml:7: 203.0.113.53 port 53/udp for [[dns]] is already served by [[dns]] at pop.toml:4"]);
+    }
+
+    #[test]
+    fn one_handler_per_vip_port_and_protocol() {
+        // DNS holds UDP and TCP 53 (its server answers TCP): a TCP/53 service clashes too.
+        let e = errors(&format!(
+            "{IFACE}[[dns]]\nvips = [\"203.0.113.53\"]\nzones = [\"z\"]\n\
+             [[service]]\nname = \"dnstcp\"\nvips = [\"203.0.113.53\"]\nport = 53\nbackends = [{{ address = \"198.51.100.1\" }}]\n"
+        ));
+        assert_eq!(e, ["pop.toml:8: 203.0.113.53 port 53/tcp for service \"dnstcp\" is already served by [[dns]] at pop.toml:4"]);
+        // HTTP in XDP and a service on the same TCP port.
+        let e = errors(&format!(
+            "{IFACE}[[service]]\nname = \"web\"\nvips = [\"203.0.113.80\"]\nport = 80\nbackends = [{{ address = \"198.51.100.1\" }}]\n\
+             [[http]]\nname = \"edge\"\nvips = [\"2001:db8::80\", \"203.0.113.80\"]\n"
+        ));
+        assert_eq!(e, ["pop.toml:10: 203.0.113.80 port 80/tcp for http site \"edge\" is already served by service \"web\" at pop.toml:5"]);
+        // Different protocol or port: no clash.
+        parse(&format!(
+            "{IFACE}[[service]]\nname = \"web\"\nvips = [\"203.0.113.80\"]\nport = 80\nprotocol = \"udp\"\nbackends = [{{ address = \"198.51.100.1\" }}]\n\
+             [[http]]\nname = \"edge\"\nvips = [\"203.0.113.80\"]\n[[http]]\nname = \"alt\"\nvips = [\"203.0.113.80\"]\nport = 8080\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn port_zero_is_rejected() {
+        let e = errors(&format!(
+            "{IFACE}[[service]]\nname = \"web\"\nvips = [\"203.0.113.80\"]\nport = 0\nbackends = [{{ address = \"198.51.100.1\" }}]\n\
+             [service.health]\ntype = \"tcp\"\nport = 0\n[[http]]\nname = \"edge\"\nvips = [\"203.0.113.81\"]\nport = 0\n"
+        ));
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert_eq!(e[0], "pop.toml:6: service \"web\": port 0 is not 1-65535");
+        assert!(e[1].starts_with("pop.toml:8: service \"web\": health port 0"), "{e:#?}");
+        assert_eq!(e[2], "pop.toml:14: http site \"edge\": port 0 is not 1-65535");
+    }
+
+    #[test]
+    fn a_maglev_table_too_small_for_the_weights_is_a_config_error() {
+        let svc = |table: u32| {
+            format!(
+                "{IFACE}[[service]]\nname = \"web\"\nvips = [\"203.0.113.80\"]\nport = 80\ntable_size = {table}\n\
+                 backends = [{{ address = \"198.51.100.1\", weight = 1000 }}, {{ address = \"198.51.100.2\", weight = 1 }}]\n"
+            )
+        };
+        let e = errors(&svc(251));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].starts_with("pop.toml:7: service \"web\": the IPv4 Maglev table of 251 slots cannot hold these weights"), "{e:#?}");
+        parse(&svc(65537)).unwrap();
+    }
+
+    #[test]
+    fn data_path_table_sizes_are_checked_up_front() {
+        // Each DNS VIP takes two VIP table entries (UDP and TCP 53).
+        let n = pop_common::MAX_VIPS as usize / 2 + 1;
+        let vips: Vec<String> = (0..n).map(|i| format!("\"2001:db8::{:x}\"", i + 1)).collect();
+        let e = errors(&format!("{IFACE}[[dns]]\nvips = [{}]\nzones = [\"z\"]\n", vips.join(", ")));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].starts_with(&format!("pop.toml: {} (VIP, port, protocol) entries in all", 2 * n)), "{e:#?}");
+        // Routes, plus a default and a 400 per site, fill HTTP_ROUTES.
+        let routes: String = (0..pop_common::HTTP_ROUTES_MAX - 1).map(|i| format!("[[http.routes]]\npath = \"/r{i}\"\nstatus = 200\n")).collect();
+        let e = errors(&format!("{IFACE}[[http]]\nname = \"edge\"\nvips = [\"203.0.113.80\"]\n{routes}"));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].starts_with("pop.toml:3: http site \"edge\": more than 4096 routes"), "{e:#?}");
     }
 
     #[test]

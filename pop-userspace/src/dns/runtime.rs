@@ -29,7 +29,7 @@ pub fn prepare(config: &Config) -> Result<Vec<Prepared>, String> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for block in &config.dns {
-        let responder = match load_responder(&block.zones, &config.pop.name) {
+        let responder = match load_responder(&block.zones, &block.zone_limits, &config.pop.name) {
             Ok(r) => r,
             Err(e) => {
                 errors.push(e.to_string());

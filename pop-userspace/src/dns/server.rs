@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::answer::{Responder, Transport};
-use super::zone::{ZoneErrors, ZoneSet, load_zone};
+use super::zone::{ZoneErrors, ZoneLimits, ZoneSet, load_zone_with};
 
 /// Idle time allowed between (and within) queries on a TCP connection.
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -28,13 +28,13 @@ const MAX_TCP_CONNECTIONS: usize = 512;
 /// Load every zone file and build a responder. All problems are collected (every bad
 /// file, duplicate apexes); on error nothing is built, so the caller keeps serving
 /// the previous responder.
-pub fn load_responder(zone_paths: &[PathBuf], identity: &str) -> Result<Responder, ZoneErrors> {
+pub fn load_responder(zone_paths: &[PathBuf], limits: &ZoneLimits, identity: &str) -> Result<Responder, ZoneErrors> {
     let mut zones = Vec::new();
     let mut errors = Vec::new();
     for path in zone_paths {
-        match load_zone(path, None) {
+        match load_zone_with(path, None, limits) {
             Ok(z) => zones.push(z),
-            Err(e) => errors.push(e),
+            Err(e) => errors.extend(e.0),
         }
     }
     if !errors.is_empty() {
@@ -259,20 +259,20 @@ mod tests {
             "srv-bad2.zone",
             "$ORIGIN b.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\nx 60 IN A 1.2.3\n",
         );
-        let e = load_responder(&[good.clone(), bad1.clone(), bad2.clone()], "pop1").unwrap_err();
+        let e = load_responder(&[good.clone(), bad1.clone(), bad2.clone()], &ZoneLimits::default(), "pop1").unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
         assert!(e.to_string().contains("srv-bad1.zone: no NS"), "{e}");
         assert!(e.to_string().contains("srv-bad2.zone:3:"), "{e}");
-        let e = load_responder(&[good.clone(), good.clone()], "pop1").unwrap_err();
+        let e = load_responder(&[good.clone(), good.clone()], &ZoneLimits::default(), "pop1").unwrap_err();
         assert!(e.to_string().contains("already loaded"), "{e}");
-        assert!(load_responder(&[good], "pop1").is_ok());
+        assert!(load_responder(&[good], &ZoneLimits::default(), "pop1").is_ok());
     }
 
     #[tokio::test]
     async fn serves_udp_and_tcp() {
         let path = write_zone("srv-serve.zone", ZONE);
         let responder = Arc::new(ArcSwap::from_pointee(
-            load_responder(&[path], "pop1").unwrap(),
+            load_responder(&[path], &ZoneLimits::default(), "pop1").unwrap(),
         ));
         // Find a free port (same on UDP and TCP is likely; retry a few times).
         let mut port = 0;
