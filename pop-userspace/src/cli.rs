@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::{Config, DEFAULT_CONFIG},
-    daemon, loader, metrics,
+    daemon, metrics,
 };
 
 const EXAMPLE: &str = "\
@@ -161,19 +161,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let missing: Vec<_> = config
-                .interfaces
-                .iter()
-                .filter(|i| loader::ifindex(&i.name).is_none())
-                .map(|i| config.error_at(i.line, format!("interface {:?} does not exist on this host", i.name)))
-                .collect();
-            if !missing.is_empty() {
-                for e in missing {
-                    eprintln!("{e}");
-                }
-                return Ok(ExitCode::FAILURE);
-            }
-            if let Err(errors) = crate::dns::runtime::prepare(&config) {
+            // The same validation `pop run` and `pop reload` do, so they accept what this does.
+            if let Err(errors) = daemon::validate(&config) {
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }

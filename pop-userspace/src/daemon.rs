@@ -97,12 +97,71 @@ impl RunLock {
     }
 }
 
+/// Everything `pop check`, `pop run` and `pop reload` refuse, in one place so that what
+/// `check` accepts the others accept (the config itself is validated when loaded): the
+/// host (interfaces exist, forwarding where services need it), the zones, and the DNS
+/// tables compiled and fitting `pop.dns_table_size` on their own. Only what depends on
+/// the live data path stays for apply time (a reload needs room for old and new DNS
+/// answers at once). Errors are `file:line: message`, one per line.
+pub fn validate(config: &Config) -> Result<Vec<runtime::Prepared>, String> {
+    let mut errors: Vec<String> = config
+        .interfaces
+        .iter()
+        .filter(|i| loader::ifindex(&i.name).is_none())
+        .map(|i| config.error_at(i.line, format!("interface {:?} does not exist on this host", i.name)).to_string())
+        .collect();
+    if errors.is_empty() {
+        if let Err(e) = crate::lb::runtime::check_forwarding(config) {
+            errors.push(format!("{e:#}"));
+        }
+    }
+    match runtime::prepare(config) {
+        Ok(prepared) if errors.is_empty() => match dns_tables_fit(config, &prepared) {
+            Ok(()) => return Ok(prepared),
+            Err(e) => errors.push(e),
+        },
+        Ok(_) => {}
+        Err(e) => errors.push(e),
+    }
+    Err(errors.join("\n"))
+}
+
+/// Whether every block's compiled DNS table fits the maps `pop.dns_table_size` sizes.
+fn dns_tables_fit(config: &Config, prepared: &[runtime::Prepared]) -> Result<(), String> {
+    let size = config.pop.dns_table_size;
+    let answers: usize = prepared.iter().map(|p| p.table.keys.len()).sum();
+    let capacity = pop_common::dns_tail_capacity(size);
+    let mut tails = [0usize; 3];
+    for p in prepared {
+        for (class, t) in p.table.tails.iter().enumerate() {
+            tails[class] += t.len();
+        }
+    }
+    let over_tails = (0..3).find(|&c| tails[c] > capacity[c] as usize);
+    if answers > size as usize || over_tails.is_some() {
+        let what = match over_tails {
+            Some(c) if answers <= size as usize => format!(
+                "{} distinct answers of up to {} bytes, and its answer store holds {}",
+                tails[c],
+                pop_common::DNS_TAIL_CLASSES[c],
+                capacity[c]
+            ),
+            _ => format!("{answers} answers, and it holds {size}"),
+        };
+        return Err(format!(
+            "{}: the DNS fast-path table of all [[dns]] blocks needs {what}: raise pop.dns_table_size \
+             (a reload needs room for the old and the new answers at once)",
+            config.path.display()
+        ));
+    }
+    Ok(())
+}
+
 pub async fn run(config: Config) -> Result<()> {
     let _lock = RunLock::acquire(&config.pop.run_dir)?;
     // Zones are parsed and compiled before the data path is touched: a broken zone
     // stops the start with its file and line, and nothing gets attached.
-    let prepared = runtime::prepare(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::lb::runtime::check_forwarding(&config)?;
+    let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut datapath = loader::attach(&config)?;
 
     match aya_log::EbpfLogger::init(&mut datapath.ebpf) {
@@ -342,8 +401,7 @@ fn reload(
     if names(&config) != names(running) || config.pop.bpffs_dir != running.pop.bpffs_dir {
         warn!("interface and bpffs changes take effect when the controller restarts");
     }
-    let prepared = runtime::prepare(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::lb::runtime::check_forwarding(&config)?;
+    let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     dns.apply(prepared)?;
     board.sync(&config);
     lb.apply(&config, board)?;
@@ -355,7 +413,7 @@ fn reload(
 /// `pop reload`: validate here first (so a broken zone is reported without bothering the
 /// controller), then SIGHUP the controller and wait for its verdict.
 pub fn request_reload(config: &Config) -> Result<()> {
-    runtime::prepare(config).map_err(|e| anyhow::anyhow!("{e}\nnothing reloaded"))?;
+    validate(config).map_err(|e| anyhow::anyhow!("{e}\nnothing reloaded"))?;
     let run_dir = &config.pop.run_dir;
     let pid = RunLock::holder(run_dir)
         .ok_or_else(|| anyhow::anyhow!("no pop controller runs with run_dir {}", run_dir.display()))?;
