@@ -8,7 +8,7 @@
 /// Version of every pinned map's key/value layout. Pinned maps live under
 /// `<bpffs dir>/maps-v<N>/`, so an incompatible upgrade starts from fresh maps
 /// instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Name of the XDP program in the object file (its function name).
 pub const XDP_PROGRAM: &str = "pop_xdp";
@@ -330,10 +330,18 @@ pub const DNS_TAIL_CLASSES: [usize; 3] = [64, 256, DNS_TAIL_MAX];
 /// `DnsAnswer::tail_ref`: the size class in the top two bits, the index in the rest.
 pub const DNS_TAIL_CLASS_SHIFT: u32 = 30;
 pub const DNS_TAIL_INDEX_MASK: u32 = (1 << DNS_TAIL_CLASS_SHIFT) - 1;
-/// `DnsKey::qtype` marker: the answer for any qtype of an existing name without its own entry.
-pub const DNS_QTYPE_OTHER: u16 = 0;
-/// `DnsKey::qtype` marker: a zone apex or delegation point (the walk up the name finds it).
-pub const DNS_QTYPE_ZONE: u16 = 0xffff;
+/// `DnsKey::tag` bits above block and generation: what kind of entry a key is. Only
+/// DNS_KIND_ANSWER keys carry a client's qtype; the markers below have their own kind
+/// (and qtype 0), so no qtype a client sends (0 and 65535 included) can reach one.
+pub const DNS_KIND_SHIFT: u32 = 24;
+/// `block << 8 | generation`, without the kind bits.
+pub const DNS_TAG_MASK: u32 = (1 << DNS_KIND_SHIFT) - 1;
+/// The answer for (name, qtype, qclass) as asked.
+pub const DNS_KIND_ANSWER: u32 = 0;
+/// The answer for any qtype of an existing name without its own entry.
+pub const DNS_KIND_OTHER: u32 = 1 << DNS_KIND_SHIFT;
+/// A zone apex or delegation point (the walk up the name finds it).
+pub const DNS_KIND_ZONE: u32 = 2 << DNS_KIND_SHIFT;
 /// `DnsAnswer::action`: send this answer.
 pub const DNS_ACTION_ANSWER: u16 = 1;
 /// `DnsAnswer::action`: the server must answer (delegation, wildcard zone).
@@ -346,7 +354,8 @@ pub const DNS_EDNS_UDP_SIZE: u16 = 1232;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DnsKey {
-    /// `block << 8 | generation`: a reload writes a new generation, then flips it.
+    /// `kind | block << 8 | generation` (see DNS_KIND_SHIFT): a reload writes a new
+    /// generation, then flips it.
     pub tag: u32,
     pub qtype: u16,
     pub qclass: u16,

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::error;
 use pop_common::{
-    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_LABELS_MAX, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE,
+    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_LABELS_MAX,
     DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey, RrlBucket, RrlKey,
     name_hash_finish, name_hash_step,
 };
@@ -312,21 +312,25 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     for (j, b) in q.iter().enumerate() {
         qsum = csum::add_byte(qsum, name_len + j, *b);
     }
+    // The exact question first; markers ("other types", zones) are keys of their own
+    // kind with qtype 0, out of reach of any qtype a client sends.
     let key = &mut scratch.key;
-    key.tag = tag;
+    key.tag = DNS_KIND_ANSWER | tag;
     key.qclass = qclass;
     key.qtype = qtype;
     key.name = scratch.suffix[0];
 
     let mut found = DNS_TABLE.get_ptr(&*key);
     if found.is_none() {
-        key.qtype = DNS_QTYPE_OTHER;
+        key.tag = DNS_KIND_OTHER | tag;
+        key.qtype = 0;
         found = DNS_TABLE.get_ptr(&*key);
     }
     if found.is_none() {
         // Walk up the suffixes, looking each up as a zone or delegation.
         let key = &mut scratch.key;
-        key.qtype = DNS_QTYPE_ZONE;
+        key.tag = DNS_KIND_ZONE | tag;
+        key.qtype = 0;
         let mut walk = Walk { labels, found: 0 };
         unsafe { bpf_loop(MAX_WALK as u32, walk_up as *mut _, &mut walk as *mut _ as *mut _, 0) };
         if walk.found != 0 {

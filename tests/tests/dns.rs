@@ -167,18 +167,42 @@ fn question_set() -> Vec<(String, u16, u16)> {
     qs
 }
 
+/// Every assigned qtype, the meta ones (0, OPT, 128-255 with TKEY, TSIG, IXFR, AXFR,
+/// MAILB, MAILA, ANY) and the private range 65280-65535, at the apex, at names (an
+/// address owner, a CNAME owner, an empty non-terminal) and below a name. Qtypes 0 and
+/// 65535 once hit the table's internal markers (65535 at an apex got NXDOMAIN).
+fn qtype_sweep() -> Vec<(String, u16, u16)> {
+    let qtypes = (0..=66u16).chain(99..=109).chain(128..=261).chain([32768, 32769]).chain(65280..=65535);
+    let names = ["example.com", "www.example.com", "alias.example.com", "c.example.com", "x.www.example.com", "wild.test"];
+    let mut qs = Vec::new();
+    for t in qtypes {
+        for n in names {
+            qs.push((n.to_string(), t, 1));
+        }
+    }
+    qs
+}
+
+/// The EDNS variants every answer is checked at: none (512), 512, 1232 and 4096 (DO).
+const EDNS_VARIANTS: [Option<(u16, bool)>; 4] = [None, Some((512, false)), Some((1232, false)), Some((4096, true))];
+
 #[test]
 fn xdp_answers_equal_the_servers_byte_for_byte() -> Result<()> {
     let d = dns_lab(0)?;
     let mut queries = Vec::new();
     let mut id = 1u16;
     for (name, qtype, qclass) in question_set() {
-        for edns in [None, Some((512, false)), Some((1232, false)), Some((4096, true))] {
+        for edns in EDNS_VARIANTS {
             for rd in [false, true] {
                 queries.push(query(id, &name, qtype, qclass, edns, rd));
                 id = id.wrapping_add(1);
             }
         }
+    }
+    // The qtype sweep is large: each question once, at one EDNS variant in turn.
+    for (i, (name, qtype, qclass)) in qtype_sweep().into_iter().enumerate() {
+        queries.push(query(id, &name, qtype, qclass, EDNS_VARIANTS[i % 4], i % 3 == 0));
+        id = id.wrapping_add(1);
     }
     let n = queries.len() as u64;
     for (fast, slow) in [(FAST4, SLOW4), (FAST6, SLOW6)] {
