@@ -314,8 +314,11 @@ pub const DNS_BLOCKS_MAX: u32 = 64;
 pub const DNS_NAME_LEN: usize = 256;
 /// Most labels a wire-format name can have (root included).
 pub const DNS_LABELS_MAX: usize = 128;
-/// Bytes after the question an answer can hold (the largest tail class).
-pub const DNS_TAIL_MAX: usize = 1024;
+/// Bytes after the question an answer can hold (the largest tail class): every tail
+/// pop can send, i.e. the largest UDP answer (DNS_EDNS_UDP_SIZE) less the header, the
+/// shortest question (the root name, type, class) and the OPT record. Longer answers
+/// are always sent truncated and stored without bytes (see `DnsAnswer`).
+pub const DNS_TAIL_MAX: usize = DNS_EDNS_UDP_SIZE as usize - 12 - 5 - 11;
 /// Capacity of DNS_TAILS_S/M/L for a DNS_TABLE of `table` entries: distinct tails are
 /// fewer than answers (ANY and NODATA answers share), and long ones rarer. Each slot of
 /// capacity costs 16 bytes of hash buckets up front; entries cost only when written.
@@ -368,7 +371,9 @@ pub struct DnsKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DnsAnswer {
     pub action: u16,
-    /// Response header flags (QR, AA, rcode); XDP adds the query's RD and TC.
+    /// Response header flags (QR, AA, rcode); XDP adds the query's RD and TC. An answer
+    /// too long for any UDP response is stored as its truncated form: TC already set,
+    /// no records, no tail (as the server sends it: AA and rcode kept).
     pub flags: u16,
     pub ancount: u16,
     pub nscount: u16,

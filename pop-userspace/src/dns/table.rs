@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, HashMap, IterableMap as _, MapData};
 use pop_common::{
-    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_TAG_MASK,
+    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_TAG_MASK,
     DNS_TAIL_CLASS_SHIFT, DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, name_hash,
 };
 
@@ -76,6 +76,16 @@ pub fn partial_csum(bytes: &[u8]) -> u32 {
     sum as u32
 }
 
+const FLAG_TC: u16 = 0x0200;
+/// The OPT record pop sends: root owner, type, class, TTL, empty RDATA.
+const OPT_LEN: usize = 11;
+
+/// Whether an answer to a question for a name of `qname_len` wire bytes, with `tail_len`
+/// bytes after the question, exceeds the largest UDP response pop sends (with OPT).
+pub fn always_truncated(qname_len: usize, tail_len: usize) -> bool {
+    12 + qname_len + 4 + tail_len + OPT_LEN > DNS_EDNS_UDP_SIZE as usize
+}
+
 /// Size class of a tail of `len` bytes (index into DNS_TAIL_CLASSES), None if too long.
 pub fn tail_class(len: usize) -> Option<usize> {
     DNS_TAIL_CLASSES.iter().position(|&max| len <= max)
@@ -91,8 +101,11 @@ pub struct Compiled {
     pub keys: Vec<DnsKey>,
     pub answers: Vec<DnsAnswer>,
     pub tails: [Vec<Arc<[u8]>>; 3],
-    /// Answers too long for any tail class: the server answers those.
+    /// Answers too long for any tail class: the server answers those (none, while
+    /// DNS_TAIL_MAX holds every sendable tail).
     pub too_long: usize,
+    /// Answers too long for any UDP response, stored as their truncated form.
+    pub truncated: usize,
 }
 
 impl Compiled {
@@ -130,7 +143,16 @@ impl TableBuilder {
     }
 
     /// The table value for a compiled response, or None if its tail does not fit.
+    /// An answer longer than any UDP response pop sends is stored as the truncated
+    /// answer the server gives for it at every EDNS size: TC=1, AA and rcode kept, no
+    /// records. (For a zone's NXDOMAIN, keyed by the apex, longer names only make the
+    /// answer longer, and XDP truncates whatever exceeds the client's limit anyway.)
     fn answer(&mut self, e: &FastEntry) -> Option<DnsAnswer> {
+        if always_truncated(e.qname.len(), e.tail.len()) {
+            self.c.truncated += 1;
+            let flags = e.flags | FLAG_TC;
+            return Some(DnsAnswer { action: DNS_ACTION_ANSWER, flags, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 });
+        }
         let class = tail_class(e.tail.len())?;
         let tail_ref = if e.tail.is_empty() {
             0
@@ -199,20 +221,24 @@ impl FastSink for TableBuilder {
     fn entry(&mut self, e: FastEntry) {
         let Some(name) = self.name_key(&e.qname) else { return };
         self.named.insert(name);
-        match self.answer(&e) {
-            Some(a) => self.push(DNS_KIND_ANSWER, name, e.qtype, e.qclass, a),
-            None => self.c.too_long += 1,
-        }
+        // An answer the table cannot hold still gets an entry: sending the question to
+        // the server, never on to the name's "other types" NODATA.
+        let a = self.answer(&e).unwrap_or_else(|| {
+            self.c.too_long += 1;
+            pass_marker()
+        });
+        self.push(DNS_KIND_ANSWER, name, e.qtype, e.qclass, a);
     }
 
     fn nodata(&mut self, e: FastEntry) {
         debug_assert_eq!(e.qtype, 0);
         let Some(name) = self.name_key(&e.qname) else { return };
         self.with_other.insert(name);
-        match self.answer(&e) {
-            Some(a) => self.push_marker(DNS_KIND_OTHER, name, e.qclass, a),
-            None => self.c.too_long += 1,
-        }
+        let a = self.answer(&e).unwrap_or_else(|| {
+            self.c.too_long += 1;
+            pass_marker()
+        });
+        self.push_marker(DNS_KIND_OTHER, name, e.qclass, a);
     }
 
     fn zone(&mut self, z: FastZone) {
@@ -459,7 +485,7 @@ impl DnsMaps {
 mod tests {
     use super::*;
 
-    use pop_common::DNS_TAIL_MAX;
+    use pop_common::{DNS_EDNS_UDP_SIZE, DNS_TAIL_MAX};
 
     use crate::dns::FastPath;
 
@@ -497,15 +523,30 @@ mod tests {
         b.finish().unwrap()
     }
 
+    /// Answers over 1 KiB (the old largest class) used to get no entry, so XDP fell
+    /// through to the name's "other types" NODATA. Every answer now gets an entry: its
+    /// bytes if some UDP response can carry them, else the truncated form.
     #[test]
-    fn long_tails_are_left_to_the_server() {
-        let fast = FastPath { entries: vec![entry(b"\x01a\x00", 16, vec![0; DNS_TAIL_MAX + 1])], ..Default::default() };
+    fn every_answer_gets_an_entry_up_to_the_largest_udp_answer() {
+        let name = b"\x01a\x00"; // question: 3 + 4 bytes
+        let fits = DNS_EDNS_UDP_SIZE as usize - 12 - 7 - 11;
+        assert!(fits <= DNS_TAIL_MAX && !always_truncated(3, fits) && always_truncated(3, fits + 1));
+        let sizes = [1024 + 1, 1100, fits, fits + 1, 1400, 4000];
+        let fast = FastPath { entries: sizes.iter().enumerate().map(|(t, &n)| entry(name, 16 + t as u16, vec![7; n])).collect(), ..Default::default() };
         let c = compile_fast(&fast);
-        // Only the name's "other types go to the server" marker is written.
-        assert_eq!((c.keys.len(), c.too_long, c.tail_count()), (1, 1, 0));
-        assert_eq!((c.keys[0].tag, c.keys[0].qtype), (DNS_KIND_OTHER, 0));
-        assert_eq!(c.keys[0].name, name_hash(SEED, b"\x01a\x00"));
-        assert_eq!(c.answers[0].action, DNS_ACTION_PASS);
+        assert_eq!((c.too_long, c.truncated), (0, 3));
+        for (t, &n) in sizes.iter().enumerate() {
+            let (k, a) = c.keys.iter().zip(&c.answers).find(|(k, _)| k.tag == DNS_KIND_ANSWER && k.qtype == 16 + t as u16).expect("an entry for every answer");
+            assert_eq!(k.name, name_hash(SEED, name));
+            assert_eq!(a.action, DNS_ACTION_ANSWER, "{n} bytes");
+            if n <= fits {
+                assert_eq!((a.tail_len as usize, a.tail_ref >> DNS_TAIL_CLASS_SHIFT, a.flags, a.ancount), (n, 2, 0x8400, 1), "{n} bytes");
+            } else {
+                // What the server sends for it at every EDNS size: TC=1, AA kept, no records.
+                assert_eq!((a.tail_len, a.flags, a.ancount, a.nscount, a.arcount), (0, 0x8600, 0, 0, 0), "{n} bytes");
+            }
+        }
+        assert_eq!(c.tails[2].len(), 3, "the sendable long tails are stored in the largest class");
     }
 
     #[test]
@@ -551,7 +592,7 @@ mod tests {
         assert_eq!(refs, vec![(0, 16), (0, 16), (0, 16), (1 << 30, 65), (2 << 30, 1000), (0, 0)]);
         let a = c.answers.iter().find(|a| a.tail_len == 65).unwrap();
         assert_eq!(a.tail_csum, partial_csum(&medium));
-        assert_eq!((tail_class(64), tail_class(65), tail_class(1024), tail_class(1025)), (Some(0), Some(1), Some(2), None));
+        assert_eq!((tail_class(64), tail_class(65), tail_class(DNS_TAIL_MAX), tail_class(DNS_TAIL_MAX + 1)), (Some(0), Some(1), Some(2), None));
     }
 
     /// Queries for qtype 0 and 65535 used to hit the "other types" and zone markers
