@@ -135,6 +135,8 @@ counters! {
     DnsPassTableSays = "dns.pass.delegated": "passed to the server: name under a delegation or in a zone with wildcards",
     DnsPassNoRoom = "dns.pass.no_room": "passed to the server: the frame could not be resized for the answer",
     DnsDropTailGone = "drop.dns_tail_gone": "dropped: a reload deleted the answer's bytes between lookup and copy (the client retries)",
+    DnsPassIpLength = "dns.pass.ip_length": "passed to the server: the IP header's length disagrees with the UDP length",
+    DnsPassIpOptions = "dns.pass.ip_options": "passed to the server: IPv4 options (a reply must not echo them; the kernel's does not)",
 }
 
 impl Counters {

@@ -199,9 +199,11 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     if udp_len < UDP_HLEN + DNS_HLEN {
         return drop(stats, Counter::DnsDropRunt);
     }
-    // The UDP length, not the frame, bounds the message (frames may carry padding).
-    if udp + udp_len > ctx.data_end() - ctx.data() {
-        return pass(stats, Counter::PassMalformed);
+    // The UDP length bounds the message, and must end where the IP packet does (parse
+    // keeps that within the frame; link padding may follow). On any disagreement the
+    // kernel decides what the datagram is, and the server answers that.
+    if udp + udp_len != pkt.l3_end {
+        return pass(stats, Counter::DnsPassIpLength);
     }
     let dns_len = udp_len - UDP_HLEN;
     let Some(hdr) = load::<[u8; DNS_HLEN]>(ctx, dns) else { return drop(stats, Counter::DnsDropRunt) };
@@ -212,6 +214,10 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     let Some(block) = DNS_BLOCKS.get(block_idx) else { return pass(stats, Counter::DnsPassDisabled) };
     if block.fast_path == 0 {
         return pass(stats, Counter::DnsPassDisabled);
+    }
+    // The kernel's reply carries no IP options; an answer from here must not either.
+    if !pkt.v6 && pkt.l4 - pkt.l3 != 20 {
+        return pass(stats, Counter::DnsPassIpOptions);
     }
     if (flags >> 11) & 0xf != 0 {
         return pass(stats, Counter::DnsPassOpcode);

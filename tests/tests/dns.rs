@@ -430,10 +430,12 @@ fn broken_zone_at_start_names_file_and_line_and_attaches_nothing() -> Result<()>
     Ok(())
 }
 
-/// Frames veth cannot carry here (VLAN tags: no 802.1Q devices in this kernel) and an
-/// IPv4 header with options, fed to the PoP's live program with BPF_PROG_TEST_RUN.
-/// The answer must keep the tags, turn addresses and ports around, carry valid
-/// checksums and lengths, and equal the server's answer to the same query.
+/// Frames veth cannot carry here (VLAN tags: no 802.1Q devices in this kernel), link
+/// padding, IPv4 options and IP lengths that disagree with the UDP length, fed to the
+/// PoP's live program with BPF_PROG_TEST_RUN. An answer must keep the tags, turn
+/// addresses and ports around, carry valid checksums and lengths, and equal the
+/// server's answer to the same query. Options (once echoed into the answer) and length
+/// mismatches (once answered from bytes past the IP packet) go to the server, counted.
 #[test]
 fn vlan_tagged_and_ip_options_frames_are_answered_correctly() -> Result<()> {
     use pop_lab::{frames, testrun};
@@ -441,21 +443,27 @@ fn vlan_tagged_and_ip_options_frames_are_answered_correctly() -> Result<()> {
     let prog = testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
     let q = query(0x4242, "Www.Example.com", 1, 1, Some((1232, true)), true);
     let from_server = exchange(&d.client, SLOW4, vec![q.clone()])?.remove(0).expect("server answers");
+    let client4 = [192, 0, 2, 1];
     let fast4 = [203, 0, 113, 53];
     let fast6: [u8; 16] = FAST6.parse::<std::net::Ipv6Addr>()?.octets();
     let client6: [u8; 16] = "2001:db8::1".parse::<std::net::Ipv6Addr>()?.octets();
     const ONE_TAG: &[(u16, u16)] = &[(0x8100, 100)];
     const TWO_TAGS: &[(u16, u16)] = &[(0x88a8, 200), (0x8100, 100)];
-    let nop_options = [1, 1, 1, 0]; // NOP NOP NOP EOL
+    const PAD: usize = 30;
+    let mut padded = frames::udp4(frames::L2::default(), client4, fast4, 40002, 53, &[], &q);
+    padded.extend_from_slice(&[0xee; PAD]);
+    let mut padded6 = frames::udp6(frames::L2 { vlans: ONE_TAG }, client6, fast6, 40007, 53, &q);
+    padded6.extend_from_slice(&[0xee; PAD]);
     let cases = [
-        ("802.1Q IPv4", frames::udp4(frames::L2 { vlans: ONE_TAG }, [192, 0, 2, 1], fast4, 40000, 53, &[], &q)),
-        ("802.1ad+802.1Q IPv4", frames::udp4(frames::L2 { vlans: TWO_TAGS }, [192, 0, 2, 1], fast4, 40001, 53, &[], &q)),
-        ("IPv4 with options", frames::udp4(frames::L2::default(), [192, 0, 2, 1], fast4, 40002, 53, &nop_options, &q)),
-        ("802.1Q IPv6", frames::udp6(frames::L2 { vlans: ONE_TAG }, client6, fast6, 40003, 53, &q)),
-        ("802.1ad+802.1Q IPv6", frames::udp6(frames::L2 { vlans: TWO_TAGS }, client6, fast6, 40004, 53, &q)),
+        ("802.1Q IPv4", frames::udp4(frames::L2 { vlans: ONE_TAG }, client4, fast4, 40000, 53, &[], &q), 0),
+        ("802.1ad+802.1Q IPv4", frames::udp4(frames::L2 { vlans: TWO_TAGS }, client4, fast4, 40001, 53, &[], &q), 0),
+        ("IPv4 with link padding", padded, PAD),
+        ("802.1Q IPv6", frames::udp6(frames::L2 { vlans: ONE_TAG }, client6, fast6, 40003, 53, &q), 0),
+        ("802.1ad+802.1Q IPv6", frames::udp6(frames::L2 { vlans: TWO_TAGS }, client6, fast6, 40004, 53, &q), 0),
+        ("802.1Q IPv6 with link padding", padded6, PAD),
     ];
-    for (what, frame) in cases {
-        let input = frames::parse_udp(&frame).map_err(anyhow::Error::msg)?;
+    for (what, frame, pad) in cases {
+        let input = frames::parse_udp(&frame[..frame.len() - pad]).map_err(anyhow::Error::msg)?;
         let out = testrun::run(&prog, &frame)?;
         assert_eq!(out.verdict, testrun::XDP_TX, "{what}: not answered in XDP");
         let ans = frames::parse_udp(&out.frame).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
@@ -465,12 +473,49 @@ fn vlan_tagged_and_ip_options_frames_are_answered_correctly() -> Result<()> {
         assert_eq!((ans.sport, ans.dport), (53, input.sport), "{what}: ports");
         assert_eq!(ans.payload, from_server, "{what}: DNS answer differs from the server's");
     }
+
+    // Passed to the server, each with its counter. IPv4 lengths are patched with the
+    // header checksum redone, so only the length is wrong.
+    let set_ip_len = |mut f: Vec<u8>, extra: &[u8], delta: i32| {
+        f.extend_from_slice(extra);
+        let (l3, ethertype) = frames::l3_offset(&f).expect("an IP frame");
+        let at = if ethertype == 0x0800 { l3 + 2 } else { l3 + 4 };
+        let len = u16::from_be_bytes([f[at], f[at + 1]]) as i32 + delta;
+        f[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        if ethertype == 0x0800 {
+            f[l3 + 10..l3 + 12].fill(0);
+            let c = testrun::checksum(&f[l3..l3 + 20]);
+            f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        f
+    };
+    let v4 = || frames::udp4(frames::L2::default(), client4, fast4, 40010, 53, &[], &q);
+    let v6 = || frames::udp6(frames::L2::default(), client6, fast6, 40011, 53, &q);
+    let nop_options = [1, 1, 1, 0]; // NOP NOP NOP EOL
+    let passed = [
+        ("IPv4 with options", frames::udp4(frames::L2 { vlans: ONE_TAG }, client4, fast4, 40012, 53, &nop_options, &q), "dns.pass.ip_options"),
+        ("IPv4 total length 8 past the UDP datagram", set_ip_len(v4(), &[0; 8], 8), "dns.pass.ip_length"),
+        ("IPv4 total length 8 short of the UDP datagram", set_ip_len(v4(), &[], -8), "dns.pass.ip_length"),
+        ("IPv4 total length past the frame", set_ip_len(v4(), &[], 100), "pass.malformed"),
+        ("IPv6 payload length 8 past the UDP datagram", set_ip_len(v6(), &[0; 8], 8), "dns.pass.ip_length"),
+        ("IPv6 payload length 8 short of the UDP datagram", set_ip_len(v6(), &[], -8), "dns.pass.ip_length"),
+        ("IPv6 payload length past the frame", set_ip_len(v6(), &[], 100), "pass.malformed"),
+    ];
+    for (what, frame, counter) in passed {
+        let before = d.counters()?;
+        let out = testrun::run(&prog, &frame)?;
+        assert_eq!(out.verdict, testrun::XDP_PASS, "{what}");
+        assert_eq!(out.frame, frame, "{what}: passed frames are not modified");
+        let after = d.counters()?;
+        assert_eq!(after[counter] - before[counter], 1, "{what}: {counter}");
+    }
+
     // A VLAN-tagged response (QR=1) is dropped, and a non-VIP tagged frame passes.
     let mut resp = q.clone();
     resp[2] |= 0x80;
-    let f = frames::udp4(frames::L2 { vlans: ONE_TAG }, [192, 0, 2, 1], fast4, 40005, 53, &[], &resp);
+    let f = frames::udp4(frames::L2 { vlans: ONE_TAG }, client4, fast4, 40005, 53, &[], &resp);
     assert_eq!(testrun::run(&prog, &f)?.verdict, testrun::XDP_DROP);
-    let f = frames::udp4(frames::L2 { vlans: TWO_TAGS }, [192, 0, 2, 1], [192, 0, 2, 2], 40006, 53, &[], &q);
+    let f = frames::udp4(frames::L2 { vlans: TWO_TAGS }, client4, [192, 0, 2, 2], 40006, 53, &[], &q);
     assert_eq!(testrun::run(&prog, &f)?.verdict, testrun::XDP_PASS);
     Ok(())
 }
