@@ -8,7 +8,7 @@
 /// Version of every pinned map's key/value layout. Pinned maps live under
 /// `<bpffs dir>/maps-v<N>/`, so an incompatible upgrade starts from fresh maps
 /// instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Name of the XDP program in the object file (its function name).
 pub const XDP_PROGRAM: &str = "pop_xdp";
@@ -135,6 +135,8 @@ counters! {
     DnsPassTableSays = "dns.pass.delegated": "passed to the server: name under a delegation or in a zone with wildcards",
     DnsPassNoRoom = "dns.pass.no_room": "passed to the server: the frame could not be resized for the answer",
     DnsDropTailGone = "drop.dns_tail_gone": "dropped: a reload deleted the answer's bytes between lookup and copy (the client retries)",
+    DnsPassIpLength = "dns.pass.ip_length": "passed to the server: the IP header's length disagrees with the UDP length",
+    DnsPassIpOptions = "dns.pass.ip_options": "passed to the server: IPv4 options (a reply must not echo them; the kernel's does not)",
 }
 
 impl Counters {
@@ -314,8 +316,11 @@ pub const DNS_BLOCKS_MAX: u32 = 64;
 pub const DNS_NAME_LEN: usize = 256;
 /// Most labels a wire-format name can have (root included).
 pub const DNS_LABELS_MAX: usize = 128;
-/// Bytes after the question an answer can hold (the largest tail class).
-pub const DNS_TAIL_MAX: usize = 1024;
+/// Bytes after the question an answer can hold (the largest tail class): every tail
+/// pop can send, i.e. the largest UDP answer (DNS_EDNS_UDP_SIZE) less the header, the
+/// shortest question (the root name, type, class) and the OPT record. Longer answers
+/// are always sent truncated and stored without bytes (see `DnsAnswer`).
+pub const DNS_TAIL_MAX: usize = DNS_EDNS_UDP_SIZE as usize - 12 - 5 - 11;
 /// Capacity of DNS_TAILS_S/M/L for a DNS_TABLE of `table` entries: distinct tails are
 /// fewer than answers (ANY and NODATA answers share), and long ones rarer. Each slot of
 /// capacity costs 16 bytes of hash buckets up front; entries cost only when written.
@@ -330,10 +335,18 @@ pub const DNS_TAIL_CLASSES: [usize; 3] = [64, 256, DNS_TAIL_MAX];
 /// `DnsAnswer::tail_ref`: the size class in the top two bits, the index in the rest.
 pub const DNS_TAIL_CLASS_SHIFT: u32 = 30;
 pub const DNS_TAIL_INDEX_MASK: u32 = (1 << DNS_TAIL_CLASS_SHIFT) - 1;
-/// `DnsKey::qtype` marker: the answer for any qtype of an existing name without its own entry.
-pub const DNS_QTYPE_OTHER: u16 = 0;
-/// `DnsKey::qtype` marker: a zone apex or delegation point (the walk up the name finds it).
-pub const DNS_QTYPE_ZONE: u16 = 0xffff;
+/// `DnsKey::tag` bits above block and generation: what kind of entry a key is. Only
+/// DNS_KIND_ANSWER keys carry a client's qtype; the markers below have their own kind
+/// (and qtype 0), so no qtype a client sends (0 and 65535 included) can reach one.
+pub const DNS_KIND_SHIFT: u32 = 24;
+/// `block << 8 | generation`, without the kind bits.
+pub const DNS_TAG_MASK: u32 = (1 << DNS_KIND_SHIFT) - 1;
+/// The answer for (name, qtype, qclass) as asked.
+pub const DNS_KIND_ANSWER: u32 = 0;
+/// The answer for any qtype of an existing name without its own entry.
+pub const DNS_KIND_OTHER: u32 = 1 << DNS_KIND_SHIFT;
+/// A zone apex or delegation point (the walk up the name finds it).
+pub const DNS_KIND_ZONE: u32 = 2 << DNS_KIND_SHIFT;
 /// `DnsAnswer::action`: send this answer.
 pub const DNS_ACTION_ANSWER: u16 = 1;
 /// `DnsAnswer::action`: the server must answer (delegation, wildcard zone).
@@ -346,7 +359,8 @@ pub const DNS_EDNS_UDP_SIZE: u16 = 1232;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DnsKey {
-    /// `block << 8 | generation`: a reload writes a new generation, then flips it.
+    /// `kind | block << 8 | generation` (see DNS_KIND_SHIFT): a reload writes a new
+    /// generation, then flips it.
     pub tag: u32,
     pub qtype: u16,
     pub qclass: u16,
@@ -359,7 +373,9 @@ pub struct DnsKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DnsAnswer {
     pub action: u16,
-    /// Response header flags (QR, AA, rcode); XDP adds the query's RD and TC.
+    /// Response header flags (QR, AA, rcode); XDP adds the query's RD and TC. An answer
+    /// too long for any UDP response is stored as its truncated form: TC already set,
+    /// no records, no tail (as the server sends it: AA and rcode kept).
     pub flags: u16,
     pub ancount: u16,
     pub nscount: u16,

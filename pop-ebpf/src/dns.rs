@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::error;
 use pop_common::{
-    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_LABELS_MAX, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE,
+    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_LABELS_MAX,
     DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey, RrlBucket, RrlKey,
     name_hash_finish, name_hash_step,
 };
@@ -199,9 +199,11 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     if udp_len < UDP_HLEN + DNS_HLEN {
         return drop(stats, Counter::DnsDropRunt);
     }
-    // The UDP length, not the frame, bounds the message (frames may carry padding).
-    if udp + udp_len > ctx.data_end() - ctx.data() {
-        return pass(stats, Counter::PassMalformed);
+    // The UDP length bounds the message, and must end where the IP packet does (parse
+    // keeps that within the frame; link padding may follow). On any disagreement the
+    // kernel decides what the datagram is, and the server answers that.
+    if udp + udp_len != pkt.l3_end {
+        return pass(stats, Counter::DnsPassIpLength);
     }
     let dns_len = udp_len - UDP_HLEN;
     let Some(hdr) = load::<[u8; DNS_HLEN]>(ctx, dns) else { return drop(stats, Counter::DnsDropRunt) };
@@ -212,6 +214,10 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     let Some(block) = DNS_BLOCKS.get(block_idx) else { return pass(stats, Counter::DnsPassDisabled) };
     if block.fast_path == 0 {
         return pass(stats, Counter::DnsPassDisabled);
+    }
+    // The kernel's reply carries no IP options; an answer from here must not either.
+    if !pkt.v6 && pkt.l4 - pkt.l3 != 20 {
+        return pass(stats, Counter::DnsPassIpOptions);
     }
     if (flags >> 11) & 0xf != 0 {
         return pass(stats, Counter::DnsPassOpcode);
@@ -312,21 +318,25 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
     for (j, b) in q.iter().enumerate() {
         qsum = csum::add_byte(qsum, name_len + j, *b);
     }
+    // The exact question first; markers ("other types", zones) are keys of their own
+    // kind with qtype 0, out of reach of any qtype a client sends.
     let key = &mut scratch.key;
-    key.tag = tag;
+    key.tag = DNS_KIND_ANSWER | tag;
     key.qclass = qclass;
     key.qtype = qtype;
     key.name = scratch.suffix[0];
 
     let mut found = DNS_TABLE.get_ptr(&*key);
     if found.is_none() {
-        key.qtype = DNS_QTYPE_OTHER;
+        key.tag = DNS_KIND_OTHER | tag;
+        key.qtype = 0;
         found = DNS_TABLE.get_ptr(&*key);
     }
     if found.is_none() {
         // Walk up the suffixes, looking each up as a zone or delegation.
         let key = &mut scratch.key;
-        key.qtype = DNS_QTYPE_ZONE;
+        key.tag = DNS_KIND_ZONE | tag;
+        key.qtype = 0;
         let mut walk = Walk { labels, found: 0 };
         unsafe { bpf_loop(MAX_WALK as u32, walk_up as *mut _, &mut walk as *mut _ as *mut _, 0) };
         if walk.found != 0 {

@@ -38,7 +38,9 @@ pub fn resize(ctx: &XdpContext, keep: usize, new_len: usize) -> bool {
 }
 
 /// Swaps MACs and IP addresses, and sets the IP length for an L4 part of `l4_len`
-/// bytes (TTL/hop limit 64, IPv4 checksum recomputed). 0 on success.
+/// bytes (TTL/hop limit 64, IPv4 checksum recomputed). 0 on success. An IPv4 header
+/// with options is refused: a reply must not echo the client's options (the kernel's
+/// replies do not), so callers pass or drop such packets before building a reply.
 #[inline(never)]
 pub fn turn_ip_around(ctx: &XdpContext, pkt: &Packet, l4_len: u16) -> u32 {
     match turn(ctx, pkt, l4_len) {
@@ -73,32 +75,29 @@ fn turn(ctx: &XdpContext, pkt: &Packet, l4_len: u16) -> Option<()> {
             return None;
         }
     } else {
-        let ihl = pkt.l4 - pkt.l3;
-        let mut ip = [0u8; 60];
-        if !(20..=60).contains(&ihl)
-            || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, ihl as u32) } != 0
+        const IHL: usize = 20;
+        let mut ip = [0u8; IHL];
+        if pkt.l4 - pkt.l3 != IHL
+            || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, IHL as u32) } != 0
         {
             return None;
         }
         for i in 12..16 {
             ip.swap(i, i + 4);
         }
-        ip[2..4].copy_from_slice(&((ihl + l4_len as usize) as u16).to_be_bytes());
+        ip[2..4].copy_from_slice(&((IHL + l4_len as usize) as u16).to_be_bytes());
         ip[6] = 0x40; // DF
         ip[7] = 0;
         ip[8] = 64;
         ip[10] = 0;
         ip[11] = 0;
         let mut sum = 0u64;
-        for w in 0..30 {
-            if w * 2 >= ihl {
-                break;
-            }
+        for w in 0..IHL / 2 {
             sum += ((ip[w * 2] as u64) << 8) | ip[w * 2 + 1] as u64;
         }
         let c = !csum::fold(sum);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
-        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, ihl as u32) } != 0 {
+        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, IHL as u32) } != 0 {
             return None;
         }
     }

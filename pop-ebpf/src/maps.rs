@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
-    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DnsAnswer, DnsBlock, DnsKey,
+    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey,
     DnsSeed, DnsTailKey, dns_tail_capacity,
     MAX_VIPS, RrlBucket, RrlKey, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
 };
@@ -43,9 +43,9 @@ pub static DNS_TAILS_S: HashMap<DnsTailKey, [u8; 64]> = HashMap::pinned(dns_tail
 #[map(name = "DNS_TAILS_M")]
 pub static DNS_TAILS_M: HashMap<DnsTailKey, [u8; 256]> = HashMap::pinned(dns_tail_capacity(DNS_TABLE_MAX)[1], BPF_F_NO_PREALLOC);
 
-/// Answer bytes up to 1024.
+/// Answer bytes up to DNS_TAIL_MAX: the longest tail a UDP answer can carry.
 #[map(name = "DNS_TAILS_L")]
-pub static DNS_TAILS_L: HashMap<DnsTailKey, [u8; 1024]> = HashMap::pinned(dns_tail_capacity(DNS_TABLE_MAX)[2], BPF_F_NO_PREALLOC);
+pub static DNS_TAILS_L: HashMap<DnsTailKey, [u8; DNS_TAIL_MAX]> = HashMap::pinned(dns_tail_capacity(DNS_TABLE_MAX)[2], BPF_F_NO_PREALLOC);
 
 /// Name-hash key of each block generation (index = DnsKey::tag), written before the flip.
 #[map(name = "DNS_SEEDS")]

@@ -24,6 +24,9 @@ pub struct Packet {
     pub l3: usize,
     /// Offset of the L4 header.
     pub l4: usize,
+    /// Offset just past the IP packet as its header gives it (IPv4 total length, IPv6
+    /// payload length); never beyond the frame. Bytes after it are link padding.
+    pub l3_end: usize,
     pub v6: bool,
     /// Source address; IPv4 in v4-mapped form.
     pub src: [u8; 16],
@@ -40,7 +43,7 @@ pub struct Packet {
 }
 
 impl Packet {
-    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0, tcp_flags: 0 };
+    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, l3_end: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0, tcp_flags: 0 };
 }
 
 /// Returns a pointer to a `T` at `offset` bytes into the packet, if it fits.
@@ -129,6 +132,13 @@ fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
     if hdr[0] >> 4 != 4 || ihl < 20 {
         return Err(Skip::Malformed);
     }
+    // A packet claiming more bytes than the frame holds (or fewer than its header) is
+    // dropped by the kernel too; nothing may read past what the header says.
+    let total = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
+    let l3_end = l3 + total;
+    if total < ihl || l3_end > ctx.data_end() - ctx.data() {
+        return Err(Skip::Malformed);
+    }
     let proto = hdr[9];
     let src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
     let dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
@@ -140,7 +150,7 @@ fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
         return Err(Skip::Fragment);
     }
     let (sport_be, dport_be, tcp_flags) = l4_ports(ctx, l3 + ihl, proto)?;
-    Ok(Packet { l3, l4: l3 + ihl, v6: false, src, dst, sport_be, dport_be, proto, tcp_flags })
+    Ok(Packet { l3, l4: l3 + ihl, l3_end, v6: false, src, dst, sport_be, dport_be, proto, tcp_flags })
 }
 
 #[inline(always)]
@@ -152,13 +162,17 @@ fn parse_ipv6(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
         return Err(Skip::Malformed);
     }
     let proto = hdr[6];
+    let l3_end = l3 + IPV6_HLEN + u16::from_be_bytes([hdr[4], hdr[5]]) as usize;
+    if l3_end > ctx.data_end() - ctx.data() {
+        return Err(Skip::Malformed);
+    }
     let mut src = [0u8; 16];
     src.copy_from_slice(&hdr[8..24]);
     let mut dst = [0u8; 16];
     dst.copy_from_slice(&hdr[24..40]);
     count_l4(stats, proto, true);
     let (sport_be, dport_be, tcp_flags) = l4_ports(ctx, l3 + IPV6_HLEN, proto)?;
-    Ok(Packet { l3, l4: l3 + IPV6_HLEN, v6: true, src, dst, sport_be, dport_be, proto, tcp_flags })
+    Ok(Packet { l3, l4: l3 + IPV6_HLEN, l3_end, v6: true, src, dst, sport_be, dport_be, proto, tcp_flags })
 }
 
 #[inline(always)]

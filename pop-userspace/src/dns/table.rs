@@ -17,8 +17,8 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, HashMap, IterableMap as _, MapData};
 use pop_common::{
-    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_QTYPE_OTHER, DNS_QTYPE_ZONE, DNS_TAIL_CLASS_SHIFT,
-    DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, name_hash,
+    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_TAG_MASK,
+    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, name_hash,
 };
 
 use super::{FastEntry, FastSink, FastZone};
@@ -76,13 +76,24 @@ pub fn partial_csum(bytes: &[u8]) -> u32 {
     sum as u32
 }
 
+const FLAG_TC: u16 = 0x0200;
+/// The OPT record pop sends: root owner, type, class, TTL, empty RDATA.
+const OPT_LEN: usize = 11;
+
+/// Whether an answer to a question for a name of `qname_len` wire bytes, with `tail_len`
+/// bytes after the question, exceeds the largest UDP response pop sends (with OPT).
+pub fn always_truncated(qname_len: usize, tail_len: usize) -> bool {
+    12 + qname_len + 4 + tail_len + OPT_LEN > DNS_EDNS_UDP_SIZE as usize
+}
+
 /// Size class of a tail of `len` bytes (index into DNS_TAIL_CLASSES), None if too long.
 pub fn tail_class(len: usize) -> Option<usize> {
     DNS_TAIL_CLASSES.iter().position(|&max| len <= max)
 }
 
 /// A block's table compiled under a fresh secret seed: answers, and the distinct tails
-/// they point at (`tails[class]` in index order). Keys carry tag 0 until installed.
+/// they point at (`tails[class]` in index order). Keys carry only their kind bits in
+/// the tag until installed.
 #[derive(Debug, Default)]
 pub struct Compiled {
     pub seed: DnsSeed,
@@ -90,8 +101,11 @@ pub struct Compiled {
     pub keys: Vec<DnsKey>,
     pub answers: Vec<DnsAnswer>,
     pub tails: [Vec<Arc<[u8]>>; 3],
-    /// Answers too long for any tail class: the server answers those.
+    /// Answers too long for any tail class: the server answers those (none, while
+    /// DNS_TAIL_MAX holds every sendable tail).
     pub too_long: usize,
+    /// Answers too long for any UDP response, stored as their truncated form.
+    pub truncated: usize,
 }
 
 impl Compiled {
@@ -129,7 +143,16 @@ impl TableBuilder {
     }
 
     /// The table value for a compiled response, or None if its tail does not fit.
+    /// An answer longer than any UDP response pop sends is stored as the truncated
+    /// answer the server gives for it at every EDNS size: TC=1, AA and rcode kept, no
+    /// records. (For a zone's NXDOMAIN, keyed by the apex, longer names only make the
+    /// answer longer, and XDP truncates whatever exceeds the client's limit anyway.)
     fn answer(&mut self, e: &FastEntry) -> Option<DnsAnswer> {
+        if always_truncated(e.qname.len(), e.tail.len()) {
+            self.c.truncated += 1;
+            let flags = e.flags | FLAG_TC;
+            return Some(DnsAnswer { action: DNS_ACTION_ANSWER, flags, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 });
+        }
         let class = tail_class(e.tail.len())?;
         let tail_ref = if e.tail.is_empty() {
             0
@@ -167,9 +190,14 @@ impl TableBuilder {
         }
     }
 
-    fn push(&mut self, name: [u64; 2], qtype: u16, qclass: u16, answer: DnsAnswer) {
-        self.c.keys.push(DnsKey { tag: 0, qtype, qclass, name });
+    fn push(&mut self, kind: u32, name: [u64; 2], qtype: u16, qclass: u16, answer: DnsAnswer) {
+        self.c.keys.push(DnsKey { tag: kind, qtype, qclass, name });
         self.c.answers.push(answer);
+    }
+
+    /// A marker: its own kind and qtype 0, so no question can be mistaken for one.
+    fn push_marker(&mut self, kind: u32, name: [u64; 2], qclass: u16, answer: DnsAnswer) {
+        self.push(kind, name, 0, qclass, answer);
     }
 
     /// The table; names with answers but no "any other type" answer (CNAME owners, CH
@@ -180,7 +208,7 @@ impl TableBuilder {
         }
         let unmarked: Vec<[u64; 2]> = self.named.difference(&self.with_other).copied().collect();
         for name in unmarked {
-            self.push(name, DNS_QTYPE_OTHER, CLASS_IN, pass_marker());
+            self.push_marker(DNS_KIND_OTHER, name, CLASS_IN, pass_marker());
         }
         if self.c.tails.iter().any(|t| t.len() > DNS_TAIL_INDEX_MASK as usize) {
             bail!("more distinct DNS answers than a tail map can index");
@@ -193,33 +221,37 @@ impl FastSink for TableBuilder {
     fn entry(&mut self, e: FastEntry) {
         let Some(name) = self.name_key(&e.qname) else { return };
         self.named.insert(name);
-        match self.answer(&e) {
-            Some(a) => self.push(name, e.qtype, e.qclass, a),
-            None => self.c.too_long += 1,
-        }
+        // An answer the table cannot hold still gets an entry: sending the question to
+        // the server, never on to the name's "other types" NODATA.
+        let a = self.answer(&e).unwrap_or_else(|| {
+            self.c.too_long += 1;
+            pass_marker()
+        });
+        self.push(DNS_KIND_ANSWER, name, e.qtype, e.qclass, a);
     }
 
     fn nodata(&mut self, e: FastEntry) {
-        debug_assert_eq!(e.qtype, DNS_QTYPE_OTHER);
+        debug_assert_eq!(e.qtype, 0);
         let Some(name) = self.name_key(&e.qname) else { return };
         self.with_other.insert(name);
-        match self.answer(&e) {
-            Some(a) => self.push(name, DNS_QTYPE_OTHER, e.qclass, a),
-            None => self.c.too_long += 1,
-        }
+        let a = self.answer(&e).unwrap_or_else(|| {
+            self.c.too_long += 1;
+            pass_marker()
+        });
+        self.push_marker(DNS_KIND_OTHER, name, e.qclass, a);
     }
 
     fn zone(&mut self, z: FastZone) {
         let Some(apex) = self.name_key(&z.apex) else { return };
         let value = if z.has_wildcard { Some(pass_marker()) } else { self.answer(&z.nxdomain) };
-        self.push(apex, DNS_QTYPE_ZONE, CLASS_IN, value.unwrap_or_else(pass_marker));
+        self.push_marker(DNS_KIND_ZONE, apex, CLASS_IN, value.unwrap_or_else(pass_marker));
     }
 
     fn cut(&mut self, cut: &[u8]) {
         if self.cuts.insert(cut.to_vec())
             && let Some(name) = self.name_key(cut)
         {
-            self.push(name, DNS_QTYPE_ZONE, CLASS_IN, pass_marker());
+            self.push_marker(DNS_KIND_ZONE, name, CLASS_IN, pass_marker());
         }
     }
 }
@@ -334,7 +366,7 @@ impl Doomed {
     /// Splits off the keys whose tag satisfies `which`.
     fn take(&mut self, which: impl Fn(u32) -> bool) -> Doomed {
         let mut out = Doomed::default();
-        let (a, b): (Vec<DnsKey>, Vec<DnsKey>) = self.answers.drain(..).partition(|k| which(k.tag));
+        let (a, b): (Vec<DnsKey>, Vec<DnsKey>) = self.answers.drain(..).partition(|k| which(k.tag & DNS_TAG_MASK));
         (out.answers, self.answers) = (a, b);
         for (mine, theirs) in self.tails.iter_mut().zip(out.tails.iter_mut()) {
             let (a, b): (Vec<DnsTailKey>, Vec<DnsTailKey>) = mine.drain(..).partition(|k| which(k.tag));
@@ -374,7 +406,7 @@ impl DnsMaps {
         let mut old = self.collect(|t| t >> 8 == block)?;
         self.delete(&old.take(|t| t == tag))?;
         for k in &mut compiled.keys {
-            k.tag = tag;
+            k.tag = (k.tag & !DNS_TAG_MASK) | tag;
         }
         // The seed is in place before any entry of its generation can be looked up.
         self.seeds.set(tag, compiled.seed, 0)?;
@@ -426,11 +458,11 @@ impl DnsMaps {
         self.delete(&doomed)
     }
 
-    /// Keys of answers and tails whose tag satisfies `doomed`.
+    /// Keys of answers and tails whose tag (kind bits aside) satisfies `doomed`.
     fn collect(&self, doomed: impl Fn(u32) -> bool) -> Result<Doomed> {
         let scan = |what: &str| format!("reading {what} to find old DNS answers");
         Ok(Doomed {
-            answers: map_batch::keys_where::<DnsKey, DnsAnswer>(self.table.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TABLE"))?,
+            answers: map_batch::keys_where::<DnsKey, DnsAnswer>(self.table.map(), |k| doomed(k.tag & DNS_TAG_MASK)).with_context(|| scan("DNS_TABLE"))?,
             tails: [
                 map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[0]]>(self.tails_s.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_S"))?,
                 map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[1]]>(self.tails_m.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_M"))?,
@@ -453,7 +485,7 @@ impl DnsMaps {
 mod tests {
     use super::*;
 
-    use pop_common::DNS_TAIL_MAX;
+    use pop_common::{DNS_EDNS_UDP_SIZE, DNS_TAIL_MAX};
 
     use crate::dns::FastPath;
 
@@ -491,15 +523,30 @@ mod tests {
         b.finish().unwrap()
     }
 
+    /// Answers over 1 KiB (the old largest class) used to get no entry, so XDP fell
+    /// through to the name's "other types" NODATA. Every answer now gets an entry: its
+    /// bytes if some UDP response can carry them, else the truncated form.
     #[test]
-    fn long_tails_are_left_to_the_server() {
-        let fast = FastPath { entries: vec![entry(b"\x01a\x00", 16, vec![0; DNS_TAIL_MAX + 1])], ..Default::default() };
+    fn every_answer_gets_an_entry_up_to_the_largest_udp_answer() {
+        let name = b"\x01a\x00"; // question: 3 + 4 bytes
+        let fits = DNS_EDNS_UDP_SIZE as usize - 12 - 7 - 11;
+        assert!(fits <= DNS_TAIL_MAX && !always_truncated(3, fits) && always_truncated(3, fits + 1));
+        let sizes = [1024 + 1, 1100, fits, fits + 1, 1400, 4000];
+        let fast = FastPath { entries: sizes.iter().enumerate().map(|(t, &n)| entry(name, 16 + t as u16, vec![7; n])).collect(), ..Default::default() };
         let c = compile_fast(&fast);
-        // Only the name's "other types go to the server" marker is written.
-        assert_eq!((c.keys.len(), c.too_long, c.tail_count()), (1, 1, 0));
-        assert_eq!(c.keys[0].qtype, DNS_QTYPE_OTHER);
-        assert_eq!(c.keys[0].name, name_hash(SEED, b"\x01a\x00"));
-        assert_eq!(c.answers[0].action, DNS_ACTION_PASS);
+        assert_eq!((c.too_long, c.truncated), (0, 3));
+        for (t, &n) in sizes.iter().enumerate() {
+            let (k, a) = c.keys.iter().zip(&c.answers).find(|(k, _)| k.tag == DNS_KIND_ANSWER && k.qtype == 16 + t as u16).expect("an entry for every answer");
+            assert_eq!(k.name, name_hash(SEED, name));
+            assert_eq!(a.action, DNS_ACTION_ANSWER, "{n} bytes");
+            if n <= fits {
+                assert_eq!((a.tail_len as usize, a.tail_ref >> DNS_TAIL_CLASS_SHIFT, a.flags, a.ancount), (n, 2, 0x8400, 1), "{n} bytes");
+            } else {
+                // What the server sends for it at every EDNS size: TC=1, AA kept, no records.
+                assert_eq!((a.tail_len, a.flags, a.ancount, a.nscount, a.arcount), (0, 0x8600, 0, 0, 0), "{n} bytes");
+            }
+        }
+        assert_eq!(c.tails[2].len(), 3, "the sendable long tails are stored in the largest class");
     }
 
     #[test]
@@ -513,13 +560,13 @@ mod tests {
             ..Default::default()
         };
         let c = compile_fast(&fast);
-        let others: Vec<_> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.qtype == DNS_QTYPE_OTHER).collect();
+        let others: Vec<_> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.tag == DNS_KIND_OTHER).collect();
         assert_eq!(others.len(), 2, "{others:?}");
         let a = others.iter().find(|(k, _)| k.name == name_hash(SEED, b"\x01a\x00")).unwrap();
         assert_eq!(a.1.action, DNS_ACTION_PASS, "a CNAME-like name sends other types to the server");
         let b = others.iter().find(|(k, _)| k.name == name_hash(SEED, b"\x01b\x00")).unwrap();
         assert_eq!((b.1.action, b.1.tail_len), (DNS_ACTION_ANSWER, 20));
-        assert_eq!(c.keys.iter().filter(|k| k.qtype == DNS_QTYPE_ZONE).count(), 1);
+        assert_eq!(c.keys.iter().filter(|k| k.tag == DNS_KIND_ZONE).count(), 1);
     }
 
     #[test]
@@ -541,10 +588,45 @@ mod tests {
         let c = compile_fast(&fast);
         let bytes = |class: usize| c.tails[class].iter().map(|t| t.to_vec()).collect::<Vec<_>>();
         assert_eq!((bytes(0), bytes(1), bytes(2)), (vec![small.clone()], vec![medium.clone()], vec![large.clone()]));
-        let refs: Vec<(u32, u16)> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.qtype != DNS_QTYPE_OTHER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
+        let refs: Vec<(u32, u16)> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.tag == DNS_KIND_ANSWER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
         assert_eq!(refs, vec![(0, 16), (0, 16), (0, 16), (1 << 30, 65), (2 << 30, 1000), (0, 0)]);
         let a = c.answers.iter().find(|a| a.tail_len == 65).unwrap();
         assert_eq!(a.tail_csum, partial_csum(&medium));
-        assert_eq!((tail_class(64), tail_class(65), tail_class(1024), tail_class(1025)), (Some(0), Some(1), Some(2), None));
+        assert_eq!((tail_class(64), tail_class(65), tail_class(DNS_TAIL_MAX), tail_class(DNS_TAIL_MAX + 1)), (Some(0), Some(1), Some(2), None));
+    }
+
+    /// Queries for qtype 0 and 65535 used to hit the "other types" and zone markers
+    /// (TYPE65535 at an apex got the zone's NXDOMAIN): markers now have a key space of
+    /// their own, and every answer key is the question as a client would ask it.
+    #[test]
+    fn no_question_can_reach_a_marker() {
+        let apex = b"\x07example\x00";
+        let mut nxdomain = entry(apex, 0, vec![5; 30]);
+        nxdomain.flags = 0x8403;
+        let fast = FastPath {
+            entries: vec![entry(apex, 0, vec![1; 10]), entry(apex, 0xffff, vec![2; 10]), entry(b"\x01a\x07example\x00", 5, vec![3; 10])],
+            nodata_any: vec![entry(apex, 0, vec![4; 20])],
+            zones: vec![FastZone { apex: apex.to_vec(), has_wildcard: false, nxdomain }],
+            cuts: vec![b"\x03sub\x07example\x00".to_vec()],
+        };
+        let c = compile_fast(&fast);
+        let keys: HashSet<DnsKey> = c.keys.iter().copied().collect();
+        assert_eq!(keys.len(), c.keys.len(), "two entries share a key: {:?}", c.keys);
+        for k in &c.keys {
+            match k.tag {
+                DNS_KIND_ANSWER => {}
+                DNS_KIND_OTHER | DNS_KIND_ZONE => assert_eq!(k.qtype, 0, "{k:?}"),
+                t => panic!("unknown kind {t:#x} in {k:?}"),
+            }
+        }
+        let apex_key = name_hash(SEED, apex);
+        let at_apex = |tag: u32, qtype: u16| {
+            c.keys.iter().zip(&c.answers).find(|(k, _)| (k.tag, k.qtype, k.name) == (tag, qtype, apex_key)).map(|(_, a)| *a)
+        };
+        // What a question for qtype 65535 or 0 at the apex looks up first: its own answers.
+        assert_eq!(at_apex(DNS_KIND_ANSWER, 0xffff).map(|a| a.tail_len), Some(10));
+        assert_eq!(at_apex(DNS_KIND_ANSWER, 0).map(|a| a.tail_len), Some(10));
+        assert_eq!(at_apex(DNS_KIND_OTHER, 0).map(|a| a.tail_len), Some(20));
+        assert_eq!(at_apex(DNS_KIND_ZONE, 0).map(|a| (a.flags, a.tail_len)), Some((0x8403, 30)));
     }
 }
