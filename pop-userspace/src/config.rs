@@ -53,6 +53,9 @@ pub struct AnycastConfig {
     /// How often VIP health is evaluated.
     #[serde(default = "default_check")]
     pub check_ms: u64,
+    /// Line of the `[anycast]` header, for errors found on the host.
+    #[serde(skip)]
+    pub line: usize,
 }
 
 fn default_anycast_iface() -> String {
@@ -755,7 +758,8 @@ impl Config {
 
         let anycast = raw.anycast.map(|a| {
             let span = a.span();
-            let a = a.into_inner();
+            let mut a = a.into_inner();
+            a.line = line_of(text, span.start);
             if a.check_ms < 50 {
                 v.error(span.clone(), "anycast.check_ms must be at least 50".into());
             }

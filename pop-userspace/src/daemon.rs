@@ -110,6 +110,9 @@ pub fn validate(config: &Config) -> Result<Vec<runtime::Prepared>, String> {
         .filter(|i| loader::ifindex(&i.name).is_none())
         .map(|i| config.error_at(i.line, format!("interface {:?} does not exist on this host", i.name)).to_string())
         .collect();
+    if let Some(a) = config.anycast.as_ref().filter(|a| loader::ifindex(&a.interface).is_none()) {
+        errors.push(config.error_at(a.line, format!("anycast.interface {:?} does not exist on this host", a.interface)).to_string());
+    }
     if errors.is_empty() {
         if let Err(e) = crate::lb::runtime::check_forwarding(config) {
             errors.push(format!("{e:#}"));

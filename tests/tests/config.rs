@@ -67,6 +67,10 @@ fn check_and_run_refuse_the_same_configs_with_the_same_message() -> Result<()> {
     let err = both_refuse(&lab, &pop, &cfg, ": service \"web\": the IPv4 Maglev table of 251 slots cannot hold these weights")?;
     assert!(err.starts_with(&format!("{}:", cfg.display())), "{err}");
 
+    // The anycast interface must exist: once the run failed only after attaching.
+    let cfg = lab.pop_config(&pop, &format!("{iface}[anycast]\ninterface = \"nosuch0\"\n"))?;
+    both_refuse(&lab, &pop, &cfg, &format!("{}:8: anycast.interface \"nosuch0\" does not exist on this host", cfg.display()))?;
+
     // A DNS table that cannot fit pop.dns_table_size even on its own.
     let names: String = (0..600).map(|i| format!("h{i} IN A 192.0.2.{}\n", i % 250 + 1)).collect();
     let big = lab.write("big.zone", &format!("{ZONE}{names}"))?;
