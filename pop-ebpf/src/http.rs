@@ -33,6 +33,8 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
+/// ECN negotiation bits a SYN may carry (RFC 3168).
+const ECE_CWR: u8 = 0xc0;
 const IPPROTO_TCP: u8 = 6;
 const WINDOW: u16 = 65535;
 static ZEROS: [u8; 256] = [0; 256];
@@ -57,13 +59,20 @@ struct Seg {
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     stats.inc(Counter::HttpSegments);
+    // The shared reply builder keeps the IPv4 header's length: options (source routes,
+    // record route, ...) would be reflected back to the client.
+    if !pkt.v6 && pkt.l4 - pkt.l3 != 20 {
+        return drop(stats, Counter::HttpDropIpOptions);
+    }
     let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
     let Some(seg) = read_segment(ctx, pkt, sc) else { return drop(stats, Counter::HttpDropMalformed) };
     if seg.flags & RST != 0 {
         return drop(stats, Counter::HttpDropRst);
     }
     if seg.flags & SYN != 0 {
-        if seg.flags & ACK != 0 || seg.payload_len != 0 {
+        // Only a plain SYN (ECN bits allowed) opens a connection: SYN|FIN, SYN|ACK,
+        // SYN|URG, SYN|PSH and SYNs carrying data are scans or forgeries.
+        if seg.flags & !(SYN | ECE_CWR) != 0 || seg.payload_len != 0 {
             return drop(stats, Counter::HttpDropMalformed);
         }
         return syn_ack(ctx, stats, pkt, &seg);

@@ -202,3 +202,89 @@ fn http_answers_continue_through_a_controller_sigkill_and_restart() -> Result<()
     }
     Ok(())
 }
+
+/// An IPv4/TCP frame from 192.0.2.1:`sport` to the VIP's port 80 with IP options
+/// `ip_opts` and TCP options `tcp_opts` (each a multiple of 4 bytes), checksums right.
+fn tcp4_frame(ip_opts: &[u8], tcp_opts: &[u8], sport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    use pop_lab::{frames, testrun::checksum};
+    let mut t = vec![0u8; 20];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&80u16.to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = ((20 + tcp_opts.len()) / 4 << 4) as u8;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t.extend_from_slice(tcp_opts);
+    t.extend_from_slice(payload);
+    let mut ip = vec![0x40 | ((20 + ip_opts.len()) / 4) as u8, 0];
+    ip.extend_from_slice(&((20 + ip_opts.len() + t.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 1, 203, 0, 113, 80]);
+    ip.extend_from_slice(ip_opts);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(&t);
+    let c = checksum(&pseudo);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut f = frames::POP_MAC.to_vec();
+    f.extend_from_slice(&frames::CLIENT_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&t);
+    f
+}
+
+const F_FIN: u8 = 0x01;
+const F_SYN: u8 = 0x02;
+const F_PSH: u8 = 0x08;
+const F_ACK: u8 = 0x10;
+const F_URG: u8 = 0x20;
+/// MSS 1460, the option every real SYN carries.
+const MSS_1460: [u8; 4] = [2, 4, 0x05, 0xb4];
+
+/// Crafted segments no client sends are dropped, each under a counter, and never
+/// answered: SYN with FIN/ACK/URG/PSH or data, no ACK, and IPv4 options (a reply would
+/// carry them back: source route, record route, timestamps).
+#[test]
+fn crafted_segments_and_ip_options_are_dropped_and_counted() -> Result<()> {
+    use pop_lab::testrun;
+    let h = http_lab()?;
+    let prog = testrun::pinned_program(&h.lab.bpffs_dir().join("pop").join("prog"))?;
+    let before = h.counters()?;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let crafted: &[(&str, Vec<u8>)] = &[
+        ("SYN|FIN", tcp4_frame(&[], &MSS_1460, 40001, 1000, 0, F_SYN | F_FIN, &[])),
+        ("SYN|ACK", tcp4_frame(&[], &MSS_1460, 40001, 1000, 5, F_SYN | F_ACK, &[])),
+        ("SYN|URG", tcp4_frame(&[], &MSS_1460, 40001, 1000, 0, F_SYN | F_URG, &[])),
+        ("SYN|PSH", tcp4_frame(&[], &MSS_1460, 40001, 1000, 0, F_SYN | F_PSH, &[])),
+        ("SYN with data", tcp4_frame(&[], &MSS_1460, 40001, 1000, 0, F_SYN, request)),
+        ("data without ACK", tcp4_frame(&[], &[], 40001, 1001, 0, F_PSH, request)),
+        ("FIN without ACK", tcp4_frame(&[], &[], 40001, 1001, 0, F_FIN, &[])),
+    ];
+    for (what, frame) in crafted {
+        assert_eq!(testrun::run(&prog, frame)?.verdict, testrun::XDP_DROP, "{what}");
+    }
+    // IP options: a record-route option (7) with room for one address, and a NOP pad.
+    let rr = [7, 7, 4, 0, 0, 0, 0, 1];
+    let opt_frames = [
+        tcp4_frame(&rr, &MSS_1460, 40002, 1000, 0, F_SYN, &[]),
+        tcp4_frame(&rr, &[], 40002, 1001, 1, F_ACK | F_PSH, request),
+        tcp4_frame(&rr, &[], 40002, 1001, 1, F_ACK | F_FIN, &[]),
+    ];
+    for frame in &opt_frames {
+        assert_eq!(testrun::run(&prog, frame)?.verdict, testrun::XDP_DROP, "IP options");
+    }
+    // The same SYN without options is answered, with ECN bits too (RFC 3168 setup).
+    let syn = testrun::run(&prog, &tcp4_frame(&[], &MSS_1460, 40003, 1000, 0, F_SYN | 0xc0, &[]))?;
+    assert_eq!(syn.verdict, testrun::XDP_TX);
+    assert_eq!(syn.frame[34 + 13], F_SYN | F_ACK);
+    let after = h.counters()?;
+    let delta = |k: &str| after[k] - before[k];
+    assert_eq!(delta("drop.http_malformed"), crafted.len() as u64, "{after:?}");
+    assert_eq!(delta("drop.http_ip_options"), opt_frames.len() as u64, "{after:?}");
+    assert_eq!(delta("http.syn_answered"), 1, "{after:?}");
+    Ok(())
+}
