@@ -117,6 +117,7 @@ counters! {
     HttpDropMalformed = "drop.http_malformed": "dropped: TCP header invalid, or flags no client sends (SYN with ACK/FIN/URG, no ACK)",
     HttpDropNoRoom = "drop.http_no_room": "dropped: the frame could not be resized for the answer",
     HttpDropIpOptions = "drop.http_ip_options": "dropped: IPv4 header with options (never reflected into a reply)",
+    HttpDropSmallMss = "drop.http_small_mss": "dropped: SYN with an MSS below 536, too small for one-segment answers",
     DnsQueries = "dns.queries": "UDP datagrams to a DNS VIP seen by XDP",
     DnsAnsweredNoerror = "dns.xdp.noerror": "answered in XDP: NOERROR (answers and NODATA)",
     DnsAnsweredNxdomain = "dns.xdp.nxdomain": "answered in XDP: NXDOMAIN",
@@ -193,9 +194,10 @@ pub const HTTP_TARGET_MAX: usize = 255;
 pub const HTTP_REQUEST_MAX: usize = 1024;
 pub const HTTP_PREFIX_MAX: usize = 384;
 pub const HTTP_SUFFIX_MAX: usize = 1280;
-/// Largest response (with the longest appended target) the config may ask for: it
-/// must fit one segment on a 1280-byte IPv6 path with room for headers.
-pub const HTTP_RESPONSE_MAX: usize = 1200;
+/// Largest response (with the longest appended target) the config may ask for: one
+/// segment to any client. It is the smallest MSS a SYN cookie encodes (and TCP's
+/// default, RFC 9293); SYNs asking for a smaller MSS are dropped.
+pub const HTTP_RESPONSE_MAX: usize = 536;
 /// `HttpKey::path` marker of a site's default response (first byte; the rest zero).
 pub const HTTP_PATH_DEFAULT: u8 = 0x01;
 /// `HttpKey::path` marker of a site's 400 response.

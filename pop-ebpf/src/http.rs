@@ -17,7 +17,7 @@ use aya_ebpf::{
 };
 use pop_common::{
     Counter, HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX,
-    HTTP_REQUEST_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse,
+    HTTP_REQUEST_MAX, HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse,
 };
 
 use crate::{
@@ -74,6 +74,12 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
         // SYN|URG, SYN|PSH and SYNs carrying data are scans or forgeries.
         if seg.flags & !(SYN | ECE_CWR) != 0 || seg.payload_len != 0 {
             return drop(stats, Counter::HttpDropMalformed);
+        }
+        // Every response fits HTTP_RESPONSE_MAX (checked at config time), which is the
+        // smallest MSS the cookie can encode: a client asking for less cannot be served
+        // without splitting the answer, which takes state.
+        if syn_mss(sc, seg.tcp_len).is_some_and(|mss| (mss as usize) < HTTP_RESPONSE_MAX) {
+            return drop(stats, Counter::HttpDropSmallMss);
         }
         return syn_ack(ctx, stats, pkt, &seg);
     }
@@ -137,6 +143,46 @@ fn read_segment(ctx: &XdpContext, pkt: &Packet, sc: &mut crate::maps::HttpScratc
     seg.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
     seg.flags = t[13];
     Some(seg)
+}
+
+/// The MSS option of the SYN in scratch (TCP header of `tcp_len` bytes), if it has one.
+/// A bpf_loop, so the verifier checks the option walk once, not once per position.
+#[inline(always)]
+fn syn_mss(sc: &mut crate::maps::HttpScratch, tcp_len: usize) -> Option<u16> {
+    sc.scan.pos = 20;
+    sc.scan.n = tcp_len as u32;
+    sc.scan.found = 0;
+    unsafe { bpf_loop(40, scan_mss as *mut _, core::ptr::null_mut(), 0) };
+    if sc.scan.found != 0 { Some(sc.scan.end as u16) } else { None }
+}
+
+/// One TCP option: stops at the MSS option (value in `end`), the end of the list, or
+/// a malformed length.
+extern "C" fn scan_mss(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(sc) = scratch() else { return 1 };
+    let i = sc.scan.pos as usize;
+    let n = sc.scan.n as usize;
+    if i >= n || i >= 60 {
+        return 1;
+    }
+    let at = |k: usize| sc.tcp[(i + k) % 60];
+    match at(0) {
+        0 => return 1,
+        1 => sc.scan.pos += 1,
+        kind => {
+            let len = at(1) as usize;
+            if i + 2 > n || len < 2 {
+                return 1;
+            }
+            if kind == 2 && len == 4 && i + 4 <= n {
+                sc.scan.end = u16::from_be_bytes([at(2), at(3)]) as u32;
+                sc.scan.found = 1;
+                return 1;
+            }
+            sc.scan.pos += len as u32;
+        }
+    }
+    0
 }
 
 /// SYN-ACK with the cookie as our sequence number and the MSS the cookie encodes.

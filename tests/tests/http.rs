@@ -288,3 +288,39 @@ fn crafted_segments_and_ip_options_are_dropped_and_counted() -> Result<()> {
     assert_eq!(delta("http.syn_answered"), 1, "{after:?}");
     Ok(())
 }
+
+/// No segment is larger than the client's MSS: a SYN asking for less than 536 (the
+/// smallest MSS a cookie encodes, and the cap on every configured response) is dropped;
+/// at 536 the longest answer (a redirect with a 255-byte target appended) still fits.
+#[test]
+fn answers_respect_the_clients_mss() -> Result<()> {
+    use pop_lab::testrun;
+    let h = http_lab()?;
+    let prog = testrun::pinned_program(&h.lab.bpffs_dir().join("pop").join("prog"))?;
+    let before = h.counters()?;
+    let tiny = tcp4_frame(&[], &[1, 1, 1, 1, 2, 4, 0, 200], 40010, 5000, 0, F_SYN, &[]);
+    assert_eq!(testrun::run(&prog, &tiny)?.verdict, testrun::XDP_DROP);
+    let syn = testrun::run(&prog, &tcp4_frame(&[], &[2, 4, 0x02, 0x18], 40011, 5000, 0, F_SYN, &[]))?;
+    assert_eq!(syn.verdict, testrun::XDP_TX);
+    let t = &syn.frame[34..];
+    assert_eq!(&t[20..24], &[2, 4, 0x02, 0x18], "SYN-ACK MSS option");
+    let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let target = format!("/{}", "a".repeat(254));
+    let request = format!("GET {target} HTTP/1.1\r\nHost: www.example.com\r\n\r\n");
+    let resp = testrun::run(&prog, &tcp4_frame(&[], &[], 40011, 5001, cookie.wrapping_add(1), F_ACK | F_PSH, request.as_bytes()))?;
+    assert_eq!(resp.verdict, testrun::XDP_TX);
+    let payload = &resp.frame[54..];
+    assert!(String::from_utf8_lossy(payload).contains(&format!("Location: https://www.example.com{target}\r\n")));
+    assert!(payload.len() <= 536, "{} bytes of response for MSS 536", payload.len());
+    let after = h.counters()?;
+    assert_eq!(after["drop.http_small_mss"] - before["drop.http_small_mss"], 1, "{after:?}");
+    // pop check refuses a response that could not fit that segment.
+    let big = h.lab.write(
+        "big.toml",
+        &format!("[[http]]\nname = \"big\"\nvips = [\"{VIP4}\"]\nport = 80\n[http.default]\nstatus = 200\nbody = \"{}\"\n", "x".repeat(500)),
+    )?;
+    let out = h.lab.pop(&h.pop, &big, &["check"])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("big.toml:") && err.contains("at most 536"), "{err}");
+    Ok(())
+}
