@@ -109,13 +109,16 @@ counters! {
     HttpSegments = "http.segments": "TCP segments to an HTTP VIP seen by XDP",
     HttpSynAnswered = "http.syn_answered": "SYNs answered with a SYN-ACK carrying a SYN cookie",
     HttpResponses = "http.responses": "requests answered in one segment with the response and FIN",
-    HttpBadRequest = "http.bad_request": "answered 400: not an HTTP/1.x GET/HEAD request in one segment",
-    HttpFinAcked = "http.fin_acked": "client FINs acknowledged",
+    HttpBadRequest = "http.bad_request": "answered 400: not GET/HEAD HTTP/1.x, two Hosts, or request line and Host not in the first segment",
+    HttpFinAcked = "http.fin_acked": "client FINs before any request (verified) answered with our FIN",
+    HttpFinReset = "http.fin_reset": "client FINs after the answer (unverifiable without state) closed with a RST",
     HttpDropBareAck = "drop.http_bare_ack": "dropped: a bare ACK (handshake completion, ACK of our response)",
     HttpDropRst = "drop.http_rst": "dropped: RST to an HTTP VIP",
-    HttpDropCookie = "drop.http_bad_cookie": "dropped: data segment whose ACK is not a valid SYN cookie",
-    HttpDropMalformed = "drop.http_malformed": "dropped: TCP header invalid or SYN+ACK / unexpected flags",
+    HttpDropCookie = "drop.http_bad_cookie": "dropped: data segment failing the SYN cookie (forged, or the rest of a request answered from its first segment)",
+    HttpDropMalformed = "drop.http_malformed": "dropped: TCP header invalid, or flags no client sends (SYN with ACK/FIN/URG, no ACK)",
     HttpDropNoRoom = "drop.http_no_room": "dropped: the frame could not be resized for the answer",
+    HttpDropIpOptions = "drop.http_ip_options": "dropped: IPv4 header with options (never reflected into a reply)",
+    HttpDropSmallMss = "drop.http_small_mss": "dropped: SYN with an MSS below 536, too small for one-segment answers",
     DnsQueries = "dns.queries": "UDP datagrams to a DNS VIP seen by XDP",
     DnsAnsweredNoerror = "dns.xdp.noerror": "answered in XDP: NOERROR (answers and NODATA)",
     DnsAnsweredNxdomain = "dns.xdp.nxdomain": "answered in XDP: NXDOMAIN",
@@ -194,9 +197,10 @@ pub const HTTP_TARGET_MAX: usize = 255;
 pub const HTTP_REQUEST_MAX: usize = 1024;
 pub const HTTP_PREFIX_MAX: usize = 384;
 pub const HTTP_SUFFIX_MAX: usize = 1280;
-/// Largest response (with the longest appended target) the config may ask for: it
-/// must fit one segment on a 1280-byte IPv6 path with room for headers.
-pub const HTTP_RESPONSE_MAX: usize = 1200;
+/// Largest response (with the longest appended target) the config may ask for: one
+/// segment to any client. It is the smallest MSS a SYN cookie encodes (and TCP's
+/// default, RFC 9293); SYNs asking for a smaller MSS are dropped.
+pub const HTTP_RESPONSE_MAX: usize = 536;
 /// `HttpKey::path` marker of a site's default response (first byte; the rest zero).
 pub const HTTP_PATH_DEFAULT: u8 = 0x01;
 /// `HttpKey::path` marker of a site's 400 response.

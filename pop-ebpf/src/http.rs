@@ -1,8 +1,9 @@
 //! HTTP answered in XDP with no per-connection state: SYNs get a SYN-ACK whose sequence
 //! number is a SYN cookie; a data segment whose ACK validates against its cookie is
-//! parsed as an HTTP/1.x GET/HEAD request and answered by one segment carrying the
-//! whole response and FIN; the client's FIN is ACKed. Everything else is dropped and
-//! counted. A retransmitted request simply gets the same answer again.
+//! parsed as an HTTP/1.x GET/HEAD request (request line and Host in that first segment)
+//! and answered by one segment carrying the whole response and FIN. Later segments
+//! cannot be verified: their data is dropped, and a FIN gets a RST. Everything else is
+//! dropped and counted. A retransmitted request simply gets the same answer again.
 
 use aya_ebpf::{
     bindings::{iphdr, ipv6hdr, tcphdr, xdp_action},
@@ -17,7 +18,7 @@ use aya_ebpf::{
 };
 use pop_common::{
     Counter, HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX,
-    HTTP_REQUEST_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse,
+    HTTP_REQUEST_MAX, HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse,
 };
 
 use crate::{
@@ -33,6 +34,8 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
+/// ECN negotiation bits a SYN may carry (RFC 3168).
+const ECE_CWR: u8 = 0xc0;
 const IPPROTO_TCP: u8 = 6;
 const WINDOW: u16 = 65535;
 static ZEROS: [u8; 256] = [0; 256];
@@ -57,26 +60,39 @@ struct Seg {
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     stats.inc(Counter::HttpSegments);
+    // The shared reply builder keeps the IPv4 header's length: options (source routes,
+    // record route, ...) would be reflected back to the client.
+    if !pkt.v6 && pkt.l4 - pkt.l3 != 20 {
+        return drop(stats, Counter::HttpDropIpOptions);
+    }
     let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
     let Some(seg) = read_segment(ctx, pkt, sc) else { return drop(stats, Counter::HttpDropMalformed) };
     if seg.flags & RST != 0 {
         return drop(stats, Counter::HttpDropRst);
     }
     if seg.flags & SYN != 0 {
-        if seg.flags & ACK != 0 || seg.payload_len != 0 {
+        // Only a plain SYN (ECN bits allowed) opens a connection: SYN|FIN, SYN|ACK,
+        // SYN|URG, SYN|PSH and SYNs carrying data are scans or forgeries.
+        if seg.flags & !(SYN | ECE_CWR) != 0 || seg.payload_len != 0 {
             return drop(stats, Counter::HttpDropMalformed);
+        }
+        // Every response fits HTTP_RESPONSE_MAX (checked at config time), which is the
+        // smallest MSS the cookie can encode: a client asking for less cannot be served
+        // without splitting the answer, which takes state.
+        if syn_mss(sc, seg.tcp_len).is_some_and(|mss| (mss as usize) < HTTP_RESPONSE_MAX) {
+            return drop(stats, Counter::HttpDropSmallMss);
         }
         return syn_ack(ctx, stats, pkt, &seg);
     }
     if seg.flags & ACK == 0 {
         return drop(stats, Counter::HttpDropMalformed);
     }
-    if seg.payload_len == 0 {
-        if seg.flags & FIN != 0 {
-            return ack_fin(ctx, stats, pkt, &seg);
-        }
+    if seg.payload_len == 0 && seg.flags & FIN == 0 {
         return drop(stats, Counter::HttpDropBareAck);
     }
+    // The cookie binds the client's ISN: only a segment at the first sequence number
+    // after the handshake (seq = ISN+1, ack = cookie+1) verifies. Later segments of the
+    // same connection cannot be told apart from forged ones without state.
     let valid = unsafe {
         if pkt.v6 {
             bpf_tcp_raw_check_syncookie_ipv6(sc.ip6.as_mut_ptr() as *mut ipv6hdr, sc.tcp.as_mut_ptr() as *mut tcphdr)
@@ -84,7 +100,18 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
             bpf_tcp_raw_check_syncookie_ipv4(sc.ip4.as_mut_ptr() as *mut iphdr, sc.tcp.as_mut_ptr() as *mut tcphdr)
         }
     };
+    if seg.payload_len == 0 {
+        // A FIN before any request: close our side too. A FIN after our answer (the
+        // client closing) cannot be verified: a RST, never an ACK, tells it there is no
+        // connection here and ends its socket at once.
+        return if valid == 0 { fin_ack(ctx, stats, pkt, &seg) } else { reset(ctx, stats, pkt, &seg) };
+    }
     if valid != 0 {
+        // Forged, or the rest of a request already answered from its first segment
+        // (never answered again). Its FIN, when it comes, gets the RST above.
+        if seg.flags & FIN != 0 {
+            return reset(ctx, stats, pkt, &seg);
+        }
         return drop(stats, Counter::HttpDropCookie);
     }
     respond(ctx, stats, pkt, site, &seg)
@@ -128,6 +155,46 @@ fn read_segment(ctx: &XdpContext, pkt: &Packet, sc: &mut crate::maps::HttpScratc
     seg.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
     seg.flags = t[13];
     Some(seg)
+}
+
+/// The MSS option of the SYN in scratch (TCP header of `tcp_len` bytes), if it has one.
+/// A bpf_loop, so the verifier checks the option walk once, not once per position.
+#[inline(always)]
+fn syn_mss(sc: &mut crate::maps::HttpScratch, tcp_len: usize) -> Option<u16> {
+    sc.scan.pos = 20;
+    sc.scan.n = tcp_len as u32;
+    sc.scan.found = 0;
+    unsafe { bpf_loop(40, scan_mss as *mut _, core::ptr::null_mut(), 0) };
+    if sc.scan.found != 0 { Some(sc.scan.end as u16) } else { None }
+}
+
+/// One TCP option: stops at the MSS option (value in `end`), the end of the list, or
+/// a malformed length.
+extern "C" fn scan_mss(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(sc) = scratch() else { return 1 };
+    let i = sc.scan.pos as usize;
+    let n = sc.scan.n as usize;
+    if i >= n || i >= 60 {
+        return 1;
+    }
+    let at = |k: usize| sc.tcp[(i + k) % 60];
+    match at(0) {
+        0 => return 1,
+        1 => sc.scan.pos += 1,
+        kind => {
+            let len = at(1) as usize;
+            if i + 2 > n || len < 2 {
+                return 1;
+            }
+            if kind == 2 && len == 4 && i + 4 <= n {
+                sc.scan.end = u16::from_be_bytes([at(2), at(3)]) as u32;
+                sc.scan.found = 1;
+                return 1;
+            }
+            sc.scan.pos += len as u32;
+        }
+    }
+    0
 }
 
 /// SYN-ACK with the cookie as our sequence number and the MSS the cookie encodes.
@@ -194,12 +261,24 @@ fn add_words(mut sum: u64, b: &[u8]) -> u64 {
     sum
 }
 
-/// The ACK of the client's FIN (at most 5 arguments: BPF passes no more in registers).
+/// Our FIN and the ACK of the client's, for a verified FIN that carried no request
+/// (at most 5 arguments: BPF passes no more in registers).
 #[inline(never)]
-fn ack_fin(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
+fn fin_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
     let mut th = [0u8; 20];
-    header(&mut th, seg, seg.ack, seg.seq.wrapping_add(1), ACK, 5);
+    header(&mut th, seg, seg.ack, seg.seq.wrapping_add(1), FIN | ACK, 5);
     send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinAcked)
+}
+
+/// A reset for a segment of no connection we can verify (RFC 9293 3.10.7.1: its
+/// sequence number is the segment's ACK, which is what the client expects next).
+#[inline(never)]
+fn reset(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
+    let mut th = [0u8; 20];
+    header(&mut th, seg, seg.ack, 0, RST, 5);
+    th[14] = 0;
+    th[15] = 0;
+    send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinReset)
 }
 
 // ---- request parsing (bpf_loop bodies) ---------------------------------------------------
@@ -253,7 +332,13 @@ extern "C" fn scan_header(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
             return 1;
         }
         let lower = |k: usize| req[(pos + k) & (HTTP_REQUEST_MAX - 1)] | 0x20;
-        if lower(0) == b'h' && lower(1) == b'o' && lower(2) == b's' && lower(3) == b't' && req[(pos + 4) & (HTTP_REQUEST_MAX - 1)] == b':' {
+        if pos + 5 <= h.n as usize
+            && lower(0) == b'h' && lower(1) == b'o' && lower(2) == b's' && lower(3) == b't' && req[(pos + 4) & (HTTP_REQUEST_MAX - 1)] == b':'
+        {
+            if h.in_host != 0 {
+                h.dup_host = 1; // two Host headers: which one is meant is ambiguous (RFC 9112 3.2)
+                return 1;
+            }
             h.in_host = 1;
             h.pos += 5;
             return 0;
@@ -299,17 +384,18 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
     let sc = unsafe { &mut *sc };
     let payload_at = pkt.l4 + seg.tcp_len;
     let n = seg.payload_len;
-    let mut bad = n > HTTP_REQUEST_MAX;
-    let take = if bad { 0 } else { n & (HTTP_REQUEST_MAX * 2 - 1) };
-    if !bad && (take == 0 || unsafe { bpf_xdp_load_bytes(ctx.ctx, payload_at as u32, sc.req.as_mut_ptr() as *mut _, take as u32) } != 0) {
-        bad = true;
-    }
+    // A browser's first segment is a full MSS of headers and cookies: the request line
+    // and Host come first, so the first HTTP_REQUEST_MAX bytes are all we parse.
+    let take = core::hint::black_box(if n > HTTP_REQUEST_MAX { HTTP_REQUEST_MAX } else { n });
+    let mut bad = take == 0
+        || take > HTTP_REQUEST_MAX
+        || unsafe { bpf_xdp_load_bytes(ctx.ctx, payload_at as u32, sc.req.as_mut_ptr() as *mut _, take as u32) } != 0;
     let head = !bad && sc.req[0] == b'H' && sc.req[1] == b'E' && sc.req[2] == b'A' && sc.req[3] == b'D' && sc.req[4] == b' ';
     let get = !bad && sc.req[0] == b'G' && sc.req[1] == b'E' && sc.req[2] == b'T' && sc.req[3] == b' ';
     let start = if head { 5 } else { 4 };
     sc.scan = crate::maps::HttpScan {
         n: take as u32, start, end: 0, path_end: 0, found: 0, pos: 0, line_start: 0, in_host: 0, host_start: 0,
-        host_len: 0, done: 0, parity: 0, sum: 0,
+        host_len: 0, done: 0, dup_host: 0, parity: 0, sum: 0,
     };
     if (head || get) && sc.req[start as usize] == b'/' {
         unsafe { bpf_loop((HTTP_TARGET_MAX + 1) as u32, scan_target as *mut _, core::ptr::null_mut(), 0) };
@@ -325,7 +411,10 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
             sc.scan.line_start = 1;
             unsafe { bpf_loop(HTTP_REQUEST_MAX as u32, scan_header as *mut _, core::ptr::null_mut(), 0) };
         }
-        if !version_ok || sc.scan.done == 0 {
+        // Answered from this segment when it holds the request line and one whole Host
+        // header (the rest may follow in later segments), or the whole header section.
+        let host_whole = sc.scan.in_host == 2 && sc.scan.host_len > 0;
+        if !version_ok || sc.scan.dup_host != 0 || (sc.scan.done == 0 && !host_whole) {
             bad = true;
         }
     } else {

@@ -138,6 +138,7 @@ pub struct HttpScan {
     pub host_start: u32,
     pub host_len: u32,
     pub done: u32,
+    pub dup_host: u32,
     pub parity: u32,
     pub sum: u64,
 }

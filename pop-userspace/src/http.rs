@@ -111,7 +111,7 @@ pub fn check_reply(r: &HttpReply) -> Result<(), String> {
     let longest = prefix.len() + suffix.len() + if r.append_path { HTTP_TARGET_MAX } else { 0 };
     if longest > HTTP_RESPONSE_MAX || prefix.len() > HTTP_PREFIX_MAX || suffix.len() > HTTP_SUFFIX_MAX {
         return Err(format!(
-            "the response is {longest} bytes{}; one segment carries at most {HTTP_RESPONSE_MAX}",
+            "the response is {longest} bytes{}; it must fit one segment to any client, at most {HTTP_RESPONSE_MAX} (TCP's smallest MSS)",
             if r.append_path { format!(" with the longest path appended ({HTTP_TARGET_MAX})") } else { String::new() }
         ));
     }
@@ -222,7 +222,15 @@ mod tests {
         assert!(check_reply(&reply(299)).unwrap_err().contains("status 299"));
         let mut r = reply(200);
         r.body = "x".repeat(1200);
-        assert!(check_reply(&r).unwrap_err().contains("one segment carries at most 1200"));
+        assert!(check_reply(&r).unwrap_err().contains("at most 536 (TCP's smallest MSS)"));
+        // The limit counts the longest path a redirect may append.
+        let mut r = HttpReply { location: Some("https://www.example.com".into()), append_path: true, ..reply(301) };
+        assert!(check_reply(&r).is_ok());
+        r.headers.insert("X-Long".into(), "y".repeat(200));
+        assert!(check_reply(&r).unwrap_err().contains("with the longest path appended (255)"));
+        let mut r = reply(200);
+        r.body = "x".repeat(400);
+        assert!(check_reply(&r).is_ok());
         let mut r = reply(200);
         r.headers.insert("Content-Length".into(), "3".into());
         assert!(check_reply(&r).unwrap_err().contains("set by pop itself"));
