@@ -484,3 +484,98 @@ fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
     let _ = &mut l;
     Ok(())
 }
+
+/// Sends `inner` (an IPv4 packet) from `host` to `to` inside an IPIP header, as a
+/// stranger on the Internet could, and returns what comes back to the inner packet's
+/// UDP source port 40777 within a second.
+fn tunnel_udp(host: &Host, to: &str, inner_dst: [u8; 4]) -> Result<Option<String>> {
+    let to: std::net::Ipv4Addr = to.parse()?;
+    host.in_netns(move || -> Result<Option<String>> {
+        let reply = UdpSocket::bind(("0.0.0.0", 40777))?;
+        reply.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let frame = pop_lab::frames::udp4(Default::default(), [192, 0, 2, 1], inner_dst, 40777, 7, &[], b"who");
+        let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(4)))?;
+        raw.send_to(&frame[14..], &SocketAddr::new(to.into(), 0).into())?;
+        let mut buf = [0u8; 64];
+        Ok(reply.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).to_string()))
+    })?
+}
+
+fn decap_stats(host: &Host, dir: &std::path::Path) -> Result<BTreeMap<String, u64>> {
+    let bin = pop_lab::pop_bin();
+    let out = host.stdout(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap(), "--stats"])?;
+    Ok(out.lines().filter_map(|l| l.split_once(char::is_whitespace)).map(|(k, v)| (k.to_string(), v.trim().parse().unwrap_or(0))).collect())
+}
+
+/// A backend decapsulates only packets for its own addresses, and with `--allow-source`
+/// only those from the PoPs: a stranger cannot tunnel traffic past its filters.
+#[test]
+fn decap_takes_only_packets_for_this_backend_from_the_allowed_pops() -> Result<()> {
+    let l = lb_lab(1, &[(1, 1)])?;
+    let b1 = &l.backends[0];
+    let dir = l.lab.bpffs_dir().join("decap-b1");
+    let b1_addr = backend_v4(1);
+    let vip: [u8; 4] = VIP4.parse::<std::net::Ipv4Addr>()?.octets();
+
+    // Not an address of the backend: never decapsulated, whoever sends it.
+    assert_eq!(tunnel_udp(&l.client, &b1_addr, [192, 0, 2, 77])?, None);
+    assert!(decap_stats(b1, &dir)?["dropped_inner_not_local"] >= 1);
+    // No allow list yet: any source may tunnel to the VIP (the old behaviour).
+    assert_eq!(tunnel_udp(&l.client, &b1_addr, vip)?.as_deref(), Some("b1"));
+
+    // Only the PoP from now on: re-running the command refreshes the attached program.
+    let bin = pop_lab::pop_bin();
+    let out = b1.stdout(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap(), "--allow-source", "198.51.100.1"])?;
+    assert!(out.contains("already attached") && out.contains("198.51.100.1"), "{out}");
+    assert_eq!(tunnel_udp(&l.client, &b1_addr, vip)?, None, "a stranger's tunnelled packet was decapsulated");
+    assert!(decap_stats(b1, &dir)?["dropped_source_not_allowed"] >= 1);
+    // The PoP's own tunnelled traffic still gets through.
+    assert_eq!(http_get(&l.client, VIP4, "/", None)?, "b1");
+    assert_eq!(udp_owners(&l.client, vec![41999])?[&41999], "b1");
+    assert!(decap_stats(b1, &dir)?["decapsulated_ipv4"] >= 1);
+    Ok(())
+}
+
+/// `pop decap` on an interface whose pinned link is dead (the namespace it was in
+/// deleted, or the device re-created) attaches afresh instead of saying "already
+/// attached".
+#[test]
+fn decap_replaces_a_pin_whose_interface_is_gone() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let peer = lab.host("peer")?;
+    let gone = lab.host("gone")?;
+    let backend = lab.host("backend")?;
+    let dir = lab.bpffs_dir().join("decap");
+    let bin = pop_lab::pop_bin();
+    let decap = |h: &Host| -> Result<String> {
+        let out = h.output(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap()])?;
+        anyhow::ensure!(out.status.success(), "pop decap: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+
+    // Its namespace deleted: the pin stays on bpffs, the link has no device any more.
+    lab.link(&gone, "e0", &peer, "x0")?;
+    decap(&gone)?;
+    pop_lab::run(std::process::Command::new("ip").args(["netns", "del", &gone.netns]))?;
+    // An empty namespace of the same name, for the lab to remove like the others.
+    pop_lab::run(std::process::Command::new("ip").args(["netns", "add", &gone.netns]))?;
+    lab.link(&backend, "e0", &peer, "x1")?;
+    let out = decap(&backend)?;
+    assert!(out.contains("replacing the stale"), "{out}");
+    let first = backend.xdp_prog_id("e0")?.context("decap not attached after a deleted namespace")?;
+
+    // The device re-created under the same name.
+    backend.run(&["ip", "link", "del", "e0"])?;
+    lab.link(&backend, "e0", &peer, "x2")?;
+    assert_eq!(backend.xdp_prog_id("e0")?, None);
+    let out = decap(&backend)?;
+    assert!(out.contains("replacing the stale"), "{out}");
+    let second = backend.xdp_prog_id("e0")?.context("decap not attached on the re-created device")?;
+    assert_ne!(first, second);
+
+    // A live link is kept: a second run only refreshes its lists.
+    let out = decap(&backend)?;
+    assert!(out.contains("already attached"), "{out}");
+    assert_eq!(backend.xdp_prog_id("e0")?, Some(second));
+    Ok(())
+}
