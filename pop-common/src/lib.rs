@@ -98,7 +98,7 @@ counters! {
     LbForwardedRedirect = "lb.forwarded_redirect": "encapsulated to a backend and redirected to another interface",
     LbFlowHit = "lb.flow_hit": "packets of a flow found in the connection table",
     LbNewFlow = "lb.new_flow": "flows given a backend by the Maglev table",
-    LbRehashed = "lb.rehashed": "flows whose backend was removed or down, moved to a live backend",
+    LbRehashed = "lb.rehashed": "flows whose backend was removed, down, or its id given to another service, moved to a live backend",
     LbDropNoBackend = "drop.lb_no_backend": "dropped: the service has no live backend",
     LbDropNoRoute = "drop.lb_no_route": "dropped: no route to the backend (fib lookup failed)",
     LbPassNoNeigh = "drop.lb_no_neighbour": "dropped: backend's next hop not resolved yet (ARP/ND); the controller primes it",

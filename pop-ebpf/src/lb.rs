@@ -108,7 +108,9 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
         known = true;
         let id = flow.backend;
         if let Some(b) = LB_BACKENDS.get(id) {
-            if b.state == BACKEND_LIVE || b.state == BACKEND_DRAIN {
+            // Ids are reused once a backend is gone: the remembered one must still be a
+            // backend of this service and family, else the flow is placed afresh.
+            if (b.state == BACKEND_LIVE || b.state == BACKEND_DRAIN) && b.service == svc_idx && is_v4_mapped(&b.addr) != pkt.v6 {
                 chosen = Some((id, *b));
                 stats.inc(Counter::LbFlowHit);
             }

@@ -579,3 +579,61 @@ fn decap_replaces_a_pin_whose_interface_is_gone() -> Result<()> {
     assert_eq!(backend.xdp_prog_id("e0")?, Some(second));
     Ok(())
 }
+
+/// Backend ids are reused once a backend is gone: a remembered flow whose id now
+/// belongs to another service (or is a backend of the other address family) must be
+/// placed afresh in its own service, not sent there or dropped.
+#[test]
+fn a_remembered_flow_on_a_backend_id_of_another_service_is_placed_afresh() -> Result<()> {
+    use pop_lab::{frames, testrun};
+    let l = lb_lab(2, &[(1, 1), (2, 1)])?;
+    let maps = l.lab.pop_maps_dir("pop");
+    let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
+    // Test runs arrive on the namespace's lo; the route lookup needs forwarding there.
+    l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
+    let before = l.lab.pop_counters(&l.pop, &l.config)?;
+    l.pop.in_netns(move || -> Result<()> {
+        let prog = testrun::pinned_program(&prog_path)?;
+        let flows = testrun::pinned_map(&maps.join("LB_FLOWS"))?;
+        let backends = testrun::pinned_map(&maps.join("LB_BACKENDS"))?;
+        // LbBackend: address (16, IPv4 v4-mapped), state, service.
+        let backend = |id: u32| -> Result<([u8; 16], u32, u32)> {
+            let v = testrun::map_lookup(&backends, &id.to_ne_bytes(), 24)?.context("no backend entry")?;
+            let word = |at: usize| u32::from_ne_bytes(v[at..at + 4].try_into().unwrap());
+            Ok((v[..16].try_into().unwrap(), word(16), word(20)))
+        };
+        let is_v4 = |a: &[u8; 16]| a[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let (mut other_service, mut other_family) = (None, None);
+        for id in 0..16 {
+            let (addr, state, service) = backend(id)?;
+            if state == pop_common::BACKEND_LIVE && service == 1 {
+                other_service.get_or_insert(id);
+            }
+            if state == pop_common::BACKEND_LIVE && service == 0 && !is_v4(&addr) {
+                other_family.get_or_insert(id);
+            }
+        }
+        let vip: [u8; 4] = VIP4.parse::<std::net::Ipv4Addr>()?.octets();
+        for (stale, sport) in [(other_service.context("no echo backend")?, 50001u16), (other_family.context("no IPv6 web backend")?, 50002)] {
+            let mut key = pop_common::v4_mapped([192, 0, 2, 1]).to_vec();
+            key.extend_from_slice(&pop_common::v4_mapped(vip));
+            key.extend_from_slice(&sport.to_be_bytes());
+            key.extend_from_slice(&80u16.to_be_bytes());
+            key.extend_from_slice(&[6, 0, 0, 0]);
+            let mut value = stale.to_ne_bytes().to_vec();
+            value.extend_from_slice(&[0; 4]);
+            testrun::map_update(&flows, &key, &value)?;
+            // A mid-connection segment (ACK): the flow table decides, not Maglev.
+            let out = testrun::run(&prog, &frames::tcp4(vip, sport, 1, 1, 0x10, b"data"))?;
+            assert!(out.verdict == testrun::XDP_TX || out.verdict == 4, "stale id {stale}: verdict {}", out.verdict);
+            let now = u32::from_ne_bytes(testrun::map_lookup(&flows, &key, 8)?.context("flow forgotten")?[..4].try_into().unwrap());
+            let (addr, _, service) = backend(now)?;
+            assert!(service == 0 && is_v4(&addr), "flow left on backend id {now} (service {service}), not a web IPv4 backend");
+            assert_eq!(out.frame[14 + 16..14 + 20], addr[12..16], "tunnelled elsewhere than the flow's backend");
+        }
+        Ok(())
+    })??;
+    let after = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert_eq!(after["lb.rehashed"] - before["lb.rehashed"], 2, "{after:?}");
+    Ok(())
+}
