@@ -108,20 +108,30 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
 /// backend sent a client with the VIP as source (direct server return), so the error
 /// belongs to that backend, which alone can act on it (path MTU discovery): the flow is
 /// found with the reversed quoted tuple and the whole ICMP packet tunnelled there.
-/// Returns a verdict, or ICMP_ERROR | service with the flow in LB_SCRATCH.
+/// Returns a verdict, or ICMP_ERROR | service with the flow in LB_SCRATCH. An error
+/// quoting no load-balanced flow is dropped, or with `pass_unmatched` (the VIP opted
+/// out) handed to the kernel like the VIP's other unhandled traffic.
 #[inline(never)]
-pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
+pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, pass_unmatched: bool) -> u32 {
+    let unmatched = |stats: &Stats| {
+        if pass_unmatched {
+            stats.inc(Counter::VipPassUnhandled);
+            xdp_action::XDP_PASS
+        } else {
+            drop(stats, Counter::VipDropIcmpError)
+        }
+    };
     // ICMP header (8 bytes), then the quoted IP header and at least 8 bytes of its payload.
     let quoted = pkt.l4 + 8;
     let mut ip = [0u8; 40];
     let (ip_len, proto) = if pkt.v6 {
         if unsafe { bpf_xdp_load_bytes(ctx.ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 40) } != 0 || ip[0] >> 4 != 6 {
-            return drop(stats, Counter::VipDropIcmpError);
+            return unmatched(stats);
         }
         (40, ip[6])
     } else {
         if unsafe { bpf_xdp_load_bytes(ctx.ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 20) } != 0 || ip[0] >> 4 != 4 {
-            return drop(stats, Counter::VipDropIcmpError);
+            return unmatched(stats);
         }
         ((ip[0] & 0x0f) as usize * 4, ip[9])
     };
@@ -130,7 +140,7 @@ pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
         || ip_len < 20
         || unsafe { bpf_xdp_load_bytes(ctx.ctx, (quoted + ip_len) as u32, ports.as_mut_ptr() as *mut _, 4) } != 0
     {
-        return drop(stats, Counter::VipDropIcmpError);
+        return unmatched(stats);
     }
     // The quoted packet went from the VIP (this ICMP's destination) to the client.
     let mut vip = [0u8; 16];
@@ -143,7 +153,7 @@ pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
         client = pop_common::v4_mapped([ip[16], ip[17], ip[18], ip[19]]);
     }
     if vip != pkt.dst {
-        return drop(stats, Counter::VipDropIcmpError);
+        return unmatched(stats);
     }
     let vip_port_be = u16::from_ne_bytes([ports[0], ports[1]]);
     let client_port_be = u16::from_ne_bytes([ports[2], ports[3]]);
@@ -155,7 +165,7 @@ pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
             stats.inc(Counter::PassVipKernel);
             return xdp_action::XDP_PASS;
         }
-        _ => return drop(stats, Counter::VipDropIcmpError),
+        _ => return unmatched(stats),
     };
     let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
     unsafe {

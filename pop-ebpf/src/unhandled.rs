@@ -39,7 +39,9 @@ pub fn not_in_vip_table(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
             match (pkt.v6, icmp_type[0]) {
                 // Destination unreachable (fragmentation needed), time exceeded, parameter
                 // problem; ICMPv6 also packet too big.
-                (false, 3 | 11 | 12) | (true, 1..=4) => return lb::icmp_error(ctx, stats, pkt),
+                (false, 3 | 11 | 12) | (true, 1..=4) => {
+                    return lb::icmp_error(ctx, stats, pkt, flags & VIP_ADDR_PASS_UNHANDLED != 0);
+                }
                 // Echo request; router/neighbour solicitation and advertisement, redirect.
                 (false, 8) | (true, 128 | 133..=137) => return verdict(stats, Counter::VipPassIcmp, xdp_action::XDP_PASS),
                 _ => {}

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use pop_lab::{Host, Lab};
+use pop_lab::{Host, Lab, frames, testrun};
 
 const VIP4: &str = "203.0.113.10";
 const VIP6: &str = "2001:db8:10::10";
@@ -446,7 +446,6 @@ fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()
 /// and new flows still get a backend.
 #[test]
 fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
-    use pop_lab::{frames, testrun};
     let mut l = lb_lab_full(1, &[(1, 1)], false, "", "flow_table_size = 4096")?;
     let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
     // Test runs arrive on the namespace's lo; the route lookup needs forwarding there.
@@ -504,6 +503,44 @@ fn rewrite_pop_section(l: &LbLab, extra: &str) -> Result<()> {
     Ok(())
 }
 
+/// Verdicts of the PoP's program on two ICMP "fragmentation needed" messages toward
+/// VIP4, quoting a reply from VIP4:80 (the web service) and one from VIP4:2222.
+fn icmp_error_verdicts(l: &LbLab) -> Result<[u32; 2]> {
+    let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
+    let vip: [u8; 4] = VIP4.parse::<std::net::Ipv4Addr>()?.octets();
+    l.pop.in_netns(move || -> Result<[u32; 2]> {
+        let prog = testrun::pinned_program(&prog_path)?;
+        let mut out = [0; 2];
+        for (i, vip_port) in [80u16, 2222].into_iter().enumerate() {
+            let mut quoted = vec![0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            quoted.extend_from_slice(&vip);
+            quoted.extend_from_slice(&[192, 0, 2, 1]);
+            let c = testrun::checksum(&quoted);
+            quoted[10..12].copy_from_slice(&c.to_be_bytes());
+            quoted.extend_from_slice(&vip_port.to_be_bytes());
+            quoted.extend_from_slice(&5555u16.to_be_bytes());
+            quoted.extend_from_slice(&[0, 0, 0, 1]);
+            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78]; // fragmentation needed, MTU 1400
+            icmp.extend_from_slice(&quoted);
+            let c = testrun::checksum(&icmp);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            let mut ip = vec![0x45, 0];
+            ip.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+            ip.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0, 198, 51, 100, 126]);
+            ip.extend_from_slice(&vip);
+            let c = testrun::checksum(&ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut frame = [frames::POP_MAC, frames::CLIENT_MAC].concat();
+            frame.extend_from_slice(&[0x08, 0x00]);
+            frame.extend_from_slice(&ip);
+            frame.extend_from_slice(&icmp);
+            let v = testrun::run(&prog, &frame)?.verdict;
+            out[i] = if v == 4 { testrun::XDP_TX } else { v };
+        }
+        Ok(out)
+    })?
+}
+
 /// Traffic to a VIP on a port or protocol no handler takes (and IP fragments to it)
 /// must not reach the PoP host's own services bound to the wildcard address; ping
 /// still works, the host's own address is untouched, and a VIP can opt out.
@@ -525,16 +562,22 @@ fn vip_traffic_no_handler_takes_is_dropped_unless_the_vip_opts_out() -> Result<(
     assert!(pings(&l.client, VIP4, 56)? && pings(&l.client, VIP6, 56)?, "echo requests to a VIP are the kernel's to answer");
     // 3000 bytes leave the client in fragments: no handler takes them.
     assert!(!pings(&l.client, VIP4, 3000)?, "fragments to the VIP were reassembled and answered by the host");
+    // ICMP errors to the VIP: one about a flow of the service goes to a backend (Maglev
+    // places it: no connection-table entry exists), one about another port is dropped.
+    l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
+    assert_eq!(icmp_error_verdicts(&l)?, [testrun::XDP_TX, testrun::XDP_DROP]);
     let c = l.lab.pop_counters(&l.pop, &l.config)?;
     assert!(c["drop.vip_unhandled"] >= 2, "{c:?}");
     assert!(c["drop.vip_fragment"] >= 2, "{c:?}");
     assert!(c["pass.vip_icmp"] >= 2, "{c:?}");
+    assert!(c["drop.vip_icmp_error"] >= 1 && c["lb.icmp_error_forwarded"] >= 1, "{c:?}");
 
     // The opt-out lets the IPv4 VIP's other traffic through to the kernel, and only its.
     rewrite_pop_section(&l, &format!("pass_unhandled_vips = [\"{VIP4}\"]"))?;
     pop_lab::wait_until(Duration::from_secs(5), "the opt-out applied", || tcp_connects(&l.client, vip4).ok().filter(|&ok| ok))?;
     assert!(pings(&l.client, VIP4, 3000)?, "fragments to an opted-out VIP must reach the kernel");
     assert!(!tcp_connects(&l.client, vip6)?, "the opt-out of one VIP opened another");
+    assert_eq!(icmp_error_verdicts(&l)?, [testrun::XDP_TX, testrun::XDP_PASS], "an opted-out VIP's other ICMP errors are the kernel's");
     let c = l.lab.pop_counters(&l.pop, &l.config)?;
     assert!(c["pass.vip_unhandled_allowed"] >= 2, "{c:?}");
     Ok(())
@@ -565,7 +608,6 @@ fn icmp_too_big_about_a_backend_reply_reaches_that_backend() -> Result<()> {
 /// placed afresh in its own service, not sent there or dropped.
 #[test]
 fn a_remembered_flow_on_a_backend_id_of_another_service_is_placed_afresh() -> Result<()> {
-    use pop_lab::{frames, testrun};
     let l = lb_lab(2, &[(1, 1), (2, 1)])?;
     let maps = l.lab.pop_maps_dir("pop");
     let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
