@@ -32,6 +32,7 @@ pub const MAP_LB_MAGLEV: &str = "LB_MAGLEV";
 pub const MAP_LB_BACKENDS: &str = "LB_BACKENDS";
 pub const MAP_LB_SERVICE_STATS: &str = "LB_SERVICE_STATS";
 pub const MAP_LB_BACKEND_STATS: &str = "LB_BACKEND_STATS";
+pub const MAP_VIP_ADDRS: &str = "VIP_ADDRS";
 
 /// Slots in the per-CPU counter block. Larger than the counters in use so that new
 /// counters can be added without changing the map's value size.
@@ -98,7 +99,7 @@ counters! {
     LbForwardedRedirect = "lb.forwarded_redirect": "encapsulated to a backend and redirected to another interface",
     LbFlowHit = "lb.flow_hit": "packets of a flow found in the connection table",
     LbNewFlow = "lb.new_flow": "flows given a backend by the Maglev table",
-    LbRehashed = "lb.rehashed": "flows whose backend was removed or down, moved to a live backend",
+    LbRehashed = "lb.rehashed": "flows whose backend was removed, down, or its id given to another service, moved to a live backend",
     LbDropNoBackend = "drop.lb_no_backend": "dropped: the service has no live backend",
     LbDropNoRoute = "drop.lb_no_route": "dropped: no route to the backend (fib lookup failed)",
     LbPassNoNeigh = "drop.lb_no_neighbour": "dropped: backend's next hop not resolved yet (ARP/ND); the controller primes it",
@@ -106,6 +107,12 @@ counters! {
     LbTooBig = "lb.icmp_too_big": "answered ICMP fragmentation-needed / packet-too-big: too large once encapsulated",
     LbDropMalformed = "drop.lb_malformed": "dropped: IP length says more than the frame holds",
     LbDropFamily = "drop.lb_family": "dropped: VIP and backend address families differ",
+    LbIcmpErrorForwarded = "lb.icmp_error_forwarded": "ICMP errors about a backend's packets to a client (e.g. fragmentation needed), tunnelled to the backend owning the flow",
+    VipDropIcmpError = "drop.vip_icmp_error": "dropped: ICMP error toward a VIP that quotes no packet of a load-balanced service or of the kernel's own VIP servers",
+    VipPassIcmp = "pass.vip_icmp": "passed: ICMP echo request or IPv6 neighbour discovery to a VIP, for the kernel",
+    VipDropUnhandled = "drop.vip_unhandled": "dropped: to a VIP address on a port or protocol no handler takes (the host's own services stay unreachable there)",
+    VipDropFragment = "drop.vip_fragment": "dropped: IP fragment to a VIP address (no handler takes fragments; pop.pass_unhandled_vips lets them through)",
+    VipPassUnhandled = "pass.vip_unhandled_allowed": "passed: to a VIP on a port or protocol no handler takes, allowed by pop.pass_unhandled_vips",
     HttpSegments = "http.segments": "TCP segments to an HTTP VIP seen by XDP",
     HttpSynAnswered = "http.syn_answered": "SYNs answered with a SYN-ACK carrying a SYN cookie",
     HttpResponses = "http.responses": "requests answered in one segment with the response and FIN",
@@ -176,6 +183,10 @@ pub struct VipValue {
     /// Index into the kind's own tables.
     pub index: u32,
 }
+
+/// VIP_ADDRS value bit: traffic to this address that no VIPS entry takes goes to the
+/// kernel instead of being dropped (`pop.pass_unhandled_vips`).
+pub const VIP_ADDR_PASS_UNHANDLED: u32 = 1;
 
 /// Traffic for this VIP goes to the kernel (the controller's own servers).
 pub const VIP_KIND_PASS: u32 = 0;

@@ -2,7 +2,8 @@
 //! packet in an outer IP header to the backend (IPIP / IPv6-in-IPv6, direct server
 //! return), and send it toward the next hop found by bpf_fib_lookup: XDP_TX when that
 //! is the receiving interface, redirect when it is another. A packet too big once
-//! wrapped is answered with ICMP fragmentation-needed / packet-too-big.
+//! wrapped is answered with ICMP fragmentation-needed / packet-too-big. ICMP errors
+//! about a backend's replies are tunnelled to that backend (`icmp_error`).
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action},
@@ -10,13 +11,14 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use pop_common::{
-    BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, maglev_base,
+    BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, VIP_KIND_LB, VIP_KIND_PASS, VipKey,
+    maglev_base,
 };
 
 use crate::{
     counters::Stats,
     csum,
-    maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_SERVICE_STATS, LB_SERVICES},
+    maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
     parse::Packet,
 };
 
@@ -79,10 +81,118 @@ fn add_stats(map_stats: Option<*mut LbStats>, bytes: u64, new_flow: bool) {
     }
 }
 
+/// `forward` flag: a connection opens (TCP SYN): Maglev decides, not an old entry.
+const OPENS: u32 = 1 << 31;
+/// `forward` flag: an ICMP error about the flow, not the flow's own packet. Also what
+/// `icmp_error` returns (with the service) when the dispatcher is to call
+/// `forward_icmp_error`: calling `forward` from there would stack its frame on the
+/// dispatcher's, `not_in_vip_table`'s and its own, past the verifier's 512 bytes.
+pub const ICMP_ERROR: u32 = 1 << 30;
+
 /// A TCP/UDP packet to a VIP of service `svc_idx`.
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u32 {
     stats.inc(Counter::LbPackets);
+    let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
+    // SAFETY: this CPU's scratch entry, used by one packet at a time.
+    unsafe {
+        *key = FlowKey { src: pkt.src, dst: pkt.dst, sport_be: pkt.sport_be, dport_be: pkt.dport_be, proto: pkt.proto, _pad: [0; 3] };
+    }
+    // A SYN opens a new connection even on a reused 5-tuple: it follows the Maglev
+    // table as it is now, not an old entry's backend.
+    let syn = pkt.proto == 6 && pkt.tcp_flags & 0x12 == 0x02;
+    forward(ctx, stats, pkt, svc_idx | if syn { OPENS } else { 0 })
+}
+
+/// An ICMP error toward a VIP address (see `unhandled`). Its quoted packet is one a
+/// backend sent a client with the VIP as source (direct server return), so the error
+/// belongs to that backend, which alone can act on it (path MTU discovery): the flow is
+/// found with the reversed quoted tuple and the whole ICMP packet tunnelled there.
+/// Returns a verdict, or ICMP_ERROR | service with the flow in LB_SCRATCH. An error
+/// quoting no load-balanced flow is dropped, or with `pass_unmatched` (the VIP opted
+/// out) handed to the kernel like the VIP's other unhandled traffic.
+#[inline(never)]
+pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, pass_unmatched: bool) -> u32 {
+    let unmatched = |stats: &Stats| {
+        if pass_unmatched {
+            stats.inc(Counter::VipPassUnhandled);
+            xdp_action::XDP_PASS
+        } else {
+            drop(stats, Counter::VipDropIcmpError)
+        }
+    };
+    // ICMP header (8 bytes), then the quoted IP header and at least 8 bytes of its payload.
+    let quoted = pkt.l4 + 8;
+    let mut ip = [0u8; 40];
+    let (ip_len, proto) = if pkt.v6 {
+        if unsafe { bpf_xdp_load_bytes(ctx.ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 40) } != 0 || ip[0] >> 4 != 6 {
+            return unmatched(stats);
+        }
+        (40, ip[6])
+    } else {
+        if unsafe { bpf_xdp_load_bytes(ctx.ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 20) } != 0 || ip[0] >> 4 != 4 {
+            return unmatched(stats);
+        }
+        ((ip[0] & 0x0f) as usize * 4, ip[9])
+    };
+    let mut ports = [0u8; 4];
+    if (proto != 6 && proto != 17)
+        || ip_len < 20
+        || unsafe { bpf_xdp_load_bytes(ctx.ctx, (quoted + ip_len) as u32, ports.as_mut_ptr() as *mut _, 4) } != 0
+    {
+        return unmatched(stats);
+    }
+    // The quoted packet went from the VIP (this ICMP's destination) to the client.
+    let mut vip = [0u8; 16];
+    let mut client = [0u8; 16];
+    if pkt.v6 {
+        vip.copy_from_slice(&ip[8..24]);
+        client.copy_from_slice(&ip[24..40]);
+    } else {
+        vip = pop_common::v4_mapped([ip[12], ip[13], ip[14], ip[15]]);
+        client = pop_common::v4_mapped([ip[16], ip[17], ip[18], ip[19]]);
+    }
+    if vip != pkt.dst {
+        return unmatched(stats);
+    }
+    let vip_port_be = u16::from_ne_bytes([ports[0], ports[1]]);
+    let client_port_be = u16::from_ne_bytes([ports[2], ports[3]]);
+    let vkey = VipKey { addr: vip, port_be: vip_port_be, proto, _pad: 0 };
+    let svc_idx = match unsafe { VIPS.get(&vkey) } {
+        Some(v) if v.kind == VIP_KIND_LB => v.index,
+        // About a reply of the kernel's own server on the VIP (DNS over TCP): its business.
+        Some(v) if v.kind == VIP_KIND_PASS => {
+            stats.inc(Counter::PassVipKernel);
+            return xdp_action::XDP_PASS;
+        }
+        _ => return unmatched(stats),
+    };
+    let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
+    unsafe {
+        *key = FlowKey { src: client, dst: vip, sport_be: client_port_be, dport_be: vip_port_be, proto, _pad: [0; 3] };
+    }
+    ICMP_ERROR | svc_idx
+}
+
+/// The dispatcher's second half of `icmp_error` (its result is `code`).
+#[inline(always)]
+pub fn forward_icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, code: u32) -> u32 {
+    match forward(ctx, stats, pkt, code) {
+        // An error is never answered with an error (RFC 1122).
+        v if v & TOO_BIG != 0 => drop(stats, Counter::VipDropIcmpError),
+        v => v,
+    }
+}
+
+/// Sends `pkt` to the backend of the flow in LB_SCRATCH, of service `flags & 0xffff`
+/// (see OPENS, ICMP_ERROR): connection table first, else Maglev.
+#[inline(never)]
+fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, flags: u32) -> u32 {
+    let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
+    // SAFETY: filled by the caller for this packet; read only.
+    let key = unsafe { &*key };
+    let svc_idx = flags & 0xffff;
+    let icmp_error = flags & ICMP_ERROR != 0;
     let Some(svc) = LB_SERVICES.get(svc_idx) else { return drop(stats, Counter::LbDropNoBackend) };
 
     // Length of the inner IP packet, from its own header (frames may carry padding).
@@ -98,19 +208,19 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
         return drop(stats, Counter::LbDropMalformed);
     }
 
-    let key = FlowKey { src: pkt.src, dst: pkt.dst, sport_be: pkt.sport_be, dport_be: pkt.dport_be, proto: pkt.proto, _pad: [0; 3] };
     let mut chosen: Option<(u32, LbBackend)> = None;
     let mut known = false;
-    // A SYN opens a new connection even on a reused 5-tuple: it follows the Maglev
-    // table as it is now, not an old entry's backend.
-    let syn = pkt.proto == 6 && pkt.tcp_flags & 0x12 == 0x02;
-    if let Some(flow) = if syn { None } else { unsafe { LB_FLOWS.get(&key) } } {
+    if let Some(flow) = if flags & OPENS != 0 { None } else { unsafe { LB_FLOWS.get(key) } } {
         known = true;
         let id = flow.backend;
         if let Some(b) = LB_BACKENDS.get(id) {
-            if b.state == BACKEND_LIVE || b.state == BACKEND_DRAIN {
+            // Ids are reused once a backend is gone: the remembered one must still be a
+            // backend of this service and family, else the flow is placed afresh.
+            if (b.state == BACKEND_LIVE || b.state == BACKEND_DRAIN) && b.service == svc_idx && is_v4_mapped(&b.addr) != pkt.v6 {
                 chosen = Some((id, *b));
-                stats.inc(Counter::LbFlowHit);
+                if !icmp_error {
+                    stats.inc(Counter::LbFlowHit);
+                }
             }
         }
     }
@@ -123,16 +233,19 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
             if size == 0 {
                 return drop(stats, Counter::LbDropNoBackend);
             }
-            let slot = flow_hash(&key) % size;
+            let slot = flow_hash(key) % size;
             let index = maglev_base(svc_idx, pkt.v6, half) + slot;
             let Some(&id) = LB_MAGLEV.get(index) else { return drop(stats, Counter::LbDropNoBackend) };
             let Some(b) = LB_BACKENDS.get(id) else { return drop(stats, Counter::LbDropNoBackend) };
             if b.state != BACKEND_LIVE {
                 return drop(stats, Counter::LbDropNoBackend);
             }
-            let _ = LB_FLOWS.insert(&key, &FlowValue { backend: id, _pad: 0 }, 0);
-            stats.inc(if known { Counter::LbRehashed } else { Counter::LbNewFlow });
-            new_flow = true;
+            // An error about a flow does not make one: its next packet gets the same slot.
+            if !icmp_error {
+                let _ = LB_FLOWS.insert(key, &FlowValue { backend: id, _pad: 0 }, 0);
+                stats.inc(if known { Counter::LbRehashed } else { Counter::LbNewFlow });
+                new_flow = true;
+            }
             (id, *b)
         }
     };
@@ -212,6 +325,9 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
         return xdp_action::XDP_ABORTED;
     }
 
+    if icmp_error {
+        stats.inc(Counter::LbIcmpErrorForwarded);
+    }
     let bytes = inner_len as u64;
     add_stats(LB_SERVICE_STATS.get_ptr_mut(svc_idx), bytes, new_flow);
     add_stats(LB_BACKEND_STATS.get_ptr_mut(id), bytes, new_flow);

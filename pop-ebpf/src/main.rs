@@ -11,6 +11,7 @@ mod http;
 mod lb;
 mod maps;
 mod parse;
+mod unhandled;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
@@ -45,13 +46,19 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
     let mut pkt = parse::Packet::EMPTY;
     let skip = parse::parse_into(ctx, stats, &mut pkt);
     if skip != u32::MAX {
+        if skip == Counter::PassFragment as u32 {
+            return unhandled::ipv4_fragment(ctx, stats);
+        }
         stats.inc_index(skip);
         return xdp_action::XDP_PASS;
     }
     let key = VipKey { addr: pkt.dst, port_be: pkt.dport_be, proto: pkt.proto, _pad: 0 };
     // SAFETY: the value is plain data and only read here.
     let Some(vip) = (unsafe { VIPS.get(&key) }) else {
-        return pass(stats, Counter::PassNotVip);
+        return match unhandled::not_in_vip_table(ctx, stats, &pkt) {
+            v if v & lb::ICMP_ERROR != 0 => lb::forward_icmp_error(ctx, stats, &pkt, v),
+            v => v,
+        };
     };
     trace_vip(ctx, pkt.dport_be, pkt.proto, vip.kind);
     count_vip_traffic(&key, &pkt, frame_len);

@@ -20,6 +20,12 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::pinned(1, 0);
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<VipKey, VipValue> = HashMap::pinned(MAX_VIPS, 0);
 
+/// Every VIP address (any port, protocol) -> VIP_ADDR_* flags: looked up only for
+/// packets that miss VIPS, so traffic to a VIP that no handler takes is dropped instead
+/// of reaching the host's own services bound to the wildcard address.
+#[map(name = "VIP_ADDRS")]
+pub static VIP_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_VIPS, 0);
+
 /// Packets and bytes per VIP key (entries created by the controller with the VIP).
 #[map(name = "VIP_STATS")]
 pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(MAX_VIPS, 0);
@@ -89,6 +95,10 @@ pub static LB_BACKENDS: Array<LbBackend> = Array::pinned(LB_MAX_BACKENDS, 0);
 /// Connection table: 5-tuple -> backend id, so flows stay put when backends change.
 #[map(name = "LB_FLOWS")]
 pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(LB_FLOWS_MAX, 0);
+
+/// Per-CPU scratch: the flow key being looked up (kept off the verifier's 512-byte stack).
+#[map(name = "LB_SCRATCH")]
+pub static LB_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-service packets, bytes, new flows (per CPU).
 #[map(name = "LB_SERVICE_STATS")]

@@ -118,6 +118,11 @@ pub enum Command {
         /// Show its counters instead.
         #[arg(long)]
         stats: bool,
+        /// Decapsulate only packets from this PoP address (repeat for each PoP); without
+        /// it any source is accepted. Only inner destinations that are addresses of this
+        /// host are ever decapsulated; run the command again after adding one.
+        #[arg(long, value_name = "ADDR")]
+        allow_source: Vec<std::net::IpAddr>,
         /// Where the link and counters are pinned.
         #[arg(long, default_value = "/sys/fs/bpf/pop-decap", value_name = "DIR")]
         bpffs_dir: PathBuf,
@@ -207,7 +212,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Decap { iface, generic, detach, stats, bpffs_dir } => {
+        Command::Decap { iface, generic, detach, stats, allow_source, bpffs_dir } => {
             if detach {
                 crate::lb::decap::detach(&bpffs_dir, &iface)?;
             } else if stats {
@@ -215,7 +220,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     println!("{name:<24} {value}");
                 }
             } else {
-                crate::lb::decap::attach(&bpffs_dir, &iface, generic)?;
+                crate::lb::decap::attach(&bpffs_dir, &iface, generic, &allow_source)?;
             }
         }
         Command::Top { interval, count, limit } => {

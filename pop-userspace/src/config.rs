@@ -259,6 +259,9 @@ pub struct PopSection {
     pub flow_table_size: u32,
     /// Answers the DNS fast-path table holds (all blocks, old and new during a reload).
     pub dns_table_size: u32,
+    /// VIPs whose traffic no handler takes (other ports and protocols, fragments) goes
+    /// to the kernel instead of being dropped in XDP.
+    pub pass_unhandled_vips: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -435,6 +438,8 @@ struct RawPop {
     metrics_listen: Option<Spanned<String>>,
     flow_table_size: Option<Spanned<u32>>,
     dns_table_size: Option<Spanned<u32>>,
+    #[serde(default)]
+    pass_unhandled_vips: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -784,12 +789,24 @@ impl Config {
             v.errors.push(ConfigError { file: path.into(), line: None, message: format!("{backend_total} backends in all; at most {MAX_BACKENDS}") });
         }
 
+        // An opt-out names a VIP: anything else is a typo that would silently do nothing.
+        let mut pass_unhandled_vips = Vec::new();
+        for a in raw.pop.pass_unhandled_vips {
+            match a.get_ref().parse::<IpAddr>() {
+                Ok(ip) if dns.iter().flat_map(|b| &b.vips).chain(http.iter().flat_map(|h| &h.vips)).chain(services.iter().flat_map(|s| &s.vips)).any(|&x| x == ip) => {
+                    pass_unhandled_vips.push(ip)
+                }
+                Ok(ip) => v.error(a.span(), format!("pop.pass_unhandled_vips: {ip} is not a VIP of any [[dns]], [[http]] or [[service]] block")),
+                Err(_) => v.error(a.span(), format!("pop.pass_unhandled_vips: {:?} is not an IPv4 or IPv6 address", a.get_ref())),
+            }
+        }
+
         if !v.errors.is_empty() {
             return Err(ConfigErrors(v.errors));
         }
         Ok(Config {
             path: path.into(),
-            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size, dns_table_size },
+            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size, dns_table_size, pass_unhandled_vips },
             interfaces,
             dns,
             services,
@@ -925,6 +942,17 @@ mod tests {
 
     fn errors(text: &str) -> Vec<String> {
         parse(text).unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn pass_unhandled_vips_must_name_configured_vips() {
+        let base = "[[interface]]\nname = \"eth0\"\n[[service]]\nname = \"web\"\nvips = [\"203.0.113.10\"]\nport = 80\n[[service.backends]]\naddress = \"198.51.100.5\"\n";
+        let c = parse(&format!("[pop]\npass_unhandled_vips = [\"203.0.113.10\"]\n{base}")).unwrap();
+        assert_eq!(c.pop.pass_unhandled_vips, vec!["203.0.113.10".parse::<IpAddr>().unwrap()]);
+        assert!(parse(base).unwrap().pop.pass_unhandled_vips.is_empty());
+        let e = errors(&format!("[pop]\npass_unhandled_vips = [\"203.0.113.11\", \"x\"]\n{base}"));
+        assert!(e[0].starts_with("pop.toml:2: pop.pass_unhandled_vips: 203.0.113.11 is not a VIP"), "{e:?}");
+        assert!(e[1].starts_with("pop.toml:2: pop.pass_unhandled_vips: \"x\" is not an IPv4"), "{e:?}");
     }
 
     #[test]

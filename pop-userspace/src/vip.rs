@@ -9,7 +9,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues},
     util::nr_cpus,
 };
-use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped};
+use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_ADDR_PASS_UNHANDLED, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped};
 
 use crate::config::Config;
 
@@ -23,8 +23,15 @@ pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     VipKey { addr, port_be: port.to_be(), proto, _pad: 0 }
 }
 
-/// What the config asks the VIP table to hold.
-pub fn desired(config: &Config) -> BTreeMap<([u8; 16], u16, u8), VipValue> {
+/// What the config asks the VIP tables to hold.
+pub struct Desired {
+    /// VIPS: (address, port, protocol) -> handler.
+    pub keys: BTreeMap<([u8; 16], u16, u8), VipValue>,
+    /// VIP_ADDRS: every VIP address -> VIP_ADDR_* flags.
+    pub addrs: BTreeMap<[u8; 16], u32>,
+}
+
+pub fn desired(config: &Config) -> Desired {
     let mut m = BTreeMap::new();
     for (i, block) in config.dns.iter().enumerate() {
         for &vip in &block.vips {
@@ -47,19 +54,39 @@ pub fn desired(config: &Config) -> BTreeMap<([u8; 16], u16, u8), VipValue> {
             m.insert((k.addr, k.port_be, k.proto), VipValue { kind: VIP_KIND_LB, index: i as u32 });
         }
     }
-    m
+    let mut addrs: BTreeMap<[u8; 16], u32> = m.keys().map(|&(addr, _, _)| (addr, 0)).collect();
+    for &vip in &config.pop.pass_unhandled_vips {
+        if let Some(flags) = addrs.get_mut(&vip_key(vip, 0, 0).addr) {
+            *flags |= VIP_ADDR_PASS_UNHANDLED;
+        }
+    }
+    Desired { keys: m, addrs }
 }
 
-pub struct VipTable(pub HashMap<MapData, VipKey, VipValue>, pub PerCpuHashMap<MapData, VipKey, VipTraffic>);
+/// VIPS, VIP_STATS and VIP_ADDRS.
+pub struct VipTable(
+    pub HashMap<MapData, VipKey, VipValue>,
+    pub PerCpuHashMap<MapData, VipKey, VipTraffic>,
+    pub HashMap<MapData, [u8; 16], u32>,
+);
 
 impl VipTable {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<VipTable> {
         let map = ebpf.take_map(pop_common::MAP_VIPS).ok_or_else(|| anyhow!("VIPS map missing"))?;
         let stats = ebpf.take_map(pop_common::MAP_VIP_STATS).ok_or_else(|| anyhow!("VIP_STATS map missing"))?;
-        Ok(VipTable(HashMap::try_from(map)?, PerCpuHashMap::try_from(stats)?))
+        let addrs = ebpf.take_map(pop_common::MAP_VIP_ADDRS).ok_or_else(|| anyhow!("VIP_ADDRS map missing"))?;
+        Ok(VipTable(HashMap::try_from(map)?, PerCpuHashMap::try_from(stats)?, HashMap::try_from(addrs)?))
     }
 
-    pub fn sync(&mut self, want: &BTreeMap<([u8; 16], u16, u8), VipValue>) -> Result<()> {
+    /// Brings VIPS and VIP_ADDRS to `desired`. Addresses are added first and removed
+    /// last, so a VIP's unhandled traffic is never let through while its entries change.
+    pub fn sync(&mut self, desired: &Desired) -> Result<()> {
+        for (addr, flags) in &desired.addrs {
+            self.2
+                .insert(addr, flags, 0)
+                .map_err(|e| anyhow!("VIP address table full ({} entries at most): {e}", pop_common::MAX_VIPS))?;
+        }
+        let want = &desired.keys;
         for (&(addr, port_be, proto), value) in want {
             let key = VipKey { addr, port_be, proto, _pad: 0 };
             self.0
@@ -79,6 +106,10 @@ impl VipTable {
         for k in stale {
             let _ = self.0.remove(&k);
             let _ = self.1.remove(&k);
+        }
+        let stale: Vec<[u8; 16]> = self.2.keys().filter_map(|k| k.ok()).filter(|k| !desired.addrs.contains_key(k)).collect();
+        for k in stale {
+            let _ = self.2.remove(&k);
         }
         Ok(())
     }

@@ -109,3 +109,37 @@ pub fn checksum(data: &[u8]) -> u16 {
     }
     !(sum as u16)
 }
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+
+/// Opens a map pinned on bpffs (e.g. `<bpffs_dir>/maps-v<N>/LB_FLOWS` of a running PoP).
+pub fn pinned_map(path: &Path) -> Result<OwnedFd> {
+    pinned_program(path).map_err(|e| anyhow!("opening pinned map: {e}"))
+}
+
+/// Writes `value` under `key` (BPF_ANY).
+pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, map.as_raw_fd() as u32);
+    put64(&mut a, 8, key.as_ptr() as u64);
+    put64(&mut a, 16, value.as_ptr() as u64);
+    bpf(BPF_MAP_UPDATE_ELEM, &mut a).map_err(|e| anyhow!("BPF_MAP_UPDATE_ELEM: {e}"))?;
+    Ok(())
+}
+
+/// The value under `key` (`value_len` bytes; for per-CPU maps, that of every CPU), if any.
+pub fn map_lookup(map: &OwnedFd, key: &[u8], value_len: usize) -> Result<Option<Vec<u8>>> {
+    use std::os::fd::AsRawFd as _;
+    let mut value = vec![0u8; value_len];
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, map.as_raw_fd() as u32);
+    put64(&mut a, 8, key.as_ptr() as u64);
+    put64(&mut a, 16, value.as_mut_ptr() as u64);
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut a) {
+        Ok(_) => Ok(Some(value)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(anyhow!("BPF_MAP_LOOKUP_ELEM: {e}")),
+    }
+}

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use pop_lab::{Host, Lab};
+use pop_lab::{Host, Lab, frames, testrun};
 
 const VIP4: &str = "203.0.113.10";
 const VIP6: &str = "2001:db8:10::10";
@@ -22,6 +22,7 @@ const VIP6: &str = "2001:db8:10::10";
 struct LbLab {
     lab: Lab,
     client: Host,
+    router: Host,
     pop: Host,
     backends: Vec<Host>,
     config: PathBuf,
@@ -149,7 +150,7 @@ fn lb_lab_full(n_backends: usize, members: &[(usize, u32)], two_nic: bool, web_e
     }
     let config = lab.pop_config_with(&pop, pop_extra, &service_full(&ifaces, members, web_extra))?;
     lab.start_pop(&pop, "pop", &config)?;
-    let lb = LbLab { lab, client, pop, backends, config };
+    let lb = LbLab { lab, client, router, pop, backends, config };
     // The first packets wait for the PoP's next hop to each backend to resolve.
     pop_lab::wait_until(Duration::from_secs(10), "HTTP through the VIP", || {
         http_get(&lb.client, VIP4, "/", None).ok()
@@ -445,7 +446,6 @@ fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()
 /// and new flows still get a backend.
 #[test]
 fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
-    use pop_lab::{frames, testrun};
     let mut l = lb_lab_full(1, &[(1, 1)], false, "", "flow_table_size = 4096")?;
     let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
     // Test runs arrive on the namespace's lo; the route lookup needs forwarding there.
@@ -482,5 +482,275 @@ fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("holds 4096") && err.contains("pop detach"), "{err}");
     let _ = &mut l;
+    Ok(())
+}
+
+/// Whether a TCP connection to `addr` from inside `host` is accepted within a second.
+fn tcp_connects(host: &Host, addr: SocketAddr) -> Result<bool> {
+    host.in_netns(move || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+}
+
+/// Whether one ping of `size` payload bytes to `addr` from `host` is answered.
+fn pings(host: &Host, addr: &str, size: usize) -> Result<bool> {
+    Ok(host.output(&["ping", "-c1", "-W2", "-s", &size.to_string(), addr])?.status.success())
+}
+
+fn rewrite_pop_section(l: &LbLab, extra: &str) -> Result<()> {
+    let text = std::fs::read_to_string(&l.config)?.replacen("[pop]\n", &format!("[pop]\n{extra}\n"), 1);
+    std::fs::write(&l.config, text)?;
+    let out = l.lab.pop(&l.pop, &l.config, &["reload"])?;
+    anyhow::ensure!(out.status.success(), "pop reload failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// Verdicts of the PoP's program on two ICMP "fragmentation needed" messages toward
+/// VIP4, quoting a reply from VIP4:80 (the web service) and one from VIP4:2222.
+fn icmp_error_verdicts(l: &LbLab) -> Result<[u32; 2]> {
+    let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
+    let vip: [u8; 4] = VIP4.parse::<std::net::Ipv4Addr>()?.octets();
+    l.pop.in_netns(move || -> Result<[u32; 2]> {
+        let prog = testrun::pinned_program(&prog_path)?;
+        let mut out = [0; 2];
+        for (i, vip_port) in [80u16, 2222].into_iter().enumerate() {
+            let mut quoted = vec![0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64, 6, 0, 0];
+            quoted.extend_from_slice(&vip);
+            quoted.extend_from_slice(&[192, 0, 2, 1]);
+            let c = testrun::checksum(&quoted);
+            quoted[10..12].copy_from_slice(&c.to_be_bytes());
+            quoted.extend_from_slice(&vip_port.to_be_bytes());
+            quoted.extend_from_slice(&5555u16.to_be_bytes());
+            quoted.extend_from_slice(&[0, 0, 0, 1]);
+            let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x78]; // fragmentation needed, MTU 1400
+            icmp.extend_from_slice(&quoted);
+            let c = testrun::checksum(&icmp);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            let mut ip = vec![0x45, 0];
+            ip.extend_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+            ip.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0, 198, 51, 100, 126]);
+            ip.extend_from_slice(&vip);
+            let c = testrun::checksum(&ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut frame = [frames::POP_MAC, frames::CLIENT_MAC].concat();
+            frame.extend_from_slice(&[0x08, 0x00]);
+            frame.extend_from_slice(&ip);
+            frame.extend_from_slice(&icmp);
+            let v = testrun::run(&prog, &frame)?.verdict;
+            out[i] = if v == 4 { testrun::XDP_TX } else { v };
+        }
+        Ok(out)
+    })?
+}
+
+/// Traffic to a VIP on a port or protocol no handler takes (and IP fragments to it)
+/// must not reach the PoP host's own services bound to the wildcard address; ping
+/// still works, the host's own address is untouched, and a VIP can opt out.
+#[test]
+fn vip_traffic_no_handler_takes_is_dropped_unless_the_vip_opts_out() -> Result<()> {
+    let l = lb_lab(1, &[(1, 1)])?;
+    // The PoP holds the VIPs itself, as an anycast PoP does on lo, and runs a service on
+    // the wildcard address, as sshd or a metrics exporter would.
+    l.lab.addr(&l.pop, "lo", &format!("{VIP4}/32"))?;
+    l.lab.addr(&l.pop, "lo", &format!("{VIP6}/128"))?;
+    let _listener = l.pop.in_netns(|| std::net::TcpListener::bind("[::]:2222"))??;
+    let vip4: SocketAddr = format!("{VIP4}:2222").parse()?;
+    let vip6: SocketAddr = format!("[{VIP6}]:2222").parse()?;
+
+    assert!(tcp_connects(&l.client, "198.51.100.1:2222".parse()?)?, "the PoP's own address must stay reachable");
+    assert!(!tcp_connects(&l.client, vip4)?, "a wildcard-bound service answered on the IPv4 VIP");
+    assert!(!tcp_connects(&l.client, vip6)?, "a wildcard-bound service answered on the IPv6 VIP");
+    assert_eq!(http_get(&l.client, VIP4, "/", None)?, "b1", "the VIP's service itself must keep working");
+    assert!(pings(&l.client, VIP4, 56)? && pings(&l.client, VIP6, 56)?, "echo requests to a VIP are the kernel's to answer");
+    // 3000 bytes leave the client in fragments: no handler takes them.
+    assert!(!pings(&l.client, VIP4, 3000)?, "fragments to the VIP were reassembled and answered by the host");
+    // ICMP errors to the VIP: one about a flow of the service goes to a backend (Maglev
+    // places it: no connection-table entry exists), one about another port is dropped.
+    l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
+    assert_eq!(icmp_error_verdicts(&l)?, [testrun::XDP_TX, testrun::XDP_DROP]);
+    let c = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert!(c["drop.vip_unhandled"] >= 2, "{c:?}");
+    assert!(c["drop.vip_fragment"] >= 2, "{c:?}");
+    assert!(c["pass.vip_icmp"] >= 2, "{c:?}");
+    assert!(c["drop.vip_icmp_error"] >= 1 && c["lb.icmp_error_forwarded"] >= 1, "{c:?}");
+
+    // The opt-out lets the IPv4 VIP's other traffic through to the kernel, and only its.
+    rewrite_pop_section(&l, &format!("pass_unhandled_vips = [\"{VIP4}\"]"))?;
+    pop_lab::wait_until(Duration::from_secs(5), "the opt-out applied", || tcp_connects(&l.client, vip4).ok().filter(|&ok| ok))?;
+    assert!(pings(&l.client, VIP4, 3000)?, "fragments to an opted-out VIP must reach the kernel");
+    assert!(!tcp_connects(&l.client, vip6)?, "the opt-out of one VIP opened another");
+    assert_eq!(icmp_error_verdicts(&l)?, [testrun::XDP_TX, testrun::XDP_PASS], "an opted-out VIP's other ICMP errors are the kernel's");
+    let c = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert!(c["pass.vip_unhandled_allowed"] >= 2, "{c:?}");
+    Ok(())
+}
+
+/// Path MTU discovery through direct server return: the router cannot forward a
+/// backend's full-size reply toward the client and sends "fragmentation needed" /
+/// "packet too big" to the reply's source, the VIP, which routes to the PoP. The PoP
+/// must tunnel it to the backend owning the flow, or the download stalls.
+#[test]
+fn icmp_too_big_about_a_backend_reply_reaches_that_backend() -> Result<()> {
+    let l = lb_lab(2, &[(1, 1), (2, 1)])?;
+    // The client advertises an MSS for 1500 bytes; the router's link to it carries 1400.
+    l.router.run(&["ip", "link", "set", "rc", "mtu", "1400"])?;
+    let bytes = 300_000;
+    for url in [format!("http://{VIP4}/slow?bytes={bytes}&rate=50000000"), format!("http://[{VIP6}]/slow?bytes={bytes}&rate=50000000")] {
+        let out = l.client.output(&["curl", "-sS", "--max-time", "15", "-o", "/dev/null", "-w", "%{size_download}", &url])?;
+        let got = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(got, (bytes + "backend=bN\n".len()).to_string(), "{url}: curl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let c = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert!(c["lb.icmp_error_forwarded"] >= 2, "{c:?}");
+    Ok(())
+}
+
+/// Backend ids are reused once a backend is gone: a remembered flow whose id now
+/// belongs to another service (or is a backend of the other address family) must be
+/// placed afresh in its own service, not sent there or dropped.
+#[test]
+fn a_remembered_flow_on_a_backend_id_of_another_service_is_placed_afresh() -> Result<()> {
+    let l = lb_lab(2, &[(1, 1), (2, 1)])?;
+    let maps = l.lab.pop_maps_dir("pop");
+    let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
+    // Test runs arrive on the namespace's lo; the route lookup needs forwarding there.
+    l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
+    let before = l.lab.pop_counters(&l.pop, &l.config)?;
+    l.pop.in_netns(move || -> Result<()> {
+        let prog = testrun::pinned_program(&prog_path)?;
+        let flows = testrun::pinned_map(&maps.join("LB_FLOWS"))?;
+        let backends = testrun::pinned_map(&maps.join("LB_BACKENDS"))?;
+        // LbBackend: address (16, IPv4 v4-mapped), state, service.
+        let backend = |id: u32| -> Result<([u8; 16], u32, u32)> {
+            let v = testrun::map_lookup(&backends, &id.to_ne_bytes(), 24)?.context("no backend entry")?;
+            let word = |at: usize| u32::from_ne_bytes(v[at..at + 4].try_into().unwrap());
+            Ok((v[..16].try_into().unwrap(), word(16), word(20)))
+        };
+        let is_v4 = |a: &[u8; 16]| a[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        let (mut other_service, mut other_family) = (None, None);
+        for id in 0..16 {
+            let (addr, state, service) = backend(id)?;
+            if state == pop_common::BACKEND_LIVE && service == 1 {
+                other_service.get_or_insert(id);
+            }
+            if state == pop_common::BACKEND_LIVE && service == 0 && !is_v4(&addr) {
+                other_family.get_or_insert(id);
+            }
+        }
+        let vip: [u8; 4] = VIP4.parse::<std::net::Ipv4Addr>()?.octets();
+        for (stale, sport) in [(other_service.context("no echo backend")?, 50001u16), (other_family.context("no IPv6 web backend")?, 50002)] {
+            let mut key = pop_common::v4_mapped([192, 0, 2, 1]).to_vec();
+            key.extend_from_slice(&pop_common::v4_mapped(vip));
+            key.extend_from_slice(&sport.to_be_bytes());
+            key.extend_from_slice(&80u16.to_be_bytes());
+            key.extend_from_slice(&[6, 0, 0, 0]);
+            let mut value = stale.to_ne_bytes().to_vec();
+            value.extend_from_slice(&[0; 4]);
+            testrun::map_update(&flows, &key, &value)?;
+            // A mid-connection segment (ACK): the flow table decides, not Maglev.
+            let out = testrun::run(&prog, &frames::tcp4(vip, sport, 1, 1, 0x10, b"data"))?;
+            assert!(out.verdict == testrun::XDP_TX || out.verdict == 4, "stale id {stale}: verdict {}", out.verdict);
+            let now = u32::from_ne_bytes(testrun::map_lookup(&flows, &key, 8)?.context("flow forgotten")?[..4].try_into().unwrap());
+            let (addr, _, service) = backend(now)?;
+            assert!(service == 0 && is_v4(&addr), "flow left on backend id {now} (service {service}), not a web IPv4 backend");
+            assert_eq!(out.frame[14 + 16..14 + 20], addr[12..16], "tunnelled elsewhere than the flow's backend");
+        }
+        Ok(())
+    })??;
+    let after = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert_eq!(after["lb.rehashed"] - before["lb.rehashed"], 2, "{after:?}");
+    Ok(())
+}
+
+/// Sends `inner` (an IPv4 packet) from `host` to `to` inside an IPIP header, as a
+/// stranger on the Internet could, and returns what comes back to the inner packet's
+/// UDP source port 40777 within a second.
+fn tunnel_udp(host: &Host, to: &str, inner_dst: [u8; 4]) -> Result<Option<String>> {
+    let to: std::net::Ipv4Addr = to.parse()?;
+    host.in_netns(move || -> Result<Option<String>> {
+        let reply = UdpSocket::bind(("0.0.0.0", 40777))?;
+        reply.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let frame = pop_lab::frames::udp4(Default::default(), [192, 0, 2, 1], inner_dst, 40777, 7, &[], b"who");
+        let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(4)))?;
+        raw.send_to(&frame[14..], &SocketAddr::new(to.into(), 0).into())?;
+        let mut buf = [0u8; 64];
+        Ok(reply.recv_from(&mut buf).ok().map(|(n, _)| String::from_utf8_lossy(&buf[..n]).to_string()))
+    })?
+}
+
+fn decap_stats(host: &Host, dir: &std::path::Path) -> Result<BTreeMap<String, u64>> {
+    let bin = pop_lab::pop_bin();
+    let out = host.stdout(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap(), "--stats"])?;
+    Ok(out.lines().filter_map(|l| l.split_once(char::is_whitespace)).map(|(k, v)| (k.to_string(), v.trim().parse().unwrap_or(0))).collect())
+}
+
+/// A backend decapsulates only packets for its own addresses, and with `--allow-source`
+/// only those from the PoPs: a stranger cannot tunnel traffic past its filters.
+#[test]
+fn decap_takes_only_packets_for_this_backend_from_the_allowed_pops() -> Result<()> {
+    let l = lb_lab(1, &[(1, 1)])?;
+    let b1 = &l.backends[0];
+    let dir = l.lab.bpffs_dir().join("decap-b1");
+    let b1_addr = backend_v4(1);
+    let vip: [u8; 4] = VIP4.parse::<std::net::Ipv4Addr>()?.octets();
+
+    // Not an address of the backend: never decapsulated, whoever sends it.
+    assert_eq!(tunnel_udp(&l.client, &b1_addr, [192, 0, 2, 77])?, None);
+    assert!(decap_stats(b1, &dir)?["dropped_inner_not_local"] >= 1);
+    // No allow list yet: any source may tunnel to the VIP (the old behaviour).
+    assert_eq!(tunnel_udp(&l.client, &b1_addr, vip)?.as_deref(), Some("b1"));
+
+    // Only the PoP from now on: re-running the command refreshes the attached program.
+    let bin = pop_lab::pop_bin();
+    let out = b1.stdout(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap(), "--allow-source", "198.51.100.1"])?;
+    assert!(out.contains("already attached") && out.contains("198.51.100.1"), "{out}");
+    assert_eq!(tunnel_udp(&l.client, &b1_addr, vip)?, None, "a stranger's tunnelled packet was decapsulated");
+    assert!(decap_stats(b1, &dir)?["dropped_source_not_allowed"] >= 1);
+    // The PoP's own tunnelled traffic still gets through.
+    assert_eq!(http_get(&l.client, VIP4, "/", None)?, "b1");
+    assert_eq!(udp_owners(&l.client, vec![41999])?[&41999], "b1");
+    assert!(decap_stats(b1, &dir)?["decapsulated_ipv4"] >= 1);
+    Ok(())
+}
+
+/// `pop decap` on an interface whose pinned link is dead (the namespace it was in
+/// deleted, or the device re-created) attaches afresh instead of saying "already
+/// attached".
+#[test]
+fn decap_replaces_a_pin_whose_interface_is_gone() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let peer = lab.host("peer")?;
+    let gone = lab.host("gone")?;
+    let backend = lab.host("backend")?;
+    let dir = lab.bpffs_dir().join("decap");
+    let bin = pop_lab::pop_bin();
+    let decap = |h: &Host| -> Result<String> {
+        let out = h.output(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap()])?;
+        anyhow::ensure!(out.status.success(), "pop decap: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+
+    // Its namespace deleted: the pin stays on bpffs, the link has no device any more.
+    lab.link(&gone, "e0", &peer, "x0")?;
+    decap(&gone)?;
+    pop_lab::run(std::process::Command::new("ip").args(["netns", "del", &gone.netns]))?;
+    // An empty namespace of the same name, for the lab to remove like the others.
+    pop_lab::run(std::process::Command::new("ip").args(["netns", "add", &gone.netns]))?;
+    lab.link(&backend, "e0", &peer, "x1")?;
+    let out = decap(&backend)?;
+    assert!(out.contains("replacing the stale"), "{out}");
+    let first = backend.xdp_prog_id("e0")?.context("decap not attached after a deleted namespace")?;
+
+    // The device re-created under the same name.
+    backend.run(&["ip", "link", "del", "e0"])?;
+    lab.link(&backend, "e0", &peer, "x2")?;
+    assert_eq!(backend.xdp_prog_id("e0")?, None);
+    let out = decap(&backend)?;
+    assert!(out.contains("replacing the stale"), "{out}");
+    let second = backend.xdp_prog_id("e0")?.context("decap not attached on the re-created device")?;
+    assert_ne!(first, second);
+
+    // A live link is kept: a second run only refreshes its lists.
+    let out = decap(&backend)?;
+    assert!(out.contains("already attached"), "{out}");
+    assert_eq!(backend.xdp_prog_id("e0")?, Some(second));
     Ok(())
 }
