@@ -490,3 +490,196 @@ fn top_shows_busy_prefixes_and_a_burst_is_flagged_as_a_spike() -> Result<()> {
     })?;
     Ok(())
 }
+
+// ---- Rate limiting across both answerers, and the TCP fallback ---------------------------
+
+const RRL_A4: &str = "203.0.113.61";
+const RRL_A6: &str = "2001:db8:53::61";
+const RRL_B6: &str = "2001:db8:53::62";
+
+/// Two rate-limited blocks serving the test zones: A on RRL_A4 and RRL_A6, B on RRL_B6.
+fn rrl_lab(rate_limit: u32) -> Result<DnsLab> {
+    let mut lab = Lab::new()?;
+    let (client, pop) = lab.client_and_pop()?;
+    lab.addr(&pop, "lo", &format!("{RRL_A4}/32"))?;
+    for vip in [RRL_A6, RRL_B6] {
+        lab.addr(&pop, "lo", &format!("{vip}/128"))?;
+    }
+    lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+    lab.route(&client, "2001:db8:53::/64 via 2001:db8::2")?;
+    let zone = PathBuf::from(data("example.com.zone"));
+    let zones = format!("[\"{}\", \"{}\"]", zone.display(), data("wild.test.zone"));
+    let config = lab.pop_config(
+        &pop,
+        &format!(
+            "[[interface]]\nname = \"p0\"\n\n\
+             [[dns]]\nvips = [\"{RRL_A4}\", \"{RRL_A6}\"]\nzones = {zones}\nrate_limit = {rate_limit}\n\n\
+             [[dns]]\nvips = [\"{RRL_B6}\"]\nzones = {zones}\nrate_limit = {rate_limit}\n"
+        ),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+    Ok(DnsLab { lab, client, pop, config, zone })
+}
+
+/// Sends every query back to back from one socket in `host`, then collects answers until
+/// none has come for a second. Returns the answers and how long the sending took.
+fn blast(host: &Host, server: &str, queries: Vec<Vec<u8>>) -> Result<(Vec<Vec<u8>>, Duration)> {
+    let server = SocketAddr::new(server.parse()?, 53);
+    host.in_netns(move || -> Result<(Vec<Vec<u8>>, Duration)> {
+        let sock = UdpSocket::bind(if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let started = std::time::Instant::now();
+        for q in &queries {
+            sock.send_to(q, server)?;
+        }
+        let sending = started.elapsed();
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 65535];
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            answers.push(buf[..n].to_vec());
+        }
+        Ok((answers, sending))
+    })?
+}
+
+fn truncated(answer: &[u8]) -> bool {
+    answer.len() > 2 && answer[2] & 0x02 != 0
+}
+
+/// Queries XDP passes to the server (NSID, a trailing byte, an answer count, a wildcard,
+/// a delegation, a name deeper than XDP walks) cost the client's bucket like XDP's own
+/// answers: at most the rate's worth of full answers come back, whichever side answers.
+#[test]
+fn rate_limit_holds_for_queries_the_server_answers() -> Result<()> {
+    const RATE: u32 = 20;
+    let d = rrl_lab(RATE)?;
+    let nsid = {
+        let mut q = query(0, "www.example.com", 1, 1, Some((1232, false)), false);
+        let rdlen = q.len() - 2;
+        q[rdlen..].copy_from_slice(&4u16.to_be_bytes());
+        q.extend_from_slice(&[0, 3, 0, 0]);
+        q
+    };
+    let trailing = {
+        let mut q = query(0, "www.example.com", 1, 1, None, false);
+        q.push(0);
+        q
+    };
+    let answer_count = {
+        let mut q = query(0, "www.example.com", 1, 1, None, false);
+        q[7] = 1;
+        q
+    };
+    let deep = format!("{}example.com", "a.".repeat(20));
+    let shapes = [
+        nsid,
+        trailing,
+        answer_count,
+        query(0, "anything.wild.test", 1, 1, None, false),
+        query(0, "deep.sub.example.com", 1, 1, None, false),
+        query(0, &deep, 1, 1, None, false),
+        query(0, "www.example.com", 1, 1, None, false),
+    ];
+    let mut queries = Vec::new();
+    for i in 0..420u16 {
+        let mut q = shapes[i as usize % shapes.len()].clone();
+        q[..2].copy_from_slice(&(i + 1).to_be_bytes());
+        queries.push(q);
+    }
+    let before = d.counters()?;
+    let (answers, sending) = blast(&d.client, RRL_A4, queries)?;
+    let after = d.counters()?;
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    let full = answers.iter().filter(|a| !truncated(a)).count() as f64;
+    let allowed = RATE as f64 * (sending.as_secs_f64() + 1.0) + 2.0;
+    assert!(full <= allowed, "{full} full answers in {sending:?} at rate {RATE} (at most {allowed}): {after:?}");
+    assert!(full >= RATE as f64, "the burst is served: {full}");
+    for k in ["dns.pass.edns", "dns.pass.trailing", "dns.pass.sections", "dns.pass.delegated", "dns.pass.not_in_table"] {
+        assert!(delta(k) > 0, "{k} not exercised: {after:?}");
+    }
+    assert!(delta("dns.rrl.dropped_passed") > 0, "{after:?}");
+    Ok(())
+}
+
+/// A query for www.example.com from `src` to `vip`, as a frame for BPF_PROG_TEST_RUN.
+fn rrl_frame(src: [u8; 16], vip: &str, id: u16) -> Result<Vec<u8>> {
+    let vip: [u8; 16] = vip.parse::<std::net::Ipv6Addr>()?.octets();
+    let q = query(id, "www.example.com", 1, 1, None, false);
+    Ok(pop_lab::frames::udp6(pop_lab::frames::L2::default(), src, vip, 40000 + id % 1000, 53, &q))
+}
+
+/// Full (not TC=1) answers XDP gives `n` queries from `src` to `vip`.
+fn full_answers(prog: &std::os::fd::OwnedFd, src: [u8; 16], vip: &str, n: u16) -> Result<usize> {
+    use pop_lab::{frames, testrun};
+    let mut full = 0;
+    for id in 0..n {
+        let out = testrun::run(prog, &rrl_frame(src, vip, id)?)?;
+        if out.verdict == testrun::XDP_TX {
+            let a = frames::parse_udp(&out.frame).map_err(anyhow::Error::msg)?;
+            full += usize::from(!truncated(&a.payload));
+        }
+    }
+    Ok(full)
+}
+
+/// `count` queries to `vip` from random /56s of 2001:db8::/32 (as a spoofing flood).
+fn random_source_flood(prog: &std::os::fd::OwnedFd, vip: &str, count: u32) -> Result<()> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..count {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        src[4..7].copy_from_slice(&seed.to_be_bytes()[..3]);
+        pop_lab::testrun::run(prog, &rrl_frame(src, vip, i as u16)?)?;
+    }
+    Ok(())
+}
+
+const VICTIM: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+/// More distinct prefixes than the old LRU of buckets held (65536).
+const FLOOD: u32 = 150_000;
+
+/// Asserts `victim` got no more full answers from `vip` than its rate allows since
+/// `since`: its bucket was not handed back full.
+fn assert_not_reset(prog: &std::os::fd::OwnedFd, vip: &str, rate: u32, first: usize, since: std::time::Instant) -> Result<()> {
+    let again = full_answers(prog, VICTIM, vip, 300)?;
+    let elapsed = since.elapsed().as_secs_f64();
+    let allowed = rate as f64 * (elapsed + 1.0) + 2.0;
+    assert!(
+        (first + again) as f64 <= allowed,
+        "{first} + {again} full answers in {elapsed:.2}s at rate {rate} (at most {allowed:.0}): the flood reset the bucket"
+    );
+    Ok(())
+}
+
+#[test]
+fn random_source_flood_does_not_reset_a_limited_clients_bucket() -> Result<()> {
+    const RATE: u32 = 100;
+    let d = rrl_lab(RATE)?;
+    let prog = pop_lab::testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
+    let since = std::time::Instant::now();
+    let first = full_answers(&prog, VICTIM, RRL_A6, 300)?;
+    assert!((RATE as usize..RATE as usize + 20).contains(&first), "one burst at first: {first}");
+    random_source_flood(&prog, RRL_A6, FLOOD)?;
+    assert_not_reset(&prog, RRL_A6, RATE, first, since)
+}
+
+/// Each [[dns]] block has buckets of its own: a flood on block A neither resets nor
+/// drains the buckets of block B.
+#[test]
+fn rate_limit_buckets_are_per_dns_block() -> Result<()> {
+    const RATE: u32 = 100;
+    let d = rrl_lab(RATE)?;
+    let prog = pop_lab::testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
+    let since = std::time::Instant::now();
+    let first = full_answers(&prog, VICTIM, RRL_B6, 300)?;
+    assert!((RATE as usize..RATE as usize + 20).contains(&first), "one burst at first: {first}");
+    random_source_flood(&prog, RRL_A6, FLOOD)?;
+    assert_not_reset(&prog, RRL_B6, RATE, first, since)?;
+    let mut fresh = VICTIM;
+    fresh[6] = 0x02;
+    let burst = full_answers(&prog, fresh, RRL_B6, RATE as u16)?;
+    assert_eq!(burst, RATE as usize, "a new client of block B gets its whole burst");
+    Ok(())
+}
