@@ -683,3 +683,62 @@ fn rate_limit_buckets_are_per_dns_block() -> Result<()> {
     assert_eq!(burst, RATE as usize, "a new client of block B gets its whole burst");
     Ok(())
 }
+
+/// DNS over TCP (where TC=1 sends resolvers): one client holding hundreds of idle
+/// connections and one never reading its answers do not lock others out. The hog is
+/// held to its per-client share, the never-reader is closed, and another client's
+/// `dig +tcp` is answered at once.
+#[test]
+fn tcp_hogs_are_capped_and_other_clients_stay_served() -> Result<()> {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let d = rrl_lab(0)?;
+    let vip = SocketAddr::new(RRL_A4.parse()?, 53);
+    let (never_reader, idle) = d.client.in_netns(move || -> Result<(TcpStream, Vec<TcpStream>)> {
+        // First a client that pipelines queries for a big answer and never reads: a small
+        // receive buffer so the server's writes block soon.
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.set_recv_buffer_size(4096)?;
+        s.connect(&vip.into())?;
+        let mut never_reader: TcpStream = s.into();
+        never_reader.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let q = query(1, "big.example.com", 16, 1, None, false);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        for _ in 0..20000 {
+            if never_reader.write_all(&framed).is_err() {
+                break; // the server stopped reading: its writes are blocked
+            }
+        }
+        let idle = (0..600).map(|_| TcpStream::connect(vip)).collect::<std::io::Result<Vec<_>>>()?;
+        Ok((never_reader, idle))
+    })??;
+    let started = std::time::Instant::now();
+    let out = dig(&d.client, &["+tcp", "+short", &format!("@{RRL_A6}"), "www.example.com", "A"])?;
+    assert!(out.contains("192.0.2.80"), "another client over TCP: {out}");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
+
+    // The hog's connections over its share are closed by the server.
+    for s in &idle {
+        s.set_nonblocking(true)?;
+    }
+    // Well within TCP_IDLE (10 s): these are refused, not timed out.
+    pop_lab::wait_until(Duration::from_secs(5), "the server to close the hog's extra connections", || {
+        let closed = idle
+            .iter()
+            .filter(|s| match (&**s).read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            })
+            .count();
+        (closed >= 600 - 16).then_some(())
+    })?;
+    // The never-reader is closed once an answer has waited too long to be taken.
+    let port = never_reader.local_addr()?.port();
+    pop_lab::wait_until(Duration::from_secs(20), "the server to close the connection that never reads", || {
+        let ss = d.pop.stdout(&["ss", "-Htn", "state", "established", &format!("( dport = :{port} )")]).ok()?;
+        ss.trim().is_empty().then_some(())
+    })?;
+    Ok(())
+}

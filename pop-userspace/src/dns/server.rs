@@ -4,9 +4,10 @@
 //! Sockets are bound with `IP_FREEBIND`/`IPV6_FREEBIND` so the server can bind an
 //! anycast VIP before the address is configured on an interface.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -20,10 +21,16 @@ use tokio::task::JoinSet;
 use super::answer::{Responder, Transport};
 use super::zone::{ZoneErrors, ZoneSet, load_zone};
 
-/// Idle time allowed between (and within) queries on a TCP connection.
+/// Time a TCP connection gets to deliver a whole query, counted from its opening or the
+/// end of the previous answer: trickling bytes or pipelining do not extend it.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Concurrent TCP connections (all listeners together); further ones are closed at once.
+/// Time to hand one answer to the kernel: a client that never reads is closed after it.
+const TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent TCP connections (all listeners of a block); further ones are closed at once.
 const MAX_TCP_CONNECTIONS: usize = 512;
+/// Concurrent TCP connections one client prefix (/24, /56) may hold: well below the
+/// total, so one client (or one spoofing neighbourhood) cannot lock everyone out.
+const MAX_TCP_PER_CLIENT: usize = 16;
 
 /// Load every zone file and build a responder. All problems are collected (every bad
 /// file, duplicate apexes); on error nothing is built, so the caller keeps serving
@@ -92,7 +99,7 @@ pub async fn serve_bound(
         shutdown_requested(&mut shutdown).await;
         return;
     }
-    let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let limit = TcpLimits::new(MAX_TCP_CONNECTIONS, MAX_TCP_PER_CLIENT);
     let mut tasks = JoinSet::new();
     for (addr, udp, tcp) in sockets {
         log::info!("DNS serving on {addr} (UDP, TCP)");
@@ -166,10 +173,77 @@ async fn serve_udp(
     }
 }
 
+/// TCP connection limits: a total, and a cap per client prefix below it.
+#[derive(Clone)]
+struct TcpLimits {
+    total: Arc<Semaphore>,
+    per_client: usize,
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A connection's share of [`TcpLimits`], given back on drop.
+struct TcpPermit {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    client: IpAddr,
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl TcpLimits {
+    fn new(total: usize, per_client: usize) -> TcpLimits {
+        TcpLimits { total: Arc::new(Semaphore::new(total)), per_client, clients: Arc::default() }
+    }
+
+    /// A permit for a connection from `peer`, or why it is refused.
+    fn admit(&self, peer: IpAddr) -> Result<TcpPermit, &'static str> {
+        let client = client_prefix(peer);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let held = clients.entry(client).or_insert(0);
+        if *held >= self.per_client {
+            return Err("too many connections from its prefix");
+        }
+        let Ok(total) = self.total.clone().try_acquire_owned() else {
+            if *held == 0 {
+                clients.remove(&client);
+            }
+            return Err("too many connections");
+        };
+        *held += 1;
+        Ok(TcpPermit { _total: total, client, clients: self.clients.clone() })
+    }
+}
+
+impl Drop for TcpPermit {
+    fn drop(&mut self) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = clients.get_mut(&self.client) {
+            *held -= 1;
+            if *held == 0 {
+                clients.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The prefix a client is counted under: /24 for IPv4 (and v4-mapped), /56 for IPv6,
+/// as for UDP rate limiting.
+fn client_prefix(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            IpAddr::from([o[0], o[1], o[2], 0])
+        }
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[7..].fill(0);
+            IpAddr::from(o)
+        }
+    }
+}
+
 async fn serve_tcp(
     listener: TcpListener,
     responder: Arc<ArcSwap<Responder>>,
-    limit: Arc<Semaphore>,
+    limits: TcpLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -187,9 +261,12 @@ async fn serve_tcp(
                 }
             },
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            log::debug!("DNS TCP connection from {peer} refused: too many connections");
-            continue; // dropping the stream closes it
+        let permit = match limits.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                log::debug!("DNS TCP connection from {peer} refused: {why}");
+                continue; // dropping the stream closes it
+            }
         };
         let responder = responder.clone();
         let mut shutdown = shutdown.clone();
@@ -208,35 +285,38 @@ async fn serve_tcp(
     conns.shutdown().await;
 }
 
-/// Length-prefixed queries until EOF, an error, or TCP_IDLE without a full query.
+/// Length-prefixed queries until EOF, an error, TCP_IDLE without a whole query, or an
+/// answer the client does not take within TCP_WRITE_TIMEOUT.
 async fn tcp_connection(
     mut stream: TcpStream,
     responder: &ArcSwap<Responder>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 65535];
     loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+        // One deadline for the whole query (length and message).
+        let query = tokio::time::timeout(TCP_IDLE, async {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await?;
+            let len = u16::from_be_bytes(len) as usize;
+            stream.read_exact(&mut buf[..len]).await.map(|_| len)
+        });
+        let len = match query.await {
             Err(_) => return Ok(()), // idle
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(r) => {
-                r?;
-            }
-        }
-        let len = u16::from_be_bytes(len) as usize;
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf[..len])).await {
-            Err(_) => return Ok(()),
-            Ok(r) => {
-                r?;
-            }
-        }
+            Ok(r) => r?,
+        };
         let Some(resp) = responder.load().respond(&buf[..len], Transport::Tcp) else {
             continue;
         };
         let mut framed = Vec::with_capacity(resp.len() + 2);
         framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());
         framed.extend_from_slice(&resp);
-        stream.write_all(&framed).await?;
+        match tokio::time::timeout(TCP_WRITE_TIMEOUT, stream.write_all(&framed)).await {
+            Err(_) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read its answers"));
+            }
+            Ok(r) => r?,
+        }
     }
 }
 
@@ -327,6 +407,27 @@ mod tests {
             .unwrap()
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn tcp_limits_cap_each_client_prefix_below_the_total() {
+        let limits = TcpLimits::new(5, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a1 = limits.admit(ip("192.0.2.1")).unwrap();
+        // Same /24, another host: same client.
+        let a2 = limits.admit(ip("192.0.2.200")).unwrap();
+        assert!(limits.admit(ip("192.0.2.7")).is_err(), "third from 192.0.2.0/24");
+        assert!(limits.admit(ip("::ffff:192.0.2.9")).is_err(), "v4-mapped is the same client");
+        // Others are still served, up to the total.
+        let b1 = limits.admit(ip("2001:db8:0:1::1")).unwrap();
+        assert!(limits.admit(ip("2001:db8:0:1:ffff::1")).is_ok(), "a permit dropped at once is given back");
+        let b2 = limits.admit(ip("2001:db8:0:100::1")).unwrap();
+        let c1 = limits.admit(ip("198.51.100.1")).unwrap();
+        assert_eq!(limits.admit(ip("203.0.113.1")).err(), Some("too many connections"));
+        drop(a1);
+        assert!(limits.admit(ip("192.0.2.3")).is_ok(), "a closed connection frees its client's share");
+        drop((a2, b1, b2, c1));
+        assert!(limits.clients.lock().unwrap().is_empty(), "no client left behind");
     }
 
     #[tokio::test]
