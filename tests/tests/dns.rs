@@ -742,3 +742,70 @@ fn tcp_hogs_are_capped_and_other_clients_stay_served() -> Result<()> {
     })?;
     Ok(())
 }
+
+/// XDP passes IP fragments before it knows they are DNS, so it cannot charge them: a
+/// query sent as two fragments must not get an (unlimited) answer from the server.
+#[test]
+fn fragmented_queries_get_no_unlimited_answers() -> Result<()> {
+    const RATE: u32 = 20;
+    let d = rrl_lab(RATE)?;
+    let vip: std::net::Ipv4Addr = RRL_A4.parse()?;
+    let (fragmented, whole) = d.client.in_netns(move || -> Result<(usize, bool)> {
+        let sock = UdpSocket::bind("192.0.2.1:0")?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let sport = sock.local_addr()?.port();
+        // SAFETY: a raw IPv4 socket (IP_HDRINCL implied); closed below.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        anyhow::ensure!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let dst = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(vip.octets()) },
+            sin_zero: [0; 8],
+        };
+        for id in 0..100u16 {
+            let q = query(id, "www.example.com", 1, 1, None, false);
+            let frame = pop_lab::frames::udp4(pop_lab::frames::L2::default(), [192, 0, 2, 1], vip.octets(), sport, 53, &[], &q);
+            let ip = &frame[14..];
+            // First fragment: the UDP header and 8 bytes of DNS (MF); second: the rest.
+            for (flags_offset, part) in [(0x2000u16, &ip[20..36]), (2, &ip[36..])] {
+                let mut p = ip[..20].to_vec();
+                p[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+                p[4..6].copy_from_slice(&(0x4000 + id).to_be_bytes());
+                p[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+                p[10..12].copy_from_slice(&[0, 0]);
+                let c = pop_lab::testrun::checksum(&p);
+                p[10..12].copy_from_slice(&c.to_be_bytes());
+                p.extend_from_slice(part);
+                // SAFETY: buffers valid for the call.
+                let n = unsafe {
+                    libc::sendto(raw, p.as_ptr().cast(), p.len(), 0, (&raw const dst).cast(), size_of::<libc::sockaddr_in>() as u32)
+                };
+                anyhow::ensure!(n == p.len() as isize, "sending a fragment: {}", std::io::Error::last_os_error());
+            }
+        }
+        unsafe { libc::close(raw) };
+        let mut buf = [0u8; 4096];
+        let mut answers = 0;
+        while sock.recv_from(&mut buf).is_ok() {
+            answers += 1;
+        }
+        // The same query unfragmented is answered (the fragments were never charged).
+        let mut whole = false;
+        for id in 1000..1010u16 {
+            sock.send_to(&query(id, "www.example.com", 1, 1, None, false), (vip, 53))?;
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                whole |= n > 2 && buf[..2] == id.to_be_bytes();
+                if whole {
+                    break;
+                }
+            }
+        }
+        Ok((answers, whole))
+    })??;
+    let c = d.counters()?;
+    assert!(c["pass.fragment"] >= 200, "the fragments reached the PoP: {c:?}");
+    assert_eq!(fragmented, 0, "answers to fragmented queries");
+    assert!(whole, "an ordinary query is still answered");
+    Ok(())
+}

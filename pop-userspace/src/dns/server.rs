@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -60,6 +60,7 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
     let mut sockets = Vec::new();
     for &addr in addrs {
         let udp = bind(addr, Type::DGRAM, Protocol::UDP)
+            .and_then(|s| flag_reassembled(&s, addr.is_ipv6()).map(|()| s))
             .with_context(|| format!("binding DNS UDP socket on {addr}"))?;
         let udp =
             UdpSocket::from_std(udp.into()).with_context(|| format!("DNS UDP socket on {addr}"))?;
@@ -146,6 +147,58 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Asks the kernel to flag datagrams it reassembled from IP fragments (a control
+/// message with the largest fragment's size, only on those).
+fn flag_reassembled(sock: &Socket, v6: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let (level, name) =
+        if v6 { (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE) } else { (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE) };
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and an int option.
+    let r = unsafe {
+        libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const on).cast(), size_of::<libc::c_int>() as u32)
+    };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+/// One datagram into `buf`: its length, its sender, and whether it was reassembled
+/// from IP fragments.
+fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, bool)> {
+    use std::os::fd::AsRawFd as _;
+    // Room for one control message of an int, aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: recvmsg writes at most the lengths given into buffers that outlive it; the
+    // control messages are walked with the libc macros within msg_controllen.
+    let ((len, reassembled), from) = unsafe {
+        socket2::SockAddr::try_init(|addr, addr_len| {
+            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = addr.cast();
+            msg.msg_namelen = *addr_len;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of_val(&control);
+            let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *addr_len = msg.msg_namelen;
+            let mut reassembled = false;
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                let kind = ((*c).cmsg_level, (*c).cmsg_type);
+                reassembled |= kind == (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE)
+                    || kind == (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE);
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+            Ok((n as usize, reassembled))
+        })?
+    };
+    let peer = from.as_socket().ok_or_else(|| std::io::Error::other("datagram from a non-IP address"))?;
+    Ok((len, peer, reassembled))
+}
+
 async fn serve_udp(
     sock: UdpSocket,
     responder: Arc<ArcSwap<Responder>>,
@@ -153,9 +206,9 @@ async fn serve_udp(
 ) {
     let mut buf = vec![0u8; 65535];
     loop {
-        let (len, peer) = tokio::select! {
+        let (len, peer, reassembled) = tokio::select! {
             _ = shutdown_requested(&mut shutdown) => return,
-            r = sock.recv_from(&mut buf) => match r {
+            r = sock.async_io(Interest::READABLE, || recv_query(&sock, &mut buf)) => match r {
                 Ok(v) => v,
                 Err(e) => {
                     // e.g. ICMP errors surfacing on the socket: not fatal.
@@ -164,6 +217,12 @@ async fn serve_udp(
                 }
             },
         };
+        if reassembled {
+            // XDP passes IP fragments before it knows they are DNS, so it cannot rate
+            // limit them; real queries are never fragmented.
+            log::debug!("DNS UDP query from {peer} dropped: it came as IP fragments (not rate limited)");
+            continue;
+        }
         let Some(resp) = responder.load().respond(&buf[..len], Transport::Udp) else {
             continue;
         };
