@@ -563,6 +563,36 @@ mod tests {
     }
 
     #[test]
+    fn rrl_buckets_spread_prefixes_and_depend_on_the_secret() {
+        let v4 = |a: u8, b: u8, c: u8, d: u8| rrl_prefix(v4_mapped([a, b, c, d]), false);
+        // One /24 is one client; /56 for IPv6.
+        assert_eq!(v4(192, 0, 2, 1), v4(192, 0, 2, 200));
+        let v6 = |last7: u8, low: u8| {
+            let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, last7, 0, 0, 0, 0, 0, 0, 0, 0, low];
+            a[8] = low;
+            rrl_prefix(a, true)
+        };
+        assert_eq!(v6(1, 1), v6(1, 9));
+        assert_ne!(v6(1, 1), v6(2, 1));
+        // 64k prefixes over the buckets: no bucket far above the mean (8).
+        let secret = [0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321];
+        let mut load = vec![0u32; DNS_RRL_BUCKETS as usize];
+        for i in 0..65536u32 {
+            let p = v4(10, (i >> 8) as u8, i as u8, 0);
+            load[rrl_bucket(secret, &p) as usize] += 1;
+        }
+        assert!(load.iter().all(|&n| n < 30), "max {}", load.iter().max().unwrap());
+        // Another secret puts a client elsewhere (almost always; checked over many).
+        let moved = (0..256u32)
+            .filter(|&i| {
+                let p = v4(198, 51, i as u8, 0);
+                rrl_bucket(secret, &p) != rrl_bucket([secret[0] ^ 1, secret[1]], &p)
+            })
+            .count();
+        assert!(moved > 250, "{moved}");
+    }
+
+    #[test]
     fn hashes_differ_by_name_and_by_seed() {
         let seed = [1, 2];
         let names: Vec<Vec<u8>> = (0..20000u32)
