@@ -856,3 +856,42 @@ fn fragmented_queries_get_no_unlimited_answers() -> Result<()> {
     assert!(whole, "an ordinary query is still answered");
     Ok(())
 }
+
+/// Likewise IPv6 behind an extension header: XDP sees no UDP header and passes it, so
+/// the server must not answer it either.
+#[test]
+fn ipv6_queries_behind_extension_headers_get_no_unlimited_answers() -> Result<()> {
+    const RATE: u32 = 20;
+    let d = rrl_lab(RATE)?;
+    let vip: SocketAddr = SocketAddr::new(RRL_A6.parse()?, 53);
+    let (with_options, whole) = d.client.in_netns(move || -> Result<(usize, bool)> {
+        let sock = UdpSocket::bind("[2001:db8::1]:0")?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let plain = UdpSocket::bind("[2001:db8::1]:0")?;
+        plain.set_read_timeout(Some(Duration::from_secs(1)))?;
+        // A destination options header (one PadN option) on every datagram sent.
+        let dstopts: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid socket and an 8-byte option buffer.
+        let r = unsafe {
+            libc::setsockopt(sock.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS, dstopts.as_ptr().cast(), 8)
+        };
+        anyhow::ensure!(r == 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());
+        for id in 0..100u16 {
+            sock.send_to(&query(id, "www.example.com", 1, 1, None, false), vip)?;
+        }
+        let mut buf = [0u8; 4096];
+        let mut answers = 0;
+        while sock.recv_from(&mut buf).is_ok() {
+            answers += 1;
+        }
+        plain.send_to(&query(1000, "www.example.com", 1, 1, None, false), vip)?;
+        let whole = matches!(plain.recv_from(&mut buf), Ok((n, _)) if n > 2 && buf[..2] == 1000u16.to_be_bytes());
+        Ok((answers, whole))
+    })??;
+    let c = d.counters()?;
+    assert!(c["l4.other"] >= 100, "the queries reached the PoP behind the header: {c:?}");
+    assert_eq!(with_options, 0, "answers to queries behind an extension header");
+    assert!(whole, "an ordinary query is still answered");
+    Ok(())
+}

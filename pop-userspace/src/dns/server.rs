@@ -60,7 +60,7 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
     let mut sockets = Vec::new();
     for &addr in addrs {
         let udp = bind(addr, Type::DGRAM, Protocol::UDP)
-            .and_then(|s| flag_reassembled(&s, addr.is_ipv6()).map(|()| s))
+            .and_then(|s| flag_unseen_by_xdp(&s, addr.is_ipv6()).map(|()| s))
             .with_context(|| format!("binding DNS UDP socket on {addr}"))?;
         let udp =
             UdpSocket::from_std(udp.into()).with_context(|| format!("DNS UDP socket on {addr}"))?;
@@ -147,29 +147,43 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Asks the kernel to flag datagrams it reassembled from IP fragments (a control
-/// message with the largest fragment's size, only on those).
-fn flag_reassembled(sock: &Socket, v6: bool) -> std::io::Result<()> {
+/// Asks the kernel to flag datagrams XDP could not rate limit (it passes them before
+/// it knows they are DNS): reassembled from IP fragments (a control message with the
+/// largest fragment's size, only on those) and, for IPv6, carrying extension headers.
+fn flag_unseen_by_xdp(sock: &Socket, v6: bool) -> std::io::Result<()> {
     use std::os::fd::AsRawFd as _;
-    let (level, name) =
-        if v6 { (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE) } else { (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE) };
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and an int option.
-    let r = unsafe {
-        libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const on).cast(), size_of::<libc::c_int>() as u32)
+    let options: &[(i32, i32)] = if v6 {
+        &[
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPOPTS),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVDSTOPTS),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVRTHDR),
+        ]
+    } else {
+        &[(libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE)]
     };
-    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    let on: libc::c_int = 1;
+    for &(level, name) in options {
+        // SAFETY: a valid socket and an int option.
+        let r = unsafe {
+            libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const on).cast(), size_of::<libc::c_int>() as u32)
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
-/// One datagram into `buf`: its length, its sender, and whether it was reassembled
-/// from IP fragments.
-fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, bool)> {
+/// One datagram into `buf`: its length, its sender, and, if XDP could not have rate
+/// limited it, why.
+fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<&'static str>)> {
     use std::os::fd::AsRawFd as _;
-    // Room for one control message of an int, aligned for cmsghdr.
-    let mut control = [0u64; 8];
+    // Room for the control messages asked for (an int, or a short extension header).
+    let mut control = [0u64; 64];
     // SAFETY: recvmsg writes at most the lengths given into buffers that outlive it; the
     // control messages are walked with the libc macros within msg_controllen.
-    let ((len, reassembled), from) = unsafe {
+    let ((len, unseen), from) = unsafe {
         socket2::SockAddr::try_init(|addr, addr_len| {
             let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
             let mut msg: libc::msghdr = std::mem::zeroed();
@@ -184,19 +198,28 @@ fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Socke
                 return Err(std::io::Error::last_os_error());
             }
             *addr_len = msg.msg_namelen;
-            let mut reassembled = false;
+            let mut unseen = None;
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
-                let kind = ((*c).cmsg_level, (*c).cmsg_type);
-                reassembled |= kind == (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE)
-                    || kind == (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE);
+                unseen = unseen.or(match ((*c).cmsg_level, (*c).cmsg_type) {
+                    (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE) | (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE) => {
+                        Some("it came as IP fragments")
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS | libc::IPV6_DSTOPTS | libc::IPV6_RTHDR) => {
+                        Some("it carries IPv6 extension headers")
+                    }
+                    _ => None,
+                });
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
-            Ok((n as usize, reassembled))
+            if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+                unseen = unseen.or(Some("its IP options do not fit"));
+            }
+            Ok((n as usize, unseen))
         })?
     };
     let peer = from.as_socket().ok_or_else(|| std::io::Error::other("datagram from a non-IP address"))?;
-    Ok((len, peer, reassembled))
+    Ok((len, peer, unseen))
 }
 
 async fn serve_udp(
@@ -206,7 +229,7 @@ async fn serve_udp(
 ) {
     let mut buf = vec![0u8; 65535];
     loop {
-        let (len, peer, reassembled) = tokio::select! {
+        let (len, peer, unseen_by_xdp) = tokio::select! {
             _ = shutdown_requested(&mut shutdown) => return,
             r = sock.async_io(Interest::READABLE, || recv_query(&sock, &mut buf)) => match r {
                 Ok(v) => v,
@@ -217,10 +240,10 @@ async fn serve_udp(
                 }
             },
         };
-        if reassembled {
-            // XDP passes IP fragments before it knows they are DNS, so it cannot rate
-            // limit them; real queries are never fragmented.
-            log::debug!("DNS UDP query from {peer} dropped: it came as IP fragments (not rate limited)");
+        if let Some(why) = unseen_by_xdp {
+            // Real queries are never fragmented nor carry extension headers; answering
+            // them would bypass rate limiting.
+            log::debug!("DNS UDP query from {peer} dropped: {why}, so XDP could not rate limit it");
             continue;
         }
         let Some(resp) = responder.load().respond(&buf[..len], Transport::Udp) else {
