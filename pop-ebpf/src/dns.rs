@@ -5,23 +5,24 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{generated::bpf_loop, bpf_ktime_get_ns, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{generated::bpf_loop, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     maps::HashMap,
     programs::XdpContext,
 };
 use aya_log_ebpf::error;
 use pop_common::{
     Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_LABELS_MAX,
-    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey, RrlBucket, RrlKey,
+    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey,
     name_hash_finish, name_hash_step,
 };
 
 use crate::{
     counters::Stats,
     csum,
-    maps::{DNS_BLOCKS, DNS_RRL, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S},
+    maps::{DNS_BLOCKS, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S},
     frame,
     parse::Packet,
+    rrl,
 };
 
 const UDP_HLEN: usize = 8;
@@ -167,11 +168,6 @@ fn store_tail(ctx: &XdpContext, tag: u32, tail_ref: u32, at: u32, len: u32) -> u
     }
 }
 
-// Verdicts of `rate_limit` (plain integers: see parse_into on BTF).
-const RRL_ALLOW: u32 = 0;
-const RRL_DROP: u32 = 1;
-const RRL_SLIP: u32 = 2;
-
 #[inline(always)]
 fn pass(stats: &Stats, reason: Counter) -> u32 {
     stats.inc(reason);
@@ -185,9 +181,18 @@ fn drop(stats: &Stats, reason: Counter) -> u32 {
 }
 
 /// A UDP datagram to port 53 of a VIP of DNS block `block`. A BPF subprogram of its
-/// own: its stack frame must not add to the dispatcher's.
+/// own: its stack frame must not add to the dispatcher's. Whatever is passed to the
+/// server is rate limited here, as XDP's own answers are in `answer`.
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 {
+    match answer(ctx, stats, pkt, block_idx) {
+        xdp_action::XDP_PASS => rrl::limit_passed(stats, pkt, block_idx),
+        verdict => verdict,
+    }
+}
+
+#[inline(never)]
+fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 {
     stats.inc(Counter::DnsQueries);
     let udp = pkt.l4;
     let dns = udp + UDP_HLEN;
@@ -357,9 +362,9 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> 
 
     let mut slip = false;
     if block.rrl_cost_ns != 0 {
-        match rate_limit(pkt, block_idx, block.rrl_cost_ns) {
-            RRL_DROP => return drop(stats, Counter::DnsRrlDropped),
-            RRL_SLIP => slip = true,
+        match rrl::rate_limit(pkt, block_idx, block.rrl_cost_ns) {
+            rrl::DROP => return drop(stats, Counter::DnsRrlDropped),
+            rrl::SLIP => slip = true,
             _ => {}
         }
     }
@@ -464,38 +469,4 @@ fn rewrite_headers(ctx: &XdpContext, pkt: &Packet, udp_len: u16, udp_csum: u16) 
         Some(()) => 0,
         None => 1,
     }
-}
-
-/// Token bucket per client prefix (/24, /56): one second of burst at the block's rate.
-#[inline(never)]
-fn rate_limit(pkt: &Packet, block: u32, cost_ns: u64) -> u32 {
-    const SECOND: u64 = 1_000_000_000;
-    let mut prefix = pkt.src;
-    if pkt.v6 {
-        for b in prefix[7..].iter_mut() {
-            *b = 0;
-        }
-    } else {
-        prefix[15] = 0;
-    }
-    let key = RrlKey { block, prefix };
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Some(bucket) = DNS_RRL.get_ptr_mut(&key) else {
-        let fresh = RrlBucket { last_ns: now, credit_ns: SECOND.saturating_sub(cost_ns), refused: 0 };
-        let _ = DNS_RRL.insert(&key, &fresh, 0);
-        return RRL_ALLOW;
-    };
-    let bucket = unsafe { &mut *bucket };
-    let mut credit = bucket.credit_ns + now.saturating_sub(bucket.last_ns);
-    if credit > SECOND {
-        credit = SECOND;
-    }
-    bucket.last_ns = now;
-    if credit >= cost_ns {
-        bucket.credit_ns = credit - cost_ns;
-        return RRL_ALLOW;
-    }
-    bucket.credit_ns = credit;
-    bucket.refused += 1;
-    if bucket.refused & 1 == 0 { RRL_SLIP } else { RRL_DROP }
 }

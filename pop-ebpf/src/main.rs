@@ -2,6 +2,9 @@
 //! This file only dispatches; each concern lives in its own module.
 #![no_std]
 #![no_main]
+// Atomic compare-and-exchange on map values (rrl.rs): core::sync::atomic has none here.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod counters;
 mod csum;
@@ -11,6 +14,7 @@ mod http;
 mod lb;
 mod maps;
 mod parse;
+mod rrl;
 mod unhandled;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

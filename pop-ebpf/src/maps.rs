@@ -9,7 +9,7 @@ use pop_common::{
     Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
     LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey,
     DnsSeed, DnsTailKey, dns_tail_capacity,
-    MAX_VIPS, RrlBucket, RrlKey, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
+    MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
@@ -61,9 +61,15 @@ pub static DNS_SEEDS: Array<DnsSeed> = Array::pinned(DNS_BLOCKS_MAX * 256, 0);
 #[map(name = "DNS_BLOCKS")]
 pub static DNS_BLOCKS: Array<DnsBlock> = Array::pinned(DNS_BLOCKS_MAX, 0);
 
-/// Response-rate-limit token buckets per (block, client prefix); least recently used go first.
+/// Response-rate-limit buckets: DNS_RRL_BUCKETS per block, a client prefix's bucket
+/// picked by a keyed hash (see `pop_common::rrl_bucket`). Fixed: nothing is evicted.
 #[map(name = "DNS_RRL")]
-pub static DNS_RRL: LruHashMap<RrlKey, RrlBucket> = LruHashMap::pinned(DNS_RRL_MAX, 0);
+pub static DNS_RRL: Array<RrlBucket> = Array::pinned(DNS_RRL_MAX, 0);
+
+/// The key of that hash, drawn by the XDP program on its first rate-limited query and
+/// pinned with the buckets, so a restart keeps every client in its bucket.
+#[map(name = "DNS_RRL_SECRET")]
+pub static DNS_RRL_SECRET: Array<[u64; 2]> = Array::pinned(1, 0);
 
 /// Per-CPU scratch space: the DNS lookup key and the raw question name (too big for the stack).
 #[map(name = "DNS_SCRATCH")]

@@ -701,3 +701,408 @@ fn knot_differs(qtype: u16, knot: &[u8]) -> Option<&'static str> {
         _ => None,
     }
 }
+
+// ---- Rate limiting across both answerers, and the TCP fallback ---------------------------
+
+const RRL_A4: &str = "203.0.113.61";
+const RRL_A6: &str = "2001:db8:53::61";
+const RRL_B6: &str = "2001:db8:53::62";
+
+/// Two rate-limited blocks serving the test zones: A on RRL_A4 and RRL_A6, B on RRL_B6.
+fn rrl_lab(rate_limit: u32) -> Result<DnsLab> {
+    let mut lab = Lab::new()?;
+    let (client, pop) = lab.client_and_pop()?;
+    lab.addr(&pop, "lo", &format!("{RRL_A4}/32"))?;
+    for vip in [RRL_A6, RRL_B6] {
+        lab.addr(&pop, "lo", &format!("{vip}/128"))?;
+    }
+    lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+    lab.route(&client, "2001:db8:53::/64 via 2001:db8::2")?;
+    let zone = PathBuf::from(data("example.com.zone"));
+    let zones = format!("[\"{}\", \"{}\"]", zone.display(), data("wild.test.zone"));
+    let config = lab.pop_config(
+        &pop,
+        &format!(
+            "[[interface]]\nname = \"p0\"\n\n\
+             [[dns]]\nvips = [\"{RRL_A4}\", \"{RRL_A6}\"]\nzones = {zones}\nrate_limit = {rate_limit}\n\n\
+             [[dns]]\nvips = [\"{RRL_B6}\"]\nzones = {zones}\nrate_limit = {rate_limit}\n"
+        ),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+    Ok(DnsLab { lab, client, pop, config, zone })
+}
+
+/// Sends every query back to back from one socket in `host`, then collects answers until
+/// none has come for a second. Returns the answers and how long the sending took.
+fn blast(host: &Host, server: &str, queries: Vec<Vec<u8>>) -> Result<(Vec<Vec<u8>>, Duration)> {
+    let server = SocketAddr::new(server.parse()?, 53);
+    host.in_netns(move || -> Result<(Vec<Vec<u8>>, Duration)> {
+        let sock = UdpSocket::bind(if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let started = std::time::Instant::now();
+        for q in &queries {
+            sock.send_to(q, server)?;
+        }
+        let sending = started.elapsed();
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 65535];
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            answers.push(buf[..n].to_vec());
+        }
+        Ok((answers, sending))
+    })?
+}
+
+fn truncated(answer: &[u8]) -> bool {
+    answer.len() > 2 && answer[2] & 0x02 != 0
+}
+
+/// Queries XDP passes to the server (NSID, a trailing byte, an answer count, a wildcard,
+/// a delegation, a name deeper than XDP walks) cost the client's bucket like XDP's own
+/// answers: at most the rate's worth of full answers come back, whichever side answers.
+#[test]
+fn rate_limit_holds_for_queries_the_server_answers() -> Result<()> {
+    const RATE: u32 = 20;
+    let d = rrl_lab(RATE)?;
+    let nsid = {
+        let mut q = query(0, "www.example.com", 1, 1, Some((1232, false)), false);
+        let rdlen = q.len() - 2;
+        q[rdlen..].copy_from_slice(&4u16.to_be_bytes());
+        q.extend_from_slice(&[0, 3, 0, 0]);
+        q
+    };
+    let trailing = {
+        let mut q = query(0, "www.example.com", 1, 1, None, false);
+        q.push(0);
+        q
+    };
+    let answer_count = {
+        let mut q = query(0, "www.example.com", 1, 1, None, false);
+        q[7] = 1;
+        q
+    };
+    let deep = format!("{}example.com", "a.".repeat(20));
+    let shapes = [
+        nsid,
+        trailing,
+        answer_count,
+        query(0, "anything.wild.test", 1, 1, None, false),
+        query(0, "deep.sub.example.com", 1, 1, None, false),
+        query(0, &deep, 1, 1, None, false),
+        query(0, "www.example.com", 1, 1, None, false),
+    ];
+    let mut queries = Vec::new();
+    for i in 0..420u16 {
+        let mut q = shapes[i as usize % shapes.len()].clone();
+        q[..2].copy_from_slice(&(i + 1).to_be_bytes());
+        queries.push(q);
+    }
+    let before = d.counters()?;
+    let (answers, sending) = blast(&d.client, RRL_A4, queries)?;
+    let after = d.counters()?;
+    let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
+    let full = answers.iter().filter(|a| !truncated(a)).count() as f64;
+    let allowed = RATE as f64 * (sending.as_secs_f64() + 1.0) + 2.0;
+    assert!(full <= allowed, "{full} full answers in {sending:?} at rate {RATE} (at most {allowed}): {after:?}");
+    assert!(full >= RATE as f64, "the burst is served: {full}");
+    for k in ["dns.pass.edns", "dns.pass.trailing", "dns.pass.sections", "dns.pass.delegated", "dns.pass.not_in_table"] {
+        assert!(delta(k) > 0, "{k} not exercised: {after:?}");
+    }
+    assert!(delta("dns.rrl.dropped_passed") > 0, "{after:?}");
+    Ok(())
+}
+
+/// A query for www.example.com from `src` to `vip`, as a frame for BPF_PROG_TEST_RUN.
+fn rrl_frame(src: [u8; 16], vip: &str, id: u16) -> Result<Vec<u8>> {
+    let vip: [u8; 16] = vip.parse::<std::net::Ipv6Addr>()?.octets();
+    let q = query(id, "www.example.com", 1, 1, None, false);
+    Ok(pop_lab::frames::udp6(pop_lab::frames::L2::default(), src, vip, 40000 + id % 1000, 53, &q))
+}
+
+/// Full (not TC=1) answers XDP gives `n` queries from `src` to `vip`.
+fn full_answers(prog: &std::os::fd::OwnedFd, src: [u8; 16], vip: &str, n: u16) -> Result<usize> {
+    use pop_lab::{frames, testrun};
+    let mut full = 0;
+    for id in 0..n {
+        let out = testrun::run(prog, &rrl_frame(src, vip, id)?)?;
+        if out.verdict == testrun::XDP_TX {
+            let a = frames::parse_udp(&out.frame).map_err(anyhow::Error::msg)?;
+            full += usize::from(!truncated(&a.payload));
+        }
+    }
+    Ok(full)
+}
+
+/// Frames to `vip` from `count` random /56s of 2001:db8::/32 (a spoofing flood), built
+/// up front so the flood itself runs as fast as BPF_PROG_TEST_RUN can.
+fn random_sources(vip: &str, count: u32) -> Result<Vec<Vec<u8>>> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut frames = Vec::new();
+    for i in 0..count {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        src[4..7].copy_from_slice(&seed.to_be_bytes()[..3]);
+        frames.push(rrl_frame(src, vip, i as u16)?);
+    }
+    Ok(frames)
+}
+
+/// BPF_PROG_TEST_RUN of `frame`, the output not copied back: as fast as a run can be.
+fn run_quietly(prog: &std::os::fd::OwnedFd, frame: &[u8]) -> Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let mut attr = [0u8; 80];
+    attr[0..4].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
+    attr[8..12].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(frame.as_ptr() as u64).to_ne_bytes());
+    attr[32..36].copy_from_slice(&1u32.to_ne_bytes());
+    // SAFETY: BPF_PROG_TEST_RUN (10) reads `frame` and writes only into `attr`.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, 10, attr.as_mut_ptr(), attr.len() as u32) };
+    anyhow::ensure!(r == 0, "BPF_PROG_TEST_RUN: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
+/// Each spoofed source twice (an LRU keeps entries seen once at the back; a second query
+/// makes the flood's entries as "recently used" as a real client's), on two threads.
+fn flood(prog: &std::os::fd::OwnedFd, frames: &[Vec<u8>]) -> Result<()> {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = frames
+            .chunks(frames.len().div_ceil(2))
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for f in part {
+                        run_quietly(prog, f)?;
+                        run_quietly(prog, f)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        runs.into_iter().try_for_each(|r| r.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))?)
+    })
+}
+
+const VICTIM: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0xff, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+/// More distinct prefixes than the old LRU of buckets held (65536). The flood must take
+/// well under a second: a limited client's bucket refills fully in one anyway.
+const FLOOD: u32 = 80_000;
+
+/// Asserts `victim` got no more full answers from `vip` than its rate allows since
+/// `since`: its bucket was not handed back full.
+fn assert_not_reset(prog: &std::os::fd::OwnedFd, vip: &str, rate: u32, first: usize, since: std::time::Instant) -> Result<()> {
+    let again = full_answers(prog, VICTIM, vip, 300)?;
+    let elapsed = since.elapsed().as_secs_f64();
+    let allowed = rate as f64 * (elapsed + 1.0) + 2.0;
+    assert!(
+        (first + again) as f64 <= allowed,
+        "{first} + {again} full answers in {elapsed:.2}s at rate {rate} (at most {allowed:.0}): the flood reset the bucket"
+    );
+    Ok(())
+}
+
+/// A fresh client's first answers: one burst, plus what the rate refilled meanwhile.
+fn assert_one_burst(full: usize, rate: u32, since: std::time::Instant) {
+    let most = rate as f64 * (1.0 + since.elapsed().as_secs_f64()) + 2.0;
+    assert!(full >= rate as usize && full as f64 <= most, "{full} full answers at first, rate {rate}");
+}
+
+#[test]
+fn random_source_flood_does_not_reset_a_limited_clients_bucket() -> Result<()> {
+    const RATE: u32 = 100;
+    let d = rrl_lab(RATE)?;
+    let prog = pop_lab::testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
+    let spoofed = random_sources(RRL_A6, FLOOD)?;
+    let since = std::time::Instant::now();
+    let first = full_answers(&prog, VICTIM, RRL_A6, 300)?;
+    assert_one_burst(first, RATE, since);
+    flood(&prog, &spoofed)?;
+    println!("flood of {FLOOD} sources after {:?}", since.elapsed());
+    assert_not_reset(&prog, RRL_A6, RATE, first, since)
+}
+
+/// Each [[dns]] block has buckets of its own: a flood on block A neither resets nor
+/// drains the buckets of block B.
+#[test]
+fn rate_limit_buckets_are_per_dns_block() -> Result<()> {
+    const RATE: u32 = 100;
+    let d = rrl_lab(RATE)?;
+    let prog = pop_lab::testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
+    let spoofed = random_sources(RRL_A6, FLOOD)?;
+    let since = std::time::Instant::now();
+    let first = full_answers(&prog, VICTIM, RRL_B6, 300)?;
+    assert_one_burst(first, RATE, since);
+    flood(&prog, &spoofed)?;
+    println!("flood of {FLOOD} sources after {:?}", since.elapsed());
+    assert_not_reset(&prog, RRL_B6, RATE, first, since)?;
+    let mut fresh = VICTIM;
+    fresh[6] = 0x02;
+    let burst = full_answers(&prog, fresh, RRL_B6, RATE as u16)?;
+    assert_eq!(burst, RATE as usize, "a new client of block B gets its whole burst");
+    Ok(())
+}
+
+/// DNS over TCP (where TC=1 sends resolvers): one client holding hundreds of idle
+/// connections and one never reading its answers do not lock others out. The hog is
+/// held to its per-client share, the never-reader is closed, and another client's
+/// `dig +tcp` is answered at once.
+#[test]
+fn tcp_hogs_are_capped_and_other_clients_stay_served() -> Result<()> {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let d = rrl_lab(0)?;
+    let vip = SocketAddr::new(RRL_A4.parse()?, 53);
+    let (never_reader, idle) = d.client.in_netns(move || -> Result<(TcpStream, Vec<TcpStream>)> {
+        // First a client that pipelines queries for a big answer and never reads: a small
+        // receive buffer so the server's writes block soon.
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        s.set_recv_buffer_size(4096)?;
+        s.connect(&vip.into())?;
+        let mut never_reader: TcpStream = s.into();
+        never_reader.set_write_timeout(Some(Duration::from_secs(2)))?;
+        let q = query(1, "big.example.com", 16, 1, None, false);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        for _ in 0..20000 {
+            if never_reader.write_all(&framed).is_err() {
+                break; // the server stopped reading: its writes are blocked
+            }
+        }
+        let idle = (0..600).map(|_| TcpStream::connect(vip)).collect::<std::io::Result<Vec<_>>>()?;
+        Ok((never_reader, idle))
+    })??;
+    let started = std::time::Instant::now();
+    let out = dig(&d.client, &["+tcp", "+short", &format!("@{RRL_A6}"), "www.example.com", "A"])?;
+    assert!(out.contains("192.0.2.80"), "another client over TCP: {out}");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered in {:?}", started.elapsed());
+
+    // The hog's connections over its share are closed by the server.
+    for s in &idle {
+        s.set_nonblocking(true)?;
+    }
+    // Well within TCP_IDLE (10 s): these are refused, not timed out.
+    pop_lab::wait_until(Duration::from_secs(5), "the server to close the hog's extra connections", || {
+        let closed = idle
+            .iter()
+            .filter(|s| match (&**s).read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            })
+            .count();
+        (closed >= 600 - 16).then_some(())
+    })?;
+    // The never-reader is closed once an answer has waited too long to be taken.
+    let port = never_reader.local_addr()?.port();
+    pop_lab::wait_until(Duration::from_secs(20), "the server to close the connection that never reads", || {
+        let ss = d.pop.stdout(&["ss", "-Htn", "state", "established", &format!("( dport = :{port} )")]).ok()?;
+        ss.trim().is_empty().then_some(())
+    })?;
+    Ok(())
+}
+
+/// XDP passes IP fragments before it knows they are DNS, so it cannot charge them: a
+/// query sent as two fragments must not get an (unlimited) answer from the server.
+#[test]
+fn fragmented_queries_get_no_unlimited_answers() -> Result<()> {
+    const RATE: u32 = 20;
+    let d = rrl_lab(RATE)?;
+    let vip: std::net::Ipv4Addr = RRL_A4.parse()?;
+    let (fragmented, whole) = d.client.in_netns(move || -> Result<(usize, bool)> {
+        let sock = UdpSocket::bind("192.0.2.1:0")?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let sport = sock.local_addr()?.port();
+        // SAFETY: a raw IPv4 socket (IP_HDRINCL implied); closed below.
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        anyhow::ensure!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let dst = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(vip.octets()) },
+            sin_zero: [0; 8],
+        };
+        for id in 0..100u16 {
+            let q = query(id, "www.example.com", 1, 1, None, false);
+            let frame = pop_lab::frames::udp4(pop_lab::frames::L2::default(), [192, 0, 2, 1], vip.octets(), sport, 53, &[], &q);
+            let ip = &frame[14..];
+            // First fragment: the UDP header and 8 bytes of DNS (MF); second: the rest.
+            for (flags_offset, part) in [(0x2000u16, &ip[20..36]), (2, &ip[36..])] {
+                let mut p = ip[..20].to_vec();
+                p[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+                p[4..6].copy_from_slice(&(0x4000 + id).to_be_bytes());
+                p[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+                p[10..12].copy_from_slice(&[0, 0]);
+                let c = pop_lab::testrun::checksum(&p);
+                p[10..12].copy_from_slice(&c.to_be_bytes());
+                p.extend_from_slice(part);
+                // SAFETY: buffers valid for the call.
+                let n = unsafe {
+                    libc::sendto(raw, p.as_ptr().cast(), p.len(), 0, (&raw const dst).cast(), size_of::<libc::sockaddr_in>() as u32)
+                };
+                anyhow::ensure!(n == p.len() as isize, "sending a fragment: {}", std::io::Error::last_os_error());
+            }
+        }
+        unsafe { libc::close(raw) };
+        let mut buf = [0u8; 4096];
+        let mut answers = 0;
+        while sock.recv_from(&mut buf).is_ok() {
+            answers += 1;
+        }
+        // The same query unfragmented is answered (the fragments were never charged).
+        let mut whole = false;
+        for id in 1000..1010u16 {
+            sock.send_to(&query(id, "www.example.com", 1, 1, None, false), (vip, 53))?;
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                whole |= n > 2 && buf[..2] == id.to_be_bytes();
+                if whole {
+                    break;
+                }
+            }
+        }
+        Ok((answers, whole))
+    })??;
+    let c = d.counters()?;
+    assert!(c["pass.fragment"] >= 200, "the fragments reached the PoP: {c:?}");
+    assert_eq!(fragmented, 0, "answers to fragmented queries");
+    assert!(whole, "an ordinary query is still answered");
+    Ok(())
+}
+
+/// Likewise IPv6 behind an extension header: XDP sees no UDP header and passes it, so
+/// the server must not answer it either.
+#[test]
+fn ipv6_queries_behind_extension_headers_get_no_unlimited_answers() -> Result<()> {
+    const RATE: u32 = 20;
+    let d = rrl_lab(RATE)?;
+    let vip: SocketAddr = SocketAddr::new(RRL_A6.parse()?, 53);
+    let (with_options, whole) = d.client.in_netns(move || -> Result<(usize, bool)> {
+        let sock = UdpSocket::bind("[2001:db8::1]:0")?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let plain = UdpSocket::bind("[2001:db8::1]:0")?;
+        plain.set_read_timeout(Some(Duration::from_secs(1)))?;
+        // A destination options header (one PadN option) on every datagram sent.
+        let dstopts: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid socket and an 8-byte option buffer.
+        let r = unsafe {
+            libc::setsockopt(sock.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS, dstopts.as_ptr().cast(), 8)
+        };
+        anyhow::ensure!(r == 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());
+        for id in 0..100u16 {
+            sock.send_to(&query(id, "www.example.com", 1, 1, None, false), vip)?;
+        }
+        let mut buf = [0u8; 4096];
+        let mut answers = 0;
+        while sock.recv_from(&mut buf).is_ok() {
+            answers += 1;
+        }
+        plain.send_to(&query(1000, "www.example.com", 1, 1, None, false), vip)?;
+        let whole = matches!(plain.recv_from(&mut buf), Ok((n, _)) if n > 2 && buf[..2] == 1000u16.to_be_bytes());
+        Ok((answers, whole))
+    })??;
+    let c = d.counters()?;
+    assert!(c["l4.other"] >= 100, "the queries reached the PoP behind the header: {c:?}");
+    assert_eq!(with_options, 0, "answers to queries behind an extension header");
+    assert!(whole, "an ordinary query is still answered");
+    Ok(())
+}

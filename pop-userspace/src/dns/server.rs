@@ -4,15 +4,16 @@
 //! Sockets are bound with `IP_FREEBIND`/`IPV6_FREEBIND` so the server can bind an
 //! anycast VIP before the address is configured on an interface.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -20,10 +21,16 @@ use tokio::task::JoinSet;
 use super::answer::{Responder, Transport};
 use super::zone::{ZoneErrors, ZoneLimits, ZoneSet, load_zone_with};
 
-/// Idle time allowed between (and within) queries on a TCP connection.
+/// Time a TCP connection gets to deliver a whole query, counted from its opening or the
+/// end of the previous answer: trickling bytes or pipelining do not extend it.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// Concurrent TCP connections (all listeners together); further ones are closed at once.
+/// Time to hand one answer to the kernel: a client that never reads is closed after it.
+const TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent TCP connections (all listeners of a block); further ones are closed at once.
 const MAX_TCP_CONNECTIONS: usize = 512;
+/// Concurrent TCP connections one client prefix (/24, /56) may hold: well below the
+/// total, so one client (or one spoofing neighbourhood) cannot lock everyone out.
+const MAX_TCP_PER_CLIENT: usize = 16;
 
 /// Load every zone file and build a responder. All problems are collected (every bad
 /// file, duplicate apexes); on error nothing is built, so the caller keeps serving
@@ -53,6 +60,7 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
     let mut sockets = Vec::new();
     for &addr in addrs {
         let udp = bind(addr, Type::DGRAM, Protocol::UDP)
+            .and_then(|s| flag_unseen_by_xdp(&s, addr.is_ipv6()).map(|()| s))
             .with_context(|| format!("binding DNS UDP socket on {addr}"))?;
         let udp =
             UdpSocket::from_std(udp.into()).with_context(|| format!("DNS UDP socket on {addr}"))?;
@@ -92,7 +100,7 @@ pub async fn serve_bound(
         shutdown_requested(&mut shutdown).await;
         return;
     }
-    let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
+    let limit = TcpLimits::new(MAX_TCP_CONNECTIONS, MAX_TCP_PER_CLIENT);
     let mut tasks = JoinSet::new();
     for (addr, udp, tcp) in sockets {
         log::info!("DNS serving on {addr} (UDP, TCP)");
@@ -139,6 +147,81 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// Asks the kernel to flag datagrams XDP could not rate limit (it passes them before
+/// it knows they are DNS): reassembled from IP fragments (a control message with the
+/// largest fragment's size, only on those) and, for IPv6, carrying extension headers.
+fn flag_unseen_by_xdp(sock: &Socket, v6: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let options: &[(i32, i32)] = if v6 {
+        &[
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPOPTS),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVDSTOPTS),
+            (libc::IPPROTO_IPV6, libc::IPV6_RECVRTHDR),
+        ]
+    } else {
+        &[(libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE)]
+    };
+    let on: libc::c_int = 1;
+    for &(level, name) in options {
+        // SAFETY: a valid socket and an int option.
+        let r = unsafe {
+            libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const on).cast(), size_of::<libc::c_int>() as u32)
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// One datagram into `buf`: its length, its sender, and, if XDP could not have rate
+/// limited it, why.
+fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr, Option<&'static str>)> {
+    use std::os::fd::AsRawFd as _;
+    // Room for the control messages asked for (an int, or a short extension header).
+    let mut control = [0u64; 64];
+    // SAFETY: recvmsg writes at most the lengths given into buffers that outlive it; the
+    // control messages are walked with the libc macros within msg_controllen.
+    let ((len, unseen), from) = unsafe {
+        socket2::SockAddr::try_init(|addr, addr_len| {
+            let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = addr.cast();
+            msg.msg_namelen = *addr_len;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of_val(&control);
+            let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, 0);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            *addr_len = msg.msg_namelen;
+            let mut unseen = None;
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                unseen = unseen.or(match ((*c).cmsg_level, (*c).cmsg_type) {
+                    (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE) | (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE) => {
+                        Some("it came as IP fragments")
+                    }
+                    (libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS | libc::IPV6_DSTOPTS | libc::IPV6_RTHDR) => {
+                        Some("it carries IPv6 extension headers")
+                    }
+                    _ => None,
+                });
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+            if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+                unseen = unseen.or(Some("its IP options do not fit"));
+            }
+            Ok((n as usize, unseen))
+        })?
+    };
+    let peer = from.as_socket().ok_or_else(|| std::io::Error::other("datagram from a non-IP address"))?;
+    Ok((len, peer, unseen))
+}
+
 async fn serve_udp(
     sock: UdpSocket,
     responder: Arc<ArcSwap<Responder>>,
@@ -146,9 +229,9 @@ async fn serve_udp(
 ) {
     let mut buf = vec![0u8; 65535];
     loop {
-        let (len, peer) = tokio::select! {
+        let (len, peer, unseen_by_xdp) = tokio::select! {
             _ = shutdown_requested(&mut shutdown) => return,
-            r = sock.recv_from(&mut buf) => match r {
+            r = sock.async_io(Interest::READABLE, || recv_query(&sock, &mut buf)) => match r {
                 Ok(v) => v,
                 Err(e) => {
                     // e.g. ICMP errors surfacing on the socket: not fatal.
@@ -157,6 +240,12 @@ async fn serve_udp(
                 }
             },
         };
+        if let Some(why) = unseen_by_xdp {
+            // Real queries are never fragmented nor carry extension headers; answering
+            // them would bypass rate limiting.
+            log::debug!("DNS UDP query from {peer} dropped: {why}, so XDP could not rate limit it");
+            continue;
+        }
         let Some(resp) = responder.load().respond(&buf[..len], Transport::Udp) else {
             continue;
         };
@@ -166,10 +255,77 @@ async fn serve_udp(
     }
 }
 
+/// TCP connection limits: a total, and a cap per client prefix below it.
+#[derive(Clone)]
+struct TcpLimits {
+    total: Arc<Semaphore>,
+    per_client: usize,
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A connection's share of [`TcpLimits`], given back on drop.
+struct TcpPermit {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    client: IpAddr,
+    clients: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl TcpLimits {
+    fn new(total: usize, per_client: usize) -> TcpLimits {
+        TcpLimits { total: Arc::new(Semaphore::new(total)), per_client, clients: Arc::default() }
+    }
+
+    /// A permit for a connection from `peer`, or why it is refused.
+    fn admit(&self, peer: IpAddr) -> Result<TcpPermit, &'static str> {
+        let client = client_prefix(peer);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let held = clients.entry(client).or_insert(0);
+        if *held >= self.per_client {
+            return Err("too many connections from its prefix");
+        }
+        let Ok(total) = self.total.clone().try_acquire_owned() else {
+            if *held == 0 {
+                clients.remove(&client);
+            }
+            return Err("too many connections");
+        };
+        *held += 1;
+        Ok(TcpPermit { _total: total, client, clients: self.clients.clone() })
+    }
+}
+
+impl Drop for TcpPermit {
+    fn drop(&mut self) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = clients.get_mut(&self.client) {
+            *held -= 1;
+            if *held == 0 {
+                clients.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The prefix a client is counted under: /24 for IPv4 (and v4-mapped), /56 for IPv6,
+/// as for UDP rate limiting.
+fn client_prefix(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            IpAddr::from([o[0], o[1], o[2], 0])
+        }
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[7..].fill(0);
+            IpAddr::from(o)
+        }
+    }
+}
+
 async fn serve_tcp(
     listener: TcpListener,
     responder: Arc<ArcSwap<Responder>>,
-    limit: Arc<Semaphore>,
+    limits: TcpLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -187,9 +343,12 @@ async fn serve_tcp(
                 }
             },
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            log::debug!("DNS TCP connection from {peer} refused: too many connections");
-            continue; // dropping the stream closes it
+        let permit = match limits.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(why) => {
+                log::debug!("DNS TCP connection from {peer} refused: {why}");
+                continue; // dropping the stream closes it
+            }
         };
         let responder = responder.clone();
         let mut shutdown = shutdown.clone();
@@ -208,35 +367,38 @@ async fn serve_tcp(
     conns.shutdown().await;
 }
 
-/// Length-prefixed queries until EOF, an error, or TCP_IDLE without a full query.
+/// Length-prefixed queries until EOF, an error, TCP_IDLE without a whole query, or an
+/// answer the client does not take within TCP_WRITE_TIMEOUT.
 async fn tcp_connection(
     mut stream: TcpStream,
     responder: &ArcSwap<Responder>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 65535];
     loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+        // One deadline for the whole query (length and message).
+        let query = tokio::time::timeout(TCP_IDLE, async {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await?;
+            let len = u16::from_be_bytes(len) as usize;
+            stream.read_exact(&mut buf[..len]).await.map(|_| len)
+        });
+        let len = match query.await {
             Err(_) => return Ok(()), // idle
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(r) => {
-                r?;
-            }
-        }
-        let len = u16::from_be_bytes(len) as usize;
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut buf[..len])).await {
-            Err(_) => return Ok(()),
-            Ok(r) => {
-                r?;
-            }
-        }
+            Ok(r) => r?,
+        };
         let Some(resp) = responder.load().respond(&buf[..len], Transport::Tcp) else {
             continue;
         };
         let mut framed = Vec::with_capacity(resp.len() + 2);
         framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());
         framed.extend_from_slice(&resp);
-        stream.write_all(&framed).await?;
+        match tokio::time::timeout(TCP_WRITE_TIMEOUT, stream.write_all(&framed)).await {
+            Err(_) => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client does not read its answers"));
+            }
+            Ok(r) => r?,
+        }
     }
 }
 
@@ -327,6 +489,27 @@ mod tests {
             .unwrap()
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn tcp_limits_cap_each_client_prefix_below_the_total() {
+        let limits = TcpLimits::new(5, 2);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a1 = limits.admit(ip("192.0.2.1")).unwrap();
+        // Same /24, another host: same client.
+        let a2 = limits.admit(ip("192.0.2.200")).unwrap();
+        assert!(limits.admit(ip("192.0.2.7")).is_err(), "third from 192.0.2.0/24");
+        assert!(limits.admit(ip("::ffff:192.0.2.9")).is_err(), "v4-mapped is the same client");
+        // Others are still served, up to the total.
+        let b1 = limits.admit(ip("2001:db8:0:1::1")).unwrap();
+        assert!(limits.admit(ip("2001:db8:0:1:ffff::1")).is_ok(), "a permit dropped at once is given back");
+        let b2 = limits.admit(ip("2001:db8:0:100::1")).unwrap();
+        let c1 = limits.admit(ip("198.51.100.1")).unwrap();
+        assert_eq!(limits.admit(ip("203.0.113.1")).err(), Some("too many connections"));
+        drop(a1);
+        assert!(limits.admit(ip("192.0.2.3")).is_ok(), "a closed connection frees its client's share");
+        drop((a2, b1, b2, c1));
+        assert!(limits.clients.lock().unwrap().is_empty(), "no client left behind");
     }
 
     #[tokio::test]
