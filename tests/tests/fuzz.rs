@@ -62,6 +62,38 @@ fn dns_query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<
     q
 }
 
+/// An IPv4 packet of `proto` from `src` to `dst` carrying `l4` as is, in an Ethernet frame.
+fn ip4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = testrun::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = frames::udp4(frames::L2::default(), src, dst, 1, 1, &[], &[])[..14].to_vec();
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f
+}
+
+/// An ICMP fragmentation-needed from a router toward `vip`, quoting a packet the VIP
+/// (a backend, through DSR) sent to the client on TCP `sport` -> `client_port`.
+fn icmp_frag_needed(vip: [u8; 4], sport: u16, client_port: u16) -> Vec<u8> {
+    let quoted = &frames::tcp4([192, 0, 2, 1], client_port, 7, 9, 0x10, &[])[14..];
+    // The quoted header: from the VIP to the client (swap the addresses and ports).
+    let mut q = quoted[..28].to_vec();
+    q[12..16].copy_from_slice(&vip);
+    q[16..20].copy_from_slice(&[192, 0, 2, 1]);
+    q[20..22].copy_from_slice(&sport.to_be_bytes());
+    q[22..24].copy_from_slice(&client_port.to_be_bytes());
+    let mut icmp = vec![3, 4, 0, 0, 0, 0, 0x05, 0x00];
+    icmp.extend_from_slice(&q);
+    let c = testrun::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    ip4([192, 0, 2, 254], vip, 1, &icmp)
+}
+
 /// Valid frames of every kind to start mutating from.
 fn seeds(cookie: u32) -> Vec<Vec<u8>> {
     let l2 = frames::L2::default();
@@ -81,6 +113,25 @@ fn seeds(cookie: u32) -> Vec<Vec<u8>> {
     s.push(frames::tcp4(LB_VIP, 41000, 5, 0, 0x02, &[]));
     s.push(frames::udp4(l2, c, LB_VIP, 42000, 7, &[], b"echo"));
     s.push(frames::udp4(l2, c, [192, 0, 2, 2], 1, 9, &[], b"not a vip"));
+    // Answers of 900-1400 bytes and a 70-address RRset (z.zone), meta and reserved qtypes
+    // that once reached the table's internal entries.
+    for (i, (name, t)) in [("t1100.z", 16), ("t1300.z", 16), ("a70.z", 1), ("example.com", 65535), ("www.example.com", 0), ("example.com", 250), ("z", 65280)].iter().enumerate() {
+        s.push(frames::udp4(l2, c, DNS_VIP, 5600 + i as u16, 53, &[], &dns_query(i as u16, name, *t, Some((1232, false)))));
+        s.push(frames::udp4(l2, c, DNS_VIP, 5700 + i as u16, 53, &[], &dns_query(i as u16, name, *t, None)));
+    }
+    // A browser-sized request over several segments: the first holds the request line
+    // and Host, the next (no longer verifiable against the cookie) the rest.
+    let cookies = format!("GET /a?b=c HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0\r\nCookie: {}", "k=v; ".repeat(180));
+    s.push(frames::tcp4(HTTP_VIP, 40001, 1001, cookie.wrapping_add(1), 0x10, cookies.as_bytes()));
+    s.push(frames::tcp4(HTTP_VIP, 40001, 1001 + cookies.len() as u32, cookie.wrapping_add(1), 0x18, b"x=y\r\n\r\n"));
+    // IPIP to VIPs and elsewhere, with inner destinations that are not the PoP's.
+    let inner = &frames::udp4(l2, c, [198, 51, 100, 77], 1, 53, &[], b"inner")[14..];
+    for dst in [LB_VIP, DNS_VIP, [192, 0, 2, 2]] {
+        s.push(ip4(c, dst, 4, inner));
+    }
+    // ICMP errors toward the LB VIP about a backend's reply, and toward the DNS VIP.
+    s.push(icmp_frag_needed(LB_VIP, 80, 41000));
+    s.push(icmp_frag_needed(DNS_VIP, 53, 41001));
     s
 }
 
@@ -194,7 +245,7 @@ fn fuzzed_frames_never_break_the_invariants() -> Result<()> {
         pop.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")?;
     }
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
-    let zones = format!("[\"{}\", \"{}\"]", data.join("example.com.zone").display(), data.join("wild.test.zone").display());
+    let zones = format!("[\"{}\", \"{}\", \"{}\"]", data.join("example.com.zone").display(), data.join("wild.test.zone").display(), data.join("z.zone").display());
     let config = lab.pop_config(
         &pop,
         &format!(
@@ -242,7 +293,9 @@ fn fuzzed_frames_never_break_the_invariants() -> Result<()> {
             };
             if let Some(inner) = &ip.inner {
                 // Tunnelled to a backend: only LB service traffic, carried unchanged.
-                if inp.dst4 != Some(LB_VIP) || !(inp.proto == 6 && inp.dport == 80 || inp.proto == 17 && inp.dport == 7) {
+                // ICMP errors toward the VIP go to the backend owning the quoted flow.
+                let lb_traffic = inp.proto == 6 && inp.dport == 80 || inp.proto == 17 && inp.dport == 7 || inp.proto == 1;
+                if inp.dst4 != Some(LB_VIP) || !lb_traffic {
                     fail("tunnelled a packet that is not for the LB service".into())?;
                 }
                 if inner.l4 != inp.l4[..inner.l4.len().min(inp.l4.len())] || inner.dst != LB_VIP {
