@@ -51,7 +51,7 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
     let skip = parse::parse_into(ctx, stats, &mut pkt);
     if skip != u32::MAX {
         if skip == Counter::PassFragment as u32 {
-            return unhandled::ipv4_fragment(ctx, stats);
+            return unhandled::ipv4_fragment(stats, &pkt.dst);
         }
         stats.inc_index(skip);
         return xdp_action::XDP_PASS;

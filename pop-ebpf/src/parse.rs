@@ -67,7 +67,9 @@ pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
 pub enum Skip {
     NotIp,
     Malformed,
-    Fragment,
+    /// An IPv4 fragment, with its destination (v4-mapped): fragments to a VIP are
+    /// judged by `unhandled`, not passed blindly.
+    Fragment([u8; 16]),
     VlanTooDeep,
 }
 
@@ -76,7 +78,7 @@ impl Skip {
         match self {
             Skip::NotIp => Counter::PassNotIp,
             Skip::Malformed => Counter::PassMalformed,
-            Skip::Fragment => Counter::PassFragment,
+            Skip::Fragment(_) => Counter::PassFragment,
             Skip::VlanTooDeep => Counter::PassVlanDepth,
         }
     }
@@ -93,7 +95,12 @@ pub fn parse_into(ctx: &XdpContext, stats: &Stats, out: &mut Packet) -> u32 {
             *out = p;
             u32::MAX
         }
-        Err(skip) => skip.counter() as u32,
+        Err(skip) => {
+            if let Skip::Fragment(dst) = skip {
+                out.dst = dst;
+            }
+            skip.counter() as u32
+        }
     }
 }
 
@@ -147,7 +154,7 @@ fn parse_ipv4(ctx: &XdpContext, stats: &Stats, l3: usize) -> Result<Packet, Skip
     // one cannot be answered alone. The kernel reassembles.
     let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
     if frag & 0x3fff != 0 {
-        return Err(Skip::Fragment);
+        return Err(Skip::Fragment(dst));
     }
     let (sport_be, dport_be, tcp_flags) = l4_ports(ctx, l3 + ihl, proto)?;
     Ok(Packet { l3, l4: l3 + ihl, l3_end, v6: false, src, dst, sport_be, dport_be, proto, tcp_flags })

@@ -6,7 +6,7 @@
 //! go to the kernel. Only packets that already missed VIPS pay for the one lookup here.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use pop_common::{Counter, VIP_ADDR_PASS_UNHANDLED, v4_mapped};
+use pop_common::{Counter, VIP_ADDR_PASS_UNHANDLED};
 
 use crate::{
     counters::Stats,
@@ -57,13 +57,14 @@ pub fn not_in_vip_table(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
     verdict(stats, Counter::VipDropUnhandled, xdp_action::XDP_DROP)
 }
 
-/// An IPv4 fragment (the parser gives fragments no Packet). Fragments to a VIP are
-/// dropped: no handler takes them, and once the kernel reassembled them they would
-/// reach the host's own services like any other unhandled traffic.
+/// An IPv4 fragment to `dst` (the parser gives fragments only their destination).
+/// Fragments to a VIP are dropped: no handler takes them, and once the kernel
+/// reassembled them they would reach the host's own services like any other unhandled
+/// traffic.
 #[inline(never)]
-pub fn ipv4_fragment(ctx: &XdpContext, stats: &Stats) -> u32 {
-    let Some(dst) = ipv4_dst(ctx) else { return verdict(stats, Counter::PassFragment, xdp_action::XDP_PASS) };
-    match unsafe { VIP_ADDRS.get(&v4_mapped(dst)) } {
+pub fn ipv4_fragment(stats: &Stats, dst: &[u8; 16]) -> u32 {
+    // SAFETY: plain data, only read.
+    match unsafe { VIP_ADDRS.get(dst) } {
         Some(&flags) => fragment_verdict(stats, flags),
         None => verdict(stats, Counter::PassFragment, xdp_action::XDP_PASS),
     }
@@ -76,22 +77,4 @@ fn fragment_verdict(stats: &Stats, flags: u32) -> u32 {
     } else {
         verdict(stats, Counter::VipDropFragment, xdp_action::XDP_DROP)
     }
-}
-
-/// Destination of the IPv4 header after Ethernet and up to two VLAN tags (as parsed).
-/// Read with bpf_xdp_load_bytes: this subprogram then takes the context itself, which
-/// packet pointers handed in by the compiler would not allow arithmetic on.
-#[inline(always)]
-fn ipv4_dst(ctx: &XdpContext) -> Option<[u8; 4]> {
-    let mut eth = [0u8; 22];
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, eth.as_mut_ptr() as *mut _, 22) } != 0 {
-        return None;
-    }
-    let tagged = |at: usize| (eth[at] == 0x81 && eth[at + 1] == 0x00) || (eth[at] == 0x88 && eth[at + 1] == 0xa8);
-    let l3 = if !tagged(12) { 14 } else if !tagged(16) { 18 } else { 22 };
-    let mut dst = [0u8; 4];
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, (l3 + 16) as u32, dst.as_mut_ptr() as *mut _, 4) } != 0 {
-        return None;
-    }
-    Some(dst)
 }
