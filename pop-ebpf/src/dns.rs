@@ -187,9 +187,13 @@ fn drop(stats: &Stats, reason: Counter) -> u32 {
 pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 {
     match answer(ctx, stats, pkt, block_idx) {
         xdp_action::XDP_PASS => rrl::limit_passed(stats, pkt, block_idx),
+        v if v & PASS_CHARGED != 0 => xdp_action::XDP_PASS,
         verdict => verdict,
     }
 }
+
+/// `answer`'s flag on XDP_PASS: the query was already charged to its rate-limit bucket.
+const PASS_CHARGED: u32 = 1 << 8;
 
 #[inline(never)]
 fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 {
@@ -390,7 +394,8 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     }
     let resp_len = DNS_HLEN + qlen + tail_len + opt_len;
     if !frame::resize(ctx, dns + DNS_HLEN + qlen, dns + resp_len) {
-        return pass(stats, Counter::DnsPassNoRoom);
+        // The bucket was charged above for this answer: the server's is not charged again.
+        return pass(stats, Counter::DnsPassNoRoom) | PASS_CHARGED;
     }
 
     let tail_at = dns + DNS_HLEN + qlen;
