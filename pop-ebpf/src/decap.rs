@@ -15,6 +15,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
+use pop_common::v4_mapped;
 
 /// Per-CPU counters, in the order of the controller's `lb::decap::COUNTERS`.
 #[map(name = "DECAP_COUNTERS")]
@@ -52,18 +53,6 @@ fn verdict(i: u32, action: u32) -> u32 {
     action
 }
 
-#[inline(always)]
-fn v4_mapped(a: &[u8]) -> [u8; 16] {
-    let mut m = [0u8; 16];
-    m[10] = 0xff;
-    m[11] = 0xff;
-    m[12] = a[0];
-    m[13] = a[1];
-    m[14] = a[2];
-    m[15] = a[3];
-    m
-}
-
 #[xdp]
 pub fn pop_decap(ctx: XdpContext) -> u32 {
     let mut eth = [0u8; 14];
@@ -81,7 +70,7 @@ pub fn pop_decap(ctx: XdpContext) -> u32 {
                 // Not IPIP, or a fragment: the kernel's job.
                 return verdict(PASSED_NOT_TUNNELLED, xdp_action::XDP_PASS);
             }
-            src = v4_mapped(&ip[12..16]);
+            src = v4_mapped([ip[12], ip[13], ip[14], ip[15]]);
             ((ip[0] & 0x0f) as usize * 4, [0x08u8, 0x00])
         }
         (0x86, 0xdd) => {
@@ -112,7 +101,7 @@ pub fn pop_decap(ctx: XdpContext) -> u32 {
         {
             return verdict(DROPPED_INNER_MALFORMED, xdp_action::XDP_DROP);
         }
-        v4_mapped(&inner[16..20])
+        v4_mapped([inner[16], inner[17], inner[18], inner[19]])
     } else {
         if unsafe { bpf_xdp_load_bytes(ctx.ctx, (14 + outer) as u32, inner.as_mut_ptr() as *mut _, 40) } != 0
             || inner[0] >> 4 != 6
