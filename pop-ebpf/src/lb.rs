@@ -93,15 +93,11 @@ pub const ICMP_ERROR: u32 = 1 << 30;
 #[inline(never)]
 pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u32 {
     stats.inc(Counter::LbPackets);
-    let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
-    // SAFETY: this CPU's scratch entry, used by one packet at a time.
-    unsafe {
-        *key = FlowKey { src: pkt.src, dst: pkt.dst, sport_be: pkt.sport_be, dport_be: pkt.dport_be, proto: pkt.proto, _pad: [0; 3] };
-    }
+    let key = FlowKey { src: pkt.src, dst: pkt.dst, sport_be: pkt.sport_be, dport_be: pkt.dport_be, proto: pkt.proto, _pad: [0; 3] };
     // A SYN opens a new connection even on a reused 5-tuple: it follows the Maglev
     // table as it is now, not an old entry's backend.
     let syn = pkt.proto == 6 && pkt.tcp_flags & 0x12 == 0x02;
-    forward(ctx, stats, pkt, svc_idx | if syn { OPENS } else { 0 })
+    forward(ctx, stats, pkt, &key, svc_idx | if syn { OPENS } else { 0 })
 }
 
 /// An ICMP error toward a VIP address (see `unhandled`). Its quoted packet is one a
@@ -177,20 +173,19 @@ pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, pass_unmatched:
 /// The dispatcher's second half of `icmp_error` (its result is `code`).
 #[inline(always)]
 pub fn forward_icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, code: u32) -> u32 {
-    match forward(ctx, stats, pkt, code) {
+    let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
+    // SAFETY: filled by `icmp_error` for this packet; read only.
+    match forward(ctx, stats, pkt, unsafe { &*key }, code) {
         // An error is never answered with an error (RFC 1122).
         v if v & TOO_BIG != 0 => drop(stats, Counter::VipDropIcmpError),
         v => v,
     }
 }
 
-/// Sends `pkt` to the backend of the flow in LB_SCRATCH, of service `flags & 0xffff`
-/// (see OPENS, ICMP_ERROR): connection table first, else Maglev.
+/// Sends `pkt` to the backend of flow `key`, of service `flags & 0xffff` (see OPENS,
+/// ICMP_ERROR): connection table first, else Maglev.
 #[inline(never)]
-fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, flags: u32) -> u32 {
-    let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
-    // SAFETY: filled by the caller for this packet; read only.
-    let key = unsafe { &*key };
+fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: u32) -> u32 {
     let svc_idx = flags & 0xffff;
     let icmp_error = flags & ICMP_ERROR != 0;
     let Some(svc) = LB_SERVICES.get(svc_idx) else { return drop(stats, Counter::LbDropNoBackend) };

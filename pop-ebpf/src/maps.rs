@@ -102,7 +102,8 @@ pub static LB_BACKENDS: Array<LbBackend> = Array::pinned(LB_MAX_BACKENDS, 0);
 #[map(name = "LB_FLOWS")]
 pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(LB_FLOWS_MAX, 0);
 
-/// Per-CPU scratch: the flow key being looked up (kept off the verifier's 512-byte stack).
+/// Per-CPU scratch: the flow an ICMP error quotes, handed from `lb::icmp_error` to the
+/// dispatcher (kept off the verifier's 512-byte stack of that deeper call chain).
 #[map(name = "LB_SCRATCH")]
 pub static LB_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 
