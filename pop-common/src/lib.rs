@@ -118,10 +118,10 @@ counters! {
     HttpResponses = "http.responses": "requests answered in one segment with the response and FIN",
     HttpBadRequest = "http.bad_request": "answered 400: not GET/HEAD HTTP/1.x, two Hosts, or request line and Host not in the first segment",
     HttpFinAcked = "http.fin_acked": "client FINs before any request (verified) answered with our FIN",
-    HttpFinReset = "http.fin_reset": "client FINs after the answer (unverifiable without state) closed with a RST",
+    HttpFinClosed = "http.fin_closed": "client FINs after the answer (verified by the cookie) acknowledged, closing the connection",
     HttpDropBareAck = "drop.http_bare_ack": "dropped: a bare ACK (handshake completion, ACK of our response)",
     HttpDropRst = "drop.http_rst": "dropped: RST to an HTTP VIP",
-    HttpDropCookie = "drop.http_bad_cookie": "dropped: data segment failing the SYN cookie (forged, or the rest of a request answered from its first segment)",
+    HttpDropCookie = "drop.http_bad_cookie": "dropped: segment failing the SYN cookie (forged, or its window expired)",
     HttpDropMalformed = "drop.http_malformed": "dropped: TCP header invalid, or flags no client sends (SYN with ACK/FIN/URG, no ACK)",
     HttpDropNoRoom = "drop.http_no_room": "dropped: the frame could not be resized for the answer",
     HttpDropIpOptions = "drop.http_ip_options": "dropped: IPv4 header with options (never reflected into a reply)",
@@ -148,6 +148,8 @@ counters! {
     DnsDropTailGone = "drop.dns_tail_gone": "dropped: a reload deleted the answer's bytes between lookup and copy (the client retries)",
     DnsPassIpLength = "dns.pass.ip_length": "passed to the server: the IP header's length disagrees with the UDP length",
     DnsPassIpOptions = "dns.pass.ip_options": "passed to the server: IPv4 options (a reply must not echo them; the kernel's does not)",
+    // New counters go last: a slot's meaning never moves under pinned counters.
+    HttpDropLater = "drop.http_later_segment": "dropped: the rest of a request already answered from its first segment",
 }
 
 impl Counters {
@@ -503,12 +505,24 @@ pub fn rrl_prefix(src: [u8; 16], v6: bool) -> [u8; 16] {
     prefix
 }
 
-/// Bucket of `prefix` within its block: SipHash-1-3 of the prefix under `secret`, so
-/// nobody who does not know the secret can aim a flood at another client's bucket.
-#[inline(always)]
-pub fn rrl_bucket(secret: [u64; 2], prefix: &[u8; 16]) -> u32 {
+/// SipHash-1-3 under a 128-bit key, fed whole 64-bit words (the last one carrying the
+/// message length, as SipHash pads): the keyed hash behind RRL buckets and HTTP SYN
+/// cookies, so nobody who does not know the key can aim at a bucket or forge a cookie.
+/// Streaming, so the XDP program keeps no message array on its stack.
+pub struct SipHash13 {
+    v: [u64; 4],
+}
+
+impl SipHash13 {
     #[inline(always)]
-    fn round(v: &mut [u64; 4]) {
+    pub fn new(key: [u64; 2]) -> Self {
+        let (k0, k1) = (key[0], key[1]);
+        SipHash13 { v: [k0 ^ 0x736f_6d65_7073_6575, k1 ^ 0x646f_7261_6e64_6f6d, k0 ^ 0x6c79_6765_6e65_7261, k1 ^ 0x7465_6462_7974_6573] }
+    }
+
+    #[inline(always)]
+    fn round(&mut self) {
+        let v = &mut self.v;
         v[0] = v[0].wrapping_add(v[1]);
         v[1] = v[1].rotate_left(13) ^ v[0];
         v[0] = v[0].rotate_left(32);
@@ -520,27 +534,122 @@ pub fn rrl_bucket(secret: [u64; 2], prefix: &[u8; 16]) -> u32 {
         v[1] = v[1].rotate_left(17) ^ v[2];
         v[2] = v[2].rotate_left(32);
     }
-    let word = |at: usize| {
-        let mut w = 0u64;
-        let mut i = 0;
-        while i < 8 {
-            w |= (prefix[at + i] as u64) << (8 * i);
-            i += 1;
-        }
-        w
-    };
-    let (k0, k1) = (secret[0], secret[1]);
-    let mut v = [k0 ^ 0x736f_6d65_7073_6575, k1 ^ 0x646f_7261_6e64_6f6d, k0 ^ 0x6c79_6765_6e65_7261, k1 ^ 0x7465_6462_7974_6573];
-    for m in [word(0), word(8), 16u64 << 56] {
-        v[3] ^= m;
-        round(&mut v);
-        v[0] ^= m;
+
+    #[inline(always)]
+    pub fn word(mut self, m: u64) -> Self {
+        self.v[3] ^= m;
+        self.round();
+        self.v[0] ^= m;
+        self
     }
-    v[2] ^= 0xff;
-    round(&mut v);
-    round(&mut v);
-    round(&mut v);
-    ((v[0] ^ v[1] ^ v[2] ^ v[3]) as u32) & (DNS_RRL_BUCKETS - 1)
+
+    #[inline(always)]
+    pub fn finish(mut self) -> u64 {
+        self.v[2] ^= 0xff;
+        self.round();
+        self.round();
+        self.round();
+        self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3]
+    }
+}
+
+/// Little-endian word `at..at+8` of a 16-byte address.
+#[inline(always)]
+fn addr_word(a: &[u8; 16], at: usize) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < 8 {
+        w |= (a[at + i] as u64) << (8 * i);
+        i += 1;
+    }
+    w
+}
+
+/// Bucket of `prefix` within its block, keyed by `secret`.
+#[inline(always)]
+pub fn rrl_bucket(secret: [u64; 2], prefix: &[u8; 16]) -> u32 {
+    let h = SipHash13::new(secret).word(addr_word(prefix, 0)).word(addr_word(prefix, 8)).word(16u64 << 56).finish();
+    (h as u32) & (DNS_RRL_BUCKETS - 1)
+}
+
+/// Bits of an HTTP SYN cookie bound to the client's initial sequence number; the
+/// others are bound to the connection's addresses, ports and time window only.
+pub const SYN_COOKIE_ISN_BITS: u32 = 0xfff;
+/// log2 of the SYN cookie's time window in ns (~69 s); a cookie verifies in its own
+/// window and the next.
+pub const SYN_COOKIE_WINDOW_SHIFT: u32 = 36;
+
+/// pop's own SYN cookie, so every later segment of a connection answered in XDP can be
+/// verified without state, not just the first (the kernel's cookie binds the client's
+/// ISN in all its bits, which later segments do not carry).
+///
+/// A cookie is `base | (mix ^ fmix32(isn)) & SYN_COOKIE_ISN_BITS`, with `base` (20 bits)
+/// and `mix` keyed hashes of (client, VIP, ports, window). The first data segment
+/// matches exactly (seq - 1 is the ISN); a later one of the same connection carries an
+/// ACK a little above `base` (by at most the ISN bits plus what we sent); a forged one
+/// hits that range with odds of about 2^-20 per window.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SynCookie {
+    pub base: u32,
+    mix: u32,
+}
+
+impl SynCookie {
+    /// The cookie parts of a connection from `client` to `vip` (v4-mapped or IPv6) with
+    /// `ports` (the TCP header's first four bytes, as read) in time window `window`.
+    #[inline(always)]
+    pub fn new(key: [u64; 2], client: &[u8; 16], vip: &[u8; 16], ports: u32, window: u64) -> Self {
+        let h = SipHash13::new(key)
+            .word(addr_word(client, 0))
+            .word(addr_word(client, 8))
+            .word(addr_word(vip, 0))
+            .word(addr_word(vip, 8))
+            .word((ports as u64) | (window << 32))
+            .word(40u64 << 56)
+            .finish();
+        SynCookie { base: (h as u32) & !SYN_COOKIE_ISN_BITS, mix: (h >> 32) as u32 }
+    }
+
+    /// Our initial sequence number for a SYN whose sequence number is `isn`.
+    #[inline(always)]
+    pub fn isn(&self, client_isn: u32) -> u32 {
+        self.base | ((self.mix ^ fmix32(client_isn)) & SYN_COOKIE_ISN_BITS)
+    }
+
+    /// How a segment with sequence number `seq` and acknowledgment `ack` relates to
+    /// this cookie, given that we send at most `sent_max` bytes (data and FIN).
+    #[inline(always)]
+    pub fn check(&self, seq: u32, ack: u32, sent_max: u32) -> CookieCheck {
+        let ours = ack.wrapping_sub(1);
+        if ours == self.isn(seq.wrapping_sub(1)) {
+            CookieCheck::First
+        } else if ours.wrapping_sub(self.base) <= SYN_COOKIE_ISN_BITS + sent_max {
+            CookieCheck::Later
+        } else {
+            CookieCheck::Forged
+        }
+    }
+}
+
+/// What [`SynCookie::check`] tells of a segment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CookieCheck {
+    /// The first segment after the handshake (seq = ISN + 1, ack = cookie + 1).
+    First,
+    /// A later segment of a connection we opened: more of the request, or its close.
+    Later,
+    /// No connection of ours (or one from an expired window).
+    Forged,
+}
+
+/// MurmurHash3's 32-bit finaliser: spreads the client's ISN over the cookie's ISN bits.
+#[inline(always)]
+const fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 pub const IPPROTO_TCP: u8 = 6;
@@ -621,6 +730,48 @@ mod tests {
             })
             .count();
         assert!(moved > 250, "{moved}");
+    }
+
+    #[test]
+    fn syn_cookies_verify_every_segment_of_their_connection_and_nothing_else() {
+        let key = [0x0123_4567_89ab_cdef, 0x0fed_cba9_8765_4321];
+        let client = v4_mapped([192, 0, 2, 1]);
+        let vip = v4_mapped([203, 0, 113, 80]);
+        let ports = u32::from_be_bytes([0x9c, 0x40, 0, 80]);
+        let c = SynCookie::new(key, &client, &vip, ports, 7);
+        let sent_max = 537;
+        let isn = 0xdead_beef;
+        let ours = c.isn(isn);
+        // First segment, then later ones: more request (ack of nothing yet), our data
+        // and FIN acknowledged.
+        assert_eq!(c.check(isn.wrapping_add(1), ours.wrapping_add(1), sent_max), CookieCheck::First);
+        for (seq_off, ack_off) in [(1400, 1), (3000, 1), (1400, 200), (1400, 1 + 537)] {
+            assert_eq!(c.check(isn.wrapping_add(seq_off), ours.wrapping_add(ack_off), sent_max), CookieCheck::Later, "{seq_off} {ack_off}");
+        }
+        // Our ISN depends on the client's, and on every part of the connection.
+        assert_ne!(c.isn(isn), c.isn(isn ^ 1));
+        for other in [
+            SynCookie::new([key[0] ^ 1, key[1]], &client, &vip, ports, 7),
+            SynCookie::new(key, &v4_mapped([192, 0, 2, 2]), &vip, ports, 7),
+            SynCookie::new(key, &client, &v4_mapped([203, 0, 113, 81]), ports, 7),
+            SynCookie::new(key, &client, &vip, ports ^ 1, 7),
+            SynCookie::new(key, &client, &vip, ports, 8),
+        ] {
+            assert_ne!(other.base, c.base);
+            assert_eq!(other.check(isn.wrapping_add(1), ours.wrapping_add(1), sent_max), CookieCheck::Forged);
+        }
+        // Random (seq, ack) pairs: a forger hits the range ~ 4.6k / 2^32 of the time.
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut hits = 0;
+        for _ in 0..1_000_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if c.check(x as u32, (x >> 32) as u32, sent_max) != CookieCheck::Forged {
+                hits += 1;
+            }
+        }
+        assert!(hits <= 10, "{hits} forged segments verified");
     }
 
     #[test]

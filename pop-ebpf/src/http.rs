@@ -1,23 +1,23 @@
 //! HTTP answered in XDP with no per-connection state: SYNs get a SYN-ACK whose sequence
-//! number is a SYN cookie; a data segment whose ACK validates against its cookie is
-//! parsed as an HTTP/1.x GET/HEAD request (request line and Host in that first segment)
-//! and answered by one segment carrying the whole response and FIN. Later segments
-//! cannot be verified: their data is dropped, and a FIN gets a RST. Everything else is
-//! dropped and counted. A retransmitted request simply gets the same answer again.
+//! number is pop's own SYN cookie (`pop_common::SynCookie`); the data segment that
+//! verifies as the connection's first is parsed as an HTTP/1.x GET/HEAD request (request
+//! line and Host in that segment) and answered by one segment carrying the whole
+//! response and FIN. Later segments of the connection also verify: their data is dropped
+//! (it was answered already), and the client's FIN is acknowledged, closing it. Forged
+//! segments and everything else are dropped and counted. A retransmitted request simply
+//! gets the same answer again.
 
 use aya_ebpf::{
-    bindings::{iphdr, ipv6hdr, tcphdr, xdp_action},
+    bindings::xdp_action,
     helpers::{
         bpf_xdp_load_bytes, bpf_xdp_store_bytes,
-        generated::{
-            bpf_loop, bpf_probe_read_kernel, bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_check_syncookie_ipv6,
-            bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
-        },
+        bpf_ktime_get_ns,
+        generated::{bpf_loop, bpf_probe_read_kernel},
     },
     programs::XdpContext,
 };
 use pop_common::{
-    Counter, HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX,
+    CookieCheck, Counter, SYN_COOKIE_WINDOW_SHIFT, SynCookie, HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX,
     HTTP_REQUEST_MAX, HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse,
 };
 
@@ -25,8 +25,9 @@ use crate::{
     counters::Stats,
     csum,
     frame,
-    maps::{HTTP_ROUTE_STATS, HTTP_ROUTES, HTTP_SCRATCH},
+    maps::{HTTP_ROUTE_STATS, HTTP_ROUTES, HTTP_SCRATCH, HTTP_SYN_SECRET},
     parse::Packet,
+    secret,
 };
 
 const FIN: u8 = 0x01;
@@ -76,13 +77,23 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
         if seg.flags & !(SYN | ECE_CWR) != 0 || seg.payload_len != 0 {
             return drop(stats, Counter::HttpDropMalformed);
         }
-        // Every response fits HTTP_RESPONSE_MAX (checked at config time), which is the
-        // smallest MSS the cookie can encode: a client asking for less cannot be served
-        // without splitting the answer, which takes state.
-        if syn_mss(sc, seg.tcp_len).is_some_and(|mss| (mss as usize) < HTTP_RESPONSE_MAX) {
+        // Every response fits HTTP_RESPONSE_MAX (checked at config time): a client
+        // asking for a smaller MSS cannot be served without splitting the answer,
+        // which takes state.
+        let mss = syn_mss(sc, seg.tcp_len);
+        if mss.is_some_and(|mss| (mss as usize) < HTTP_RESPONSE_MAX) {
             return drop(stats, Counter::HttpDropSmallMss);
         }
-        return syn_ack(ctx, stats, pkt, &seg);
+        // Our MSS: what the client offers (RFC 9293's default without the option), at
+        // most what an Ethernet MTU carries.
+        let most = if pkt.v6 { 1440 } else { 1460 };
+        let ours = match mss {
+            Some(m) if m < most => m,
+            Some(_) => most,
+            None => 536,
+        };
+        let Some(isn) = syn_isn(pkt, &seg) else { return drop(stats, Counter::HttpDropMalformed) };
+        return syn_ack(ctx, stats, pkt, &seg, isn as u64 | (ours as u64) << 32);
     }
     if seg.flags & ACK == 0 {
         return drop(stats, Counter::HttpDropMalformed);
@@ -90,31 +101,47 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     if seg.payload_len == 0 && seg.flags & FIN == 0 {
         return drop(stats, Counter::HttpDropBareAck);
     }
-    // The cookie binds the client's ISN: only a segment at the first sequence number
-    // after the handshake (seq = ISN+1, ack = cookie+1) verifies. Later segments of the
-    // same connection cannot be told apart from forged ones without state.
-    let valid = unsafe {
-        if pkt.v6 {
-            bpf_tcp_raw_check_syncookie_ipv6(sc.ip6.as_mut_ptr() as *mut ipv6hdr, sc.tcp.as_mut_ptr() as *mut tcphdr)
-        } else {
-            bpf_tcp_raw_check_syncookie_ipv4(sc.ip4.as_mut_ptr() as *mut iphdr, sc.tcp.as_mut_ptr() as *mut tcphdr)
-        }
-    };
-    if seg.payload_len == 0 {
-        // A FIN before any request: close our side too. A FIN after our answer (the
-        // client closing) cannot be verified: a RST, never an ACK, tells it there is no
-        // connection here and ends its socket at once.
-        return if valid == 0 { fin_ack(ctx, stats, pkt, &seg) } else { reset(ctx, stats, pkt, &seg) };
+    match verify(pkt, &seg) {
+        FIRST if seg.payload_len == 0 => fin_ack(ctx, stats, pkt, &seg),
+        FIRST => respond(ctx, stats, pkt, site, &seg),
+        // The client's FIN after our answer (with the rest of its request, maybe):
+        // acknowledged, so its socket closes at once.
+        LATER if seg.flags & FIN != 0 => close_ack(ctx, stats, pkt, &seg),
+        // The rest of a request answered from its first segment: never answered again.
+        LATER => drop(stats, Counter::HttpDropLater),
+        _ => drop(stats, Counter::HttpDropCookie),
     }
-    if valid != 0 {
-        // Forged, or the rest of a request already answered from its first segment
-        // (never answered again). Its FIN, when it comes, gets the RST above.
-        if seg.flags & FIN != 0 {
-            return reset(ctx, stats, pkt, &seg);
+}
+
+// `verify`'s results (plain integers across the call).
+const FIRST: u32 = 0;
+const LATER: u32 = 1;
+const FORGED: u32 = 2;
+
+/// Checks `seg` against its connection's cookie of this time window, else the previous
+/// one's. A call of its own: the hash state stays off the stack of the answer path.
+#[inline(never)]
+fn verify(pkt: &Packet, seg: &Seg) -> u32 {
+    for back in 0..2u64 {
+        let Some(cookie) = cookie(pkt, seg, back) else { return FORGED };
+        match cookie.check(seg.seq, seg.ack, SENT_MAX) {
+            CookieCheck::First => return FIRST,
+            CookieCheck::Later => return LATER,
+            CookieCheck::Forged => {}
         }
-        return drop(stats, Counter::HttpDropCookie);
     }
-    respond(ctx, stats, pkt, site, &seg)
+    FORGED
+}
+
+/// Most bytes of sequence space we send after the SYN-ACK: a response and FIN.
+const SENT_MAX: u32 = HTTP_RESPONSE_MAX as u32 + 1;
+
+/// The cookie of `seg`'s connection in the current time window, or `back` windows ago.
+#[inline(always)]
+fn cookie(pkt: &Packet, seg: &Seg, back: u64) -> Option<SynCookie> {
+    let key = secret::key(&HTTP_SYN_SECRET)?;
+    let window = (unsafe { bpf_ktime_get_ns() } >> SYN_COOKIE_WINDOW_SHIFT).wrapping_sub(back);
+    Some(SynCookie::new(key, &pkt.src, &pkt.dst, u32::from_be_bytes(seg.ports), window))
 }
 
 #[inline(always)]
@@ -197,25 +224,19 @@ extern "C" fn scan_mss(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// SYN-ACK with the cookie as our sequence number and the MSS the cookie encodes.
+/// Our ISN for the SYN `seg`: its cookie. A call of its own, like `verify`.
 #[inline(never)]
-fn syn_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
-    let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
-    let th_len = (seg.tcp_len & 0x3c) as u32;
-    let r = unsafe {
-        if pkt.v6 {
-            bpf_tcp_raw_gen_syncookie_ipv6(sc.ip6.as_mut_ptr() as *mut ipv6hdr, sc.tcp.as_mut_ptr() as *mut tcphdr, th_len)
-        } else {
-            bpf_tcp_raw_gen_syncookie_ipv4(sc.ip4.as_mut_ptr() as *mut iphdr, sc.tcp.as_mut_ptr() as *mut tcphdr, th_len)
-        }
-    };
-    if r < 0 {
-        return drop(stats, Counter::HttpDropMalformed);
-    }
-    let cookie = r as u32;
-    let mss = (r >> 32) as u16;
+fn syn_isn(pkt: &Packet, seg: &Seg) -> Option<u32> {
+    Some(cookie(pkt, seg, 0)?.isn(seg.seq))
+}
+
+/// SYN-ACK with our ISN (low half of `isn_mss`, see `syn_isn`) and MSS (high half):
+/// one argument, as BPF passes at most five.
+#[inline(never)]
+fn syn_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, isn_mss: u64) -> u32 {
+    let (isn, mss) = (isn_mss as u32, (isn_mss >> 32) as u16);
     let mut th = [0u8; 24];
-    header(&mut th, seg, cookie, seg.seq.wrapping_add(1), SYN | ACK, 6);
+    header(&mut th, seg, isn, seg.seq.wrapping_add(1), SYN | ACK, 6);
     th[20] = 2; // MSS option
     th[21] = 4;
     th[22..24].copy_from_slice(&mss.to_be_bytes());
@@ -270,15 +291,13 @@ fn fin_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
     send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinAcked)
 }
 
-/// A reset for a segment of no connection we can verify (RFC 9293 3.10.7.1: its
-/// sequence number is the segment's ACK, which is what the client expects next).
+/// The ACK of a verified FIN after our answer (and of any data with it): nothing more
+/// will come from us, so this ends the client's connection.
 #[inline(never)]
-fn reset(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
+fn close_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
     let mut th = [0u8; 20];
-    header(&mut th, seg, seg.ack, 0, RST, 5);
-    th[14] = 0;
-    th[15] = 0;
-    send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinReset)
+    header(&mut th, seg, seg.ack, seg.seq.wrapping_add(seg.payload_len as u32 + 1), ACK, 5);
+    send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinClosed)
 }
 
 // ---- request parsing (bpf_loop bodies) ---------------------------------------------------

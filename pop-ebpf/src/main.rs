@@ -15,6 +15,7 @@ mod lb;
 mod maps;
 mod parse;
 mod rrl;
+mod secret;
 mod unhandled;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};

@@ -127,13 +127,18 @@ pub static HTTP_ROUTE_STATS: PerCpuArray<u64> = PerCpuArray::pinned(HTTP_ROUTES_
 #[map(name = "HTTP_SCRATCH")]
 pub static HTTP_SCRATCH: PerCpuArray<HttpScratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// The SYN cookie key (see `pop_common::SynCookie`), drawn on the first SYN and pinned,
+/// so connections opened before a controller restart still verify after it.
+#[map(name = "HTTP_SYN_SECRET")]
+pub static HTTP_SYN_SECRET: Array<[u64; 2]> = Array::pinned(1, 0);
+
 #[repr(C)]
 pub struct HttpScratch {
     /// State of the request scans. Kept here, not on the stack: the verifier does not
     /// track map memory precisely, so a bpf_loop body is checked once instead of once
     /// per distinct loop position.
     pub scan: HttpScan,
-    /// The received segment's IP and TCP headers, for the SYN-cookie helpers.
+    /// The received segment's IP and TCP headers.
     pub ip4: [u8; 20],
     pub ip6: [u8; 40],
     pub tcp: [u8; 60],

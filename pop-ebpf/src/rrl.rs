@@ -12,6 +12,7 @@ use crate::{
     counters::Stats,
     maps::{DNS_BLOCKS, DNS_RRL, DNS_RRL_SECRET},
     parse::Packet,
+    secret,
 };
 
 // Verdicts of `rate_limit` (plain integers: see parse_into on BTF).
@@ -29,7 +30,7 @@ const CAS_TRIES: usize = 4;
 /// time in two (at random, so a flood cannot steer it), the others are dropped.
 #[inline(never)]
 pub fn rate_limit(pkt: &Packet, block: u32, cost_ns: u64) -> u32 {
-    let Some(secret) = secret() else { return ALLOW };
+    let Some(secret) = secret::key(&DNS_RRL_SECRET) else { return ALLOW };
     let prefix = rrl_prefix(pkt.src, pkt.v6);
     let index = block.wrapping_mul(DNS_RRL_BUCKETS) + rrl_bucket(secret, &prefix);
     let Some(bucket) = DNS_RRL.get_ptr_mut(index) else { return ALLOW };
@@ -50,28 +51,6 @@ pub fn rate_limit(pkt: &Packet, block: u32, cost_ns: u64) -> u32 {
         }
     }
     DROP
-}
-
-/// The hash key, drawn on first use. Each word is set once by compare-and-exchange,
-/// so CPUs racing on the first query agree on it.
-#[inline(always)]
-fn secret() -> Option<[u64; 2]> {
-    let words = DNS_RRL_SECRET.get_ptr_mut(0)?;
-    // SAFETY: as for the buckets.
-    unsafe { Some([secret_word(&raw mut (*words)[0]), secret_word(&raw mut (*words)[1])]) }
-}
-
-#[inline(always)]
-unsafe fn secret_word(at: *mut u64) -> u64 {
-    let w = unsafe { at.read_volatile() };
-    if w != 0 {
-        return w;
-    }
-    let drawn = unsafe { ((bpf_get_prandom_u32() as u64) << 32 | bpf_get_prandom_u32() as u64) | 1 };
-    match unsafe { atomic_cxchg::<u64, { Relaxed }, { Relaxed }>(at, 0, drawn) } {
-        (_, true) => drawn,
-        (current, false) => current,
-    }
 }
 
 /// For a query XDP is passing to the server: charge the bucket as for an answer, and

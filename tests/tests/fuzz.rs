@@ -358,7 +358,7 @@ fn fuzzed_frames_never_break_the_invariants() -> Result<()> {
                     let payload = &ip.l4[((ip.l4[12] >> 4) as usize * 4)..];
                     let ok = (flags_in & 0x02 != 0 && flags_out == 0x12)
                         || (flags_out == 0x19 && payload.starts_with(b"HTTP/1.1 "))
-                        || (flags_in & 0x01 != 0 && (flags_out == 0x04 || flags_out == 0x11));
+                        || (flags_in & 0x01 != 0 && (flags_out == 0x10 || flags_out == 0x11));
                     if !ok {
                         fail(format!("unexpected HTTP reply flags {flags_out:#x} to {flags_in:#x}"))?;
                     }

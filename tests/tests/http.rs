@@ -109,8 +109,8 @@ fn curl_wget_python_and_wrk_get_the_configured_answers() -> Result<()> {
     assert!(c["http.responses"] >= requests + 8, "{c:?}");
     assert_eq!(c["http.bad_request"], 1, "{c:?}");
     assert!(c["http.syn_answered"] >= requests, "{c:?}");
-    // Each client's FIN, after our answer, cannot be verified: it ends with our RST.
-    assert!(c["http.fin_reset"] >= requests, "{c:?}");
+    // Each client's FIN after our answer verifies against the cookie: acknowledged.
+    assert!(c["http.fin_closed"] >= requests, "{c:?}");
     let stats = h.lab.pop(&h.pop, &h.config, &["stats", "--json", "--interval", "0"])?;
     let v: serde_json::Value = serde_json::from_slice(&stats.stdout)?;
     let routes = v["http_routes"].as_array().unwrap();
@@ -178,11 +178,17 @@ fn split_requests_get_400_and_retransmitted_requests_get_the_same_answer() -> Re
     assert_eq!(first.verdict, testrun::XDP_TX);
     assert_eq!(first.frame, again.frame, "a retransmitted request must get the same answer");
     assert!(String::from_utf8_lossy(&first.frame[54..]).ends_with("\r\n\r\nok\n"));
-    // A forged ACK (not our cookie) is dropped.
-    let forged = frame(1001, cookie.wrapping_add(7), 0x18, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(testrun::run(&prog, &forged)?.verdict, testrun::XDP_DROP);
+    // An ACK a few bytes on (as if we had sent data) is a later segment, and one far
+    // off is forged: both dropped, never answered.
+    let before = h.counters()?;
+    for (ack, counter) in [(cookie.wrapping_add(7), "drop.http_later_segment"), (cookie.wrapping_add(1 << 20), "drop.http_bad_cookie")] {
+        let seg = frame(1001, ack, 0x18, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(testrun::run(&prog, &seg)?.verdict, testrun::XDP_DROP);
+        let c = h.counters()?;
+        assert_eq!(c[counter] - before[counter], 1, "{counter}: {c:?}");
+    }
     let c = h.counters()?;
-    assert!(c["drop.http_bad_cookie"] >= 1 && c["http.bad_request"] >= 1, "{c:?}");
+    assert!(c["http.bad_request"] >= 1, "{c:?}");
     Ok(())
 }
 
@@ -240,7 +246,6 @@ fn tcp4_frame(ip_opts: &[u8], tcp_opts: &[u8], sport: u16, seq: u32, ack: u32, f
 
 const F_FIN: u8 = 0x01;
 const F_SYN: u8 = 0x02;
-const F_RST: u8 = 0x04;
 const F_PSH: u8 = 0x08;
 const F_ACK: u8 = 0x10;
 const F_URG: u8 = 0x20;
@@ -375,9 +380,11 @@ fn browser_sized_requests_get_their_redirect() -> Result<()> {
     let delta = |k: &str| c[k] - before[k];
     assert_eq!(delta("http.responses"), n, "{c:?}");
     assert_eq!(delta("http.bad_request"), 0, "{c:?}");
-    // The cookie segments after the first were seen and dropped, never answered.
-    assert!(delta("drop.http_bad_cookie") >= n, "{c:?}");
-    assert!(delta("http.fin_reset") >= n, "{c:?}");
+    // The cookie segments after the first were seen and dropped, never answered, and
+    // each FIN acknowledged; none of it counts as forged.
+    assert!(delta("drop.http_later_segment") >= n, "{c:?}");
+    assert!(delta("http.fin_closed") >= n, "{c:?}");
+    assert_eq!(delta("drop.http_bad_cookie"), 0, "{c:?}");
     Ok(())
 }
 
@@ -415,7 +422,7 @@ fn requests_written_in_small_pieces() -> Result<()> {
     assert_eq!(c["http.responses"] - before["http.responses"], 1, "{c:?}");
     assert_eq!(c["http.bad_request"] - before["http.bad_request"], 3, "{c:?}");
     // Every later piece was dropped, never answered.
-    assert!(c["drop.http_bad_cookie"] - before["drop.http_bad_cookie"] >= 4, "{c:?}");
+    assert!(c["drop.http_later_segment"] - before["drop.http_later_segment"] >= 4, "{c:?}");
     pop_lab::wait_until(Duration::from_secs(5), "the client's sockets to the VIP to close", || {
         let ss = h.client.stdout(&["ss", "-Htan", "state", "all", "( dport = :80 )"]).ok()?;
         ss.trim().is_empty().then_some(())
@@ -452,19 +459,31 @@ fn later_segments_and_fins_are_never_answered_twice_or_acked_blindly() -> Result
     for ack in [cookie.wrapping_add(1), after_answer] {
         assert_eq!(testrun::run(&prog, &tcp4_frame(&[], &[], 40020, rest_seq, ack, F_ACK | F_PSH, rest))?.verdict, testrun::XDP_DROP);
     }
-    // The client's FIN after our answer: a RST at the sequence number it expects, not an ACK.
+    // The client's FIN after our answer (alone, or with the rest of the request):
+    // acknowledged, nothing else sent.
     let fin_seq = rest_seq + rest.len() as u32;
-    for (frame, want_seq) in [
-        (tcp4_frame(&[], &[], 40020, fin_seq, after_answer, F_ACK | F_FIN, &[]), after_answer),
-        (tcp4_frame(&[], &[], 40020, fin_seq, after_answer, F_ACK | F_PSH | F_FIN, rest), after_answer),
-        // FIN|ACK with random numbers: the same, since it cannot be told apart.
-        (tcp4_frame(&[], &[], 41234, 0x1234_5678, 0x9abc_def0, F_ACK | F_FIN, &[]), 0x9abc_def0),
+    for (frame, want_ack) in [
+        (tcp4_frame(&[], &[], 40020, fin_seq, after_answer, F_ACK | F_FIN, &[]), fin_seq + 1),
+        (tcp4_frame(&[], &[], 40020, rest_seq, after_answer, F_ACK | F_PSH | F_FIN, rest), fin_seq + 1),
     ] {
         let out = testrun::run(&prog, &frame)?;
         assert_eq!(out.verdict, testrun::XDP_TX);
-        let (seq, _, flags, len) = tcp(&out.frame);
-        assert_eq!((seq, flags, len), (want_seq, F_RST, 0), "a FIN is answered by a bare RST");
+        assert_eq!(tcp(&out.frame), (after_answer, want_ack, F_ACK, 0), "a verified FIN is acknowledged");
     }
+    // Forged segments fail the cookie and are dropped, never answered: FIN|ACK and data
+    // with random numbers, the same on another port, and a cookie from another connection.
+    let before = h.counters()?;
+    let forged = [
+        tcp4_frame(&[], &[], 41234, 0x1234_5678, 0x9abc_def0, F_ACK | F_FIN, &[]),
+        tcp4_frame(&[], &[], 41234, 0x1234_5678, 0x9abc_def0, F_ACK | F_PSH, first.as_bytes()),
+        tcp4_frame(&[], &[], 40099, fin_seq, after_answer, F_ACK | F_FIN, &[]),
+        tcp4_frame(&[], &[], 40099, 7001, cookie.wrapping_add(1), F_ACK | F_PSH, first.as_bytes()),
+    ];
+    for frame in &forged {
+        assert_eq!(testrun::run(&prog, frame)?.verdict, testrun::XDP_DROP, "a forged segment is dropped");
+    }
+    let after = h.counters()?;
+    assert_eq!(after["drop.http_bad_cookie"] - before["drop.http_bad_cookie"], forged.len() as u64, "{after:?}");
     // A FIN straight after the handshake verifies: our FIN and its ACK.
     let syn = testrun::run(&prog, &tcp4_frame(&[], &MSS_1460, 40021, 9000, 0, F_SYN, &[]))?;
     let t = &syn.frame[34..];
