@@ -250,32 +250,52 @@ pub fn l3_offset(f: &[u8]) -> Option<(usize, u16)> {
     Some((off + 2, et))
 }
 
+/// An Ethernet frame carrying IPv4 from `src` to `dst` with protocol `proto`, IP
+/// options `options` (a multiple of 4 bytes) and the layer 4 bytes `l4` as given
+/// (their checksum is the caller's).
+pub fn ip4(src: [u8; 4], dst: [u8; 4], proto: u8, options: &[u8], l4: &[u8]) -> Vec<u8> {
+    let ihl = 20 + options.len();
+    let mut ip = vec![0x40 | (ihl / 4) as u8, 0];
+    ip.extend_from_slice(&((ihl + l4.len()) as u16).to_be_bytes());
+    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    ip.extend_from_slice(options);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = ethernet(L2::default(), 0x0800);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(l4);
+    f
+}
+
 /// An IPv4/TCP frame from 192.0.2.1:`sport` to `dst`:80 with a 20-byte TCP header
 /// (`flags`, `seq`, `ack`), `payload`, and correct checksums.
 pub fn tcp4(dst: [u8; 4], sport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    tcp4_with_options(&[], &[], dst, sport, seq, ack, flags, payload)
+}
+
+/// [`tcp4`] with IP options `ip_opts` and TCP options `tcp_opts` (each a multiple of 4
+/// bytes).
+#[allow(clippy::too_many_arguments)]
+pub fn tcp4_with_options(ip_opts: &[u8], tcp_opts: &[u8], dst: [u8; 4], sport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let src = [192, 0, 2, 1];
     let mut t = vec![0u8; 20];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&80u16.to_be_bytes());
     t[4..8].copy_from_slice(&seq.to_be_bytes());
     t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 0x50;
+    t[12] = (((20 + tcp_opts.len()) / 4) << 4) as u8;
     t[13] = flags;
     t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    t.extend_from_slice(tcp_opts);
     t.extend_from_slice(payload);
-    let mut f = ethernet(L2::default(), 0x0800);
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&((20 + t.len()) as u16).to_be_bytes());
-    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 1]);
-    ip.extend_from_slice(&dst);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut pseudo = ip[12..20].to_vec();
+    let mut pseudo = src.to_vec();
+    pseudo.extend_from_slice(&dst);
     pseudo.extend_from_slice(&[0, 6]);
     pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
     pseudo.extend_from_slice(&t);
     let c = checksum(&pseudo);
     t[16..18].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&t);
-    f
+    ip4(src, dst, 6, ip_opts, &t)
 }

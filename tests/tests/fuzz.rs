@@ -64,17 +64,7 @@ fn dns_query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<
 
 /// An IPv4 packet of `proto` from `src` to `dst` carrying `l4` as is, in an Ethernet frame.
 fn ip4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0x45, 0];
-    ip.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    ip.extend_from_slice(&src);
-    ip.extend_from_slice(&dst);
-    let c = testrun::checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut f = frames::udp4(frames::L2::default(), src, dst, 1, 1, &[], &[])[..14].to_vec();
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(l4);
-    f
+    frames::ip4(src, dst, proto, &[], l4)
 }
 
 /// An ICMP fragmentation-needed from a router toward `vip`, quoting a packet the VIP

@@ -213,35 +213,7 @@ fn http_answers_continue_through_a_controller_sigkill_and_restart() -> Result<()
 /// An IPv4/TCP frame from 192.0.2.1:`sport` to the VIP's port 80 with IP options
 /// `ip_opts` and TCP options `tcp_opts` (each a multiple of 4 bytes), checksums right.
 fn tcp4_frame(ip_opts: &[u8], tcp_opts: &[u8], sport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    use pop_lab::{frames, testrun::checksum};
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&80u16.to_be_bytes());
-    t[4..8].copy_from_slice(&seq.to_be_bytes());
-    t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = ((20 + tcp_opts.len()) / 4 << 4) as u8;
-    t[13] = flags;
-    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    t.extend_from_slice(tcp_opts);
-    t.extend_from_slice(payload);
-    let mut ip = vec![0x40 | ((20 + ip_opts.len()) / 4) as u8, 0];
-    ip.extend_from_slice(&((20 + ip_opts.len() + t.len()) as u16).to_be_bytes());
-    ip.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 192, 0, 2, 1, 203, 0, 113, 80]);
-    ip.extend_from_slice(ip_opts);
-    let c = checksum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut pseudo = ip[12..20].to_vec();
-    pseudo.extend_from_slice(&[0, 6]);
-    pseudo.extend_from_slice(&(t.len() as u16).to_be_bytes());
-    pseudo.extend_from_slice(&t);
-    let c = checksum(&pseudo);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut f = frames::POP_MAC.to_vec();
-    f.extend_from_slice(&frames::CLIENT_MAC);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&t);
-    f
+    pop_lab::frames::tcp4_with_options(ip_opts, tcp_opts, [203, 0, 113, 80], sport, seq, ack, flags, payload)
 }
 
 const F_FIN: u8 = 0x01;
