@@ -44,4 +44,9 @@ fn main() {
         let built = target_dir.join("bpfel-unknown-none/release").join(bin);
         std::fs::copy(&built, out_dir.join(object)).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
     }
+    // Which data path this binary attaches, for `pop --version` and `pop status`.
+    let object = std::fs::read(out_dir.join("pop.bpf.o")).expect("reading pop.bpf.o");
+    let digest: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&object)).iter().map(|b| format!("{b:02x}")).collect();
+    println!("cargo:rustc-env=POP_XDP_SHA256={digest}");
+    println!("cargo:rustc-env=POP_XDP_SHORT={}", &digest[..12]);
 }

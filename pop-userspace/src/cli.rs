@@ -36,6 +36,16 @@ A small config (every section is optional except [[interface]]; unknown keys are
 
 The README documents every key, the counters, and how to set up backends.";
 
+/// `pop -V`: the release and which XDP object this binary attaches (the data path
+/// outlives the controller, so an operator needs to know which one is running).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (xdp ", env!("POP_XDP_SHORT"), ")");
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nxdp object: sha256:",
+    env!("POP_XDP_SHA256"),
+    "\n(`pop status` names the object and program id actually attached)"
+);
+
 /// pop: a Point-of-Presence edge data plane (XDP).
 ///
 /// `pop run` loads the XDP program onto the interfaces in the config, pins it under
@@ -43,7 +53,7 @@ The README documents every key, the counters, and how to set up backends.";
 /// restarting `pop run` takes the pinned program, links and counters over without
 /// a gap; `pop detach` removes it for good.
 #[derive(Parser, Debug)]
-#[command(name = "pop", version, propagate_version = true, after_long_help = EXAMPLE)]
+#[command(name = "pop", version = VERSION, long_version = LONG_VERSION, propagate_version = true, after_long_help = EXAMPLE)]
 pub struct Cli {
     /// Configuration file (TOML).
     #[arg(short, long, global = true, default_value = DEFAULT_CONFIG, value_name = "FILE")]
@@ -129,6 +139,12 @@ pub enum Command {
     },
     /// Remove the XDP program, its links and maps for good (refused while `pop run` runs).
     Detach,
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
+    /// `pop completions bash > /etc/bash_completion.d/pop`.
+    Completions { shell: clap_complete::Shell },
+    /// Write man pages (pop.1 and pop-SUBCOMMAND.1) into DIR (used by the package build).
+    #[command(hide = true)]
+    Manpages { dir: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -290,6 +306,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Reload => {
             let config = load_config(&cli.config)?;
             daemon::request_reload(&config)?;
+        }
+        Command::Completions { shell } => {
+            crate::manual::completions(shell, &mut std::io::stdout())?;
+        }
+        Command::Manpages { dir } => {
+            let written = crate::manual::man_pages(&dir)?;
+            println!("wrote {written} man pages into {}", dir.display());
         }
         Command::Detach => {
             let config = load_config(&cli.config)?;

@@ -17,6 +17,8 @@
 //! - [`anycast`]: announcing VIPs (addresses on `lo` for BGP) only while healthy.
 //! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
+//! - [`manual`]: man pages and shell completions generated from the CLI definition.
+//! - [`systemd`]: readiness notification to systemd (`Type=notify`).
 //!
 //! The data path itself is in `pop-ebpf/`; the types both sides share are in
 //! `pop-common/`.
@@ -32,6 +34,8 @@ pub mod health;
 pub mod http;
 pub mod lb;
 pub mod loader;
+pub mod manual;
 pub mod map_batch;
 pub mod metrics;
+pub mod systemd;
 pub mod vip;
