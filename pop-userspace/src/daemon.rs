@@ -219,6 +219,7 @@ pub async fn run(config: Config) -> Result<()> {
         names.join(", "),
         datapath.pins.root.display()
     );
+    crate::systemd::ready(&format!("serving on {}", names.join(", ")));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -282,6 +283,7 @@ pub async fn run(config: Config) -> Result<()> {
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
             _ = hup.recv() => {
                 seq += 1;
+                crate::systemd::reloading();
                 let result = reload(&config, &mut dns, &mut lb, &mut http_routes, &mut vips, &board).map(|new| {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     config = new;
@@ -291,9 +293,11 @@ pub async fn run(config: Config) -> Result<()> {
                     Err(e) => warn!("reload {seq} rejected, still serving the previous config and zones:\n{e:#}"),
                 }
                 write_status(&config.pop.run_dir, seq, &result);
+                crate::systemd::ready(if result.is_ok() { "serving (reloaded)" } else { "serving the previous config (reload rejected)" });
             }
         }
     }
+    crate::systemd::stopping();
     if let Some(a) = anycast.as_mut() {
         a.shutdown().await;
     }
