@@ -2,6 +2,7 @@
 //! toolchain or the lab runs `setup` first, so on a fresh machine one command suffices.
 
 mod bench;
+mod deb;
 mod demo;
 mod setup;
 
@@ -24,6 +25,9 @@ enum Task {
     Setup,
     /// Set up, then build the `pop` binary (release) with its embedded XDP object.
     Build,
+    /// Set up, build the release binary, and package it as a .deb (cargo-deb): binary,
+    /// systemd unit, /etc/pop/pop.toml, man pages, completions, examples.
+    Deb,
     /// Set up, then run every test: host unit tests and the namespace-lab integration tests.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -99,6 +103,14 @@ fn run(task: Task) -> Result<()> {
             setup::setup()?;
             cargo(&["build", "--release", "-p", "pop-userspace"])?;
             println!("built target/release/pop");
+            Ok(())
+        }
+        Task::Deb => {
+            setup::setup()?;
+            cargo(&["build", "--release", "-p", "pop-userspace"])?;
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+            let deb = deb::build(&root)?;
+            println!("built {}", deb.display());
             Ok(())
         }
         Task::Test { args } => {

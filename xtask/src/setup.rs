@@ -37,6 +37,8 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
 /// Where bpf-linker finds nightly's LLVM (its rpath points here, so it must stay).
 const LLVM_PREFIX: &str = "/opt/pop-llvm";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// cargo-deb builds `cargo xtask deb` (and the packaging test).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 fn step(name: &str, f: impl FnOnce() -> Result<String>) -> Result<()> {
     match f() {
@@ -71,6 +73,7 @@ pub fn setup() -> Result<()> {
     step("apt packages", apt)?;
     step("nightly rust-src", rust_src)?;
     step("bpf-linker", bpf_linker)?;
+    step("cargo-deb", cargo_deb)?;
     step("bpffs", || {
         pop_lab::ensure_bpffs()?;
         Ok("mounted at /sys/fs/bpf".into())
@@ -164,6 +167,16 @@ fn bpf_linker() -> Result<String> {
             .env("LLVM_PREFIX", LLVM_PREFIX),
     )?;
     Ok(format!("built {BPF_LINKER_VERSION} with LLVM {major}"))
+}
+
+fn cargo_deb() -> Result<String> {
+    let have = Command::new("cargo").args(["deb", "--version"]).output().ok().filter(|o| o.status.success());
+    if have.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_DEB_VERSION)) {
+        return Ok(format!("{CARGO_DEB_VERSION} present"));
+    }
+    println!("[setup] installing cargo-deb {CARGO_DEB_VERSION} (a few minutes)");
+    status(Command::new("cargo").args(["install", "--locked", "cargo-deb", "--version", CARGO_DEB_VERSION]))?;
+    Ok(format!("installed {CARGO_DEB_VERSION}"))
 }
 
 fn which(bin: &str) -> Option<std::path::PathBuf> {
