@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::{Config, DEFAULT_CONFIG},
-    daemon, metrics,
+    controller, metrics,
 };
 
 const EXAMPLE: &str = "\
@@ -156,7 +156,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run => {
             let config = load_config(&cli.config)?;
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            rt.block_on(daemon::run(config))?;
+            rt.block_on(controller::run(config))?;
         }
         Command::Check => {
             let config = match Config::load(&cli.config) {
@@ -167,7 +167,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             };
             // The same validation `pop run` and `pop reload` do, so they accept what this does.
-            if let Err(errors) = daemon::validate(&config) {
+            if let Err(errors) = controller::validate(&config) {
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
@@ -289,11 +289,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reload => {
             let config = load_config(&cli.config)?;
-            daemon::request_reload(&config)?;
+            controller::request_reload(&config)?;
         }
         Command::Detach => {
             let config = load_config(&cli.config)?;
-            daemon::detach(&config)?;
+            controller::detach(&config)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,7 @@
 //! - [`lb`]: services and backends: Maglev tables, backend ids, `pop decap`.
 //! - [`health`]: probing backends (tcp/http/dns), rise/fall, RTT; drain state.
 //! - [`control`]: the control socket the CLI uses to talk to `pop run`.
-//! - [`daemon`]: `pop run`: attach, fill the maps, bridge eBPF logs, run until a signal.
+//! - [`controller`]: `pop run`: attach, fill the maps, bridge eBPF logs, run until a signal.
 //! - [`anycast`]: announcing VIPs (addresses on `lo` for BGP) only while healthy.
 //! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
@@ -26,7 +26,7 @@ pub mod anycast;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod daemon;
+pub mod controller;
 pub mod dns;
 pub mod health;
 pub mod http;
