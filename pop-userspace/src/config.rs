@@ -241,6 +241,9 @@ pub struct DnsBlock {
     pub line: usize,
 }
 
+/// Where `pop.fault_inject` can make an apply fail (test hook of debug builds).
+pub const FAULT_STEPS: [&str; 6] = ["dns-bind", "dns-table", "maglev", "http-routes", "vip-sync", "netlink"];
+
 /// Default response rate limit per client prefix (responses/s).
 pub const DEFAULT_DNS_RATE_LIMIT: u32 = 200;
 /// The data path holds at most this many `[[dns]]` blocks.
@@ -262,6 +265,9 @@ pub struct PopSection {
     /// VIPs whose traffic no handler takes (other ports and protocols, fragments) goes
     /// to the kernel instead of being dropped in XDP.
     pub pass_unhandled_vips: Vec<IpAddr>,
+    /// Test hook of debug builds: the apply step (`controller::apply::Step` name) that
+    /// fails on purpose, to prove the rollback. Release builds refuse the key.
+    pub fault_inject: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -440,6 +446,8 @@ struct RawPop {
     dns_table_size: Option<Spanned<u32>>,
     #[serde(default)]
     pass_unhandled_vips: Vec<Spanned<String>>,
+    /// Test hook (debug builds only): the apply step that fails on purpose.
+    fault_inject: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -801,12 +809,24 @@ impl Config {
             }
         }
 
+        let fault_inject = raw.pop.fault_inject.and_then(|f| {
+            if !cfg!(debug_assertions) {
+                v.error(f.span(), "pop.fault_inject is a test hook of debug builds only".to_string());
+                None
+            } else if !FAULT_STEPS.contains(&f.get_ref().as_str()) {
+                v.error(f.span(), format!("pop.fault_inject: {:?} is not one of {}", f.get_ref(), FAULT_STEPS.join(", ")));
+                None
+            } else {
+                Some(f.into_inner())
+            }
+        });
+
         if !v.errors.is_empty() {
             return Err(ConfigErrors(v.errors));
         }
         Ok(Config {
             path: path.into(),
-            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size, dns_table_size, pass_unhandled_vips },
+            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size, dns_table_size, pass_unhandled_vips, fault_inject },
             interfaces,
             dns,
             services,

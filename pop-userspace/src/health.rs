@@ -41,7 +41,7 @@ pub enum State {
     Down,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     checked: bool,
     state: State,
@@ -115,6 +115,14 @@ impl Board {
             }
         }
         m.retain(|k, _| keep.contains(k));
+    }
+
+    /// A copy of the board as [`Board::sync`] with `config` would leave it, for planning
+    /// an apply without changing what the running config sees.
+    pub fn preview(&self, config: &Config) -> Board {
+        let copy = Board { inner: Mutex::new(self.inner.lock().unwrap().clone()) };
+        copy.sync(config);
+        copy
     }
 
     /// Whether the backend may take new flows' traffic at all (up).

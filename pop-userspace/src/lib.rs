@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod controller;
+pub mod datapath;
 pub mod dns;
 pub mod health;
 pub mod http;

@@ -16,6 +16,10 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+pub mod apply;
+
+use apply::Live;
+
 use crate::{
     config::Config,
     dns::{
@@ -24,7 +28,7 @@ use crate::{
     },
     lb::runtime::LbRuntime,
     loader,
-    vip::{self, VipTable},
+    vip::VipTable,
 };
 
 /// `<run_dir>/status`: `<sequence> ok` or `<sequence> error` and the errors, rewritten
@@ -184,12 +188,13 @@ pub async fn run(config: Config) -> Result<()> {
         Err(e) => warn!("eBPF log lines will not be shown: {e}"),
     }
 
-    let mut vips = VipTable::from_ebpf(&mut datapath.ebpf)?;
-    let mut dns = DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?);
-    let mut lb = LbRuntime::from_ebpf(&mut datapath.ebpf)?;
-    let mut http_routes = crate::http::routes_map(&mut datapath.ebpf)?;
+    let mut live = Live {
+        vips: VipTable::from_ebpf(&mut datapath.ebpf)?,
+        dns: DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?),
+        lb: LbRuntime::from_ebpf(&mut datapath.ebpf)?,
+        http_routes: crate::http::routes_map(&mut datapath.ebpf)?,
+    };
     let board = std::sync::Arc::new(crate::health::Board::default());
-    board.sync(&config);
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -199,11 +204,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(addr) = config.pop.metrics_listen {
         serve_metrics(addr, config.clone(), board.clone(), spikes.clone(), announced.clone()).await?;
     }
-    let started = dns
-        .apply(prepared)
-        .and_then(|()| lb.apply(&config, &board))
-        .and_then(|()| crate::http::apply(&mut http_routes, &config))
-        .and_then(|()| vips.sync(&vip::desired(&config)));
+    let started = apply::apply(&mut live, &config, prepared, &board).map_err(anyhow::Error::from);
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
@@ -233,7 +234,7 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::select! {
             _ = neighbours.tick() => crate::lb::runtime::prime_neighbours(&config),
             _ = analysis_tick.tick() => {
-                let now = crate::analysis::vip_packets(&vips.1);
+                let now = crate::analysis::vip_packets(&live.vips.1);
                 if let Some((t, before)) = &last_vips {
                     let secs = t.elapsed().as_secs_f64();
                     let rates = crate::analysis::rates(before, &now, secs).into_iter().collect();
@@ -246,13 +247,13 @@ pub async fn run(config: Config) -> Result<()> {
             }
             Some(()) = changed_rx.recv() => {
                 while changed_rx.try_recv().is_ok() {}
-                if let Err(e) = lb.apply(&config, &board) {
-                    warn!("applying a backend health change failed: {e:#}");
+                if let Err(failed) = live.lb.apply_health(&config, &board) {
+                    warn!("applying a backend health change failed:\n{}", failed.join("\n"));
                 }
             }
             _ = anycast_tick.tick(), if anycast.is_some() => {
                 if let Some(a) = anycast.as_mut() {
-                    a.tick(&config, &board, &dns).await;
+                    a.tick(&config, &board, &live.dns).await;
                     *announced.lock().unwrap() = a.status();
                 }
             }
@@ -269,7 +270,7 @@ pub async fn run(config: Config) -> Result<()> {
                             }))
                         }
                     },
-                    req => control_request(req, &config, &board, &mut lb).map(|mut v| {
+                    req => control_request(req, &config, &board, &mut live.lb).map(|mut v| {
                         if let (Some(a), Some(obj)) = (anycast.as_ref(), v.as_object_mut()) {
                             obj.insert("vips".into(), serde_json::json!(a.status()));
                         }
@@ -282,7 +283,7 @@ pub async fn run(config: Config) -> Result<()> {
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
             _ = hup.recv() => {
                 seq += 1;
-                let result = reload(&config, &mut dns, &mut lb, &mut http_routes, &mut vips, &board).map(|new| {
+                let result = reload(&config, &mut live, &board).map(|new| {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     config = new;
                 });
@@ -297,7 +298,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(a) = anycast.as_mut() {
         a.shutdown().await;
     }
-    dns.shutdown();
+    live.dns.shutdown();
     drop(checks);
     let _ = fs::remove_file(crate::control::socket_path(&config.pop.run_dir));
     drop(datapath);
@@ -379,37 +380,26 @@ fn control_request(
         }
         Request::Drain { service, backend } => {
             board.set_drain(&service, backend.parse().unwrap(), true)?;
-            lb.apply(config, board).map_err(|e| format!("{e:#}"))?;
+            lb.apply_health(config, board).map_err(|e| e.join("\n"))?;
             Ok(serde_json::json!(format!("{backend} in {service} drained: existing flows stay, no new ones")))
         }
         Request::Undrain { service, backend } => {
             board.set_drain(&service, backend.parse().unwrap(), false)?;
-            lb.apply(config, board).map_err(|e| format!("{e:#}"))?;
+            lb.apply_health(config, board).map_err(|e| e.join("\n"))?;
             Ok(serde_json::json!(format!("{backend} in {service} takes new flows again")))
         }
     }
 }
 
-/// Re-reads the config file and every zone; applies them only if all are valid.
-fn reload(
-    running: &Config,
-    dns: &mut DnsRuntime,
-    lb: &mut LbRuntime,
-    http_routes: &mut aya::maps::HashMap<aya::maps::MapData, pop_common::HttpKey, pop_common::HttpResponse>,
-    vips: &mut VipTable,
-    board: &crate::health::Board,
-) -> Result<Config> {
+/// Re-reads the config file and every zone; applies them all or nothing.
+fn reload(running: &Config, live: &mut Live, board: &crate::health::Board) -> Result<Config> {
     let config = Config::load(&running.path)?;
     let names = |c: &Config| c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>();
     if names(&config) != names(running) || config.pop.bpffs_dir != running.pop.bpffs_dir {
         warn!("interface and bpffs changes take effect when the controller restarts");
     }
     let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    dns.apply(prepared)?;
-    board.sync(&config);
-    lb.apply(&config, board)?;
-    crate::http::apply(http_routes, &config)?;
-    vips.sync(&vip::desired(&config))?;
+    apply::apply(live, &config, prepared, board)?;
     Ok(config)
 }
 

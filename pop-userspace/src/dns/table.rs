@@ -367,6 +367,13 @@ pub struct Staged {
     pub installed: Installed,
 }
 
+impl Staged {
+    /// DNS_BLOCKS[block] once flipped.
+    pub fn value(&self) -> DnsBlock {
+        self.value
+    }
+}
+
 /// Keys of one generation-tagged map to delete.
 #[derive(Default)]
 struct Doomed {
