@@ -310,6 +310,13 @@ fn render_status(v: &serde_json::Value) -> String {
             if vip["announced"].as_bool() == Some(true) { "ANNOUNCED" } else { "withdrawn" },
             vip["why"].as_str().unwrap_or("")
         );
+        if let Some(e) = vip["netlink_error"].as_str() {
+            out += &format!(
+                "    {} the interface failed {} time(s), retrying: {e}\n",
+                if vip["announced"].as_bool() == Some(true) { "adding it to" } else { "removing it from" },
+                vip["netlink_attempts"]
+            );
+        }
     }
     for s in v["services"].as_array().into_iter().flatten() {
         out += &format!(

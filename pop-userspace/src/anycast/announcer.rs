@@ -105,6 +105,17 @@ impl Announcer {
         }
     }
 
+    /// A group found announced at start-up (its address already on the interface,
+    /// left by a previous controller) and healthy now: it stays announced, as if it
+    /// had just risen, instead of being withdrawn and announced again.
+    pub fn adopted(policy: AnnouncePolicy) -> Self {
+        let mut a = Self::new(policy);
+        a.announced = true;
+        a.reason = Why::Healthy;
+        a.healthy_run = policy.rise.max(1);
+        a
+    }
+
     /// Feed one health observation at `now`; `reason` says why it failed
     /// (ignored when healthy). Returns `Some(announced)` when the announce
     /// state changes, `None` otherwise.

@@ -208,7 +208,7 @@ pub async fn run(config: Config) -> Result<()> {
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
-    let mut anycast = crate::anycast::runtime::Anycast::new(&config).await?;
+    let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns).await?;
     let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
     let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
 
