@@ -135,9 +135,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Records forwarded from the XDP program carry the target "pop"; their level is
     // already chosen by `bpf_log` when the program is loaded, so let them all through.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pop=trace,pop_userspace=info"))
-        .format_timestamp_millis()
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pop=trace,pop_userspace=info")).format_timestamp_millis().init();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -147,7 +145,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: &PathBuf) -> Result<Config> {
+fn load_config(path: &std::path::Path) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
@@ -171,12 +169,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
-            println!(
-                "{}: ok ({} interface(s), {} DNS block(s))",
-                cli.config.display(),
-                config.interfaces.len(),
-                config.dns.len()
-            );
+            println!("{}: ok ({} interface(s), {} DNS block(s))", cli.config.display(), config.interfaces.len(), config.dns.len());
         }
         Command::Stats { json, interval, all } => {
             let config = load_config(&cli.config)?;
@@ -229,9 +222,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let vip_stats = crate::analysis::open_vip_stats(dir)?;
             let (mut vips, mut prefixes) = (crate::analysis::vip_packets(&vip_stats), crate::analysis::prefix_packets(dir)?);
             let backend_packets = |rows: Vec<metrics::ServiceRow>| -> std::collections::HashMap<String, u64> {
-                rows.into_iter()
-                    .flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets)))
-                    .collect()
+                rows.into_iter().flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets))).collect()
             };
             let mut backends = backend_packets(metrics::service_rows(dir, &config)?);
             let mut n = 0;

@@ -2,7 +2,11 @@
 //! per line, one JSON answer per line. `pop status`, `pop drain` and `pop undrain`
 //! talk to the running controller through it.
 
-use std::{io::{BufRead as _, BufReader, Write as _}, os::unix::fs::PermissionsExt as _, path::{Path, PathBuf}};
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -16,8 +20,14 @@ use tokio::{
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
-    Drain { service: String, backend: String },
-    Undrain { service: String, backend: String },
+    Drain {
+        service: String,
+        backend: String,
+    },
+    Undrain {
+        service: String,
+        backend: String,
+    },
     /// Maintenance: withdraw every VIP and keep them withdrawn (persists).
     Withdraw,
     /// Leave maintenance: VIPs are announced again as health allows.

@@ -253,7 +253,8 @@ async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
             let mut buf = vec![0u8; 256];
             let n = s.read(&mut buf).await.map_err(|e| format!("http read: {e}"))?;
             let line = String::from_utf8_lossy(&buf[..n]);
-            let status: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("http: no status line from {target}"))?;
+            let status: u16 =
+                line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("http: no status line from {target}"))?;
             if status == check.status { Ok(()) } else { Err(format!("http status {status}, expected {}", check.status)) }
         }
         ProbeKind::Dns => {

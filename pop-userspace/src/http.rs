@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use anyhow::{Result, anyhow, bail};
 use aya::maps::{HashMap, MapData};
 use pop_common::{
-    HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_RESPONSE_MAX,
-    HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpKey, HttpResponse,
+    HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX,
+    HttpKey, HttpResponse,
 };
 
 use crate::{
@@ -196,7 +196,12 @@ pub fn plan(map: &HashMap<MapData, HttpKey, HttpResponse>, config: &Config) -> R
 /// Writes the planned routes, then removes stale ones. Each entry changes in one map
 /// update, so a request sees the old or the new response; `undo` records what each
 /// write replaced. `fault` is the test hook: fail after the first write.
-pub fn commit(map: &mut HashMap<MapData, HttpKey, HttpResponse>, plan: &HttpPlan, undo: &mut HashUndo<HttpKey, HttpResponse>, fault: bool) -> Result<()> {
+pub fn commit(
+    map: &mut HashMap<MapData, HttpKey, HttpResponse>,
+    plan: &HttpPlan,
+    undo: &mut HashUndo<HttpKey, HttpResponse>,
+    fault: bool,
+) -> Result<()> {
     for (k, v) in &plan.want {
         undo.insert(map, *k, *v)?;
         if fault {

@@ -9,7 +9,9 @@ use aya::{
     maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues},
     util::nr_cpus,
 };
-use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_ADDR_PASS_UNHANDLED, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped};
+use pop_common::{
+    IPPROTO_TCP, IPPROTO_UDP, VIP_ADDR_PASS_UNHANDLED, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped,
+};
 
 use crate::{config::Config, datapath::undo::HashUndo};
 
@@ -78,11 +80,7 @@ impl Default for VipUndo {
 }
 
 /// VIPS, VIP_STATS and VIP_ADDRS.
-pub struct VipTable(
-    pub HashMap<MapData, VipKey, VipValue>,
-    pub PerCpuHashMap<MapData, VipKey, VipTraffic>,
-    pub HashMap<MapData, [u8; 16], u32>,
-);
+pub struct VipTable(pub HashMap<MapData, VipKey, VipValue>, pub PerCpuHashMap<MapData, VipKey, VipTraffic>, pub HashMap<MapData, [u8; 16], u32>);
 
 impl VipTable {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<VipTable> {
@@ -96,7 +94,8 @@ impl VipTable {
     /// entries coexist (new ones are added before stale ones go).
     pub fn check_room(&self, desired: &Desired) -> Result<()> {
         let max = pop_common::MAX_VIPS as usize;
-        let keys = self.0.keys().filter_map(|k| k.ok()).filter(|k| !desired.keys.contains_key(&(k.addr, k.port_be, k.proto))).count() + desired.keys.len();
+        let keys =
+            self.0.keys().filter_map(|k| k.ok()).filter(|k| !desired.keys.contains_key(&(k.addr, k.port_be, k.proto))).count() + desired.keys.len();
         let addrs = self.2.keys().filter_map(|k| k.ok()).filter(|k| !desired.addrs.contains_key(k)).count() + desired.addrs.len();
         if keys > max || addrs > max {
             bail!("the VIP table would need {} entries ({} addresses) while old and new VIPs coexist; it holds {max}", keys, addrs);
@@ -127,12 +126,7 @@ impl VipTable {
                 bail!("injected fault after writing one VIP entry");
             }
         }
-        let stale: Vec<VipKey> = self
-            .0
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !want.contains_key(&(k.addr, k.port_be, k.proto)))
-            .collect();
+        let stale: Vec<VipKey> = self.0.keys().filter_map(|k| k.ok()).filter(|k| !want.contains_key(&(k.addr, k.port_be, k.proto))).collect();
         for k in stale {
             undo.keys.remove(&mut self.0, k)?;
         }

@@ -49,8 +49,7 @@ pub fn pinned_program(path: &Path) -> Result<OwnedFd> {
 
 /// A bare `return XDP_PASS` program: the baseline cost of running any XDP program.
 pub fn pass_program() -> Result<OwnedFd> {
-    let insns: [u64; 2] =
-        [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
+    let insns: [u64; 2] = [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
     let license = CString::new("GPL")?;
     let mut a = [0u8; 128];
     put32(&mut a, 0, 6); // BPF_PROG_TYPE_XDP

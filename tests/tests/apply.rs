@@ -29,11 +29,8 @@ fn zone(www: &str) -> String {
 /// part an apply writes.
 fn body(zone: &std::path::Path, new: bool) -> String {
     let dns_vips = if new { format!("\"{DNS_VIP}\", \"{DNS_VIP_NEW}\"") } else { format!("\"{DNS_VIP}\"") };
-    let (body, extra_route) = if new {
-        ("new\\n", "[[http.routes]]\npath = \"/added\"\nstatus = 200\nbody = \"added\\n\"\n")
-    } else {
-        ("old\\n", "")
-    };
+    let (body, extra_route) =
+        if new { ("new\\n", "[[http.routes]]\npath = \"/added\"\nstatus = 200\nbody = \"added\\n\"\n") } else { ("old\\n", "") };
     let extra_backend = if new { ", { address = \"198.51.100.13\" }" } else { "" };
     let api = if new {
         format!("[[service]]\nname = \"api\"\nvips = [\"{API_VIP}\"]\nport = 443\nbackends = [{{ address = \"198.51.100.21\" }}]\n")
@@ -166,7 +163,12 @@ impl ApplyLab {
 /// What differs between two observations, readably (maps entry by entry).
 fn differences(a: &Observed, b: &Observed) -> Vec<String> {
     let mut out = Vec::new();
-    for (what, x, y) in [("dns udp", &a.dns_udp, &b.dns_udp), ("dns tcp", &a.dns_tcp, &b.dns_tcp), ("dns new vip", &a.dns_new_vip, &b.dns_new_vip), ("http", &a.http, &b.http)] {
+    for (what, x, y) in [
+        ("dns udp", &a.dns_udp, &b.dns_udp),
+        ("dns tcp", &a.dns_tcp, &b.dns_tcp),
+        ("dns new vip", &a.dns_new_vip, &b.dns_new_vip),
+        ("http", &a.http, &b.http),
+    ] {
         if x != y {
             out.push(format!("{what}: {x:?} -> {y:?}"));
         }

@@ -87,7 +87,7 @@ fn controller_restart_keeps_the_data_path_and_counters_and_detach_removes_it() -
     // Restart under steady traffic: the new program is swapped in atomically, so every
     // echo request the client sends is counted by one program or the other.
     let echos0 = client.snmp("Icmp", "OutEchos")?;
-    let mut flood = std::process::Command::from(client.command("ping"));
+    let mut flood = client.command("ping");
     let mut flood = flood.args(["-q", "-c", "400", "-i", "0.005", POP_V4]).stdout(std::process::Stdio::null()).spawn()?;
     lab.start_pop(&pop, "pop", &config)?;
     assert!(flood.wait()?.success(), "ping lost replies across the restart");

@@ -119,9 +119,7 @@ pub fn apply(live: &mut Live, config: &Config, prepared: Vec<Prepared>, board: &
         .commit(&dns_stage, &mut dns_undo, fault(config, Step::DnsTable))
         .map_err(at(Step::DnsTable))
         .and_then(|()| live.lb.commit(&lb_plan, &mut lb_undo, fault(config, Step::Maglev)).map_err(at(Step::Maglev)))
-        .and_then(|()| {
-            http::commit(&mut live.http_routes, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes))
-        })
+        .and_then(|()| http::commit(&mut live.http_routes, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes)))
         .and_then(|()| live.vips.commit(&desired, &mut vip_undo, fault(config, Step::VipSync)).map_err(at(Step::VipSync)));
     if let Err(mut e) = committed {
         // Newest first: VIPs, routes, services, DNS flips, then the staged generations.

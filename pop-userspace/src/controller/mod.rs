@@ -88,11 +88,7 @@ impl RunLock {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            bail!(
-                "a pop controller (pid {}) is already running with run_dir {}; stop it first",
-                pid.trim(),
-                run_dir.display()
-            );
+            bail!("a pop controller (pid {}) is already running with run_dir {}; stop it first", pid.trim(), run_dir.display());
         }
         file.set_len(0)?;
         file.rewind()?;
@@ -117,10 +113,10 @@ pub fn validate(config: &Config) -> Result<Vec<runtime::Prepared>, String> {
     if let Some(a) = config.anycast.as_ref().filter(|a| loader::ifindex(&a.interface).is_none()) {
         errors.push(config.error_at(a.line, format!("anycast.interface {:?} does not exist on this host", a.interface)).to_string());
     }
-    if errors.is_empty() {
-        if let Err(e) = crate::lb::runtime::check_forwarding(config) {
-            errors.push(format!("{e:#}"));
-        }
+    if errors.is_empty()
+        && let Err(e) = crate::lb::runtime::check_forwarding(config)
+    {
+        errors.push(format!("{e:#}"));
     }
     match runtime::prepare(config) {
         Ok(prepared) if errors.is_empty() => match dns_tables_fit(config, &prepared) {
@@ -408,22 +404,22 @@ fn reload(running: &Config, live: &mut Live, board: &crate::health::Board) -> Re
 pub fn request_reload(config: &Config) -> Result<()> {
     validate(config).map_err(|e| anyhow::anyhow!("{e}\nnothing reloaded"))?;
     let run_dir = &config.pop.run_dir;
-    let pid = RunLock::holder(run_dir)
-        .ok_or_else(|| anyhow::anyhow!("no pop controller runs with run_dir {}", run_dir.display()))?;
+    let pid = RunLock::holder(run_dir).ok_or_else(|| anyhow::anyhow!("no pop controller runs with run_dir {}", run_dir.display()))?;
     let before = read_status(run_dir).map(|(s, _)| s);
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
         bail!("signalling pid {pid}: {}", std::io::Error::last_os_error());
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        if let Some((seq, text)) = read_status(run_dir) {
-            if Some(seq) != before && seq > 0 {
-                if text.starts_with("ok") {
-                    println!("reloaded (controller pid {pid})");
-                    return Ok(());
-                }
-                bail!("the controller rejected the reload and keeps the previous state:\n{}", text.trim_start_matches("error").trim());
+        if let Some((seq, text)) = read_status(run_dir)
+            && Some(seq) != before
+            && seq > 0
+        {
+            if text.starts_with("ok") {
+                println!("reloaded (controller pid {pid})");
+                return Ok(());
             }
+            bail!("the controller rejected the reload and keeps the previous state:\n{}", text.trim_start_matches("error").trim());
         }
         if std::time::Instant::now() > deadline {
             bail!("controller pid {pid} did not report on the reload within 120 s");
@@ -434,8 +430,7 @@ pub fn request_reload(config: &Config) -> Result<()> {
 
 /// `pop detach`: refuse while a controller runs, then unpin everything.
 pub fn detach(config: &Config) -> Result<()> {
-    let _lock = RunLock::acquire(&config.pop.run_dir)
-        .context("cannot detach while the controller runs")?;
+    let _lock = RunLock::acquire(&config.pop.run_dir).context("cannot detach while the controller runs")?;
     let detached = loader::detach(&config.pop.bpffs_dir)?;
     if detached.is_empty() {
         println!("nothing attached under {}", config.pop.bpffs_dir.display());

@@ -208,10 +208,10 @@ impl DnsRuntime {
                 Err(e) => warn!("dns block {block}: the new answers are live, deleting the old ones failed: {e:#}"),
             }
         }
-        if let Some(&first) = retired.first() {
-            if let Err(e) = self.maps.retire_from(first) {
-                warn!("could not clear retired DNS blocks: {e:#}");
-            }
+        if let Some(&first) = retired.first()
+            && let Err(e) = self.maps.retire_from(first)
+        {
+            warn!("could not clear retired DNS blocks: {e:#}");
         }
         let mut listeners: BTreeMap<IpAddr, Listeners> = listeners.into_iter().collect();
         let mut served = Vec::new();

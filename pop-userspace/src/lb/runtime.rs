@@ -13,10 +13,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, MapData};
 use log::info;
-use pop_common::{
-    BACKEND_DOWN, BACKEND_LIVE, BACKEND_UNUSED, LB_MAX_BACKENDS, LB_MAX_SERVICES, LbBackend, LbService,
-    v4_mapped,
-};
+use pop_common::{BACKEND_DOWN, BACKEND_LIVE, BACKEND_UNUSED, LB_MAX_BACKENDS, LB_MAX_SERVICES, LbBackend, LbService, v4_mapped};
 
 use super::maglev::{self, MaglevBackend};
 use crate::{
