@@ -14,7 +14,7 @@ use std::fmt;
 use crate::{
     config::Config,
     datapath::undo::HashUndo,
-    dns::runtime::{DnsRuntime, DnsUndo, Prepared},
+    dns::runtime::{DnsRuntime, DnsStage, DnsUndo, Prepared},
     health::Board,
     http,
     lb::runtime::{LbRuntime, LbUndo},
@@ -89,25 +89,47 @@ fn fault(config: &Config, step: Step) -> bool {
 /// Makes `config` (its zones in `prepared`) live, all or nothing. Call inside the tokio
 /// runtime (new DNS servers are spawned on it).
 pub fn apply(live: &mut Live, config: &Config, prepared: Vec<Prepared>, board: &Board) -> Result<(), ApplyError> {
-    let at = |step: Step| move |error: anyhow::Error| ApplyError { step, error, rollback_failed: Vec::new() };
+    let dns_stage = DnsRuntime::stage(&live.dns.maps(), prepared)
+        .map_err(|error| ApplyError { step: Step::DnsTable, error, rollback_failed: Vec::new() })?;
+    apply_staged(live, config, dns_stage, board)
+}
 
-    // Plan: nothing is written. The board as it will be decides new backends' state.
+/// As [`apply`], with the DNS tables already staged (by [`DnsRuntime::stage`], which a
+/// reload runs off the controller loop).
+pub fn apply_staged(live: &mut Live, config: &Config, mut dns_stage: DnsStage, board: &Board) -> Result<(), ApplyError> {
+    let at = |step: Step| move |error: anyhow::Error| ApplyError { step, error, rollback_failed: Vec::new() };
+    let mut dns_undo = DnsUndo::default();
+
+    // Plan: nothing else is written. The board as it will be decides new backends' state.
     let preview = board.preview(config);
-    let lb_plan = live.lb.plan(config, &preview).map_err(at(Step::Plan))?;
-    if !lb_plan.failed.is_empty() {
-        return Err(at(Step::Maglev)(anyhow::anyhow!("{}", lb_plan.failed.join("\n"))));
-    }
-    let http_plan = http::plan(&live.http_routes, config).map_err(at(Step::Plan))?;
-    let desired = vip::desired(config);
-    live.vips.check_room(&desired).map_err(at(Step::Plan))?;
+    let planned = live
+        .lb
+        .plan(config, &preview)
+        .map_err(at(Step::Plan))
+        .and_then(|p| if p.failed.is_empty() { Ok(p) } else { Err(at(Step::Maglev)(anyhow::anyhow!("{}", p.failed.join("\n")))) })
+        .and_then(|lb| Ok((lb, http::plan(&live.http_routes, config).map_err(at(Step::Plan))?)))
+        .and_then(|(lb, http)| {
+            let desired = vip::desired(config);
+            live.vips.check_room(&desired).map_err(at(Step::Plan))?;
+            Ok((lb, http, desired))
+        });
+    let (lb_plan, http_plan, desired) = match planned {
+        Ok(p) => p,
+        Err(mut e) => {
+            e.rollback_failed.extend(live.dns.rollback(dns_stage, &mut dns_undo));
+            return Err(e);
+        }
+    };
 
     // Stage: built off to the side; the data path and the servers still see the old.
-    let listeners = live.dns.bind(&prepared, fault(config, Step::DnsBind)).map_err(at(Step::DnsBind))?;
-    let dns_stage = live.dns.stage(prepared, listeners).map_err(at(Step::DnsTable))?;
-    let mut dns_undo = DnsUndo::default();
-    if let Err(e) = live.lb.stage(&lb_plan) {
-        let rollback_failed = live.dns.rollback(dns_stage, &mut dns_undo);
-        return Err(ApplyError { step: Step::Maglev, error: e, rollback_failed });
+    let staged = live
+        .dns
+        .bind(&mut dns_stage, fault(config, Step::DnsBind))
+        .map_err(at(Step::DnsBind))
+        .and_then(|()| live.lb.stage(&lb_plan).map_err(at(Step::Maglev)));
+    if let Err(mut e) = staged {
+        e.rollback_failed.extend(live.dns.rollback(dns_stage, &mut dns_undo));
+        return Err(e);
     }
 
     // Commit: the flips, each recorded.
@@ -119,7 +141,9 @@ pub fn apply(live: &mut Live, config: &Config, prepared: Vec<Prepared>, board: &
         .commit(&dns_stage, &mut dns_undo, fault(config, Step::DnsTable))
         .map_err(at(Step::DnsTable))
         .and_then(|()| live.lb.commit(&lb_plan, &mut lb_undo, fault(config, Step::Maglev)).map_err(at(Step::Maglev)))
-        .and_then(|()| http::commit(&mut live.http_routes, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes)))
+        .and_then(|()| {
+            http::commit(&mut live.http_routes, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes))
+        })
         .and_then(|()| live.vips.commit(&desired, &mut vip_undo, fault(config, Step::VipSync)).map_err(at(Step::VipSync)));
     if let Err(mut e) = committed {
         // Newest first: VIPs, routes, services, DNS flips, then the staged generations.

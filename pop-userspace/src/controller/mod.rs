@@ -24,7 +24,7 @@ use apply::Live;
 use crate::{
     config::Config,
     dns::{
-        runtime::{self, DnsRuntime},
+        runtime::{self, DnsRuntime, DnsStage},
         table::DnsMaps,
     },
     lb::runtime::LbRuntime,
@@ -222,6 +222,8 @@ pub async fn run(config: Config) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut seq = 0;
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut reload_in_flight, mut reload_again) = (false, false);
     let mut config = config;
     let mut neighbours = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut analysis_tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -279,16 +281,35 @@ pub async fn run(config: Config) -> Result<()> {
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
             _ = hup.recv() => {
-                seq += 1;
-                let result = reload(&config, &mut live, &board).map(|new| {
+                // The heavy part (zones parsed, tables compiled and staged) runs off this
+                // loop; one reload at a time, a signal meanwhile starts another after it.
+                if reload_in_flight {
+                    reload_again = true;
+                } else {
+                    seq += 1;
+                    reload_in_flight = true;
+                    start_reload(seq, &config, &mut live, reload_tx.clone());
+                }
+            }
+            Some((n, prepared)) = reload_rx.recv() => {
+                reload_in_flight = false;
+                let result = prepared.and_then(|(new, stage)| {
+                    apply::apply_staged(&mut live, &new, stage, &board)?;
+                    Ok(new)
+                }).map(|new| {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     config = new;
                 });
                 match &result {
-                    Ok(()) => info!("reload {seq}: applied"),
-                    Err(e) => warn!("reload {seq} rejected, still serving the previous config and zones:\n{e:#}"),
+                    Ok(()) => info!("reload {n}: applied"),
+                    Err(e) => warn!("reload {n} rejected, still serving the previous config and zones:\n{e:#}"),
                 }
-                write_status(&config.pop.run_dir, seq, &result);
+                write_status(&config.pop.run_dir, n, &result);
+                if std::mem::take(&mut reload_again) {
+                    seq += 1;
+                    reload_in_flight = true;
+                    start_reload(seq, &config, &mut live, reload_tx.clone());
+                }
             }
         }
     }
@@ -429,16 +450,35 @@ fn control_request(
     }
 }
 
-/// Re-reads the config file and every zone; applies them all or nothing.
-fn reload(running: &Config, live: &mut Live, board: &crate::health::Board) -> Result<Config> {
-    let config = Config::load(&running.path)?;
-    let names = |c: &Config| c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>();
-    if names(&config) != names(running) || config.pop.bpffs_dir != running.pop.bpffs_dir {
-        warn!("interface and bpffs changes take effect when the controller restarts");
-    }
-    let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    apply::apply(live, &config, prepared, board)?;
-    Ok(config)
+/// What a reload task hands the controller loop: its sequence number, and the new
+/// config with its DNS tables staged (or why not).
+type Reloaded = (u64, Result<(Config, DnsStage)>);
+
+/// Re-reads the config file and every zone, compiles and stages the DNS tables, all on
+/// a blocking thread (after the previous apply's clean-up); the loop applies the rest.
+fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::mpsc::UnboundedSender<Reloaded>) {
+    let path = running.path.clone();
+    let names = |c: &Config| (c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>(), c.pop.bpffs_dir.clone());
+    let before = names(running);
+    let maps = live.dns.maps();
+    let cleanup = live.dns.take_cleanup();
+    tokio::spawn(async move {
+        if let Some(c) = cleanup {
+            let _ = c.await;
+        }
+        let work = tokio::task::spawn_blocking(move || -> Result<(Config, DnsStage)> {
+            let config = Config::load(&path)?;
+            if names(&config) != before {
+                warn!("interface and bpffs changes take effect when the controller restarts");
+            }
+            let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let stage = DnsRuntime::stage(&maps, prepared)
+                .map_err(|error| apply::ApplyError { step: apply::Step::DnsTable, error, rollback_failed: Vec::new() })?;
+            Ok((config, stage))
+        });
+        let result = work.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the reload task failed: {e}")));
+        let _ = done.send((seq, result));
+    });
 }
 
 /// `pop reload`: validate here first (so a broken zone is reported without bothering the

@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use anyhow::Result;
@@ -77,7 +77,11 @@ struct Served {
 }
 
 pub struct DnsRuntime {
-    maps: DnsMaps,
+    /// Shared with the reload task that stages new generations off the controller loop.
+    maps: Arc<Mutex<DnsMaps>>,
+    /// Deleting the generations the last apply replaced, off the controller loop; the
+    /// next stage waits for it.
+    cleanup: Option<tokio::task::JoinHandle<()>>,
     /// One server per VIP address, so a VIP that stays keeps its sockets across reloads
     /// and a new one is bound before anything changes.
     servers: BTreeMap<IpAddr, Server>,
@@ -105,40 +109,53 @@ impl Default for DnsUndo {
 
 impl DnsRuntime {
     pub fn new(maps: DnsMaps) -> DnsRuntime {
-        DnsRuntime { maps, servers: BTreeMap::new(), blocks: Vec::new() }
+        DnsRuntime { maps: Arc::new(Mutex::new(maps)), cleanup: None, servers: BTreeMap::new(), blocks: Vec::new() }
     }
 
-    /// Binds UDP and TCP port 53 on every VIP of `prepared` not served yet. Nothing that
-    /// serves now is touched; on failure the new sockets are closed again. `fault` is
-    /// the test hook: fail after the first new bind.
-    pub fn bind(&self, prepared: &[Prepared], fault: bool) -> Result<Vec<(IpAddr, Listeners)>> {
-        let mut out = Vec::new();
-        for p in prepared {
-            for &vip in &p.block.vips {
-                if self.servers.contains_key(&vip) || out.iter().any(|(v, _)| *v == vip) {
+    /// The DNS maps, for staging off the controller loop (see [`DnsRuntime::stage`]).
+    pub fn maps(&self) -> Arc<Mutex<DnsMaps>> {
+        self.maps.clone()
+    }
+
+    /// The deletion of replaced generations still running, if any: a new stage must
+    /// wait for it (it scans the same blocks).
+    pub fn take_cleanup(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.cleanup.take()
+    }
+
+    /// Binds UDP and TCP port 53 on every VIP of the staged blocks not served yet.
+    /// Nothing that serves now is touched; on failure the new sockets are closed again.
+    /// `fault` is the test hook: fail after the first new bind.
+    pub fn bind(&self, stage: &mut DnsStage, fault: bool) -> Result<()> {
+        for (block, _) in &stage.blocks {
+            for &vip in &block.vips {
+                if self.servers.contains_key(&vip) || stage.listeners.iter().any(|(v, _)| *v == vip) {
                     continue;
                 }
-                out.push((vip, bind_all(&[SocketAddr::new(vip, 53)])?));
+                let bound = bind_all(&[SocketAddr::new(vip, 53)]);
+                stage.listeners.push((vip, bound?));
                 if fault {
                     anyhow::bail!("injected fault after binding {vip}");
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// Writes every block's next table generation without making any live. On failure
-    /// the generations already written are removed again.
-    pub fn stage(&mut self, prepared: Vec<Prepared>, listeners: Vec<(IpAddr, Listeners)>) -> Result<DnsStage> {
+    /// Writes every block's next table generation without making any live: blocking
+    /// work (a million names take seconds), so a reload runs it on a blocking thread.
+    /// On failure the generations already written are removed again.
+    pub fn stage(maps: &Mutex<DnsMaps>, prepared: Vec<Prepared>) -> Result<DnsStage> {
+        let mut maps = maps.lock().unwrap();
         let mut staged = Vec::new();
         let mut blocks = Vec::new();
         for (i, mut p) in prepared.into_iter().enumerate() {
             let settings = BlockSettings { fast_path: p.block.fast_path, rate_limit: p.block.rate_limit };
-            match self.maps.stage(i as u32, &mut p.table, settings) {
+            match maps.stage(i as u32, &mut p.table, settings) {
                 Ok(s) => staged.push(s),
                 Err(e) => {
                     for s in staged {
-                        if let Err(e) = self.maps.abort(s) {
+                        if let Err(e) = maps.abort(s) {
                             warn!("removing a staged DNS generation: {e:#}");
                         }
                     }
@@ -148,22 +165,23 @@ impl DnsRuntime {
             blocks.push((p.block, p.responder));
         }
         let retired = (blocks.len() as u32..pop_common::DNS_BLOCKS_MAX).collect();
-        Ok(DnsStage { listeners, staged, retired, blocks })
+        Ok(DnsStage { listeners: Vec::new(), staged, retired, blocks })
     }
 
     /// Flips every staged generation live and turns retired blocks off, recording each
     /// entry replaced. `fault` is the test hook: fail after the first flip.
     pub fn commit(&mut self, stage: &DnsStage, undo: &mut DnsUndo, fault: bool) -> Result<()> {
+        let mut maps = self.maps.lock().unwrap();
         for s in &stage.staged {
-            undo.0.set(&mut self.maps.blocks, s.block, s.value())?;
+            undo.0.set(&mut maps.blocks, s.block, s.value())?;
             if fault {
                 anyhow::bail!("injected fault after flipping dns block {}", s.block);
             }
         }
         for &b in &stage.retired {
-            let cur = self.maps.blocks.get(&b, 0)?;
+            let cur = maps.blocks.get(&b, 0)?;
             if cur != pop_common::DnsBlock::default() {
-                undo.0.set(&mut self.maps.blocks, b, pop_common::DnsBlock { generation: cur.generation, ..Default::default() })?;
+                undo.0.set(&mut maps.blocks, b, pop_common::DnsBlock { generation: cur.generation, ..Default::default() })?;
             }
         }
         Ok(())
@@ -172,9 +190,10 @@ impl DnsRuntime {
     /// Undoes a commit (if any) and removes the staged generations; the new sockets
     /// close when `stage` is dropped.
     pub fn rollback(&mut self, stage: DnsStage, undo: &mut DnsUndo) -> Vec<String> {
-        let mut failed = undo.0.restore(&mut self.maps.blocks);
+        let mut maps = self.maps.lock().unwrap();
+        let mut failed = undo.0.restore(&mut maps.blocks);
         for s in stage.staged {
-            if let Err(e) = self.maps.abort(s) {
+            if let Err(e) = maps.abort(s) {
                 failed.push(format!("removing a staged DNS generation: {e:#}"));
             }
         }
@@ -186,15 +205,23 @@ impl DnsRuntime {
     /// Call inside the tokio runtime.
     pub fn finish(&mut self, stage: DnsStage) {
         let DnsStage { listeners, staged, retired, blocks } = stage;
-        for s in staged {
-            let block = s.block;
-            match self.maps.finish(s) {
-                Ok(installed) => {
-                    let (b, responder) = &blocks[block as usize];
-                    info!(
-                        "dns block {block} ({}): {} zone(s), {} fast-path answers sharing {} distinct tails (generation {}){}",
-                        b.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "),
-                        responder.zones().zones().len(),
+        let described: Vec<String> = blocks
+            .iter()
+            .map(|(b, r)| {
+                format!("{} zone(s) on {}", r.zones().zones().len(), b.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+            })
+            .collect();
+        // Deleting the replaced generations is blocking work (a million keys): off the
+        // controller loop; the next stage waits for it.
+        let maps = self.maps.clone();
+        self.cleanup = Some(tokio::task::spawn_blocking(move || {
+            let mut maps = maps.lock().unwrap();
+            for s in staged {
+                let block = s.block;
+                match maps.finish(s) {
+                    Ok(installed) => info!(
+                        "dns block {block} ({}): {} fast-path answers sharing {} distinct tails (generation {}){}",
+                        described[block as usize],
                         installed.entries,
                         installed.tails,
                         installed.generation,
@@ -203,25 +230,28 @@ impl DnsRuntime {
                         } else {
                             String::new()
                         }
-                    );
+                    ),
+                    Err(e) => warn!("dns block {block}: the new answers are live, deleting the old ones failed: {e:#}"),
                 }
-                Err(e) => warn!("dns block {block}: the new answers are live, deleting the old ones failed: {e:#}"),
             }
-        }
-        if let Some(&first) = retired.first()
-            && let Err(e) = self.maps.retire_from(first)
-        {
-            warn!("could not clear retired DNS blocks: {e:#}");
-        }
+            if let Some(&first) = retired.first()
+                && let Err(e) = maps.retire_from(first)
+            {
+                warn!("could not clear retired DNS blocks: {e:#}");
+            }
+            release_freed_memory();
+        }));
         let mut listeners: BTreeMap<IpAddr, Listeners> = listeners.into_iter().collect();
         let mut served = Vec::new();
         let mut wanted = std::collections::BTreeSet::new();
+        // Responders replaced: a large zone's takes long to free, so not on this thread.
+        let mut replaced: Vec<Arc<Responder>> = Vec::new();
         for (block, responder) in blocks {
             let responder = Arc::new(responder);
             for &vip in &block.vips {
                 wanted.insert(vip);
                 if let Some(server) = self.servers.get(&vip) {
-                    server.responder.store(responder.clone());
+                    replaced.push(server.responder.swap(responder.clone()));
                 } else if let Some(l) = listeners.remove(&vip) {
                     let swap = Arc::new(ArcSwap::new(responder.clone()));
                     let (tx, rx) = watch::channel(false);
@@ -238,8 +268,8 @@ impl DnsRuntime {
             }
             keep
         });
-        self.blocks = served;
-        release_freed_memory();
+        replaced.extend(std::mem::replace(&mut self.blocks, served).into_iter().map(|b| b.responder));
+        tokio::task::spawn_blocking(move || drop(replaced));
     }
 
     /// The block's server answering its own probe: the SOA of its first zone, in
