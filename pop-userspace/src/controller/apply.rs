@@ -89,8 +89,8 @@ fn fault(config: &Config, step: Step) -> bool {
 /// Makes `config` (its zones in `prepared`) live, all or nothing. Call inside the tokio
 /// runtime (new DNS servers are spawned on it).
 pub fn apply(live: &mut Live, config: &Config, prepared: Vec<Prepared>, board: &Board) -> Result<(), ApplyError> {
-    let dns_stage = DnsRuntime::stage(&live.dns.maps(), prepared)
-        .map_err(|error| ApplyError { step: Step::DnsTable, error, rollback_failed: Vec::new() })?;
+    let dns_stage =
+        DnsRuntime::stage(&live.dns.maps(), prepared).map_err(|error| ApplyError { step: Step::DnsTable, error, rollback_failed: Vec::new() })?;
     apply_staged(live, config, dns_stage, board)
 }
 
@@ -141,9 +141,7 @@ pub fn apply_staged(live: &mut Live, config: &Config, mut dns_stage: DnsStage, b
         .commit(&dns_stage, &mut dns_undo, fault(config, Step::DnsTable))
         .map_err(at(Step::DnsTable))
         .and_then(|()| live.lb.commit(&lb_plan, &mut lb_undo, fault(config, Step::Maglev)).map_err(at(Step::Maglev)))
-        .and_then(|()| {
-            http::commit(&mut live.http_routes, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes))
-        })
+        .and_then(|()| http::commit(&mut live.http_routes, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes)))
         .and_then(|()| live.vips.commit(&desired, &mut vip_undo, fault(config, Step::VipSync)).map_err(at(Step::VipSync)));
     if let Err(mut e) = committed {
         // Newest first: VIPs, routes, services, DNS flips, then the staged generations.

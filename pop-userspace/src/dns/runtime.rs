@@ -207,9 +207,7 @@ impl DnsRuntime {
         let DnsStage { listeners, staged, retired, blocks } = stage;
         let described: Vec<String> = blocks
             .iter()
-            .map(|(b, r)| {
-                format!("{} zone(s) on {}", r.zones().zones().len(), b.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
-            })
+            .map(|(b, r)| format!("{} zone(s) on {}", r.zones().zones().len(), b.vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")))
             .collect();
         // Deleting the replaced generations is blocking work (a million keys): off the
         // controller loop; the next stage waits for it.
