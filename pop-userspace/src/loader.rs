@@ -109,6 +109,8 @@ pub fn ifindex(name: &str) -> Option<u32> {
 pub struct DataPath {
     pub ebpf: Ebpf,
     pub pins: Pins,
+    /// The kernel's id of the loaded program (what an interface reports while attached).
+    pub prog_id: u32,
 }
 
 /// (map, setting, max entries) of every map whose size comes from the config.
@@ -168,6 +170,7 @@ pub fn attach(config: &Config) -> Result<DataPath> {
         .context("loading the XDP object (maps and BTF)")?;
     let program: &mut Xdp = ebpf.program_mut(XDP_PROGRAM).ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?.try_into()?;
     program.load().map_err(verifier_error)?;
+    let prog_id = program.info().context("reading the loaded program's id")?.id();
 
     let mut newly_attached: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
@@ -239,7 +242,7 @@ pub fn attach(config: &Config) -> Result<DataPath> {
     let prog_pin = pins.program();
     let _ = fs::remove_file(&prog_pin);
     program.pin(&prog_pin).with_context(|| format!("pinning program {}", prog_pin.display()))?;
-    Ok(DataPath { ebpf, pins })
+    Ok(DataPath { ebpf, pins, prog_id })
 }
 
 /// Swaps `program` into the pinned link at `pin` atomically.

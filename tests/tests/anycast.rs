@@ -205,4 +205,20 @@ mod restart {
         assert_eq!((a["on_interface"].clone(), a["netlink_attempts"].clone()), (serde_json::json!(true), serde_json::json!(0)));
         Ok(())
     }
+
+    #[test]
+    fn a_vip_is_withdrawn_when_the_xdp_program_is_no_longer_attached() -> Result<()> {
+        let (mut lab, pop, zone) = lab()?;
+        let cfg = lab.pop_config(&pop, &config(&zone, &[A], false))?;
+        lab.start_pop(&pop, "pop", &cfg)?;
+        wait_until(Duration::from_secs(10), "A announced", || on_lo(&pop).ok()?.iter().any(|a| a == A).then_some(()))?;
+        // The interface goes away (and with it the program): nothing answers there now.
+        pop.run(&["ip", "link", "del", "p0"])?;
+        wait_until(Duration::from_secs(10), "A withdrawn", || (!on_lo(&pop).ok()?.iter().any(|a| a == A)).then_some(()))?;
+        let out = lab.pop(&pop, &cfg, &["status", "--json"])?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let a = v["vips"].as_array().into_iter().flatten().find(|x| x["vip"] == A).cloned().unwrap_or_default();
+        assert!(a["why"].as_str().unwrap_or_default().contains("p0: network interface \"p0\" not found"), "{a}");
+        Ok(())
+    }
 }

@@ -94,6 +94,27 @@ pub async fn interface_index(name: &str) -> Result<u32> {
     }
 }
 
+/// The id of the XDP program attached to interface `name`, if any; an error if the
+/// interface does not exist.
+pub async fn xdp_prog_id(name: &str) -> Result<Option<u32>> {
+    use netlink_packet_route::link::{LinkAttribute, LinkXdp};
+    let conn = Conn::open()?;
+    let mut links = conn.handle.link().get().match_name(name.to_string()).execute();
+    let link = match links.try_next().await {
+        Ok(Some(link)) => link,
+        Ok(None) => bail!("network interface {name:?} not found"),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => bail!("network interface {name:?} not found"),
+        Err(e) => return Err(e).with_context(|| format!("looking up network interface {name:?}")),
+    };
+    Ok(link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Xdp(x) => x.iter().find_map(|x| match x {
+            LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    }))
+}
+
 /// Address messages on interface `ifindex`, as the kernel reports them.
 async fn address_messages(conn: &Conn, ifindex: u32) -> Result<Vec<AddressMessage>> {
     // A dump of every address, filtered by index on our side (rtnetlink's

@@ -73,6 +73,9 @@ pub struct Anycast {
     record_file: PathBuf,
     /// Test hook (debug builds): every netlink change fails.
     fault: bool,
+    /// The loaded XDP program's id: a VIP is healthy only while every configured
+    /// interface runs it.
+    prog_id: u32,
 }
 
 impl Anycast {
@@ -80,7 +83,7 @@ impl Anycast {
     /// (configured now, or recorded as announced by an earlier controller) that is not
     /// going to be announced now: in maintenance, no longer configured, or unhealthy.
     /// A configured VIP found there and healthy stays announced, without a flap.
-    pub async fn new(config: &Config, board: &Board, dns: &DnsRuntime) -> Result<Option<Anycast>> {
+    pub async fn new(config: &Config, board: &Board, dns: &DnsRuntime, prog_id: u32) -> Result<Option<Anycast>> {
         let Some(a) = &config.anycast else { return Ok(None) };
         let ifindex = netlink::interface_index(&a.interface).await.with_context(|| format!("anycast.interface {:?}", a.interface))?;
         let maintenance_file = config.pop.run_dir.join("maintenance");
@@ -99,10 +102,11 @@ impl Anycast {
             maintenance_file,
             record_file,
             fault: cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("netlink"),
+            prog_id,
         };
         let present = any.list_with_retry().await?;
         let recorded = any.read_record();
-        let health = Self::vip_health(config, board, dns);
+        let health = any.vip_health(config, board, dns).await;
         for addr in present {
             let configured = health.get(&addr);
             if configured.is_none() && !recorded.contains(&addr) {
@@ -170,8 +174,24 @@ impl Anycast {
         Vip { announcer: a, since: SystemTime::now(), on_interface: false, pending: None }
     }
 
-    /// Health of every VIP in `config`: (healthy, reason when not).
-    fn vip_health(config: &Config, board: &Board, dns: &DnsRuntime) -> BTreeMap<IpAddr, (bool, String)> {
+    /// Why the data path is not running where configured, if it is not: every
+    /// interface must have pop's XDP program attached.
+    async fn datapath_fault(&self, config: &Config) -> Option<String> {
+        for iface in &config.interfaces {
+            match netlink::xdp_prog_id(&iface.name).await {
+                Ok(Some(id)) if id == self.prog_id => {}
+                Ok(Some(id)) => return Some(format!("{}: another XDP program (id {id}) is attached, not pop's", iface.name)),
+                Ok(None) => return Some(format!("{}: the XDP program is not attached", iface.name)),
+                Err(e) => return Some(format!("{}: {e:#}", iface.name)),
+            }
+        }
+        None
+    }
+
+    /// Health of every VIP in `config`: (healthy, reason when not). Nothing is healthy
+    /// while the XDP program is not attached to every configured interface.
+    async fn vip_health(&self, config: &Config, board: &Board, dns: &DnsRuntime) -> BTreeMap<IpAddr, (bool, String)> {
+        let datapath = self.datapath_fault(config).await;
         let mut m: BTreeMap<IpAddr, (bool, String)> = BTreeMap::new();
         let mut mark = |vip: IpAddr, ok: bool, why: String| {
             let e = m.entry(vip).or_insert((true, String::new()));
@@ -196,6 +216,11 @@ impl Anycast {
                 mark(v, true, String::new());
             }
         }
+        if let Some(why) = datapath {
+            for (ok, reason) in m.values_mut() {
+                (*ok, *reason) = (false, why.clone());
+            }
+        }
         m
     }
 
@@ -210,7 +235,7 @@ impl Anycast {
             let want = self.vips[&vip].announcer.announced();
             self.set(vip, want).await;
         }
-        let health = Self::vip_health(config, board, dns);
+        let health = self.vip_health(config, board, dns).await;
         // VIPs no longer configured: withdraw and forget (once off the interface).
         let gone: Vec<IpAddr> = self.vips.keys().filter(|v| !health.contains_key(v)).copied().collect();
         for v in gone {

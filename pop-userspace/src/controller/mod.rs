@@ -205,7 +205,7 @@ pub async fn run(config: Config) -> Result<()> {
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
-    let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns).await?;
+    let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns, datapath.prog_id).await?;
     let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
     let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
 
@@ -472,8 +472,11 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
                 warn!("interface and bpffs changes take effect when the controller restarts");
             }
             let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let stage = DnsRuntime::stage(&maps, prepared)
-                .map_err(|error| apply::ApplyError { step: apply::Step::DnsTable, error, rollback_failed: Vec::new() })?;
+            let stage = DnsRuntime::stage(&maps, prepared).map_err(|error| apply::ApplyError {
+                step: apply::Step::DnsTable,
+                error,
+                rollback_failed: Vec::new(),
+            })?;
             Ok((config, stage))
         });
         let result = work.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the reload task failed: {e}")));
