@@ -77,6 +77,7 @@ const FORMATTED: &[&str] = &[
     "tests/tests/anycast.rs",
     "tests/tests/config.rs",
     "tests/tests/foundation.rs",
+    "tests/tests/reload.rs",
 ];
 
 /// Formatting and clippy's warnings fail the test run before any test runs.
@@ -92,7 +93,8 @@ fn lint() -> Result<()> {
         bail!("rustfmt --check: files above are not formatted as rustfmt.toml says (run rustfmt on them)");
     }
     cargo(&["clippy", "-p", "pop-userspace", "-p", "xtask", "--all-targets", "--", "-D", "warnings"])?;
-    let lab: Vec<&str> = "clippy -p pop-lab --lib --test apply --test anycast --test config --test foundation -- -D warnings".split(' ').collect();
+    let lab: Vec<&str> =
+        "clippy -p pop-lab --lib --test apply --test anycast --test config --test foundation --test reload -- -D warnings".split(' ').collect();
     cargo(&lab)
 }
 
