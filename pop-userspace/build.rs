@@ -31,9 +31,7 @@ fn main() {
     for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_TARGET_DIR", "RUSTUP_TOOLCHAIN", "CARGO"] {
         cmd.env_remove(key);
     }
-    let status = cmd.status().unwrap_or_else(|e| {
-        panic!("failed to run rustup to build pop-ebpf ({e}); run `cargo xtask setup` first")
-    });
+    let status = cmd.status().unwrap_or_else(|e| panic!("failed to run rustup to build pop-ebpf ({e}); run `cargo xtask setup` first"));
     if !status.success() {
         panic!(
             "building pop-ebpf failed ({status}). If nightly's rust-src or bpf-linker is \

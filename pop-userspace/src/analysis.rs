@@ -65,6 +65,7 @@ pub struct Spike {
 }
 
 /// Moving baseline per VIP (exponentially weighted), and spike episodes.
+#[derive(Default)]
 pub struct Analyzer {
     baseline: HashMap<IpAddr, f64>,
     samples: HashMap<IpAddr, u32>,
@@ -81,12 +82,6 @@ const WARMUP: u32 = 5;
 const FACTOR: f64 = 10.0;
 /// ...and at least this many packets per second (quiet VIPs do not alarm on a few packets).
 const FLOOR: f64 = 1000.0;
-
-impl Default for Analyzer {
-    fn default() -> Self {
-        Analyzer { baseline: HashMap::new(), samples: HashMap::new(), active: HashSet::new(), spikes_total: 0 }
-    }
-}
 
 impl Analyzer {
     /// Feeds one set of per-VIP rates; returns spikes that start now (one per episode).

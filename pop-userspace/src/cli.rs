@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::{Config, DEFAULT_CONFIG},
-    daemon, metrics,
+    controller, metrics,
 };
 
 const EXAMPLE: &str = "\
@@ -151,9 +151,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Records forwarded from the XDP program carry the target "pop"; their level is
     // already chosen by `bpf_log` when the program is loaded, so let them all through.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pop=trace,pop_userspace=info"))
-        .format_timestamp_millis()
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,pop=trace,pop_userspace=info")).format_timestamp_millis().init();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -163,7 +161,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: &PathBuf) -> Result<Config> {
+fn load_config(path: &std::path::Path) -> Result<Config> {
     Ok(Config::load(path)?)
 }
 
@@ -172,7 +170,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run => {
             let config = load_config(&cli.config)?;
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-            rt.block_on(daemon::run(config))?;
+            rt.block_on(controller::run(config))?;
         }
         Command::Check => {
             let config = match Config::load(&cli.config) {
@@ -183,16 +181,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 }
             };
             // The same validation `pop run` and `pop reload` do, so they accept what this does.
-            if let Err(errors) = daemon::validate(&config) {
+            if let Err(errors) = controller::validate(&config) {
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
-            println!(
-                "{}: ok ({} interface(s), {} DNS block(s))",
-                cli.config.display(),
-                config.interfaces.len(),
-                config.dns.len()
-            );
+            println!("{}: ok ({} interface(s), {} DNS block(s))", cli.config.display(), config.interfaces.len(), config.dns.len());
         }
         Command::Stats { json, interval, all } => {
             let config = load_config(&cli.config)?;
@@ -245,9 +238,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let vip_stats = crate::analysis::open_vip_stats(dir)?;
             let (mut vips, mut prefixes) = (crate::analysis::vip_packets(&vip_stats), crate::analysis::prefix_packets(dir)?);
             let backend_packets = |rows: Vec<metrics::ServiceRow>| -> std::collections::HashMap<String, u64> {
-                rows.into_iter()
-                    .flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets)))
-                    .collect()
+                rows.into_iter().flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets))).collect()
             };
             let mut backends = backend_packets(metrics::service_rows(dir, &config)?);
             let mut n = 0;
@@ -305,7 +296,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Reload => {
             let config = load_config(&cli.config)?;
-            daemon::request_reload(&config)?;
+            controller::request_reload(&config)?;
         }
         Command::Completions { shell } => {
             crate::manual::completions(shell, &mut std::io::stdout())?;
@@ -316,7 +307,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Detach => {
             let config = load_config(&cli.config)?;
-            daemon::detach(&config)?;
+            controller::detach(&config)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -333,6 +324,13 @@ fn render_status(v: &serde_json::Value) -> String {
             if vip["announced"].as_bool() == Some(true) { "ANNOUNCED" } else { "withdrawn" },
             vip["why"].as_str().unwrap_or("")
         );
+        if let Some(e) = vip["netlink_error"].as_str() {
+            out += &format!(
+                "    {} the interface failed {} time(s), retrying: {e}\n",
+                if vip["announced"].as_bool() == Some(true) { "adding it to" } else { "removing it from" },
+                vip["netlink_attempts"]
+            );
+        }
     }
     for s in v["services"].as_array().into_iter().flatten() {
         out += &format!(

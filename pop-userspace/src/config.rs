@@ -241,6 +241,9 @@ pub struct DnsBlock {
     pub line: usize,
 }
 
+/// Where `pop.fault_inject` can make an apply fail (test hook of debug builds).
+pub const FAULT_STEPS: [&str; 6] = ["dns-bind", "dns-table", "maglev", "http-routes", "vip-sync", "netlink"];
+
 /// Default response rate limit per client prefix (responses/s).
 pub const DEFAULT_DNS_RATE_LIMIT: u32 = 200;
 /// The data path holds at most this many `[[dns]]` blocks.
@@ -262,6 +265,9 @@ pub struct PopSection {
     /// VIPs whose traffic no handler takes (other ports and protocols, fragments) goes
     /// to the kernel instead of being dropped in XDP.
     pub pass_unhandled_vips: Vec<IpAddr>,
+    /// Test hook of debug builds: the apply step (`controller::apply::Step` name) that
+    /// fails on purpose, to prove the rollback. Release builds refuse the key.
+    pub fault_inject: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -440,6 +446,8 @@ struct RawPop {
     dns_table_size: Option<Spanned<u32>>,
     #[serde(default)]
     pass_unhandled_vips: Vec<Spanned<String>>,
+    /// Test hook (debug builds only): the apply step that fails on purpose.
+    fault_inject: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -453,13 +461,8 @@ struct RawInterface {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: path.into(),
-                line: None,
-                message: format!("cannot read: {e}"),
-            }])
-        })?;
+        let text = fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![ConfigError { file: path.into(), line: None, message: format!("cannot read: {e}") }]))?;
         Config::parse(path, &text)
     }
 
@@ -478,7 +481,10 @@ impl Config {
 
         let name = match raw.pop.name {
             Some(n) => {
-                if n.get_ref().is_empty() || n.get_ref().len() > 63 || !n.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
+                if n.get_ref().is_empty()
+                    || n.get_ref().len() > 63
+                    || !n.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+                {
                     v.error(n.span(), format!("pop.name {:?}: use 1-63 letters, digits, '-', '.', '_'", n.get_ref()));
                 }
                 n.into_inner()
@@ -512,7 +518,10 @@ impl Config {
             let name_span = iface.name.span();
             let name = iface.name.into_inner();
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-                v.error(name_span.clone(), format!("interface name {name:?} is not a valid Linux interface name (1-15 characters, no '/' or spaces)"));
+                v.error(
+                    name_span.clone(),
+                    format!("interface name {name:?} is not a valid Linux interface name (1-15 characters, no '/' or spaces)"),
+                );
             } else if !seen.insert(name.clone()) {
                 v.error(span, format!("interface {name:?} is listed twice"));
             }
@@ -599,10 +608,10 @@ impl Config {
             for b in &svc.backends {
                 let b = b.get_ref();
                 let weight = b.weight.as_ref().map(|w| *w.get_ref()).unwrap_or(1);
-                if let Some(w) = &b.weight {
-                    if *w.get_ref() > MAX_WEIGHT {
-                        v.error(w.span(), format!("weight {} is above {MAX_WEIGHT}", w.get_ref()));
-                    }
+                if let Some(w) = &b.weight
+                    && *w.get_ref() > MAX_WEIGHT
+                {
+                    v.error(w.span(), format!("weight {} is above {MAX_WEIGHT}", w.get_ref()));
                 }
                 match b.address.get_ref().parse::<IpAddr>().map(normalise) {
                     Ok(ip) if !seen.insert(ip) => v.error(b.address.span(), format!("backend {ip} is listed twice in service {name:?}")),
@@ -631,9 +640,10 @@ impl Config {
                 let live: Vec<(usize, &Backend)> =
                     backends.iter().enumerate().filter(|(_, b)| b.address.is_ipv6() == fam_v6 && b.weight > 0).collect();
                 if has_vip && !backends.is_empty() && live.is_empty() {
-                    v.error(span.clone(), format!(
-                        "service {name:?} has {family} VIPs but no {family} backend with weight > 0 (IPIP keeps the family)"
-                    ));
+                    v.error(
+                        span.clone(),
+                        format!("service {name:?} has {family} VIPs but no {family} backend with weight > 0 (IPIP keeps the family)"),
+                    );
                 }
                 // The controller builds this table at every apply; a table that cannot
                 // be built is a config error here, not a failed start or reload later.
@@ -646,10 +656,13 @@ impl Config {
                         .collect();
                     if let Err(e) = crate::lb::maglev::build(&members, table_size) {
                         let at = svc.table_size.as_ref().map_or(span.clone(), |t| t.span());
-                        v.error(at, format!(
-                            "service {name:?}: the {family} Maglev table of {table_size} slots cannot hold these weights \
+                        v.error(
+                            at,
+                            format!(
+                                "service {name:?}: the {family} Maglev table of {table_size} slots cannot hold these weights \
                              (raise table_size or lower the weights): {e}"
-                        ));
+                            ),
+                        );
                     }
                 }
             }
@@ -722,7 +735,13 @@ impl Config {
             // Each route, the default and the 400 answer are one HTTP_ROUTES entry each.
             route_entries += site.routes.len() + 2;
             if route_entries > pop_common::HTTP_ROUTES_MAX as usize {
-                v.error(span.clone(), format!("http site {name:?}: more than {} routes in all sites (each site also has a default and a 400 answer)", pop_common::HTTP_ROUTES_MAX));
+                v.error(
+                    span.clone(),
+                    format!(
+                        "http site {name:?}: more than {} routes in all sites (each site also has a default and a 400 answer)",
+                        pop_common::HTTP_ROUTES_MAX
+                    ),
+                );
             }
             let mut routes = Vec::new();
             let mut seen_routes = HashSet::new();
@@ -731,16 +750,26 @@ impl Config {
                 let r = r.into_inner();
                 let reply = HttpReply { status: r.status, headers: r.headers, body: r.body, location: r.location, append_path: r.append_path };
                 if !r.path.starts_with('/') || r.path.len() >= pop_common::HTTP_PATH_LEN || r.path.contains(['?', ' ', '\t', '\r', '\n']) {
-                    v.error(rspan.clone(), format!("route path {:?} must start with '/', be under {} bytes, and have no query or spaces", r.path, pop_common::HTTP_PATH_LEN));
+                    v.error(
+                        rspan.clone(),
+                        format!(
+                            "route path {:?} must start with '/', be under {} bytes, and have no query or spaces",
+                            r.path,
+                            pop_common::HTTP_PATH_LEN
+                        ),
+                    );
                 }
                 let host = r.host.map(|h| h.to_ascii_lowercase());
-                if let Some(h) = &host {
-                    if h.is_empty() || h.len() >= pop_common::HTTP_HOST_LEN || h.contains([':', ' ', '/']) {
-                        v.error(rspan.clone(), format!("route host {h:?} must be a host name under {} bytes, without a port", pop_common::HTTP_HOST_LEN));
-                    }
+                if let Some(h) = &host
+                    && (h.is_empty() || h.len() >= pop_common::HTTP_HOST_LEN || h.contains([':', ' ', '/']))
+                {
+                    v.error(rspan.clone(), format!("route host {h:?} must be a host name under {} bytes, without a port", pop_common::HTTP_HOST_LEN));
                 }
                 if !seen_routes.insert((host.clone(), r.path.clone())) {
-                    v.error(rspan.clone(), format!("route {:?}{} is listed twice", r.path, host.as_ref().map(|h| format!(" for host {h}")).unwrap_or_default()));
+                    v.error(
+                        rspan.clone(),
+                        format!("route {:?}{} is listed twice", r.path, host.as_ref().map(|h| format!(" for host {h}")).unwrap_or_default()),
+                    );
                 }
                 if let Err(e) = crate::http::check_reply(&reply) {
                     v.error(rspan, format!("route {:?}: {e}", r.path));
@@ -793,7 +822,14 @@ impl Config {
         let mut pass_unhandled_vips = Vec::new();
         for a in raw.pop.pass_unhandled_vips {
             match a.get_ref().parse::<IpAddr>() {
-                Ok(ip) if dns.iter().flat_map(|b| &b.vips).chain(http.iter().flat_map(|h| &h.vips)).chain(services.iter().flat_map(|s| &s.vips)).any(|&x| x == ip) => {
+                Ok(ip)
+                    if dns
+                        .iter()
+                        .flat_map(|b| &b.vips)
+                        .chain(http.iter().flat_map(|h| &h.vips))
+                        .chain(services.iter().flat_map(|s| &s.vips))
+                        .any(|&x| x == ip) =>
+                {
                     pass_unhandled_vips.push(ip)
                 }
                 Ok(ip) => v.error(a.span(), format!("pop.pass_unhandled_vips: {ip} is not a VIP of any [[dns]], [[http]] or [[service]] block")),
@@ -801,12 +837,34 @@ impl Config {
             }
         }
 
+        let fault_inject = raw.pop.fault_inject.and_then(|f| {
+            if !cfg!(debug_assertions) {
+                v.error(f.span(), "pop.fault_inject is a test hook of debug builds only".to_string());
+                None
+            } else if !FAULT_STEPS.contains(&f.get_ref().as_str()) {
+                v.error(f.span(), format!("pop.fault_inject: {:?} is not one of {}", f.get_ref(), FAULT_STEPS.join(", ")));
+                None
+            } else {
+                Some(f.into_inner())
+            }
+        });
+
         if !v.errors.is_empty() {
             return Err(ConfigErrors(v.errors));
         }
         Ok(Config {
             path: path.into(),
-            pop: PopSection { name, bpffs_dir, run_dir, bpf_log: raw.pop.bpf_log, metrics_listen, flow_table_size, dns_table_size, pass_unhandled_vips },
+            pop: PopSection {
+                name,
+                bpffs_dir,
+                run_dir,
+                bpf_log: raw.pop.bpf_log,
+                metrics_listen,
+                flow_table_size,
+                dns_table_size,
+                pass_unhandled_vips,
+                fault_inject,
+            },
             interfaces,
             dns,
             services,
@@ -871,11 +929,8 @@ impl Validator<'_> {
         match listeners.0.entry((ip, port, protocol)) {
             std::collections::hash_map::Entry::Occupied(first) => {
                 let (other, other_line) = first.get();
-                let message = format!(
-                    "{ip} port {port}/{} for {who} is already served by {other} at {}:{other_line}",
-                    protocol.name(),
-                    self.file.display()
-                );
+                let message =
+                    format!("{ip} port {port}/{} for {who} is already served by {other} at {}:{other_line}", protocol.name(), self.file.display());
                 self.error(span, message);
                 false
             }
@@ -925,11 +980,7 @@ fn line_of(text: &str, pos: usize) -> usize {
 }
 
 fn default_pop_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "pop".into())
+    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "pop".into())
 }
 
 #[cfg(test)]
@@ -1072,7 +1123,10 @@ mod tests {
         assert_eq!(c.services.len(), 2);
         let web = &c.services[0];
         assert_eq!((web.name.as_str(), web.port, web.protocol, web.table_size, web.min_healthy, web.line), ("web", 80, Protocol::Tcp, 65537, 1, 3));
-        assert_eq!(web.backends, [Backend { address: "198.51.100.11".parse().unwrap(), weight: 2 }, Backend { address: "2001:db8:1::11".parse().unwrap(), weight: 1 }]);
+        assert_eq!(
+            web.backends,
+            [Backend { address: "198.51.100.11".parse().unwrap(), weight: 2 }, Backend { address: "2001:db8:1::11".parse().unwrap(), weight: 1 }]
+        );
         assert_eq!((c.services[1].protocol, c.services[1].table_size), (Protocol::Udp, 251));
     }
 

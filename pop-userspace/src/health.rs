@@ -41,7 +41,7 @@ pub enum State {
     Down,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     checked: bool,
     state: State,
@@ -115,6 +115,14 @@ impl Board {
             }
         }
         m.retain(|k, _| keep.contains(k));
+    }
+
+    /// A copy of the board as [`Board::sync`] with `config` would leave it, for planning
+    /// an apply without changing what the running config sees.
+    pub fn preview(&self, config: &Config) -> Board {
+        let copy = Board { inner: Mutex::new(self.inner.lock().unwrap().clone()) };
+        copy.sync(config);
+        copy
     }
 
     /// Whether the backend may take new flows' traffic at all (up).
@@ -245,7 +253,8 @@ async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
             let mut buf = vec![0u8; 256];
             let n = s.read(&mut buf).await.map_err(|e| format!("http read: {e}"))?;
             let line = String::from_utf8_lossy(&buf[..n]);
-            let status: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("http: no status line from {target}"))?;
+            let status: u16 =
+                line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("http: no status line from {target}"))?;
             if status == check.status { Ok(()) } else { Err(format!("http status {status}, expected {}", check.status)) }
         }
         ProbeKind::Dns => {

@@ -3,17 +3,18 @@
 //! checksums of the fixed parts pre-summed; and keeping HTTP_ROUTES in step with the
 //! config.
 
-use std::collections::HashMap as StdHashMap;
+use std::collections::HashSet;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use aya::maps::{HashMap, MapData};
 use pop_common::{
-    HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_RESPONSE_MAX,
-    HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpKey, HttpResponse,
+    HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX,
+    HttpKey, HttpResponse,
 };
 
 use crate::{
     config::{Config, HttpReply},
+    datapath::undo::HashUndo,
     dns::table::partial_csum,
 };
 
@@ -167,18 +168,48 @@ pub fn entries(config: &Config) -> (Vec<(HttpKey, HttpResponse)>, Vec<String>) {
     (out, names)
 }
 
-/// Writes the routes of every site, then removes routes no longer configured. Each
-/// entry changes in one map update, so a request sees the old or the new response.
-pub fn apply(map: &mut HashMap<MapData, HttpKey, HttpResponse>, config: &Config) -> Result<()> {
+/// HTTP_ROUTES as an apply will leave it.
+pub struct HttpPlan {
+    want: Vec<(HttpKey, HttpResponse)>,
+    stale: Vec<HttpKey>,
+}
+
+/// Plans the routes of every site: entries to write, and routes no longer configured.
+/// Refuses a plan the map could not hold while old and new routes coexist.
+pub fn plan(map: &HashMap<MapData, HttpKey, HttpResponse>, config: &Config) -> Result<HttpPlan> {
     let (want, _) = entries(config);
-    let mut keep = StdHashMap::new();
-    for (k, v) in &want {
-        map.insert(k, v, 0).map_err(|e| anyhow!("HTTP route table full ({} entries): {e}", pop_common::HTTP_ROUTES_MAX))?;
-        keep.insert((k.site, k.host, k.path), ());
+    let keep: HashSet<(u32, [u8; HTTP_HOST_LEN], [u8; HTTP_PATH_LEN])> = want.iter().map(|(k, _)| (k.site, k.host, k.path)).collect();
+    let stale: Vec<HttpKey> = map.keys().filter_map(|k| k.ok()).filter(|k| !keep.contains(&(k.site, k.host, k.path))).collect();
+    let current = map.keys().count();
+    if current - stale.len() + want.len() > pop_common::HTTP_ROUTES_MAX as usize {
+        bail!(
+            "HTTP route table: {} routes live and {} configured would need {} entries during the change; it holds {}",
+            current,
+            want.len(),
+            current + want.len() - stale.len(),
+            pop_common::HTTP_ROUTES_MAX
+        );
     }
-    let stale: Vec<HttpKey> = map.keys().filter_map(|k| k.ok()).filter(|k| !keep.contains_key(&(k.site, k.host, k.path))).collect();
-    for k in stale {
-        let _ = map.remove(&k);
+    Ok(HttpPlan { want, stale })
+}
+
+/// Writes the planned routes, then removes stale ones. Each entry changes in one map
+/// update, so a request sees the old or the new response; `undo` records what each
+/// write replaced. `fault` is the test hook: fail after the first write.
+pub fn commit(
+    map: &mut HashMap<MapData, HttpKey, HttpResponse>,
+    plan: &HttpPlan,
+    undo: &mut HashUndo<HttpKey, HttpResponse>,
+    fault: bool,
+) -> Result<()> {
+    for (k, v) in &plan.want {
+        undo.insert(map, *k, *v)?;
+        if fault {
+            bail!("injected fault after writing one route");
+        }
+    }
+    for k in &plan.stale {
+        undo.remove(map, *k)?;
     }
     Ok(())
 }

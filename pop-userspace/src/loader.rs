@@ -11,8 +11,7 @@
 
 use std::{
     ffi::CString,
-    fs,
-    io,
+    fs, io,
     os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
 };
@@ -110,6 +109,8 @@ pub fn ifindex(name: &str) -> Option<u32> {
 pub struct DataPath {
     pub ebpf: Ebpf,
     pub pins: Pins,
+    /// The kernel's id of the loaded program (what an interface reports while attached).
+    pub prog_id: u32,
 }
 
 /// (map, setting, max entries) of every map whose size comes from the config.
@@ -135,16 +136,13 @@ pub fn attach(config: &Config) -> Result<DataPath> {
     // Resolve every interface before touching anything.
     let mut targets = Vec::new();
     for iface in &config.interfaces {
-        let index = ifindex(&iface.name).ok_or_else(|| {
-            config.error_at(iface.line, format!("interface {:?} does not exist on this host", iface.name))
-        })?;
+        let index =
+            ifindex(&iface.name).ok_or_else(|| config.error_at(iface.line, format!("interface {:?} does not exist on this host", iface.name)))?;
         targets.push((iface, index));
     }
 
-    fs::create_dir_all(pins.maps_dir())
-        .with_context(|| format!("creating {}", pins.maps_dir().display()))?;
-    fs::create_dir_all(pins.links_dir())
-        .with_context(|| format!("creating {}", pins.links_dir().display()))?;
+    fs::create_dir_all(pins.maps_dir()).with_context(|| format!("creating {}", pins.maps_dir().display()))?;
+    fs::create_dir_all(pins.links_dir()).with_context(|| format!("creating {}", pins.links_dir().display()))?;
 
     // A pinned map is re-used as it is: a size change needs a fresh table.
     let sizes = map_sizes(&config.pop);
@@ -170,11 +168,9 @@ pub fn attach(config: &Config) -> Result<DataPath> {
         .override_global("AYA_LOG_LEVEL", &config.pop.bpf_log.aya_level(), false)
         .load(XDP_OBJECT)
         .context("loading the XDP object (maps and BTF)")?;
-    let program: &mut Xdp = ebpf
-        .program_mut(XDP_PROGRAM)
-        .ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?
-        .try_into()?;
+    let program: &mut Xdp = ebpf.program_mut(XDP_PROGRAM).ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?.try_into()?;
     program.load().map_err(verifier_error)?;
+    let prog_id = program.info().context("reading the loaded program's id")?.id();
 
     let mut newly_attached: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
@@ -204,12 +200,18 @@ pub fn attach(config: &Config) -> Result<DataPath> {
                 } else {
                     " (another XDP program may be attached)"
                 };
-                anyhow!(config.error_at(iface.line, format!(
-                    "attaching XDP to {:?} in {} mode failed: {}{hint}",
-                    iface.name,
-                    match iface.xdp_mode { XdpMode::Native => "native", XdpMode::Generic => "generic" },
-                    error_chain(&e)
-                )))
+                anyhow!(config.error_at(
+                    iface.line,
+                    format!(
+                        "attaching XDP to {:?} in {} mode failed: {}{hint}",
+                        iface.name,
+                        match iface.xdp_mode {
+                            XdpMode::Native => "native",
+                            XdpMode::Generic => "generic",
+                        },
+                        error_chain(&e)
+                    )
+                ))
             })?;
             let link: FdLink = program
                 .take_link(id)?
@@ -240,7 +242,7 @@ pub fn attach(config: &Config) -> Result<DataPath> {
     let prog_pin = pins.program();
     let _ = fs::remove_file(&prog_pin);
     program.pin(&prog_pin).with_context(|| format!("pinning program {}", prog_pin.display()))?;
-    Ok(DataPath { ebpf, pins })
+    Ok(DataPath { ebpf, pins, prog_id })
 }
 
 /// Swaps `program` into the pinned link at `pin` atomically.

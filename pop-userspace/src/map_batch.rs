@@ -50,13 +50,7 @@ pub fn update<K: Pod, V: Pod>(map: &MapData, keys: &[K], values: &[V]) -> Result
     assert_eq!(keys.len(), values.len());
     let mut done = 0;
     for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
-        let mut attr = BatchAttr {
-            keys: k.as_ptr() as u64,
-            values: v.as_ptr() as u64,
-            count: k.len() as u32,
-            map_fd: fd(map),
-            ..Default::default()
-        };
+        let mut attr = BatchAttr { keys: k.as_ptr() as u64, values: v.as_ptr() as u64, count: k.len() as u32, map_fd: fd(map), ..Default::default() };
         let (n, r) = batch(BPF_MAP_UPDATE_BATCH, &mut attr);
         if let Err(e) = r {
             return Err((done + n, e));

@@ -25,11 +25,7 @@ pub fn open_counters(bpffs_dir: &Path) -> Result<PerCpuArray<MapData, Counters>>
     let pins = Pins::new(bpffs_dir);
     let path = pins.map(MAP_COUNTERS);
     if !path.exists() {
-        bail!(
-            "no pop data path is pinned at {} (no {}): start it with `pop run`",
-            bpffs_dir.display(),
-            path.display()
-        );
+        bail!("no pop data path is pinned at {} (no {}): start it with `pop run`", bpffs_dir.display(), path.display());
     }
     let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
     Ok(PerCpuArray::try_from(Map::PerCpuArray(data))?)
@@ -155,9 +151,7 @@ pub fn service_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Result<
         return Ok(Vec::new());
     }
     let pins = Pins::new(bpffs_dir);
-    let open = |name: &str| -> Result<MapData> {
-        MapData::from_pin(pins.map(name)).with_context(|| format!("opening {}", pins.map(name).display()))
-    };
+    let open = |name: &str| -> Result<MapData> { MapData::from_pin(pins.map(name)).with_context(|| format!("opening {}", pins.map(name).display())) };
     let svc_stats = PerCpuArray::try_from(Map::PerCpuArray(open(pop_common::MAP_LB_SERVICE_STATS)?))?;
     let be_stats = PerCpuArray::try_from(Map::PerCpuArray(open(pop_common::MAP_LB_BACKEND_STATS)?))?;
     let backends: Array<MapData, LbBackend> = Array::try_from(Map::Array(open(pop_common::MAP_LB_BACKENDS)?))?;
@@ -190,7 +184,10 @@ pub fn render_services(rows: &[ServiceRow]) -> String {
     for s in rows {
         out.push_str(&format!("{:<28} {:<16} {:>12} {:>14} {:>10}\n", s.name, "", s.totals.packets, s.totals.bytes, s.totals.new_flows));
         for b in &s.backends {
-            out.push_str(&format!("  {:<26} {:<16} {:>12} {:>14} {:>10}\n", b.address, b.state, b.totals.packets, b.totals.bytes, b.totals.new_flows));
+            out.push_str(&format!(
+                "  {:<26} {:<16} {:>12} {:>14} {:>10}\n",
+                b.address, b.state, b.totals.packets, b.totals.bytes, b.totals.new_flows
+            ));
         }
     }
     out

@@ -4,14 +4,16 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use aya::{
     maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues},
     util::nr_cpus,
 };
-use pop_common::{IPPROTO_TCP, IPPROTO_UDP, VIP_ADDR_PASS_UNHANDLED, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped};
+use pop_common::{
+    IPPROTO_TCP, IPPROTO_UDP, VIP_ADDR_PASS_UNHANDLED, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped,
+};
 
-use crate::config::Config;
+use crate::{config::Config, datapath::undo::HashUndo};
 
 pub const DNS_PORT: u16 = 53;
 
@@ -63,12 +65,22 @@ pub fn desired(config: &Config) -> Desired {
     Desired { keys: m, addrs }
 }
 
+/// What a VIP commit changed.
+pub struct VipUndo {
+    keys: HashUndo<VipKey, VipValue>,
+    addrs: HashUndo<[u8; 16], u32>,
+    /// Counters created for new VIPs (removed again on rollback).
+    stats_created: Vec<VipKey>,
+}
+
+impl Default for VipUndo {
+    fn default() -> Self {
+        VipUndo { keys: HashUndo::new("VIP table"), addrs: HashUndo::new("VIP address table"), stats_created: Vec::new() }
+    }
+}
+
 /// VIPS, VIP_STATS and VIP_ADDRS.
-pub struct VipTable(
-    pub HashMap<MapData, VipKey, VipValue>,
-    pub PerCpuHashMap<MapData, VipKey, VipTraffic>,
-    pub HashMap<MapData, [u8; 16], u32>,
-);
+pub struct VipTable(pub HashMap<MapData, VipKey, VipValue>, pub PerCpuHashMap<MapData, VipKey, VipTraffic>, pub HashMap<MapData, [u8; 16], u32>);
 
 impl VipTable {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<VipTable> {
@@ -78,39 +90,69 @@ impl VipTable {
         Ok(VipTable(HashMap::try_from(map)?, PerCpuHashMap::try_from(stats)?, HashMap::try_from(addrs)?))
     }
 
-    /// Brings VIPS and VIP_ADDRS to `desired`. Addresses are added first and removed
-    /// last, so a VIP's unhandled traffic is never let through while its entries change.
-    pub fn sync(&mut self, desired: &Desired) -> Result<()> {
+    /// Refuses `desired` if VIPS or VIP_ADDRS could not hold it while old and new
+    /// entries coexist (new ones are added before stale ones go).
+    pub fn check_room(&self, desired: &Desired) -> Result<()> {
+        let max = pop_common::MAX_VIPS as usize;
+        let keys =
+            self.0.keys().filter_map(|k| k.ok()).filter(|k| !desired.keys.contains_key(&(k.addr, k.port_be, k.proto))).count() + desired.keys.len();
+        let addrs = self.2.keys().filter_map(|k| k.ok()).filter(|k| !desired.addrs.contains_key(k)).count() + desired.addrs.len();
+        if keys > max || addrs > max {
+            bail!("the VIP table would need {} entries ({} addresses) while old and new VIPs coexist; it holds {max}", keys, addrs);
+        }
+        Ok(())
+    }
+
+    /// Brings VIPS and VIP_ADDRS to `desired`, recording every change in `undo`.
+    /// Addresses are added first and removed last, so a VIP's unhandled traffic is
+    /// never let through while its entries change. `fault` is the test hook: fail
+    /// after the first entry. Counters of removed VIPs stay until [`VipTable::finish`].
+    pub fn commit(&mut self, desired: &Desired, undo: &mut VipUndo, fault: bool) -> Result<()> {
         for (addr, flags) in &desired.addrs {
-            self.2
-                .insert(addr, flags, 0)
-                .map_err(|e| anyhow!("VIP address table full ({} entries at most): {e}", pop_common::MAX_VIPS))?;
+            undo.addrs.insert(&mut self.2, *addr, *flags).map_err(|e| anyhow!("{e:#} ({} entries at most)", pop_common::MAX_VIPS))?;
         }
         let want = &desired.keys;
+        let cpus = nr_cpus().map_err(|(_, e)| e)?;
         for (&(addr, port_be, proto), value) in want {
             let key = VipKey { addr, port_be, proto, _pad: 0 };
-            self.0
-                .insert(key, value, 0)
-                .map_err(|e| anyhow!("VIP table full ({} entries at most): {e}", pop_common::MAX_VIPS))?;
+            undo.keys.insert(&mut self.0, key, *value).map_err(|e| anyhow!("{e:#} ({} entries at most)", pop_common::MAX_VIPS))?;
             // Its traffic counters: created here so the data path only ever increments
             // (BPF_NOEXIST keeps the counts of a VIP that stays).
-            let zero = PerCpuValues::try_from(vec![VipTraffic::default(); nr_cpus().map_err(|(_, e)| e)?])?;
-            let _ = self.1.insert(key, zero, 1);
+            let zero = PerCpuValues::try_from(vec![VipTraffic::default(); cpus])?;
+            if self.1.insert(key, zero, 1).is_ok() {
+                undo.stats_created.push(key);
+            }
+            if fault {
+                bail!("injected fault after writing one VIP entry");
+            }
         }
-        let stale: Vec<VipKey> = self
-            .0
-            .keys()
-            .filter_map(|k| k.ok())
-            .filter(|k| !want.contains_key(&(k.addr, k.port_be, k.proto)))
-            .collect();
+        let stale: Vec<VipKey> = self.0.keys().filter_map(|k| k.ok()).filter(|k| !want.contains_key(&(k.addr, k.port_be, k.proto))).collect();
         for k in stale {
-            let _ = self.0.remove(&k);
-            let _ = self.1.remove(&k);
+            undo.keys.remove(&mut self.0, k)?;
         }
         let stale: Vec<[u8; 16]> = self.2.keys().filter_map(|k| k.ok()).filter(|k| !desired.addrs.contains_key(k)).collect();
         for k in stale {
-            let _ = self.2.remove(&k);
+            undo.addrs.remove(&mut self.2, k)?;
         }
         Ok(())
+    }
+
+    /// Undoes a [`VipTable::commit`].
+    pub fn rollback(&mut self, undo: &mut VipUndo) -> Vec<String> {
+        let mut failed = undo.keys.restore(&mut self.0);
+        failed.extend(undo.addrs.restore(&mut self.2));
+        for k in undo.stats_created.drain(..) {
+            let _ = self.1.remove(&k);
+        }
+        failed
+    }
+
+    /// After a commit: drops the counters of VIPs no longer configured.
+    pub fn finish(&mut self) {
+        let live: Vec<VipKey> = self.0.keys().filter_map(|k| k.ok()).collect();
+        let stale: Vec<VipKey> = self.1.keys().filter_map(|k| k.ok()).filter(|k| !live.contains(k)).collect();
+        for k in stale {
+            let _ = self.1.remove(&k);
+        }
     }
 }

@@ -108,7 +108,11 @@ impl AnycastLab {
             )?;
             let sock = lab.dir.join(format!("bird-{name}.ctl"));
             let pid = lab.dir.join(format!("bird-{name}.pid"));
-            lab.spawn(&pop, &format!("bird-{name}"), &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()])?;
+            lab.spawn(
+                &pop,
+                &format!("bird-{name}"),
+                &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()],
+            )?;
             // The router prefers A (local preference), so B is the backup.
             router_bgp += &format!(
                 "protocol bgp pop_{name} {{\n  local {r_ip} as 65000; neighbor {p_ip} as 65001;\n  hold time 6; connect retry time 1;\n\
@@ -161,10 +165,8 @@ impl AnycastLab {
     /// Waits until the router's route to the VIP points at `pop` (or is gone for None).
     pub fn wait_route(&self, pop: Option<&'static str>, timeout: Duration) -> Result<Duration> {
         let started = std::time::Instant::now();
-        wait_until(timeout, &format!("the router's route to the VIP to be {pop:?}"), || {
-            (self.route_to_vip() == pop).then_some(())
-        })
-        .with_context(|| format!("router routes: {}", self.router.stdout(&["ip", "route"]).unwrap_or_default()))?;
+        wait_until(timeout, &format!("the router's route to the VIP to be {pop:?}"), || (self.route_to_vip() == pop).then_some(()))
+            .with_context(|| format!("router routes: {}", self.router.stdout(&["ip", "route"]).unwrap_or_default()))?;
         Ok(started.elapsed())
     }
 
@@ -177,10 +179,7 @@ impl AnycastLab {
     /// The Prometheus value of `pop_vip_announced` for the VIP on PoP `i`.
     pub fn announced_metric(&self, i: usize) -> Result<Option<u8>> {
         let text = self.pops[i].stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
-        Ok(text
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("pop_vip_announced{{vip=\"{VIP}\"}} ")))
-            .and_then(|v| v.trim().parse().ok()))
+        Ok(text.lines().find_map(|l| l.strip_prefix(&format!("pop_vip_announced{{vip=\"{VIP}\"}} "))).and_then(|v| v.trim().parse().ok()))
     }
 
     /// The backend serving HTTP on the VIP, as the client sees it.

@@ -73,7 +73,9 @@ pub fn pinned_map_memory(dir: &Path) -> Result<Vec<(String, u64)>> {
         let path = std::ffi::CString::new(e.path().to_string_lossy().as_bytes())?;
         let mut attr = [0u8; 128];
         attr[..8].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
-        let fd = unsafe { libc::syscall(libc::SYS_bpf, 7 /* BPF_OBJ_GET */, attr.as_mut_ptr(), 128u32) };
+        let fd = unsafe {
+            libc::syscall(libc::SYS_bpf, 7 /* BPF_OBJ_GET */, attr.as_mut_ptr(), 128u32)
+        };
         if fd < 0 {
             continue;
         }
@@ -177,12 +179,7 @@ fn kill_netns_processes(ns: &str) {
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("spawning {cmd:?}"))?;
     if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{cmd:?} failed ({}):\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
     Ok(out)
 }
@@ -264,10 +261,7 @@ impl Host {
         let mut lines = text.lines().filter(|l| l.starts_with(&format!("{group}:")));
         let (names, values) = (lines.next(), lines.next());
         let (Some(names), Some(values)) = (names, values) else { bail!("no {group} in /proc/net/snmp") };
-        let i = names
-            .split_whitespace()
-            .position(|n| n == field)
-            .ok_or_else(|| anyhow!("no {group}:{field} in /proc/net/snmp"))?;
+        let i = names.split_whitespace().position(|n| n == field).ok_or_else(|| anyhow!("no {group}:{field} in /proc/net/snmp"))?;
         Ok(values.split_whitespace().nth(i).unwrap_or("0").parse()?)
     }
 }
@@ -368,9 +362,7 @@ impl Lab {
 
     /// A veth pair: `a_if` in `a`, `b_if` in `b`, both up.
     pub fn link(&mut self, a: &Host, a_if: &str, b: &Host, b_if: &str) -> Result<()> {
-        run(Command::new("ip").args([
-            "link", "add", "name", a_if, "netns", &a.netns, "type", "veth", "peer", "name", b_if, "netns", &b.netns,
-        ]))?;
+        run(Command::new("ip").args(["link", "add", "name", a_if, "netns", &a.netns, "type", "veth", "peer", "name", b_if, "netns", &b.netns]))?;
         a.run(&["ip", "link", "set", a_if, "up"])?;
         b.run(&["ip", "link", "set", b_if, "up"])?;
         Ok(())

@@ -49,8 +49,7 @@ pub fn pinned_program(path: &Path) -> Result<OwnedFd> {
 
 /// A bare `return XDP_PASS` program: the baseline cost of running any XDP program.
 pub fn pass_program() -> Result<OwnedFd> {
-    let insns: [u64; 2] =
-        [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
+    let insns: [u64; 2] = [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
     let license = CString::new("GPL")?;
     let mut a = [0u8; 128];
     put32(&mut a, 0, 6); // BPF_PROG_TYPE_XDP
@@ -142,4 +141,48 @@ pub fn map_lookup(map: &OwnedFd, key: &[u8], value_len: usize) -> Result<Option<
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(anyhow!("BPF_MAP_LOOKUP_ELEM: {e}")),
     }
+}
+
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// Every (key, value) of a map, as raw bytes (for per-CPU maps: every CPU's value), in
+/// the kernel's iteration order. Sizes come from the map's own info.
+pub fn map_dump(map: &OwnedFd) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    use std::os::fd::AsRawFd as _;
+    // struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, ...
+    let mut info = [0u8; 96];
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, map.as_raw_fd() as u32);
+    put32(&mut a, 4, info.len() as u32);
+    put64(&mut a, 8, info.as_mut_ptr() as u64);
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut a).map_err(|e| anyhow!("BPF_OBJ_GET_INFO_BY_FD: {e}"))?;
+    let field = |off: usize| u32::from_ne_bytes(info[off..off + 4].try_into().unwrap()) as usize;
+    let (map_type, key_size, value_size) = (field(0), field(8), field(12));
+    // BPF_MAP_TYPE_PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH: one 8-byte-aligned value per CPU.
+    let per_cpu = matches!(map_type, 5 | 6 | 10);
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| s.trim().rsplit(['-', ',']).next().and_then(|n| n.parse::<usize>().ok()))
+        .map_or(1, |n| n + 1);
+    let value_len = if per_cpu { value_size.div_ceil(8) * 8 * cpus } else { value_size };
+    let mut out = Vec::new();
+    let mut key: Option<Vec<u8>> = None;
+    loop {
+        let mut next = vec![0u8; key_size];
+        let mut a = [0u8; 128];
+        put32(&mut a, 0, map.as_raw_fd() as u32);
+        put64(&mut a, 8, key.as_ref().map_or(0, |k| k.as_ptr() as u64));
+        put64(&mut a, 16, next.as_mut_ptr() as u64);
+        match bpf(BPF_MAP_GET_NEXT_KEY, &mut a) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Err(e) => return Err(anyhow!("BPF_MAP_GET_NEXT_KEY: {e}")),
+        }
+        if let Some(value) = map_lookup(map, &next, value_len)? {
+            out.push((next.clone(), value));
+        }
+        key = Some(next);
+    }
+    Ok(out)
 }

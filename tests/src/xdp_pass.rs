@@ -33,10 +33,7 @@ pub fn attach(netns_path: &str, iface: &str, pin: &Path) -> Result<()> {
             bail!("no interface {iface} in {netns_path}");
         }
         // r0 = XDP_PASS (2); exit
-        let insns: [u64; 2] = [
-            u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]),
-            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
-        ];
+        let insns: [u64; 2] = [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0])];
         let license = CString::new("GPL")?;
         let mut a = [0u8; 128];
         put32(&mut a, 0, BPF_PROG_TYPE_XDP);

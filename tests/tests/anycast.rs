@@ -92,3 +92,133 @@ fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
     let _ = &mut w;
     Ok(())
 }
+
+mod restart {
+    //! A controller killed with SIGKILL leaves its VIPs on `lo`, where BIRD keeps
+    //! exporting them. The next controller takes the interface over: it keeps a VIP it
+    //! is going to announce anyway (no withdraw-and-announce flap), and removes every
+    //! other pop VIP: one no longer configured, one now unhealthy, all of them in
+    //! maintenance. A failing netlink call is retried and shown in `pop status`.
+
+    use std::{path::Path, time::Duration};
+
+    use anyhow::Result;
+    use pop_lab::{Host, Lab, wait_until};
+
+    const A: &str = "203.0.113.53";
+    const B: &str = "203.0.113.54";
+    const C: &str = "203.0.113.10";
+
+    const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
+
+    /// `dns_vips` served, and service `web` on C, health-checked (towards a backend that
+    /// does not exist: unhealthy) when `checked`.
+    fn config(zone: &Path, dns_vips: &[&str], checked: bool) -> String {
+        let vips: Vec<String> = dns_vips.iter().map(|v| format!("\"{v}\"")).collect();
+        let health = if checked { "[service.health]\ntype = \"tcp\"\ninterval_ms = 100\ntimeout_ms = 100\n" } else { "" };
+        format!(
+            "[[interface]]\nname = \"p0\"\n\
+             [anycast]\ninterface = \"lo\"\nrise = 1\nfall = 1\nhold_ms = 0\ncheck_ms = 100\n\
+             [[dns]]\nvips = [{}]\nzones = [\"{}\"]\n\
+             [[service]]\nname = \"web\"\nvips = [\"{C}\"]\nport = 80\nbackends = [{{ address = \"198.51.100.11\" }}]\n{health}",
+            vips.join(", "),
+            zone.display()
+        )
+    }
+
+    fn on_lo(pop: &Host) -> Result<Vec<String>> {
+        let out = pop.stdout(&["ip", "-o", "-4", "addr", "show", "dev", "lo"])?;
+        Ok(out.lines().filter_map(|l| l.split_whitespace().nth(3)).map(|a| a.trim_end_matches("/32").to_string()).collect())
+    }
+
+    fn lab() -> Result<(Lab, Host, std::path::PathBuf)> {
+        let mut lab = Lab::new()?;
+        let (_client, pop) = lab.client_and_pop()?;
+        pop.sysctl("net.ipv4.conf.p0.forwarding", "1")?;
+        let zone = lab.write("example.com.zone", ZONE)?;
+        Ok((lab, pop, zone))
+    }
+
+    #[test]
+    fn a_restarted_controller_removes_the_stale_vips_a_killed_one_left_on_lo() -> Result<()> {
+        let (mut lab, pop, zone) = lab()?;
+        let cfg = lab.pop_config(&pop, &config(&zone, &[A, B], false))?;
+        lab.start_pop(&pop, "pop1", &cfg)?;
+        wait_until(Duration::from_secs(10), "A, B and C announced", || {
+            let lo = on_lo(&pop).ok()?;
+            [A, B, C].iter().all(|v| lo.iter().any(|a| a == v)).then_some(())
+        })?;
+        lab.daemon("pop1").unwrap().stop_with(libc::SIGKILL, Duration::from_secs(5))?;
+        let lo = on_lo(&pop)?;
+        assert!([A, B, C].iter().all(|v| lo.iter().any(|a| a == v)), "SIGKILL should leave the addresses: {lo:?}");
+
+        // B leaves the config, C's backend fails its health check: only A stays, and is
+        // never withdrawn on the way.
+        lab.pop_config(&pop, &config(&zone, &[A], true))?;
+        lab.start_pop(&pop, "pop2", &cfg)?;
+        let lo = on_lo(&pop)?;
+        assert!(lo.iter().any(|a| a == A), "A is healthy and should stay: {lo:?}");
+        assert!(!lo.iter().any(|a| a == B), "B is no longer configured: {lo:?}");
+        assert!(!lo.iter().any(|a| a == C), "C is unhealthy: {lo:?}");
+        let log = lab.daemon_log("pop2").unwrap();
+        assert!(log.contains(&format!("{A} found on lo and healthy: stays announced")), "{log}");
+        assert!(log.contains(&format!("{B} found on lo from an earlier controller: removing it (no longer configured)")), "{log}");
+        assert!(log.contains(&format!("{C} found on lo from an earlier controller: removing it (unhealthy")), "{log}");
+        assert!(!log.contains(&format!("withdrawing {A}")), "{log}");
+
+        // In maintenance, nothing stays.
+        lab.daemon("pop2").unwrap().stop_with(libc::SIGKILL, Duration::from_secs(5))?;
+        std::fs::write(lab.dir.join("pop-run").join("maintenance"), "test\n")?;
+        lab.start_pop(&pop, "pop3", &cfg)?;
+        let lo = on_lo(&pop)?;
+        assert!(!lo.iter().any(|a| a == A), "in maintenance: {lo:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn failed_netlink_changes_are_retried_and_shown_in_status() -> Result<()> {
+        let (mut lab, pop, zone) = lab()?;
+        let body = config(&zone, &[A], false);
+        let cfg = lab.pop_config_with(&pop, "fault_inject = \"netlink\"", &body)?;
+        lab.start_pop(&pop, "pop", &cfg)?;
+        let status = |lab: &Lab| -> Option<serde_json::Value> {
+            let out = lab.pop(&pop, &cfg, &["status", "--json"]).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            v["vips"].as_array()?.iter().find(|x| x["vip"] == A).cloned()
+        };
+        let a = wait_until(Duration::from_secs(10), "three failed attempts to add A", || {
+            status(&lab).filter(|a| a["netlink_attempts"].as_u64() >= Some(3))
+        })?;
+        assert_eq!(a["announced"], true, "{a}");
+        assert_eq!(a["on_interface"], false, "{a}");
+        assert!(a["netlink_error"].as_str().unwrap_or_default().contains("injected netlink failure"), "{a}");
+        assert!(!on_lo(&pop)?.iter().any(|x| x == A));
+        let text = String::from_utf8_lossy(&lab.pop(&pop, &cfg, &["status"])?.stdout).into_owned();
+        assert!(text.contains("adding it to the interface failed"), "{text}");
+
+        // Netlink works again: the next retry puts A on lo and clears the error.
+        lab.pop_config(&pop, &body)?;
+        let out = lab.pop(&pop, &cfg, &["reload"])?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        wait_until(Duration::from_secs(10), "A on lo", || on_lo(&pop).ok()?.iter().any(|x| x == A).then_some(()))?;
+        let a = wait_until(Duration::from_secs(5), "the error cleared", || status(&lab).filter(|a| a["netlink_error"].is_null()))?;
+        assert_eq!((a["on_interface"].clone(), a["netlink_attempts"].clone()), (serde_json::json!(true), serde_json::json!(0)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_vip_is_withdrawn_when_the_xdp_program_is_no_longer_attached() -> Result<()> {
+        let (mut lab, pop, zone) = lab()?;
+        let cfg = lab.pop_config(&pop, &config(&zone, &[A], false))?;
+        lab.start_pop(&pop, "pop", &cfg)?;
+        wait_until(Duration::from_secs(10), "A announced", || on_lo(&pop).ok()?.iter().any(|a| a == A).then_some(()))?;
+        // The interface goes away (and with it the program): nothing answers there now.
+        pop.run(&["ip", "link", "del", "p0"])?;
+        wait_until(Duration::from_secs(10), "A withdrawn", || (!on_lo(&pop).ok()?.iter().any(|a| a == A)).then_some(()))?;
+        let out = lab.pop(&pop, &cfg, &["status", "--json"])?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let a = v["vips"].as_array().into_iter().flatten().find(|x| x["vip"] == A).cloned().unwrap_or_default();
+        assert!(a["why"].as_str().unwrap_or_default().contains("p0: network interface \"p0\" not found"), "{a}");
+        Ok(())
+    }
+}

@@ -74,11 +74,8 @@ fn check_and_run_refuse_the_same_configs_with_the_same_message() -> Result<()> {
     // A DNS table that cannot fit pop.dns_table_size even on its own.
     let names: String = (0..600).map(|i| format!("h{i} IN A 192.0.2.{}\n", i % 250 + 1)).collect();
     let big = lab.write("big.zone", &format!("{ZONE}{names}"))?;
-    let cfg = lab.pop_config_with(
-        &pop,
-        "dns_table_size = 1024",
-        &format!("{iface}[[dns]]\nvips = [\"{DNS_VIP}\"]\nzones = [\"{}\"]\n", big.display()),
-    )?;
+    let cfg =
+        lab.pop_config_with(&pop, "dns_table_size = 1024", &format!("{iface}[[dns]]\nvips = [\"{DNS_VIP}\"]\nzones = [\"{}\"]\n", big.display()))?;
     both_refuse(&lab, &pop, &cfg, "the DNS fast-path table of all [[dns]] blocks needs")?;
 
     // Two handlers on one VIP, port and protocol name both lines; ::ffff:a.b.c.d is a.b.c.d.

@@ -87,7 +87,7 @@ fn controller_restart_keeps_the_data_path_and_counters_and_detach_removes_it() -
     // Restart under steady traffic: the new program is swapped in atomically, so every
     // echo request the client sends is counted by one program or the other.
     let echos0 = client.snmp("Icmp", "OutEchos")?;
-    let mut flood = std::process::Command::from(client.command("ping"));
+    let mut flood = client.command("ping");
     let mut flood = flood.args(["-q", "-c", "400", "-i", "0.005", POP_V4]).stdout(std::process::Stdio::null()).spawn()?;
     lab.start_pop(&pop, "pop", &config)?;
     assert!(flood.wait()?.success(), "ping lost replies across the restart");
@@ -224,5 +224,57 @@ fn prometheus_metrics_are_served_where_configured() -> Result<()> {
     let bad = lab.write("badmetrics.toml", "[pop]\nmetrics_listen = \"nowhere\"\n[[interface]]\nname = \"p0\"\n")?;
     let out = lab.pop(&pop, &bad, &["check"])?;
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2: pop.metrics_listen \"nowhere\" is not address:port"));
+    Ok(())
+}
+
+/// Open fds of process `pid`.
+fn fd_count(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+#[test]
+fn idle_connections_neither_pile_up_fds_nor_lock_out_a_scrape_or_pop_status() -> Result<()> {
+    let (mut lab, _client, pop, _config) = lab()?;
+    let cfg = lab.pop_config_with(&pop, "metrics_listen = \"127.0.0.1:9188\"", "[[interface]]\nname = \"p0\"\n")?;
+    lab.start_pop(&pop, "pop", &cfg)?;
+    let pid = lab.daemon_pid("pop").unwrap();
+    let baseline = fd_count(pid)?;
+
+    // 200 clients connect to the Prometheus listener and send nothing.
+    let idle: Vec<std::net::TcpStream> =
+        pop.in_netns(|| (0..200).map(|_| std::net::TcpStream::connect("127.0.0.1:9188")).collect::<std::io::Result<Vec<_>>>())??;
+    // And 200 to the control socket.
+    let sock = lab.dir.join("pop-run").join("control.sock");
+    let idle_ctl: Vec<std::os::unix::net::UnixStream> =
+        (0..200).map(|_| std::os::unix::net::UnixStream::connect(&sock)).collect::<std::io::Result<Vec<_>>>()?;
+    let held = wait_until(Duration::from_secs(5), "the controller to settle", || {
+        let n = fd_count(pid).ok()?;
+        // The caps are 32 (metrics) and 16 (control); allow a few fds of other work.
+        (n <= baseline + 32 + 16 + 8).then_some(n)
+    });
+    assert!(held.is_ok(), "400 idle connections hold {} fds (baseline {baseline})", fd_count(pid)?);
+
+    // A scrape and `pop status` still get through, promptly.
+    let started = std::time::Instant::now();
+    let text = pop.stdout(&["curl", "-sSf", "--max-time", "3", "http://127.0.0.1:9188/metrics"])?;
+    assert!(text.contains("# TYPE pop_datapath_total counter"), "{text}");
+    let status = lab.pop(&pop, &cfg, &["status", "--json"])?;
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+
+    // Over-long requests are refused, not buffered.
+    use std::io::{BufRead as _, Write as _};
+    let mut s = std::os::unix::net::UnixStream::connect(&sock)?;
+    s.write_all(&vec![b'x'; 200 * 1024])?;
+    let mut line = String::new();
+    std::io::BufReader::new(&s).read_line(&mut line)?;
+    assert!(line.contains("request over 65536 bytes"), "{line}");
+    let head = pop.stdout(&[
+        "sh",
+        "-c",
+        "curl -s -o /dev/null -w '%{http_code}' -H \"X-Big: $(head -c 9000 /dev/zero | tr '\\0' a)\" http://127.0.0.1:9188/metrics",
+    ])?;
+    assert_eq!(head, "431");
+    drop((idle, idle_ctl));
     Ok(())
 }

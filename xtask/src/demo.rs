@@ -1,7 +1,11 @@
 //! `cargo xtask demo`: a small anycast edge in network namespaces, shown to a newcomer
 //! in plain words and live counters, then torn down.
 
-use std::{collections::BTreeMap, path::PathBuf, time::{Duration, Instant}};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use pop_lab::anycast_lab::{AnycastLab, VIP};

@@ -1,6 +1,9 @@
 //! Project tasks: `cargo xtask setup | build | test | demo`. Every task that needs the
 //! toolchain or the lab runs `setup` first, so on a fresh machine one command suffices.
 
+// Skipped by rustfmt until the bench rework of issue 13 lands.
+#[rustfmt::skip]
+#[allow(clippy::useless_format)]
 mod bench;
 mod deb;
 mod demo;
@@ -65,6 +68,40 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The crate roots `cargo xtask test` holds to rustfmt.toml. pop-ebpf, pop-common, the
+/// DNS engine files and the bench are left out (`#[rustfmt::skip]` on their modules)
+/// while the branches rewriting them are open; the other lab tests likewise.
+const FORMATTED: &[&str] = &[
+    "pop-userspace/build.rs",
+    "pop-userspace/src/main.rs",
+    "pop-userspace/src/lib.rs",
+    "xtask/src/main.rs",
+    "tests/src/lib.rs",
+    "tests/tests/apply.rs",
+    "tests/tests/anycast.rs",
+    "tests/tests/config.rs",
+    "tests/tests/foundation.rs",
+    "tests/tests/reload.rs",
+];
+
+/// Formatting and clippy's warnings fail the test run before any test runs.
+fn lint() -> Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let status = Command::new("rustfmt")
+        .args(["--check", "--edition", "2024"])
+        .args(FORMATTED)
+        .current_dir(root)
+        .status()
+        .map_err(|e| anyhow::anyhow!("running rustfmt (rustup component add rustfmt): {e}"))?;
+    if !status.success() {
+        bail!("rustfmt --check: files above are not formatted as rustfmt.toml says (run rustfmt on them)");
+    }
+    cargo(&["clippy", "-p", "pop-userspace", "-p", "xtask", "--all-targets", "--", "-D", "warnings"])?;
+    let lab: Vec<&str> =
+        "clippy -p pop-lab --lib --test apply --test anycast --test config --test foundation --test reload -- -D warnings".split(' ').collect();
+    cargo(&lab)
+}
+
 /// Runs `cargo test`, echoing its output, and closes with one summary line over every
 /// test binary ("N passed, N failed") so CI reads the whole run, not the last binary.
 fn cargo_test(args: &[&str]) -> Result<()> {
@@ -119,6 +156,7 @@ fn run(task: Task) -> Result<()> {
             if !removed.is_empty() {
                 println!("[test] removed stale lab state: {}", removed.join(", "));
             }
+            lint()?;
             // The integration tests run the `pop` binary, so build it first.
             cargo(&["build", "-p", "pop-userspace"])?;
             let mut argv = vec!["test", "--workspace", "--no-fail-fast"];

@@ -98,12 +98,7 @@ fn apt() -> Result<String> {
     }
     println!("[setup] installing {}", missing.join(" "));
     status(Command::new("apt-get").args(["update", "-q"]))?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    status(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(format!("installed {}", missing.join(" ")))
 }
 
@@ -121,10 +116,7 @@ fn rust_src() -> Result<String> {
 /// LLVM major version of the nightly rustc (bpf-linker must link the same major).
 fn nightly_llvm_major() -> Result<String> {
     let v = output(Command::new("rustup").args(["run", "nightly", "rustc", "--version", "--verbose"]))?;
-    let llvm = v
-        .lines()
-        .find_map(|l| l.strip_prefix("LLVM version: "))
-        .context("nightly rustc does not report its LLVM version")?;
+    let llvm = v.lines().find_map(|l| l.strip_prefix("LLVM version: ")).context("nightly rustc does not report its LLVM version")?;
     Ok(llvm.split('.').next().unwrap_or_default().to_string())
 }
 
@@ -139,9 +131,13 @@ fn bpf_linker() -> Result<String> {
         .with_context(|| format!("no libLLVM.so.{major}.* in {}", libdir.display()))?;
 
     // Present, the right version, and loading nightly's current LLVM: nothing to do.
-    let ok = Command::new("bpf-linker").arg("--version").output().ok().filter(|o| o.status.success()).map(|o| {
-        String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
-    }) == Some(true);
+    let ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        == Some(true);
     let linked = which("bpf-linker")
         .and_then(|p| output(Command::new("ldd").arg(p)).ok())
         .map(|l| l.contains(&lib) && !l.contains("not found"))

@@ -105,6 +105,17 @@ impl Announcer {
         }
     }
 
+    /// A group found announced at start-up (its address already on the interface,
+    /// left by a previous controller) and healthy now: it stays announced, as if it
+    /// had just risen, instead of being withdrawn and announced again.
+    pub fn adopted(policy: AnnouncePolicy) -> Self {
+        let mut a = Self::new(policy);
+        a.announced = true;
+        a.reason = Why::Healthy;
+        a.healthy_run = policy.rise.max(1);
+        a
+    }
+
     /// Feed one health observation at `now`; `reason` says why it failed
     /// (ignored when healthy). Returns `Some(announced)` when the announce
     /// state changes, `None` otherwise.
@@ -122,11 +133,7 @@ impl Announcer {
             self.healthy_run = 0;
         }
 
-        let want = if self.announced {
-            self.unhealthy_run < self.policy.fall.max(1)
-        } else {
-            self.healthy_run >= self.policy.rise.max(1)
-        };
+        let want = if self.announced { self.unhealthy_run < self.policy.fall.max(1) } else { self.healthy_run >= self.policy.rise.max(1) };
 
         if want == self.announced {
             self.held = false;
@@ -137,18 +144,13 @@ impl Announcer {
             return None;
         }
 
-        let hold_over =
-            self.initial || now.saturating_duration_since(self.since) >= self.policy.min_hold;
+        let hold_over = self.initial || now.saturating_duration_since(self.since) >= self.policy.min_hold;
         if !hold_over {
             self.held = true;
             return None;
         }
 
-        let reason = if want {
-            Why::Healthy
-        } else {
-            Why::Unhealthy(reason.to_string())
-        };
+        let reason = if want { Why::Healthy } else { Why::Unhealthy(reason.to_string()) };
         self.change(want, reason, now)
     }
 
@@ -221,11 +223,7 @@ mod tests {
     use super::*;
 
     fn policy(rise: u32, fall: u32, hold_secs: u64) -> AnnouncePolicy {
-        AnnouncePolicy {
-            rise,
-            fall,
-            min_hold: Duration::from_secs(hold_secs),
-        }
+        AnnouncePolicy { rise, fall, min_hold: Duration::from_secs(hold_secs) }
     }
 
     /// An announcer plus a clock that the test moves by hand.
@@ -237,10 +235,7 @@ mod tests {
     impl Rig {
         fn new(p: AnnouncePolicy) -> Self {
             let a = Announcer::new(p);
-            Rig {
-                a,
-                t0: Instant::now(),
-            }
+            Rig { a, t0: Instant::now() }
         }
         fn at(&self, secs: u64) -> Instant {
             self.t0 + Duration::from_secs(secs)
@@ -412,11 +407,7 @@ mod tests {
         r.ok(5);
         r.ok(6);
         let now = r.at(7);
-        assert_eq!(
-            r.a.set_maintenance(false, now),
-            None,
-            "leaving does not announce"
-        );
+        assert_eq!(r.a.set_maintenance(false, now), None, "leaving does not announce");
         assert!(!r.a.announced());
         assert_eq!(r.a.why(), &Why::NotStarted);
         assert_eq!(r.ok(8), None);

@@ -31,8 +31,7 @@ struct Conn {
 
 impl Conn {
     fn open() -> Result<Self> {
-        let (connection, handle, _unsolicited) =
-            rtnetlink::new_connection().context("opening an rtnetlink socket")?;
+        let (connection, handle, _unsolicited) = rtnetlink::new_connection().context("opening an rtnetlink socket")?;
         let task = tokio::spawn(connection);
         Ok(Self { handle, task })
     }
@@ -84,12 +83,7 @@ pub async fn interface_index(name: &str) -> Result<u32> {
         bail!("invalid network interface name {name:?}");
     }
     let conn = Conn::open()?;
-    let mut links = conn
-        .handle
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute();
+    let mut links = conn.handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(link)) => Ok(link.header.index),
         Ok(None) => bail!("network interface {name:?} not found"),
@@ -98,6 +92,27 @@ pub async fn interface_index(name: &str) -> Result<u32> {
         }
         Err(e) => Err(e).with_context(|| format!("looking up network interface {name:?}")),
     }
+}
+
+/// The id of the XDP program attached to interface `name`, if any; an error if the
+/// interface does not exist.
+pub async fn xdp_prog_id(name: &str) -> Result<Option<u32>> {
+    use netlink_packet_route::link::{LinkAttribute, LinkXdp};
+    let conn = Conn::open()?;
+    let mut links = conn.handle.link().get().match_name(name.to_string()).execute();
+    let link = match links.try_next().await {
+        Ok(Some(link)) => link,
+        Ok(None) => bail!("network interface {name:?} not found"),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => bail!("network interface {name:?} not found"),
+        Err(e) => return Err(e).with_context(|| format!("looking up network interface {name:?}")),
+    };
+    Ok(link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Xdp(x) => x.iter().find_map(|x| match x {
+            LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+            _ => None,
+        }),
+        _ => None,
+    }))
 }
 
 /// Address messages on interface `ifindex`, as the kernel reports them.
@@ -137,10 +152,7 @@ async fn ensure_link_exists(conn: &Conn, ifindex: u32) -> Result<()> {
 pub async fn addresses(ifindex: u32) -> Result<Vec<(IpAddr, u8)>> {
     let conn = Conn::open()?;
     let msgs = address_messages(&conn, ifindex).await?;
-    Ok(msgs
-        .iter()
-        .filter_map(|m| local_address(m).map(|ip| (ip, m.header.prefix_len)))
-        .collect())
+    Ok(msgs.iter().filter_map(|m| local_address(m).map(|ip| (ip, m.header.prefix_len))).collect())
 }
 
 /// Put `addr` on interface `ifindex` as a /32 or /128.
@@ -150,28 +162,17 @@ pub async fn addresses(ifindex: u32) -> Result<Vec<(IpAddr, u8)>> {
 /// duplicate for `del_address` to clean up.
 pub async fn add_address(ifindex: u32, addr: IpAddr) -> Result<()> {
     let conn = Conn::open()?;
-    let present = address_messages(&conn, ifindex)
-        .await?
-        .iter()
-        .any(|m| local_address(m) == Some(addr));
+    let present = address_messages(&conn, ifindex).await?.iter().any(|m| local_address(m) == Some(addr));
     if present {
         log::debug!("{addr} already on interface index {ifindex}");
         return Ok(());
     }
     let prefix = host_prefix(addr);
-    match conn
-        .handle
-        .address()
-        .add(ifindex, addr, prefix)
-        .execute()
-        .await
-    {
+    match conn.handle.address().add(ifindex, addr, prefix).execute().await {
         Ok(()) => Ok(()),
         // Someone added it between our dump and our request: same outcome.
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-        Err(e) => {
-            Err(e).with_context(|| format!("adding {addr}/{prefix} to interface index {ifindex}"))
-        }
+        Err(e) => Err(e).with_context(|| format!("adding {addr}/{prefix} to interface index {ifindex}")),
     }
 }
 
@@ -181,11 +182,7 @@ pub async fn add_address(ifindex: u32, addr: IpAddr) -> Result<()> {
 /// afterwards the host no longer owns it. Absent is success.
 pub async fn del_address(ifindex: u32, addr: IpAddr) -> Result<()> {
     let conn = Conn::open()?;
-    let entries: Vec<AddressMessage> = address_messages(&conn, ifindex)
-        .await?
-        .into_iter()
-        .filter(|m| local_address(m) == Some(addr))
-        .collect();
+    let entries: Vec<AddressMessage> = address_messages(&conn, ifindex).await?.into_iter().filter(|m| local_address(m) == Some(addr)).collect();
     for entry in entries {
         let prefix = entry.header.prefix_len;
         // Send only what identifies the entry (family, prefix, index and the
@@ -194,19 +191,13 @@ pub async fn del_address(ifindex: u32, addr: IpAddr) -> Result<()> {
         req.header.family = entry.header.family;
         req.header.prefix_len = prefix;
         req.header.index = entry.header.index;
-        req.attributes = entry
-            .attributes
-            .into_iter()
-            .filter(|a| matches!(a, AddressAttribute::Local(_) | AddressAttribute::Address(_)))
-            .collect();
+        req.attributes = entry.attributes.into_iter().filter(|a| matches!(a, AddressAttribute::Local(_) | AddressAttribute::Address(_))).collect();
         match conn.handle.address().del(req).execute().await {
             Ok(()) => {}
             // Someone removed it between our dump and our request.
             Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
             Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("removing {addr}/{prefix} from interface index {ifindex}")
-                });
+                return Err(e).with_context(|| format!("removing {addr}/{prefix} from interface index {ifindex}"));
             }
         }
     }
@@ -240,10 +231,7 @@ mod tests {
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
                 panic!("unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
             }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
             rt.block_on(f());
         })
         .join()
@@ -254,12 +242,7 @@ mod tests {
     async fn lo_up() -> u32 {
         let lo = interface_index("lo").await.expect("lo index");
         let conn = Conn::open().unwrap();
-        conn.handle
-            .link()
-            .set(rtnetlink::LinkUnspec::new_with_index(lo).up().build())
-            .execute()
-            .await
-            .expect("bringing lo up");
+        conn.handle.link().set(rtnetlink::LinkUnspec::new_with_index(lo).up().build()).execute().await.expect("bringing lo up");
         lo
     }
 
@@ -295,10 +278,7 @@ mod tests {
             assert_eq!(count(&list, V4), 0, "{list:?}");
             assert_eq!(count(&list, V6), 0, "{list:?}");
             // lo's own addresses are untouched.
-            assert!(
-                list.contains(&(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)),
-                "{list:?}"
-            );
+            assert!(list.contains(&(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)), "{list:?}");
 
             // Idempotent: deleting an absent address is fine.
             del_address(lo, V4).await.unwrap();
@@ -312,12 +292,7 @@ mod tests {
             let lo = lo_up().await;
             let addr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
             let conn = Conn::open().unwrap();
-            conn.handle
-                .address()
-                .add(lo, addr, 24)
-                .execute()
-                .await
-                .unwrap();
+            conn.handle.address().add(lo, addr, 24).execute().await.unwrap();
 
             add_address(lo, addr).await.unwrap();
             let list = addresses(lo).await.unwrap();
@@ -333,15 +308,9 @@ mod tests {
     fn errors_name_the_interface() {
         in_fresh_netns(|| async {
             let err = interface_index("nosuchif0").await.unwrap_err();
-            assert!(
-                format!("{err:#}").contains("\"nosuchif0\" not found"),
-                "{err:#}"
-            );
+            assert!(format!("{err:#}").contains("\"nosuchif0\" not found"), "{err:#}");
             let err = interface_index("a-name-far-too-long").await.unwrap_err();
-            assert!(
-                format!("{err:#}").contains("a-name-far-too-long"),
-                "{err:#}"
-            );
+            assert!(format!("{err:#}").contains("a-name-far-too-long"), "{err:#}");
 
             // No interface has index 4242 in a fresh namespace (only lo, 1).
             let err = addresses(4242).await.unwrap_err();

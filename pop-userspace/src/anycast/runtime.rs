@@ -25,23 +25,65 @@ use crate::{config::Config, dns::runtime::DnsRuntime, health::Board};
 #[derive(Debug, Clone, Serialize)]
 pub struct VipStatus {
     pub vip: IpAddr,
+    /// What pop wants: announced (healthy, not in maintenance).
     pub announced: bool,
     /// Seconds since the Unix epoch when the current state began.
     pub since: u64,
     pub why: String,
+    /// Whether the address is on the anycast interface as far as pop knows (differs
+    /// from `announced` while a failed netlink change is being retried).
+    pub on_interface: bool,
+    /// The last netlink failure of a change still being retried.
+    pub netlink_error: Option<String>,
+    /// Failed attempts of that change so far.
+    pub netlink_attempts: u32,
+}
+
+/// A netlink change that failed and is retried with backoff.
+struct Pending {
+    want: bool,
+    attempts: u32,
+    next: Instant,
+    error: String,
+}
+
+/// Wait before retry `attempts` (1 = after the first failure): 200 ms doubling, at
+/// most 30 s, so a netlink outage is neither hammered nor waited out for long.
+pub fn retry_delay(attempts: u32) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << attempts.saturating_sub(1).min(8))).min(Duration::from_secs(30))
+}
+
+struct Vip {
+    announcer: Announcer,
+    since: SystemTime,
+    on_interface: bool,
+    pending: Option<Pending>,
 }
 
 pub struct Anycast {
     iface: String,
     ifindex: u32,
     policy: AnnouncePolicy,
-    vips: BTreeMap<IpAddr, (Announcer, SystemTime)>,
+    vips: BTreeMap<IpAddr, Vip>,
     maintenance: bool,
     maintenance_file: PathBuf,
+    /// `<run_dir>/announced`: the VIPs pop put on the interface, so a controller
+    /// started after a crash (or with a config that dropped a VIP) knows which of the
+    /// interface's addresses are its to remove.
+    record_file: PathBuf,
+    /// Test hook (debug builds): every netlink change fails.
+    fault: bool,
+    /// The loaded XDP program's id: a VIP is healthy only while every configured
+    /// interface runs it.
+    prog_id: u32,
 }
 
 impl Anycast {
-    pub async fn new(config: &Config) -> Result<Option<Anycast>> {
+    /// Takes over the anycast interface: lists its addresses and removes every pop VIP
+    /// (configured now, or recorded as announced by an earlier controller) that is not
+    /// going to be announced now: in maintenance, no longer configured, or unhealthy.
+    /// A configured VIP found there and healthy stays announced, without a flap.
+    pub async fn new(config: &Config, board: &Board, dns: &DnsRuntime, prog_id: u32) -> Result<Option<Anycast>> {
         let Some(a) = &config.anycast else { return Ok(None) };
         let ifindex = netlink::interface_index(&a.interface).await.with_context(|| format!("anycast.interface {:?}", a.interface))?;
         let maintenance_file = config.pop.run_dir.join("maintenance");
@@ -50,11 +92,106 @@ impl Anycast {
             warn!("in maintenance ({} exists): no VIP will be announced until `pop announce`", maintenance_file.display());
         }
         let policy = AnnouncePolicy { rise: a.rise, fall: a.fall, min_hold: Duration::from_millis(a.hold_ms) };
-        Ok(Some(Anycast { iface: a.interface.clone(), ifindex, policy, vips: BTreeMap::new(), maintenance, maintenance_file }))
+        let record_file = config.pop.run_dir.join("announced");
+        let mut any = Anycast {
+            iface: a.interface.clone(),
+            ifindex,
+            policy,
+            vips: BTreeMap::new(),
+            maintenance,
+            maintenance_file,
+            record_file,
+            fault: cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("netlink"),
+            prog_id,
+        };
+        let present = any.list_with_retry().await?;
+        let recorded = any.read_record();
+        let health = any.vip_health(config, board, dns).await;
+        for addr in present {
+            let configured = health.get(&addr);
+            if configured.is_none() && !recorded.contains(&addr) {
+                continue; // not pop's
+            }
+            match configured {
+                Some((true, _)) if !maintenance => {
+                    info!("{addr} found on {} and healthy: stays announced", any.iface);
+                    any.vips.insert(addr, Vip { announcer: Announcer::adopted(policy), since: SystemTime::now(), on_interface: true, pending: None });
+                }
+                _ => {
+                    let why = match configured {
+                        None => "no longer configured".to_string(),
+                        Some(_) if maintenance => "in maintenance".to_string(),
+                        Some((_, why)) => format!("unhealthy: {why}"),
+                    };
+                    warn!("{addr} found on {} from an earlier controller: removing it ({why})", any.iface);
+                    if let Err(e) = any.netlink(addr, false).await {
+                        // Retried by the first ticks like any other failed change.
+                        let mut v = any.new_vip(Instant::now());
+                        v.on_interface = true;
+                        v.pending = Some(Pending { want: false, attempts: 1, next: Instant::now() + retry_delay(1), error: format!("{e:#}") });
+                        any.vips.insert(addr, v);
+                    }
+                }
+            }
+        }
+        any.write_record();
+        Ok(Some(any))
     }
 
-    /// Health of every VIP in `config`: (healthy, reason when not).
-    fn vip_health(config: &Config, board: &Board, dns: &DnsRuntime) -> BTreeMap<IpAddr, (bool, String)> {
+    async fn list_with_retry(&self) -> Result<Vec<IpAddr>> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match netlink::addresses(self.ifindex).await {
+                Ok(a) => return Ok(a.into_iter().map(|(ip, _)| ip).collect()),
+                Err(e) if attempts < 5 => {
+                    warn!("listing the addresses of {}: {e:#}; retrying", self.iface);
+                    tokio::time::sleep(retry_delay(attempts)).await;
+                }
+                Err(e) => return Err(e.context(format!("listing the addresses of anycast.interface {:?}", self.iface))),
+            }
+        }
+    }
+
+    fn read_record(&self) -> Vec<IpAddr> {
+        std::fs::read_to_string(&self.record_file).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+
+    /// Rewrites the record of the VIPs on the interface (atomically: rename).
+    fn write_record(&self) {
+        let text: String = self.vips.iter().filter(|(_, v)| v.on_interface).map(|(ip, _)| format!("{ip}\n")).collect();
+        let tmp = self.record_file.with_extension("tmp");
+        if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.record_file)).is_err() {
+            warn!("could not write {}", self.record_file.display());
+        }
+    }
+
+    fn new_vip(&self, now: Instant) -> Vip {
+        let mut a = Announcer::new(self.policy);
+        if self.maintenance {
+            a.set_maintenance(true, now);
+        }
+        Vip { announcer: a, since: SystemTime::now(), on_interface: false, pending: None }
+    }
+
+    /// Why the data path is not running where configured, if it is not: every
+    /// interface must have pop's XDP program attached.
+    async fn datapath_fault(&self, config: &Config) -> Option<String> {
+        for iface in &config.interfaces {
+            match netlink::xdp_prog_id(&iface.name).await {
+                Ok(Some(id)) if id == self.prog_id => {}
+                Ok(Some(id)) => return Some(format!("{}: another XDP program (id {id}) is attached, not pop's", iface.name)),
+                Ok(None) => return Some(format!("{}: the XDP program is not attached", iface.name)),
+                Err(e) => return Some(format!("{}: {e:#}", iface.name)),
+            }
+        }
+        None
+    }
+
+    /// Health of every VIP in `config`: (healthy, reason when not). Nothing is healthy
+    /// while the XDP program is not attached to every configured interface.
+    async fn vip_health(&self, config: &Config, board: &Board, dns: &DnsRuntime) -> BTreeMap<IpAddr, (bool, String)> {
+        let datapath = self.datapath_fault(config).await;
         let mut m: BTreeMap<IpAddr, (bool, String)> = BTreeMap::new();
         let mut mark = |vip: IpAddr, ok: bool, why: String| {
             let e = m.entry(vip).or_insert((true, String::new()));
@@ -79,31 +216,52 @@ impl Anycast {
                 mark(v, true, String::new());
             }
         }
+        if let Some(why) = datapath {
+            for (ok, reason) in m.values_mut() {
+                (*ok, *reason) = (false, why.clone());
+            }
+        }
         m
     }
 
-    /// One observation for every VIP; adds or removes addresses whose state changed.
+    /// Retries failed netlink changes that are due, then makes one observation for
+    /// every VIP and adds or removes addresses whose state changed.
     pub async fn tick(&mut self, config: &Config, board: &Board, dns: &DnsRuntime) {
         let now = Instant::now();
-        let health = Self::vip_health(config, board, dns);
-        // VIPs no longer configured: withdraw and forget.
+        self.fault = cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("netlink");
+        let due: Vec<IpAddr> = self.vips.iter().filter(|(_, v)| v.pending.as_ref().is_some_and(|p| p.next <= now)).map(|(ip, _)| *ip).collect();
+        for vip in due {
+            // What is wanted now, which may have changed since the failure.
+            let want = self.vips[&vip].announcer.announced();
+            self.set(vip, want).await;
+        }
+        let health = self.vip_health(config, board, dns).await;
+        // VIPs no longer configured: withdraw and forget (once off the interface).
         let gone: Vec<IpAddr> = self.vips.keys().filter(|v| !health.contains_key(v)).copied().collect();
         for v in gone {
-            if self.vips.remove(&v).is_some_and(|(a, _)| a.announced()) {
-                self.set(v, false).await;
+            let on = self.vips.get(&v).is_some_and(|x| x.on_interface || x.announcer.announced());
+            if on {
+                if self.vips[&v].pending.is_none() {
+                    info!("withdrawing {v} (no longer configured)");
+                    self.set(v, false).await;
+                }
+                if let Some(x) = self.vips.get_mut(&v) {
+                    x.announcer.shutdown(now);
+                }
+            }
+            if self.vips.get(&v).is_some_and(|x| !x.on_interface && x.pending.is_none()) {
+                self.vips.remove(&v);
             }
         }
         for (vip, (ok, why)) in health {
-            let (a, since) = self.vips.entry(vip).or_insert_with(|| {
-                let mut a = Announcer::new(self.policy.clone());
-                if self.maintenance {
-                    a.set_maintenance(true, now);
-                }
-                (a, SystemTime::now())
-            });
-            if let Some(up) = a.observe(ok, &why, now) {
-                *since = SystemTime::now();
-                let reason = a.why().to_string();
+            if !self.vips.contains_key(&vip) {
+                let v = self.new_vip(now);
+                self.vips.insert(vip, v);
+            }
+            let v = self.vips.get_mut(&vip).unwrap();
+            if let Some(up) = v.announcer.observe(ok, &why, now) {
+                v.since = SystemTime::now();
+                let reason = v.announcer.why().to_string();
                 if up {
                     info!("announcing {vip} ({reason})");
                 } else {
@@ -114,10 +272,37 @@ impl Anycast {
         }
     }
 
-    async fn set(&self, vip: IpAddr, up: bool) {
-        let r = if up { netlink::add_address(self.ifindex, vip).await } else { netlink::del_address(self.ifindex, vip).await };
-        if let Err(e) = r {
-            warn!("{} {vip} on {}: {e:#}", if up { "adding" } else { "removing" }, self.iface);
+    async fn netlink(&self, vip: IpAddr, up: bool) -> Result<()> {
+        if self.fault {
+            anyhow::bail!("injected netlink failure");
+        }
+        if up { netlink::add_address(self.ifindex, vip).await } else { netlink::del_address(self.ifindex, vip).await }
+    }
+
+    /// Puts `vip` on the interface or takes it off; a failure is retried by later
+    /// ticks with backoff (and shown in `pop status`) until it succeeds or the wanted
+    /// state changes again.
+    async fn set(&mut self, vip: IpAddr, up: bool) {
+        let r = self.netlink(vip, up).await;
+        let now = Instant::now();
+        let Some(v) = self.vips.get_mut(&vip) else { return };
+        match r {
+            Ok(()) => {
+                if let Some(p) = v.pending.take() {
+                    info!("{} {vip} on {} succeeded after {} failed attempt(s)", if up { "adding" } else { "removing" }, self.iface, p.attempts);
+                }
+                let changed = v.on_interface != up;
+                v.on_interface = up;
+                if changed {
+                    self.write_record();
+                }
+            }
+            Err(e) => {
+                let attempts = v.pending.as_ref().filter(|p| p.want == up).map_or(0, |p| p.attempts) + 1;
+                let delay = retry_delay(attempts);
+                warn!("{} {vip} on {} failed (attempt {attempts}, retrying in {delay:?}): {e:#}", if up { "adding" } else { "removing" }, self.iface);
+                v.pending = Some(Pending { want: up, attempts, next: now + delay, error: format!("{e:#}") });
+            }
         }
     }
 
@@ -131,9 +316,9 @@ impl Anycast {
         self.maintenance = on;
         let now = Instant::now();
         let mut changes = Vec::new();
-        for (vip, (a, since)) in self.vips.iter_mut() {
-            if let Some(up) = a.set_maintenance(on, now) {
-                *since = SystemTime::now();
+        for (vip, v) in self.vips.iter_mut() {
+            if let Some(up) = v.announcer.set_maintenance(on, now) {
+                v.since = SystemTime::now();
                 changes.push((*vip, up));
             }
         }
@@ -143,12 +328,14 @@ impl Anycast {
         Ok(())
     }
 
-    /// Clean shutdown: withdraw everything at once.
+    /// Clean shutdown: withdraw everything at once (one attempt each: the next
+    /// controller's start-up removes what is left).
     pub async fn shutdown(&mut self) {
         let now = Instant::now();
         let mut changes = Vec::new();
-        for (vip, (a, _)) in self.vips.iter_mut() {
-            if a.shutdown(now) == Some(false) {
+        for (vip, v) in self.vips.iter_mut() {
+            v.announcer.shutdown(now);
+            if v.on_interface || v.pending.is_some() {
                 changes.push(*vip);
             }
         }
@@ -161,16 +348,30 @@ impl Anycast {
     pub fn status(&self) -> Vec<VipStatus> {
         self.vips
             .iter()
-            .map(|(vip, (a, since))| VipStatus {
+            .map(|(vip, v)| VipStatus {
                 vip: *vip,
-                announced: a.announced(),
-                since: since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                why: a.why().to_string(),
+                announced: v.announcer.announced(),
+                since: v.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                why: v.announcer.why().to_string(),
+                on_interface: v.on_interface,
+                netlink_error: v.pending.as_ref().map(|p| p.error.clone()),
+                netlink_attempts: v.pending.as_ref().map_or(0, |p| p.attempts),
             })
             .collect()
     }
 
     pub fn announced(&self) -> usize {
-        self.vips.values().filter(|(a, _)| a.announced()).count()
+        self.vips.values().filter(|v| v.announcer.announced()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_200_ms_to_at_most_30_s() {
+        let d: Vec<u64> = [1, 2, 3, 4, 8, 9, 10, 100].iter().map(|&n| retry_delay(n).as_millis() as u64).collect();
+        assert_eq!(d, vec![200, 400, 800, 1600, 25_600, 30_000, 30_000, 30_000]);
     }
 }

@@ -355,6 +355,25 @@ fn write_tails<const N: usize>(map: &HashMap<MapData, DnsTailKey, [u8; N]>, tag:
     Ok(())
 }
 
+/// A block's next generation, written but not live yet (see [`DnsMaps::stage`]).
+pub struct Staged {
+    pub block: u32,
+    tag: u32,
+    /// DNS_BLOCKS[block] before and after the flip.
+    previous: DnsBlock,
+    value: DnsBlock,
+    /// The keys of the generation this one replaces.
+    old: Doomed,
+    pub installed: Installed,
+}
+
+impl Staged {
+    /// DNS_BLOCKS[block] once flipped.
+    pub fn value(&self) -> DnsBlock {
+        self.value
+    }
+}
+
 /// Keys of one generation-tagged map to delete.
 #[derive(Default)]
 struct Doomed {
@@ -393,6 +412,18 @@ impl DnsMaps {
     /// Replaces block `block`'s table with `compiled` (stamping it with the new
     /// generation's tag) and applies `settings`, atomically from the data path's view.
     pub fn install(&mut self, block: u32, compiled: &mut Compiled, settings: BlockSettings) -> Result<Installed> {
+        let staged = self.stage(block, compiled, settings)?;
+        if let Err(e) = self.flip(&staged) {
+            self.abort(staged)?;
+            return Err(e);
+        }
+        self.finish(staged)
+    }
+
+    /// Writes `compiled` under block `block`'s next generation without making it live:
+    /// the data path keeps answering from the current one until [`DnsMaps::flip`]. A
+    /// failure removes what it wrote.
+    pub fn stage(&mut self, block: u32, compiled: &mut Compiled, settings: BlockSettings) -> Result<Staged> {
         if block >= DNS_BLOCKS_MAX {
             bail!("at most {DNS_BLOCKS_MAX} [[dns]] blocks");
         }
@@ -422,9 +453,30 @@ impl DnsMaps {
         }
         let cost = if settings.rate_limit == 0 { 0 } else { 1_000_000_000 / settings.rate_limit as u64 };
         let value = DnsBlock { generation, fast_path: settings.fast_path as u32, rrl_cost_ns: cost };
-        self.blocks.set(block, value, 0)?;
-        self.delete(&old)?;
-        Ok(Installed { entries: compiled.keys.len(), tails: compiled.tail_count(), too_long: compiled.too_long, generation })
+        let installed = Installed { entries: compiled.keys.len(), tails: compiled.tail_count(), too_long: compiled.too_long, generation };
+        Ok(Staged { block, tag, previous: current, value, old, installed })
+    }
+
+    /// Makes a staged generation live (one array write).
+    pub fn flip(&mut self, staged: &Staged) -> Result<()> {
+        Ok(self.blocks.set(staged.block, staged.value, 0)?)
+    }
+
+    /// Makes the generation that was live before `staged` live again.
+    pub fn unflip(&mut self, staged: &Staged) -> Result<()> {
+        Ok(self.blocks.set(staged.block, staged.previous, 0)?)
+    }
+
+    /// Removes a staged generation that was never flipped (or was unflipped).
+    pub fn abort(&mut self, staged: Staged) -> Result<()> {
+        let written = self.collect(|t| t == staged.tag)?;
+        self.delete(&written)
+    }
+
+    /// After the flip: removes the generation the staged one replaced.
+    pub fn finish(&mut self, staged: Staged) -> Result<Installed> {
+        self.delete(&staged.old)?;
+        Ok(staged.installed)
     }
 
     /// Tails first, so an answer never points at bytes not yet written.

@@ -41,8 +41,7 @@ pub const COUNTERS: [&str; 7] = [
 ];
 
 /// Pinned maps beside the link: (map name in the object, pin file prefix).
-const MAPS: [(&str, &str); 4] =
-    [("DECAP_COUNTERS", "counters"), ("DECAP_LOCAL", "local"), ("DECAP_SOURCES", "sources"), ("DECAP_CONFIG", "config")];
+const MAPS: [(&str, &str); 4] = [("DECAP_COUNTERS", "counters"), ("DECAP_LOCAL", "local"), ("DECAP_SOURCES", "sources"), ("DECAP_CONFIG", "config")];
 
 fn link_pin(dir: &Path, iface: &str) -> PathBuf {
     dir.join(format!("link-{iface}"))
@@ -149,9 +148,7 @@ fn configure<T: BorrowMut<MapData>>(
 fn configure_pinned(dir: &Path, iface: &str, local: &BTreeSet<IpAddr>, sources: &[IpAddr]) -> Result<()> {
     let open = |prefix: &str| -> Result<MapData> {
         let path = map_pin(dir, prefix, iface);
-        MapData::from_pin(&path).with_context(|| {
-            format!("opening {} (attached by an older pop? `pop decap --detach` first)", path.display())
-        })
+        MapData::from_pin(&path).with_context(|| format!("opening {} (attached by an older pop? `pop decap --detach` first)", path.display()))
     };
     let mut local_map: HashMap<MapData, [u8; 16], u8> = HashMap::try_from(Map::HashMap(open("local")?))?;
     let mut sources_map: HashMap<MapData, [u8; 16], u8> = HashMap::try_from(Map::HashMap(open("sources")?))?;
@@ -203,7 +200,11 @@ pub fn attach(dir: &Path, iface: &str, generic: bool, sources: &[IpAddr]) -> Res
             }
             return Err(anyhow!(
                 "attaching to {iface:?} failed: {e}{}",
-                if generic { " (another XDP program may be attached)" } else { " (another XDP program may be attached; try --generic if the driver lacks native XDP)" }
+                if generic {
+                    " (another XDP program may be attached)"
+                } else {
+                    " (another XDP program may be attached; try --generic if the driver lacks native XDP)"
+                }
             ));
         }
     };

@@ -137,12 +137,7 @@ pub fn build(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, String> 
     let mut sorted: Vec<&MaglevBackend> = backends.iter().collect();
     sorted.sort_unstable_by(|a, b| a.key.cmp(b.key));
     if let Some(w) = sorted.windows(2).find(|w| w[0].key == w[1].key) {
-        return Err(format!(
-            "duplicate maglev backend key {} (ids {} and {})",
-            hex(w[0].key),
-            w[0].id,
-            w[1].id
-        ));
+        return Err(format!("duplicate maglev backend key {} (ids {} and {})", hex(w[0].key), w[0].id, w[1].id));
     }
     sorted.retain(|b| b.weight > 0);
     if sorted.is_empty() {
@@ -150,9 +145,7 @@ pub fn build(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, String> 
     }
     let n = sorted.len();
     if n as u64 > u64::from(size) {
-        return Err(format!(
-            "{n} maglev backends with weight > 0 cannot all get a slot in a table of size {size}"
-        ));
+        return Err(format!("{n} maglev backends with weight > 0 cannot all get a slot in a table of size {size}"));
     }
 
     let m = u64::from(size);
@@ -167,12 +160,7 @@ pub fn build(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, String> 
     }
     let mut state: Vec<State> = sorted
         .iter()
-        .map(|b| State {
-            slot: hash(SEED_OFFSET, b.key) % m,
-            skip: hash(SEED_SKIP, b.key) % (m - 1) + 1,
-            credit: 0,
-            weight: u64::from(b.weight),
-        })
+        .map(|b| State { slot: hash(SEED_OFFSET, b.key) % m, skip: hash(SEED_SKIP, b.key) % (m - 1) + 1, credit: 0, weight: u64::from(b.weight) })
         .collect();
     let max_weight = state.iter().map(|s| s.weight).max().unwrap_or(1);
 
@@ -217,10 +205,7 @@ pub fn build(backends: &[MaglevBackend], size: u32) -> Result<Vec<u32>, String> 
         ));
     }
 
-    Ok(filled_by
-        .into_iter()
-        .map(|i| sorted[i as usize].id)
-        .collect())
+    Ok(filled_by.into_iter().map(|i| sorted[i as usize].id).collect())
 }
 
 #[cfg(test)]
@@ -233,15 +218,7 @@ mod tests {
     }
 
     fn backends<'a>(keys: &'a [[u8; 4]], weights: &[u32]) -> Vec<MaglevBackend<'a>> {
-        keys.iter()
-            .zip(weights)
-            .enumerate()
-            .map(|(i, (k, &w))| MaglevBackend {
-                key: k,
-                id: i as u32,
-                weight: w,
-            })
-            .collect()
+        keys.iter().zip(weights).enumerate().map(|(i, (k, &w))| MaglevBackend { key: k, id: i as u32, weight: w }).collect()
     }
 
     fn counts(table: &[u32], n: usize) -> Vec<usize> {
@@ -255,10 +232,7 @@ mod tests {
     #[test]
     fn primes() {
         let small: Vec<u32> = (0..50).filter(|&n| is_prime(n)).collect();
-        assert_eq!(
-            small,
-            [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47]
-        );
+        assert_eq!(small, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47]);
         assert!(is_prime(65537));
         assert!(is_prime(4_294_967_291)); // largest u32 prime
         assert!(!is_prime(65536));
@@ -270,21 +244,9 @@ mod tests {
     fn order_independent_and_golden() {
         let k = [b"alpha".as_slice(), b"beta".as_slice(), b"gamma".as_slice()];
         let a = [
-            MaglevBackend {
-                key: k[0],
-                id: 100,
-                weight: 1,
-            },
-            MaglevBackend {
-                key: k[1],
-                id: 200,
-                weight: 1,
-            },
-            MaglevBackend {
-                key: k[2],
-                id: 300,
-                weight: 1,
-            },
+            MaglevBackend { key: k[0], id: 100, weight: 1 },
+            MaglevBackend { key: k[1], id: 200, weight: 1 },
+            MaglevBackend { key: k[2], id: 300, weight: 1 },
         ];
         let t = build(&a, 13).unwrap();
         // Pinned: a change of hash, seeds or algorithm must fail here.
@@ -310,9 +272,7 @@ mod tests {
 
     // Computed once, and cross-checked against an independent Python
     // implementation of the documented hash and population loop.
-    const GOLDEN_13: [u32; 13] = [
-        100, 100, 100, 200, 300, 100, 200, 300, 200, 200, 300, 100, 300,
-    ];
+    const GOLDEN_13: [u32; 13] = [100, 100, 100, 200, 300, 100, 200, 300, 200, 200, 300, 100, 300];
     const GOLDEN_HASH: u64 = 0x3155_c3ff_32aa_151f;
 
     #[test]
@@ -323,10 +283,7 @@ mod tests {
             let t = build(&backends(&ks, &vec![1; n]), m).unwrap();
             let c = counts(&t, n);
             let ideal = f64::from(m) / n as f64;
-            let worst = c
-                .iter()
-                .map(|&x| (x as f64 - ideal).abs() / ideal)
-                .fold(0.0, f64::max);
+            let worst = c.iter().map(|&x| (x as f64 - ideal).abs() / ideal).fold(0.0, f64::max);
             println!(
                 "equal weights n={n}: min {} max {} ideal {ideal:.1} worst deviation {:.4}%",
                 c.iter().min().unwrap(),
@@ -367,11 +324,7 @@ mod tests {
     /// in both tables that changed owner).
     fn disruption(old: &[u32], new: &[u32], both: impl Fn(u32) -> bool) -> (usize, usize) {
         let changed = old.iter().zip(new).filter(|(a, b)| a != b).count();
-        let from_survivors = old
-            .iter()
-            .zip(new)
-            .filter(|(a, b)| a != b && both(**a))
-            .count();
+        let from_survivors = old.iter().zip(new).filter(|(a, b)| a != b && both(**a)).count();
         (changed, from_survivors)
     }
 
@@ -384,11 +337,7 @@ mod tests {
         let old = build(&all, m).unwrap();
         let mut worst_survivor_frac: f64 = 0.0;
         for gone in 0..n {
-            let rest: Vec<_> = all
-                .iter()
-                .copied()
-                .filter(|b| b.id != gone as u32)
-                .collect();
+            let rest: Vec<_> = all.iter().copied().filter(|b| b.id != gone as u32).collect();
             let new = build(&rest, m).unwrap();
             let (changed, from_surv) = disruption(&old, &new, |id| id != gone as u32);
             let changed_frac = changed as f64 / f64::from(m);
@@ -414,10 +363,7 @@ mod tests {
             // ~(N-1)/N) with ample margin.
             assert!(surv_frac < 0.2 / n as f64);
         }
-        println!(
-            "removal: worst moved-between-survivors {:.4}/N",
-            worst_survivor_frac * n as f64
-        );
+        println!("removal: worst moved-between-survivors {:.4}/N", worst_survivor_frac * n as f64);
 
         // Weighted: removing a backend of weight w moves about its share
         // w / total, plus a similar small cascade among survivors.
@@ -426,11 +372,7 @@ mod tests {
         let all = backends(&ks, &w);
         let old = build(&all, m).unwrap();
         for (gone, &wg) in w.iter().enumerate() {
-            let rest: Vec<_> = all
-                .iter()
-                .copied()
-                .filter(|b| b.id != gone as u32)
-                .collect();
+            let rest: Vec<_> = all.iter().copied().filter(|b| b.id != gone as u32).collect();
             let new = build(&rest, m).unwrap();
             let (changed, from_surv) = disruption(&old, &new, |id| id != gone as u32);
             let share = f64::from(wg) / f64::from(total);
@@ -453,11 +395,7 @@ mod tests {
         let ks = keys(n + 1);
         let all = backends(&ks, &vec![1; n + 1]);
         for added in 0..=n {
-            let before: Vec<_> = all
-                .iter()
-                .copied()
-                .filter(|b| b.id != added as u32)
-                .collect();
+            let before: Vec<_> = all.iter().copied().filter(|b| b.id != added as u32).collect();
             let old = build(&before, m).unwrap();
             let new = build(&all, m).unwrap();
             // Every old owner survives; count slots not taken by the newcomer.
@@ -482,18 +420,7 @@ mod tests {
     #[test]
     fn errors() {
         let k = [b"a".as_slice(), b"b".as_slice()];
-        let ok = [
-            MaglevBackend {
-                key: k[0],
-                id: 1,
-                weight: 1,
-            },
-            MaglevBackend {
-                key: k[1],
-                id: 2,
-                weight: 1,
-            },
-        ];
+        let ok = [MaglevBackend { key: k[0], id: 1, weight: 1 }, MaglevBackend { key: k[1], id: 2, weight: 1 }];
         for bad in [0, 1, 4, 65536, 65535] {
             let e = build(&ok, bad).unwrap_err();
             assert!(e.contains("not a prime"), "{e}");
@@ -503,37 +430,14 @@ mod tests {
 
         let e = build(&[], 13).unwrap_err();
         assert!(e.contains("weight > 0"), "{e}");
-        let zero = [
-            MaglevBackend {
-                key: k[0],
-                id: 1,
-                weight: 0,
-            },
-            MaglevBackend {
-                key: k[1],
-                id: 2,
-                weight: 0,
-            },
-        ];
+        let zero = [MaglevBackend { key: k[0], id: 1, weight: 0 }, MaglevBackend { key: k[1], id: 2, weight: 0 }];
         let e = build(&zero, 13).unwrap_err();
         assert!(e.contains("weight > 0"), "{e}");
 
         let dup = [
-            MaglevBackend {
-                key: k[0],
-                id: 1,
-                weight: 1,
-            },
-            MaglevBackend {
-                key: k[1],
-                id: 2,
-                weight: 1,
-            },
-            MaglevBackend {
-                key: k[0],
-                id: 3,
-                weight: 0,
-            },
+            MaglevBackend { key: k[0], id: 1, weight: 1 },
+            MaglevBackend { key: k[1], id: 2, weight: 1 },
+            MaglevBackend { key: k[0], id: 3, weight: 0 },
         ];
         let e = build(&dup, 13).unwrap_err();
         assert!(e.contains("duplicate") && e.contains("61"), "{e}");
@@ -568,18 +472,7 @@ mod tests {
     #[test]
     fn ids_are_stored_verbatim() {
         let k = [b"x".as_slice(), b"y".as_slice()];
-        let b = [
-            MaglevBackend {
-                key: k[0],
-                id: u32::MAX,
-                weight: 1,
-            },
-            MaglevBackend {
-                key: k[1],
-                id: 0,
-                weight: 1,
-            },
-        ];
+        let b = [MaglevBackend { key: k[0], id: u32::MAX, weight: 1 }, MaglevBackend { key: k[1], id: 0, weight: 1 }];
         let t = build(&b, 101).unwrap();
         assert!(t.iter().all(|&id| id == u32::MAX || id == 0));
         assert!(t.contains(&u32::MAX) && t.contains(&0));

@@ -16,15 +16,20 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+pub mod apply;
+pub mod gate;
+
+use apply::Live;
+
 use crate::{
     config::Config,
     dns::{
-        runtime::{self, DnsRuntime},
+        runtime::{self, DnsRuntime, DnsStage},
         table::DnsMaps,
     },
     lb::runtime::LbRuntime,
     loader,
-    vip::{self, VipTable},
+    vip::VipTable,
 };
 
 /// `<run_dir>/status`: `<sequence> ok` or `<sequence> error` and the errors, rewritten
@@ -84,11 +89,7 @@ impl RunLock {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
-            bail!(
-                "a pop controller (pid {}) is already running with run_dir {}; stop it first",
-                pid.trim(),
-                run_dir.display()
-            );
+            bail!("a pop controller (pid {}) is already running with run_dir {}; stop it first", pid.trim(), run_dir.display());
         }
         file.set_len(0)?;
         file.rewind()?;
@@ -113,10 +114,10 @@ pub fn validate(config: &Config) -> Result<Vec<runtime::Prepared>, String> {
     if let Some(a) = config.anycast.as_ref().filter(|a| loader::ifindex(&a.interface).is_none()) {
         errors.push(config.error_at(a.line, format!("anycast.interface {:?} does not exist on this host", a.interface)).to_string());
     }
-    if errors.is_empty() {
-        if let Err(e) = crate::lb::runtime::check_forwarding(config) {
-            errors.push(format!("{e:#}"));
-        }
+    if errors.is_empty()
+        && let Err(e) = crate::lb::runtime::check_forwarding(config)
+    {
+        errors.push(format!("{e:#}"));
     }
     match runtime::prepare(config) {
         Ok(prepared) if errors.is_empty() => match dns_tables_fit(config, &prepared) {
@@ -184,12 +185,13 @@ pub async fn run(config: Config) -> Result<()> {
         Err(e) => warn!("eBPF log lines will not be shown: {e}"),
     }
 
-    let mut vips = VipTable::from_ebpf(&mut datapath.ebpf)?;
-    let mut dns = DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?);
-    let mut lb = LbRuntime::from_ebpf(&mut datapath.ebpf)?;
-    let mut http_routes = crate::http::routes_map(&mut datapath.ebpf)?;
+    let mut live = Live {
+        vips: VipTable::from_ebpf(&mut datapath.ebpf)?,
+        dns: DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?),
+        lb: LbRuntime::from_ebpf(&mut datapath.ebpf)?,
+        http_routes: crate::http::routes_map(&mut datapath.ebpf)?,
+    };
     let board = std::sync::Arc::new(crate::health::Board::default());
-    board.sync(&config);
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -199,15 +201,11 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(addr) = config.pop.metrics_listen {
         serve_metrics(addr, config.clone(), board.clone(), spikes.clone(), announced.clone()).await?;
     }
-    let started = dns
-        .apply(prepared)
-        .and_then(|()| lb.apply(&config, &board))
-        .and_then(|()| crate::http::apply(&mut http_routes, &config))
-        .and_then(|()| vips.sync(&vip::desired(&config)));
+    let started = apply::apply(&mut live, &config, prepared, &board).map_err(anyhow::Error::from);
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
-    let mut anycast = crate::anycast::runtime::Anycast::new(&config).await?;
+    let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns, datapath.prog_id).await?;
     let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
     let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
 
@@ -225,6 +223,8 @@ pub async fn run(config: Config) -> Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut seq = 0;
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut reload_in_flight, mut reload_again) = (false, false);
     let mut config = config;
     let mut neighbours = tokio::time::interval(std::time::Duration::from_secs(10));
     let mut analysis_tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -234,7 +234,7 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::select! {
             _ = neighbours.tick() => crate::lb::runtime::prime_neighbours(&config),
             _ = analysis_tick.tick() => {
-                let now = crate::analysis::vip_packets(&vips.1);
+                let now = crate::analysis::vip_packets(&live.vips.1);
                 if let Some((t, before)) = &last_vips {
                     let secs = t.elapsed().as_secs_f64();
                     let rates = crate::analysis::rates(before, &now, secs).into_iter().collect();
@@ -247,13 +247,13 @@ pub async fn run(config: Config) -> Result<()> {
             }
             Some(()) = changed_rx.recv() => {
                 while changed_rx.try_recv().is_ok() {}
-                if let Err(e) = lb.apply(&config, &board) {
-                    warn!("applying a backend health change failed: {e:#}");
+                if let Err(failed) = live.lb.apply_health(&config, &board) {
+                    warn!("applying a backend health change failed:\n{}", failed.join("\n"));
                 }
             }
             _ = anycast_tick.tick(), if anycast.is_some() => {
                 if let Some(a) = anycast.as_mut() {
-                    a.tick(&config, &board, &dns).await;
+                    a.tick(&config, &board, &live.dns).await;
                     *announced.lock().unwrap() = a.status();
                 }
             }
@@ -270,7 +270,7 @@ pub async fn run(config: Config) -> Result<()> {
                             }))
                         }
                     },
-                    req => control_request(req, &config, &board, &mut lb).map(|mut v| {
+                    req => control_request(req, &config, &board, &mut live.lb).map(|mut v| {
                         if let (Some(a), Some(obj)) = (anycast.as_ref(), v.as_object_mut()) {
                             obj.insert("vips".into(), serde_json::json!(a.status()));
                         }
@@ -282,18 +282,37 @@ pub async fn run(config: Config) -> Result<()> {
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
             _ = hup.recv() => {
-                seq += 1;
-                crate::systemd::reloading();
-                let result = reload(&config, &mut dns, &mut lb, &mut http_routes, &mut vips, &board).map(|new| {
+                // The heavy part (zones parsed, tables compiled and staged) runs off this
+                // loop; one reload at a time, a signal meanwhile starts another after it.
+                if reload_in_flight {
+                    reload_again = true;
+                } else {
+                    seq += 1;
+                    reload_in_flight = true;
+                    crate::systemd::reloading();
+                    start_reload(seq, &config, &mut live, reload_tx.clone());
+                }
+            }
+            Some((n, prepared)) = reload_rx.recv() => {
+                reload_in_flight = false;
+                let result = prepared.and_then(|(new, stage)| {
+                    apply::apply_staged(&mut live, &new, stage, &board)?;
+                    Ok(new)
+                }).map(|new| {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     config = new;
                 });
                 match &result {
-                    Ok(()) => info!("reload {seq}: applied"),
-                    Err(e) => warn!("reload {seq} rejected, still serving the previous config and zones:\n{e:#}"),
+                    Ok(()) => info!("reload {n}: applied"),
+                    Err(e) => warn!("reload {n} rejected, still serving the previous config and zones:\n{e:#}"),
                 }
-                write_status(&config.pop.run_dir, seq, &result);
+                write_status(&config.pop.run_dir, n, &result);
                 crate::systemd::ready(if result.is_ok() { "serving (reloaded)" } else { "serving the previous config (reload rejected)" });
+                if std::mem::take(&mut reload_again) {
+                    seq += 1;
+                    reload_in_flight = true;
+                    start_reload(seq, &config, &mut live, reload_tx.clone());
+                }
             }
         }
     }
@@ -301,7 +320,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(a) = anycast.as_mut() {
         a.shutdown().await;
     }
-    dns.shutdown();
+    live.dns.shutdown();
     drop(checks);
     let _ = fs::remove_file(crate::control::socket_path(&config.pop.run_dir));
     drop(datapath);
@@ -318,20 +337,29 @@ async fn serve_metrics(
     spikes: std::sync::Arc<std::sync::Mutex<u64>>,
     announced: std::sync::Arc<std::sync::Mutex<Vec<crate::anycast::runtime::VipStatus>>>,
 ) -> Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
     info!("Prometheus metrics on http://{addr}/metrics");
+    let gate = gate::Gate::new(METRICS_CONNECTIONS);
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else { continue };
+            let Some(ticket) = gate.admit() else { continue };
             let (config, board, spikes, announced) = (config.clone(), board.clone(), spikes.clone(), announced.clone());
             tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if req.starts_with("GET /metrics") {
-                    match crate::metrics::prometheus(&config, &board) {
-                        Ok(b) => {
+                let head = tokio::select! {
+                    _ = ticket.evicted.notified() => return,
+                    r = tokio::time::timeout(gate::READ_TIMEOUT, read_head(&mut s)) => match r {
+                        Ok(Some(head)) => head,
+                        _ => return,
+                    },
+                };
+                ticket.answering();
+                let (status, body) = if head.starts_with("GET /metrics") {
+                    // Reading every map is blocking work: off the runtime's threads.
+                    let rendered = tokio::task::spawn_blocking(move || crate::metrics::prometheus(&config, &board)).await;
+                    match rendered {
+                        Ok(Ok(b)) => {
                             let mut b = format!(
                                 "{b}# HELP pop_traffic_spikes_total VIP rates far above their moving baseline.\n# TYPE pop_traffic_spikes_total counter\npop_traffic_spikes_total {}\n",
                                 *spikes.lock().unwrap()
@@ -342,18 +370,50 @@ async fn serve_metrics(
                             }
                             ("200 OK", b)
                         }
-                        Err(e) => ("500 Internal Server Error", format!("{e:#}\n")),
+                        Ok(Err(e)) => ("500 Internal Server Error", format!("{e:#}\n")),
+                        Err(e) => ("500 Internal Server Error", format!("{e}\n")),
                     }
+                } else if head.is_empty() {
+                    ("431 Request Header Fields Too Large", format!("requests are at most {MAX_REQUEST} bytes\n"))
                 } else {
                     ("404 Not Found", "try /metrics\n".to_string())
                 };
                 let head = format!("HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(body.as_bytes()).await;
+                let _ = tokio::time::timeout(gate::WRITE_TIMEOUT, async {
+                    s.write_all(head.as_bytes()).await?;
+                    s.write_all(body.as_bytes()).await
+                })
+                .await;
             });
         }
     });
     Ok(())
+}
+
+/// Prometheus scrapes served at once (see [`gate`]).
+const METRICS_CONNECTIONS: usize = 32;
+/// The longest HTTP request head the metrics listener reads.
+const MAX_REQUEST: usize = 8192;
+
+/// Reads an HTTP request head (up to the blank line). Some("") if it is over
+/// [`MAX_REQUEST`]; None if the client went away first.
+async fn read_head(s: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REQUEST {
+            return Some(String::new());
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
 }
 
 /// Answers one control-socket request.
@@ -383,38 +443,49 @@ fn control_request(
         }
         Request::Drain { service, backend } => {
             board.set_drain(&service, backend.parse().unwrap(), true)?;
-            lb.apply(config, board).map_err(|e| format!("{e:#}"))?;
+            lb.apply_health(config, board).map_err(|e| e.join("\n"))?;
             Ok(serde_json::json!(format!("{backend} in {service} drained: existing flows stay, no new ones")))
         }
         Request::Undrain { service, backend } => {
             board.set_drain(&service, backend.parse().unwrap(), false)?;
-            lb.apply(config, board).map_err(|e| format!("{e:#}"))?;
+            lb.apply_health(config, board).map_err(|e| e.join("\n"))?;
             Ok(serde_json::json!(format!("{backend} in {service} takes new flows again")))
         }
     }
 }
 
-/// Re-reads the config file and every zone; applies them only if all are valid.
-fn reload(
-    running: &Config,
-    dns: &mut DnsRuntime,
-    lb: &mut LbRuntime,
-    http_routes: &mut aya::maps::HashMap<aya::maps::MapData, pop_common::HttpKey, pop_common::HttpResponse>,
-    vips: &mut VipTable,
-    board: &crate::health::Board,
-) -> Result<Config> {
-    let config = Config::load(&running.path)?;
-    let names = |c: &Config| c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>();
-    if names(&config) != names(running) || config.pop.bpffs_dir != running.pop.bpffs_dir {
-        warn!("interface and bpffs changes take effect when the controller restarts");
-    }
-    let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    dns.apply(prepared)?;
-    board.sync(&config);
-    lb.apply(&config, board)?;
-    crate::http::apply(http_routes, &config)?;
-    vips.sync(&vip::desired(&config))?;
-    Ok(config)
+/// What a reload task hands the controller loop: its sequence number, and the new
+/// config with its DNS tables staged (or why not).
+type Reloaded = (u64, Result<(Config, DnsStage)>);
+
+/// Re-reads the config file and every zone, compiles and stages the DNS tables, all on
+/// a blocking thread (after the previous apply's clean-up); the loop applies the rest.
+fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::mpsc::UnboundedSender<Reloaded>) {
+    let path = running.path.clone();
+    let names = |c: &Config| (c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>(), c.pop.bpffs_dir.clone());
+    let before = names(running);
+    let maps = live.dns.maps();
+    let cleanup = live.dns.take_cleanup();
+    tokio::spawn(async move {
+        if let Some(c) = cleanup {
+            let _ = c.await;
+        }
+        let work = tokio::task::spawn_blocking(move || -> Result<(Config, DnsStage)> {
+            let config = Config::load(&path)?;
+            if names(&config) != before {
+                warn!("interface and bpffs changes take effect when the controller restarts");
+            }
+            let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let stage = DnsRuntime::stage(&maps, prepared).map_err(|error| apply::ApplyError {
+                step: apply::Step::DnsTable,
+                error,
+                rollback_failed: Vec::new(),
+            })?;
+            Ok((config, stage))
+        });
+        let result = work.await.unwrap_or_else(|e| Err(anyhow::anyhow!("the reload task failed: {e}")));
+        let _ = done.send((seq, result));
+    });
 }
 
 /// `pop reload`: validate here first (so a broken zone is reported without bothering the
@@ -422,22 +493,22 @@ fn reload(
 pub fn request_reload(config: &Config) -> Result<()> {
     validate(config).map_err(|e| anyhow::anyhow!("{e}\nnothing reloaded"))?;
     let run_dir = &config.pop.run_dir;
-    let pid = RunLock::holder(run_dir)
-        .ok_or_else(|| anyhow::anyhow!("no pop controller runs with run_dir {}", run_dir.display()))?;
+    let pid = RunLock::holder(run_dir).ok_or_else(|| anyhow::anyhow!("no pop controller runs with run_dir {}", run_dir.display()))?;
     let before = read_status(run_dir).map(|(s, _)| s);
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
         bail!("signalling pid {pid}: {}", std::io::Error::last_os_error());
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        if let Some((seq, text)) = read_status(run_dir) {
-            if Some(seq) != before && seq > 0 {
-                if text.starts_with("ok") {
-                    println!("reloaded (controller pid {pid})");
-                    return Ok(());
-                }
-                bail!("the controller rejected the reload and keeps the previous state:\n{}", text.trim_start_matches("error").trim());
+        if let Some((seq, text)) = read_status(run_dir)
+            && Some(seq) != before
+            && seq > 0
+        {
+            if text.starts_with("ok") {
+                println!("reloaded (controller pid {pid})");
+                return Ok(());
             }
+            bail!("the controller rejected the reload and keeps the previous state:\n{}", text.trim_start_matches("error").trim());
         }
         if std::time::Instant::now() > deadline {
             bail!("controller pid {pid} did not report on the reload within 120 s");
@@ -448,8 +519,7 @@ pub fn request_reload(config: &Config) -> Result<()> {
 
 /// `pop detach`: refuse while a controller runs, then unpin everything.
 pub fn detach(config: &Config) -> Result<()> {
-    let _lock = RunLock::acquire(&config.pop.run_dir)
-        .context("cannot detach while the controller runs")?;
+    let _lock = RunLock::acquire(&config.pop.run_dir).context("cannot detach while the controller runs")?;
     let detached = loader::detach(&config.pop.bpffs_dir)?;
     if detached.is_empty() {
         println!("nothing attached under {}", config.pop.bpffs_dir.display());
