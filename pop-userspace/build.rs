@@ -44,7 +44,8 @@ fn main() {
     }
     // Which data path this binary attaches, for `pop --version` and `pop status`.
     let object = std::fs::read(out_dir.join("pop.bpf.o")).expect("reading pop.bpf.o");
-    let digest: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&object)).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&object)).iter().map(|b| format!("{b:02x}")).collect();
     println!("cargo:rustc-env=POP_XDP_SHA256={digest}");
     println!("cargo:rustc-env=POP_XDP_SHORT={}", &digest[..12]);
 }
