@@ -8,6 +8,8 @@
 //! * [`table`]: writing the fast path into the BPF maps, one generation at a time.
 
 pub mod answer;
+mod dnssec;
+mod dnssec_text;
 pub mod fastpath;
 pub mod runtime;
 pub mod server;
