@@ -899,7 +899,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::dns::zone::{load_zone, tests::write_zone};
     use hickory_proto::op::{Message, OpCode, ResponseCode};
-    use hickory_proto::rr::{Record, RecordType};
+    use hickory_proto::rr::{Name, Record, RecordType};
 
     pub(crate) const EXAMPLE: &str = r#"$ORIGIN example.com.
 $TTL 3600
@@ -1551,5 +1551,221 @@ host  600 IN A   198.51.100.1
             .unwrap();
         assert!(contains(&resp, b"\x03www"));
         assert!(!contains(&resp, b"\x03WWW"));
+    }
+
+    // ---- DNSSEC: pre-signed zones (signatures are placeholders: pop never checks them) ----
+
+    /// An RRSIG line covering `t` at `owner` (labels as RFC 4034 counts them).
+    fn sig(owner: &str, t: &str, labels: u8, apex: &str) -> String {
+        format!("{owner} 300 IN RRSIG {t} 13 {labels} 300 20370101000000 20240101000000 1 {apex} AAAA\n")
+    }
+
+    /// s.test, NSEC-signed: www, a wildcard, a signed and an insecure delegation.
+    fn nsec_zone() -> String {
+        let mut z = String::from("$ORIGIN s.test.\n$TTL 300\n@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns\n@ IN DNSKEY 257 3 13 AAAA\n");
+        z += "ns IN A 192.0.2.1\nwww IN A 192.0.2.10\n*.w IN A 192.0.2.99\n";
+        z += "sub IN NS ns.sub\nsub IN DS 1 13 2 00ff\nns.sub IN A 192.0.2.53\ninsec IN NS ns.insec\nns.insec IN A 192.0.2.54\n";
+        // The chain: apex, insec, ns, sub, *.w, www (canonical order).
+        for (owner, next, types) in [
+            ("s.test.", "insec.s.test.", "NS SOA RRSIG NSEC DNSKEY"),
+            ("insec.s.test.", "ns.s.test.", "NS NSEC"),
+            ("ns.s.test.", "sub.s.test.", "A RRSIG NSEC"),
+            ("sub.s.test.", "*.w.s.test.", "NS DS RRSIG NSEC"),
+            ("*.w.s.test.", "www.s.test.", "A RRSIG NSEC"),
+            ("www.s.test.", "s.test.", "A RRSIG NSEC"),
+        ] {
+            z += &format!("{owner} 60 IN NSEC {next} {types}\n");
+            let labels = owner.trim_start_matches("*.").matches('.').count() as u8;
+            z += &sig(owner, "NSEC", labels, "s.test.");
+        }
+        for (owner, t, labels) in [("s.test.", "SOA", 2), ("s.test.", "NS", 2), ("s.test.", "DNSKEY", 2), ("ns.s.test.", "A", 3), ("www.s.test.", "A", 3), ("*.w.s.test.", "A", 3), ("sub.s.test.", "DS", 3)] {
+            z += &sig(owner, t, labels, "s.test.");
+        }
+        z
+    }
+
+    fn signed_responder(text: &str, file: &str) -> Responder {
+        let zone = load_zone(&write_zone(file, text), None).unwrap();
+        assert!(zone.is_signed());
+        Responder::new(Arc::new(ZoneSet::new(vec![zone]).unwrap()), "pop-test-1")
+    }
+
+    fn do_query(r: &Responder, name: &str, qtype: u16) -> Message {
+        ask(r, &with_opt(query(name, qtype, 1), 1232, 0, true, &[]), Transport::Udp).1
+    }
+
+    /// `owner TYPE` (and the covered type for RRSIGs), in section order.
+    fn kinds(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| {
+                let t = u16::from(r.record_type());
+                let name = r.name.to_ascii().to_ascii_lowercase();
+                match &r.data {
+                    hickory_proto::rr::RData::Unknown { rdata, .. } if t == 46 => {
+                        let b = &rdata.anything;
+                        format!("{name} RRSIG({})", u16::from_be_bytes([b[0], b[1]]))
+                    }
+                    _ => format!("{name} {t}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn signed_answers_carry_rrsigs_only_with_do() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        let m = udp(&r, "www.s.test", 1);
+        assert_eq!(kinds(&m.answers), ["www.s.test. 1"]);
+        let m = do_query(&r, "www.s.test", 1);
+        assert_eq!(kinds(&m.answers), ["www.s.test. 1", "www.s.test. RRSIG(1)"]);
+        assert!(m.authorities.is_empty());
+        let m = do_query(&r, "s.test", 48);
+        assert_eq!(kinds(&m.answers), ["s.test. 48", "s.test. RRSIG(48)"]);
+        // qtype RRSIG: the RRSIGs of the lowest type covered (NS at the apex).
+        assert_eq!(kinds(&do_query(&r, "s.test", 46).answers), ["s.test. RRSIG(2)"]);
+    }
+
+    #[test]
+    fn nsec_denials_prove_what_they_say() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        // NXDOMAIN: the NSEC covering the name (ns..sub covers nx) and the one covering
+        // the wildcard at the closest encloser (*.s.test sorts right after the apex).
+        let m = do_query(&r, "nx.s.test", 1);
+        assert_eq!(rcode(&m), ResponseCode::NXDomain);
+        assert_eq!(
+            kinds(&m.authorities),
+            ["s.test. 6", "s.test. RRSIG(6)", "ns.s.test. 47", "ns.s.test. RRSIG(47)", "s.test. 47", "s.test. RRSIG(47)"]
+        );
+        // The SOA's RRSIG takes the negative TTL (min(300, 60)).
+        assert!(m.authorities[..2].iter().all(|r| r.ttl == 60), "{:?}", m.authorities);
+        // NODATA: the name's own NSEC.
+        let m = do_query(&r, "www.s.test", 28);
+        assert_eq!(kinds(&m.authorities), ["s.test. 6", "s.test. RRSIG(6)", "www.s.test. 47", "www.s.test. RRSIG(47)"]);
+        // Without DO, denials are as before.
+        assert_eq!(kinds(&udp(&r, "nx.s.test", 1).authorities), ["s.test. 6"]);
+    }
+
+    #[test]
+    fn wildcards_and_delegations_when_signed() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        // A wildcard answer: re-owned RRSIG, and the NSEC proving x.w does not exist.
+        let m = do_query(&r, "x.w.s.test", 1);
+        assert_eq!(kinds(&m.answers), ["x.w.s.test. 1", "x.w.s.test. RRSIG(1)"]);
+        assert_eq!(kinds(&m.authorities), ["*.w.s.test. 47", "*.w.s.test. RRSIG(47)"]);
+        // Wildcard NODATA: the NSEC covering the name and the wildcard's own.
+        let m = do_query(&r, "x.w.s.test", 16);
+        assert_eq!(kinds(&m.authorities), ["s.test. 6", "s.test. RRSIG(6)", "*.w.s.test. 47", "*.w.s.test. RRSIG(47)"]);
+        // A signed delegation: NS, then DS and its RRSIG; the glue unsigned.
+        let m = do_query(&r, "a.sub.s.test", 1);
+        assert!(!m.metadata.authoritative);
+        assert_eq!(kinds(&m.authorities), ["sub.s.test. 2", "sub.s.test. 43", "sub.s.test. RRSIG(43)"]);
+        assert_eq!(kinds(&m.additionals), ["ns.sub.s.test. 1"]);
+        // An insecure one: the cut's NSEC (no DS bit) proves there is no DS.
+        let m = do_query(&r, "insec.s.test", 1);
+        assert_eq!(kinds(&m.authorities), ["insec.s.test. 2", "insec.s.test. 47", "insec.s.test. RRSIG(47)"]);
+        // Without DO a referral is as before.
+        assert_eq!(kinds(&udp(&r, "a.sub.s.test", 1).authorities), ["sub.s.test. 2"]);
+    }
+
+    /// n3.test with NSEC3 (salt ab, 1 iteration), hashes computed here: the apex, www,
+    /// the empty non-terminal e (of a.e), a.e, and, unless `opt_out`, the insecure cut
+    /// insec (with opt-out it has no NSEC3 and every NSEC3 has the opt-out flag).
+    fn nsec3_zone(opt_out: bool) -> (String, Vec<(String, String)>) {
+        let hash = |n: &str| {
+            let wire = crate::dns::zone::name_to_wire(&Name::from_ascii(n).unwrap());
+            data_encoding::BASE32HEX_NOPAD.encode(&crate::dns::dnssec::nsec3_hash(&wire, &[0xab], 1)).to_ascii_lowercase()
+        };
+        let mut names = vec![("n3.test.", "NS SOA RRSIG DNSKEY NSEC3PARAM"), ("www.n3.test.", "A RRSIG"), ("e.n3.test.", ""), ("a.e.n3.test.", "A RRSIG")];
+        if !opt_out {
+            names.push(("insec.n3.test.", "NS"));
+        }
+        let mut hashed: Vec<(String, String, &str)> = names.iter().map(|(n, t)| (hash(n), n.to_string(), *t)).collect();
+        hashed.sort();
+        let flags = if opt_out { 1 } else { 0 };
+        let mut z = String::from("$ORIGIN n3.test.\n$TTL 300\n@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns.example.\n@ IN DNSKEY 257 3 13 AAAA\n@ IN NSEC3PARAM 1 0 1 ab\n");
+        z += "www IN A 192.0.2.10\na.e IN A 192.0.2.11\ninsec IN NS ns.example.\n";
+        z += &sig("n3.test.", "SOA", 2, "n3.test.");
+        for (i, (h, _, types)) in hashed.iter().enumerate() {
+            let next = &hashed[(i + 1) % hashed.len()].0;
+            z += &format!("{h}.n3.test. 60 IN NSEC3 1 {flags} 1 ab {next} {types}\n");
+            z += &sig(&format!("{h}.n3.test."), "NSEC3", 3, "n3.test.");
+        }
+        (z, hashed.into_iter().map(|(h, n, _)| (n, format!("{h}.n3.test."))).collect())
+    }
+
+    #[test]
+    fn nsec3_closest_encloser_and_opt_out_proofs() {
+        let (text, owners) = nsec3_zone(false);
+        let of = |n: &str| owners.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        let covering = |h: &str| {
+            // The NSEC3 whose hash is the closest before h's, wrapping round.
+            let wire = crate::dns::zone::name_to_wire(&Name::from_ascii(h).unwrap());
+            let target = data_encoding::BASE32HEX_NOPAD.encode(&crate::dns::dnssec::nsec3_hash(&wire, &[0xab], 1)).to_ascii_lowercase();
+            let mut sorted: Vec<&String> = owners.iter().map(|(_, o)| o).collect();
+            sorted.sort();
+            sorted.iter().rev().find(|o| o.split('.').next().unwrap() < target.as_str()).unwrap_or(sorted.last().unwrap()).to_string()
+        };
+        let r = signed_responder(&text, "n3.zone");
+        // NXDOMAIN below the empty non-terminal e: e's NSEC3 (closest encloser), the one
+        // covering x.e (next closer) and the one covering *.e.
+        let m = do_query(&r, "y.x.e.n3.test", 1);
+        assert_eq!(rcode(&m), ResponseCode::NXDomain);
+        let nsec3: Vec<String> = kinds(&m.authorities).into_iter().filter(|k| k.ends_with(" 50")).collect();
+        let mut want = vec![format!("{} 50", of("e.n3.test.")), format!("{} 50", covering("x.e.n3.test.")), format!("{} 50", covering("*.e.n3.test."))];
+        want.dedup();
+        assert_eq!(nsec3, want);
+        // NODATA at the empty non-terminal: its own NSEC3.
+        let m = do_query(&r, "e.n3.test", 1);
+        assert_eq!(kinds(&m.authorities)[2..], [format!("{} 50", of("e.n3.test.")), format!("{} RRSIG(50)", of("e.n3.test."))]);
+        // An insecure delegation with its own NSEC3.
+        let m = do_query(&r, "insec.n3.test", 1);
+        assert_eq!(kinds(&m.authorities)[1..], [format!("{} 50", of("insec.n3.test.")), format!("{} RRSIG(50)", of("insec.n3.test."))]);
+        // Opt-out: no NSEC3 for insec; the apex's (closest provable encloser) and the
+        // opt-out one covering insec instead.
+        let (text, owners) = nsec3_zone(true);
+        let of = |n: &str| owners.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        let r = signed_responder(&text, "n3oo.zone");
+        let m = do_query(&r, "insec.n3.test", 1);
+        let nsec3: Vec<String> = kinds(&m.authorities).into_iter().filter(|k| k.ends_with(" 50")).collect();
+        assert_eq!(nsec3.len(), 2, "{:?}", kinds(&m.authorities));
+        assert_eq!(nsec3[0], format!("{} 50", of("n3.test.")));
+        // NSEC3 owners are not names of the zone.
+        assert_eq!(rcode(&udp(&r, of("www.n3.test.").trim_end_matches('.'), 50)), ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn truncated_signed_answers_keep_what_fits() {
+        let mut text = nsec_zone();
+        text += &format!("big 300 IN TXT \"{}\" \"{}\"\n", "a".repeat(210), "b".repeat(210));
+        text += &sig("big.s.test.", "TXT", 3, "s.test.");
+        let r2 = signed_responder(&text, "s-big.zone");
+        let (resp, m) = ask(&r2, &with_opt(query("big.s.test", 16, 1), 512, 0, true, &[]), Transport::Udp);
+        assert!(resp.len() <= 512);
+        // The TXT RRset fits, its RRSIG does not: TC, and the TXT kept (as Knot does).
+        assert!(m.metadata.truncation);
+        assert_eq!(kinds(&m.answers), ["big.s.test. 16"]);
+        // An unsigned zone's truncation is unchanged: no records.
+        let (_, m) = ask(&responder(), &with_opt(query("big.big.test", 16, 1), 512, 0, true, &[]), Transport::Udp);
+        assert!(m.metadata.truncation && m.answers.is_empty());
+    }
+
+    #[test]
+    fn bad_dnssec_records_name_their_line() {
+        let text = format!("{}www 300 IN RRSIG A 13 3 300 20370101000000 2024x 1 s.test. AAAA\n", nsec_zone());
+        let p = write_zone("bad-sig.zone", &text);
+        let e = load_zone(&p, None).unwrap_err();
+        let line = text.lines().count();
+        assert_eq!(e.0[0].line, Some(line), "{e}");
+        assert!(e.to_string().contains("www.s.test. RRSIG: invalid signature time \"2024x\""), "{e}");
+    }
+
+    #[test]
+    fn signed_zones_are_not_in_the_xdp_table() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        let fp = r.compile_fast_path();
+        assert!(fp.entries.iter().all(|e| e.qclass != 1), "{:?}", fp.entries.iter().map(|e| &e.qname).collect::<Vec<_>>());
+        assert!(fp.nodata_any.is_empty() && fp.zones.is_empty());
+        assert_eq!(fp.cuts, [crate::dns::zone::name_to_wire(&Name::from_ascii("s.test.").unwrap())]);
     }
 }
