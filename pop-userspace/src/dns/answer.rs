@@ -1758,6 +1758,10 @@ host  600 IN A   198.51.100.1
         let line = text.lines().count();
         assert_eq!(e.0[0].line, Some(line), "{e}");
         assert!(e.to_string().contains("www.s.test. RRSIG: invalid signature time \"2024x\""), "{e}");
+        // NSEC3 iterations beyond RFC 5155's largest would make every denial costly.
+        let text = nsec3_zone(false).0.replace("NSEC3PARAM 1 0 1 ab", "NSEC3PARAM 1 0 2501 ab");
+        let e = load_zone(&write_zone("n3-iter.zone", &text), None).unwrap_err();
+        assert!(e.to_string().contains("NSEC3 with 2501 iterations: at most 2500"), "{e}");
     }
 
     #[test]

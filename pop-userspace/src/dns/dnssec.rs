@@ -45,6 +45,9 @@ impl PartialOrd for Canonical {
     }
 }
 
+/// The most NSEC3 iterations a zone may use.
+const MAX_NSEC3_ITERATIONS: u16 = 2500;
+
 /// NSEC3 hashing parameters (RFC 5155 section 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Nsec3Param {
@@ -97,7 +100,13 @@ impl ZoneDnssec {
             if r[0] != 1 {
                 return Err(format!("NSEC3 hash algorithm {} is not supported (only 1, SHA-1)", r[0]));
             }
-            d.nsec3param = Some(Nsec3Param { iterations: u16::from_be_bytes([r[2], r[3]]), salt: r[5..5 + r[4] as usize].to_vec() });
+            let iterations = u16::from_be_bytes([r[2], r[3]]);
+            // Each answer hashes a few names this many times over: RFC 5155 section
+            // 10.3 allows at most 2500 (for 4096-bit keys); RFC 9276 asks for 0.
+            if iterations > MAX_NSEC3_ITERATIONS {
+                return Err(format!("NSEC3 with {iterations} iterations: at most {MAX_NSEC3_ITERATIONS} are served (RFC 5155 section 10.3; RFC 9276 recommends 0)"));
+            }
+            d.nsec3param = Some(Nsec3Param { iterations, salt: r[5..5 + r[4] as usize].to_vec() });
         }
         d.nsec = nodes.iter().filter(|(_, n)| n.get(TYPE_NSEC).is_some()).map(|(o, _)| Canonical(o.clone())).collect();
         Ok(d)
@@ -180,7 +189,9 @@ fn closest_provable_encloser<'n>(zone: &Zone, name: &'n [u8]) -> (&'n [u8], Opti
     let d = zone.dnssec();
     let mut below = None;
     for anc in ancestors(name) {
-        if anc.len() <= zone.apex().len() || d.nsec3_matching(anc).is_some() {
+        // Only names of the zone can have an NSEC3: a query name of 127 made-up labels
+        // costs no more hashing than the zone is deep.
+        if anc.len() <= zone.apex().len() || (zone.exists(anc) && d.nsec3_matching(anc).is_some()) {
             return (anc, below);
         }
         below = Some(anc);
