@@ -33,8 +33,8 @@ pub(crate) struct SignedRecord {
 }
 
 /// The text for hickory (DNSSEC entries taken out) and the DNSSEC records.
-pub(crate) struct Split {
-    pub text: String,
+pub(crate) struct Split<'t> {
+    pub text: std::borrow::Cow<'t, str>,
     pub records: Vec<SignedRecord>,
 }
 
@@ -52,9 +52,20 @@ fn dnssec_type(mnemonic: &str) -> Option<u16> {
     })
 }
 
+/// Whether any word of `text` is a DNSSEC type mnemonic: when none is, [`split`] has
+/// nothing to take out, and an unsigned zone of a million names is not walked twice.
+fn mentions_dnssec_type(text: &str) -> bool {
+    const TYPES: [&str; 8] = ["DS", "RRSIG", "NSEC", "DNSKEY", "NSEC3", "NSEC3PARAM", "CDS", "CDNSKEY"];
+    text.split(|c: char| c.is_ascii_whitespace() || c == '(' || c == ')')
+        .any(|w| w.len() <= 10 && TYPES.iter().any(|t| w.eq_ignore_ascii_case(t)))
+}
+
 /// Takes the DNSSEC entries out of `text` (already `$INCLUDE`-expanded). `origin` is
 /// the initial `$ORIGIN`. Errors carry the line (in `text`) of the entry at fault.
-pub(crate) fn split(text: &str, origin: Option<&Name>) -> Result<Split, (usize, String)> {
+pub(crate) fn split<'t>(text: &'t str, origin: Option<&Name>) -> Result<Split<'t>, (usize, String)> {
+    if !mentions_dnssec_type(text) {
+        return Ok(Split { text: text.into(), records: Vec::new() });
+    }
     let mut out = String::with_capacity(text.len());
     let mut records = Vec::new();
     let mut origin = origin.cloned();
@@ -167,17 +178,23 @@ pub(crate) fn split(text: &str, origin: Option<&Name>) -> Result<Split, (usize, 
         let newlines = entry.bytes().filter(|&c| c == b'\n').count();
         out.extend(std::iter::repeat_n('\n', newlines.max(1)));
     }
-    Ok(Split { text: out, records })
+    Ok(Split { text: out.into(), records })
 }
 
 /// The SOA's owner when the text names it in full and sets no `$ORIGIN` before it:
 /// files written by ldns-signzone (and other signers) have no `$ORIGIN` at all, and
 /// their names are all absolute. It serves as the initial origin, as the zone name
 /// does for BIND and Knot.
+/// Only the first MiB is searched (signers write the SOA first), so a big zone is not
+/// walked one more time.
 pub(crate) fn absolute_soa_owner(text: &str) -> Option<Name> {
+    let head = match text.get(..1 << 20) {
+        Some(h) => &h[..h.rfind('\n').map_or(0, |n| n + 1)],
+        None => text,
+    };
     let mut start = 0;
-    for b in entry_boundaries(text) {
-        let entry = &text[start..b.end];
+    for b in entry_boundaries(head) {
+        let entry = &head[start..b.end];
         start = b.end;
         if entry.starts_with([' ', '\t']) {
             continue;
@@ -420,6 +437,14 @@ mod tests {
     }
 
     #[test]
+    fn unsigned_text_is_passed_through() {
+        let text = "$ORIGIN example.\n@ 300 IN SOA ns hm 1 2 3 4 5\ndsx 60 IN TXT \"nsec3-free\" \n";
+        assert!(!mentions_dnssec_type(text));
+        assert!(mentions_dnssec_type("x 60 IN (ds 1 2 3 00)\n") && mentions_dnssec_type("x\tnsec3param 1 0 0 -"));
+        assert!(matches!(split(text, None).unwrap().text, std::borrow::Cow::Borrowed(t) if t == text));
+    }
+
+    #[test]
     fn split_keeps_lines_owner_and_ttl_context() {
         let text = "$ORIGIN example.\n@ 300 IN SOA ns hm 1 2 3 4 5\n  300 RRSIG SOA 8 1 300 20300101000000 20200101000000 1 example. AAAA\nx 60 IN A 192.0.2.1\nx 60 NSEC ( y.example.\n   A RRSIG NSEC )\n  IN TXT \"t\"\n";
         let s = split(text, None).unwrap();
@@ -428,14 +453,14 @@ mod tests {
         assert_eq!(s.records[0].owner.to_ascii(), "example.");
         assert_eq!((s.records[1].owner.to_ascii().as_str(), s.records[1].ttl), ("x.example.", 60));
         assert_eq!(bitmap_types(&s.records[1].rdata[11..]), [1, 46, 47]);
-        let (_, recs) = hickory_proto::serialize::txt::Parser::new(s.text.as_str(), None, None).parse().unwrap();
+        let (_, recs) = hickory_proto::serialize::txt::Parser::new(s.text.as_ref(), None, None).parse().unwrap();
         // The TXT after the NSEC entry still belongs to x, with x's TTL.
         let txt = recs.values().find(|r| r.record_type() == RecordType::TXT).unwrap();
         assert_eq!((txt.name().to_ascii().as_str(), txt.ttl()), ("x.example.", 60));
         // The last TTL is the DNSSEC entry's; a later $TTL wins over it.
         let text = "$ORIGIN example.\n@ 300 IN SOA ns hm 1 2 3 4 5\n@ IN NS ns\nx 60 NSEC y.example. A\ny A 192.0.2.1\nz 70 NSEC y.example. A\n$TTL 80\nw A 192.0.2.2\n";
         let s = split(text, None).unwrap();
-        let (_, recs) = hickory_proto::serialize::txt::Parser::new(s.text.as_str(), None, None).parse().unwrap();
+        let (_, recs) = hickory_proto::serialize::txt::Parser::new(s.text.as_ref(), None, None).parse().unwrap();
         let ttl_of = |n: &str| recs.values().find(|r| r.name().to_ascii() == n).unwrap().ttl();
         assert_eq!((ttl_of("y.example."), ttl_of("w.example.")), (60, 80), "{}", s.text);
         let e = split("$ORIGIN example.\n@ 300 IN SOA ns hm 1 2 3 4 5\n\nx 60 NSEC3 1 0 0 - !!! A\n", None).err().unwrap();

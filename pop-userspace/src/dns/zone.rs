@@ -445,7 +445,7 @@ pub fn load_zone_with(path: &Path, origin: Option<&str>, limits: &ZoneLimits) ->
     let parse = |t: &str| -> Result<(Name, ParsedRecords), ParseFailure> {
         let split = dnssec_text::split(t, initial_origin.as_ref()).map_err(|(line, m)| ParseFailure::At(line, m))?;
         let (o, mut records) =
-            Parser::new(split.text.as_str(), None, initial_origin.clone()).parse().map_err(|e| ParseFailure::Other(e.to_string()))?;
+            Parser::new(split.text.as_ref(), None, initial_origin.clone()).parse().map_err(|e| ParseFailure::Other(e.to_string()))?;
         add_signed_records(&mut records, split.records);
         Ok((o, records))
     };
