@@ -22,6 +22,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("dnsutils", "dig: DNS client in tests and the demo"),
     ("knot-dnsutils", "kdig: DNS client in tests"),
     ("knot", "Knot DNS: the peer `cargo xtask bench` compares with"),
+    ("ldnsutils", "ldns-keygen, ldns-signzone: signing the DNSSEC test zones"),
     ("dnsperf", "DNS load generator for `cargo xtask bench`"),
     ("nsd", "NSD: the second authoritative server `cargo xtask bench` compares with"),
     ("gnuplot-nox", "the chart `cargo xtask bench` draws"),

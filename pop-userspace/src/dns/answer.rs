@@ -21,10 +21,16 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use super::dnssec::{self, Proofs, sigs_for};
 use super::zone::{
-    CLASS_IN, Lookup, Node, Rr, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_MX, TYPE_NS, TYPE_SRV,
+    CLASS_IN, Lookup, Node, Rr, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_DS, TYPE_MX, TYPE_NS, TYPE_SRV,
     TYPE_TXT, Zone, ZoneSet,
 };
+
+const TYPE_SOA: u16 = 6;
+const TYPE_RRSIG: u16 = 46;
+const TYPE_NSEC: u16 = 47;
+const TYPE_PTR: u16 = 12;
 
 /// The transport a query arrived on; decides the response size limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +134,8 @@ impl<'z> OutRr<'z> {
 struct Answer<'z> {
     rcode: u8,
     aa: bool,
+    /// From a signed zone: encoded as Knot DNS does (see [`encode_compressed`]).
+    signed: bool,
     answer: Vec<OutRr<'z>>,
     authority: Vec<OutRr<'z>>,
     additional: Vec<OutRr<'z>>,
@@ -138,6 +146,7 @@ impl<'z> Answer<'z> {
         Answer {
             rcode,
             aa,
+            signed: false,
             answer: Vec::new(),
             authority: Vec::new(),
             additional: Vec::new(),
@@ -207,12 +216,12 @@ impl Responder {
             let ans = Answer::new(RCODE_NOERROR, false);
             return Some(self.finish(&q, Some(question), ans, Some(opt), transport));
         }
-        let ans = self.answer(question);
+        let ans = self.answer(question, edns.is_some_and(|e| e.dnssec_ok));
         Some(self.finish(&q, Some(question), ans, edns.map(opt_for), transport))
     }
 
     /// Decide the answer for a well-formed QUERY.
-    fn answer<'s>(&'s self, question: &Question<'_>) -> Answer<'s> {
+    fn answer<'s>(&'s self, question: &Question<'_>, dnssec_ok: bool) -> Answer<'s> {
         let Question {
             qname,
             qtype,
@@ -224,7 +233,7 @@ impl Responder {
             return Answer::new(RCODE_NOTIMP, false); // we do not transfer zones
         }
         match qclass {
-            CLASS_IN => self.answer_in(qname, qtype),
+            CLASS_IN => self.answer_in(qname, qtype, dnssec_ok),
             CLASS_CH => self.answer_ch(qname, qtype),
             _ => Answer::new(RCODE_REFUSED, false),
         }
@@ -257,7 +266,10 @@ impl Responder {
         ans
     }
 
-    fn answer_in<'s>(&'s self, qname: &[u8], qtype: u16) -> Answer<'s> {
+    /// An IN answer. With `dnssec_ok` and a signed zone, signed RRsets carry their
+    /// RRSIGs and denials and wildcard answers their NSEC/NSEC3 proofs (RFC 4035
+    /// section 3.1, RFC 5155 section 7.2).
+    fn answer_in<'s>(&'s self, qname: &[u8], qtype: u16, dnssec_ok: bool) -> Answer<'s> {
         let Some(zone) = self.zones.find_for(qname, qtype) else {
             return Answer::new(RCODE_REFUSED, false); // not ours; we never recurse
         };
@@ -267,39 +279,71 @@ impl Responder {
         let mut chain = 0;
         loop {
             let first = chain == 0;
+            let sec = dnssec_ok && zone.is_signed();
+            ans.signed |= zone.is_signed();
             match zone.lookup(&name, qtype) {
                 Lookup::Referral { cut } => {
                     if first {
-                        return referral(zone, cut);
+                        let mut r = referral(zone, cut, sec);
+                        r.signed = zone.is_signed();
+                        return r;
                     }
                     break; // a chain into a delegation: stop, the client follows it
                 }
                 Lookup::NxDomain => {
                     ans.rcode = RCODE_NXDOMAIN;
-                    ans.authority.push(OutRr::from_zone(zone.negative_soa()));
+                    push_negative_soa(&mut ans.authority, zone, sec);
+                    if sec {
+                        push_proofs(&mut ans.authority, dnssec::nxdomain(zone, &name));
+                    }
                     break;
                 }
                 Lookup::EmptyNonTerminal => {
-                    ans.authority.push(OutRr::from_zone(zone.negative_soa()));
+                    push_negative_soa(&mut ans.authority, zone, sec);
+                    if sec {
+                        push_proofs(&mut ans.authority, dnssec::nodata(zone, &name, None));
+                    }
                     break;
                 }
                 Lookup::Node { node, wildcard } => {
                     // Synthesized records are owned by the name asked for (RFC 4592).
                     let owner: Option<&[u8]> = wildcard.then_some(&name);
+                    let source = node.rrsets.first().and_then(|s| s.records.first()).map(|r| r.owner.as_slice());
+                    let wildcard_owner = if wildcard { source } else { None };
+                    let mut proofs = Proofs::default();
+                    if sec && let Some(w) = wildcard_owner {
+                        proofs = dnssec::wildcard_answer(zone, &name, w);
+                    }
                     if qtype == TYPE_ANY {
                         // RFC 8482: one RRset, deterministically the lowest type.
                         match node.rrsets.first() {
-                            Some(set) => push_rrset(&mut ans.answer, &set.records, owner),
+                            Some(set) => push_signed(&mut ans.answer, node, set.rtype, owner, sec),
                             None => ans.authority.push(OutRr::from_zone(zone.negative_soa())),
                         }
+                        push_proofs(&mut ans.authority, proofs);
                         break;
                     }
-                    if let Some(set) = node.get(qtype) {
-                        push_rrset(&mut ans.answer, &set.records, owner);
+                    if qtype == TYPE_RRSIG
+                        && let Some(covered) = sigs_for_lowest_type(node)
+                    {
+                        // Like ANY: one covered type's RRSIGs, the lowest (as Knot does).
+                        for sig in sigs_for(node, covered) {
+                            push_rrset(&mut ans.answer, std::slice::from_ref(sig), owner);
+                        }
+                        push_proofs(&mut ans.authority, proofs);
                         break;
                     }
-                    if let Some(cname) = cname_of(node) {
-                        push_rrset(&mut ans.answer, std::slice::from_ref(cname), owner);
+                    if node.get(qtype).is_some() {
+                        push_signed(&mut ans.answer, node, qtype, owner, sec);
+                        push_proofs(&mut ans.authority, proofs);
+                        break;
+                    }
+                    // NSEC and RRSIG are about the name itself: no CNAME is followed
+                    // for them in a signed zone (as Knot DNS answers).
+                    let chase = !(zone.is_signed() && matches!(qtype, TYPE_NSEC | TYPE_RRSIG));
+                    if chase && let Some(cname) = cname_of(node) {
+                        push_signed(&mut ans.answer, node, TYPE_CNAME, owner, sec);
+                        push_proofs(&mut ans.authority, proofs);
                         chain += 1;
                         let Some(target) = cname.target.as_ref() else {
                             break;
@@ -314,17 +358,21 @@ impl Responder {
                             _ => break,
                         }
                     }
-                    ans.authority.push(OutRr::from_zone(zone.negative_soa()));
+                    push_negative_soa(&mut ans.authority, zone, sec);
+                    if sec {
+                        push_proofs(&mut ans.authority, dnssec::nodata(zone, &name, wildcard_owner));
+                    }
                     break;
                 }
             }
         }
-        self.additional_for_answer(&mut ans);
+        self.additional_for_answer(&mut ans, dnssec_ok);
         ans
     }
 
-    /// A/AAAA for the targets of MX/NS/SRV answers (see the module doc).
-    fn additional_for_answer<'s>(&'s self, ans: &mut Answer<'s>) {
+    /// A/AAAA for the targets of MX/NS/SRV answers (see the module doc), with their
+    /// RRSIGs for a DO query.
+    fn additional_for_answer<'s>(&'s self, ans: &mut Answer<'s>, dnssec_ok: bool) {
         let mut targets: Vec<&[u8]> = Vec::new();
         for rr in &ans.answer {
             if matches!(rr.rtype, TYPE_MX | TYPE_NS | TYPE_SRV)
@@ -343,7 +391,7 @@ impl Responder {
                 continue;
             }
             if let Some(node) = zone.nodes().get(t) {
-                push_addresses(&mut add, node);
+                push_addresses(&mut add, node, dnssec_ok && zone.is_signed());
             }
         }
         ans.additional = add;
@@ -376,6 +424,9 @@ impl Responder {
         if full.len() <= limit {
             return full;
         }
+        if ans.signed {
+            return encode_compressed(q.id, flags, question, &ans, opt.as_ref(), limit);
+        }
         encode(
             q.id,
             flags | FLAG_TC,
@@ -401,17 +452,63 @@ fn push_rrset<'z>(out: &mut Vec<OutRr<'z>>, records: &'z [Rr], owner: Option<&[u
     }
 }
 
-/// Append a node's A then AAAA records, skipping any already present.
-fn push_addresses<'z>(out: &mut Vec<OutRr<'z>>, node: &'z Node) {
+/// Append `node`'s RRset of `rtype`, then (with `sec`) the RRSIGs covering it, all
+/// re-owned to `owner` when synthesized from a wildcard.
+fn push_signed<'z>(out: &mut Vec<OutRr<'z>>, node: &'z Node, rtype: u16, owner: Option<&[u8]>, sec: bool) {
+    if let Some(set) = node.get(rtype) {
+        push_rrset(out, &set.records, owner);
+    }
+    if sec {
+        for sig in sigs_for(node, rtype) {
+            push_rrset(out, std::slice::from_ref(sig), owner);
+        }
+    }
+}
+
+/// The lowest type the RRSIGs at `node` cover.
+fn sigs_for_lowest_type(node: &Node) -> Option<u16> {
+    let sigs = node.get(TYPE_RRSIG)?;
+    sigs.records.iter().filter_map(|r| Some(u16::from_be_bytes([*r.rdata.first()?, *r.rdata.get(1)?]))).min()
+}
+
+/// The zone's SOA for a negative answer, and with `sec` its RRSIGs at the same
+/// (negative) TTL.
+fn push_negative_soa<'z>(out: &mut Vec<OutRr<'z>>, zone: &'z Zone, sec: bool) {
+    let soa = zone.negative_soa();
+    out.push(OutRr::from_zone(soa));
+    if sec {
+        for sig in sigs_for(zone.apex_node(), TYPE_SOA) {
+            let mut o = OutRr::from_zone(sig);
+            o.ttl = soa.ttl;
+            out.push(o);
+        }
+    }
+}
+
+/// Append each proof's NSEC or NSEC3 RRset and its RRSIGs.
+fn push_proofs<'z>(out: &mut Vec<OutRr<'z>>, proofs: Proofs<'z>) {
+    for p in proofs.0 {
+        push_signed(out, p.node, p.rtype, None, true);
+    }
+}
+
+/// Append a node's A then AAAA records (with `sec`, each with its RRSIGs), skipping
+/// any already present.
+fn push_addresses<'z>(out: &mut Vec<OutRr<'z>>, node: &'z Node, sec: bool) {
     for t in [TYPE_A, TYPE_AAAA] {
         if let Some(set) = node.get(t) {
+            let mut added = false;
             for rr in &set.records {
                 let dup = out
                     .iter()
                     .any(|o| o.rtype == t && *o.owner == *rr.owner && *o.rdata == *rr.rdata);
                 if !dup {
                     out.push(OutRr::from_zone(rr));
+                    added = true;
                 }
+            }
+            if sec && added {
+                out.extend(sigs_for(node, t).map(OutRr::from_zone));
             }
         }
     }
@@ -429,14 +526,25 @@ fn target_of(rdata: &[u8], rtype: u16) -> Option<&[u8]> {
 }
 
 /// Referral to the cut: NS RRset in authority, A/AAAA of in-zone NS targets in
-/// additional. Not authoritative.
-fn referral<'z>(zone: &'z Zone, cut: &[u8]) -> Answer<'z> {
+/// additional. Not authoritative. With `sec` (a DO query, a signed zone), the DS
+/// RRset and its RRSIGs, or the proof that there is no DS; glue stays unsigned.
+fn referral<'z>(zone: &'z Zone, cut: &[u8], sec: bool) -> Answer<'z> {
     let mut ans = Answer::new(RCODE_NOERROR, false);
-    let Some(ns) = zone.nodes().get(cut).and_then(|n| n.get(TYPE_NS)) else {
+    let Some(cut_node) = zone.nodes().get(cut) else {
         return ans; // cannot happen: cuts are NS owners
+    };
+    let Some(ns) = cut_node.get(TYPE_NS) else {
+        return ans;
     };
     ans.authority
         .extend(ns.records.iter().map(OutRr::from_zone));
+    if sec {
+        if cut_node.get(TYPE_DS).is_some() {
+            push_signed(&mut ans.authority, cut_node, TYPE_DS, None, true);
+        } else {
+            push_proofs(&mut ans.authority, dnssec::no_ds(zone, cut));
+        }
+    }
     for rr in &ns.records {
         let Some(target) = rr.target.as_deref() else {
             continue;
@@ -445,7 +553,9 @@ fn referral<'z>(zone: &'z Zone, cut: &[u8]) -> Answer<'z> {
             continue; // out of bailiwick: no glue
         }
         if let Some(node) = zone.nodes().get(target) {
-            push_addresses(&mut ans.additional, node);
+            // Glue below the cut is not signed; in-zone addresses keep their RRSIGs.
+            let glue = zone.cut_at_or_above(target).is_some();
+            push_addresses(&mut ans.additional, node, sec && !glue);
         }
     }
     ans
@@ -653,12 +763,143 @@ fn encode(
     out
 }
 
+/// Names already written and where, for compression pointers (RFC 1035 section 4.1.4).
+struct Compressor {
+    known: Vec<(Vec<u8>, u16)>,
+}
+
+impl Compressor {
+    /// Writes `name` (lowercase wire) at the end of `out`, pointing at the longest
+    /// suffix written before.
+    fn name(&mut self, out: &mut Vec<u8>, name: &[u8]) {
+        let mut rest = name;
+        while rest.first().is_some_and(|&l| l != 0) {
+            if let Some(&(_, at)) = self.known.iter().find(|(n, _)| n == rest) {
+                out.extend_from_slice(&(0xc000 | at).to_be_bytes());
+                return;
+            }
+            if out.len() < 0x3fff {
+                self.known.push((rest.to_vec(), out.len() as u16));
+            }
+            let len = 1 + rest[0] as usize;
+            out.extend_from_slice(&rest[..len]);
+            rest = &rest[len..];
+        }
+        out.push(0);
+    }
+}
+
+/// The length of the uncompressed wire name at the start of `b`.
+fn name_len(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let l = *b.get(i)? as usize;
+        i += 1 + l;
+        if l == 0 {
+            return Some(i);
+        }
+    }
+}
+
+/// RDATA with the names RFC 3597 section 4 lets a server compress (NS, CNAME, PTR,
+/// MX, SOA) compressed; others as they are.
+fn rdata_compressed(c: &mut Compressor, out: &mut Vec<u8>, rtype: u16, rdata: &[u8]) {
+    let (prefix, names) = match rtype {
+        TYPE_NS | TYPE_CNAME | TYPE_PTR => (0, 1),
+        TYPE_MX => (2, 1),
+        TYPE_SOA => (0, 2),
+        _ => (0, 0),
+    };
+    let mut pos = prefix.min(rdata.len());
+    out.extend_from_slice(&rdata[..pos]);
+    for _ in 0..names {
+        let Some(n) = name_len(&rdata[pos..]) else { break };
+        c.name(out, &rdata[pos..pos + n]);
+        pos += n;
+    }
+    out.extend_from_slice(&rdata[pos..]);
+}
+
+/// A response over the client's size from a signed zone, as Knot DNS sends it: names
+/// compressed; per section its RRsets in order, then their RRSIGs, while they fit. The
+/// first answer or authority RRset or RRSIG set that does not fit sets TC and ends the
+/// message; additional ones that do not fit are left out (RFC 2181 section 9).
+fn encode_compressed(
+    id: u16,
+    flags: u16,
+    question: Option<&Question<'_>>,
+    ans: &Answer<'_>,
+    opt: Option<&OptOut<'_>>,
+    limit: usize,
+) -> Vec<u8> {
+    let mut c = Compressor { known: Vec::new() };
+    let mut out = Vec::with_capacity(limit);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&u16::from(question.is_some()).to_be_bytes());
+    out.extend_from_slice(&[0; 6]);
+    if let Some(q) = question {
+        out.extend_from_slice(q.raw);
+        c.known.push((q.qname.clone(), 12));
+    }
+    // Room for the OPT record, which always goes in.
+    let opt_bytes = {
+        let mut v = encode(0, 0, None, &Answer::new(0, false), opt);
+        v.drain(..12);
+        v
+    };
+    let room = limit.saturating_sub(opt_bytes.len());
+    let mut counts = [0u16; 3];
+    let mut truncated = false;
+    let covered = |r: &OutRr<'_>| if r.rtype == TYPE_RRSIG && r.rdata.len() >= 2 { u16::from_be_bytes([r.rdata[0], r.rdata[1]]) } else { 0 };
+    'sections: for (i, section) in [&ans.answer, &ans.authority, &ans.additional].into_iter().enumerate() {
+        let (sigs, sets): (Vec<&OutRr<'_>>, Vec<&OutRr<'_>>) = section.iter().partition(|r| r.rtype == TYPE_RRSIG);
+        for list in [sets, sigs] {
+            let mut k = 0;
+            while k < list.len() {
+                let first = list[k];
+                let same = |r: &&&OutRr<'_>| r.owner == first.owner && r.rtype == first.rtype && covered(r) == covered(first);
+                let unit = list[k..].iter().take_while(same).count();
+                let (before, known) = (out.len(), c.known.len());
+                for rr in &list[k..k + unit] {
+                    c.name(&mut out, &rr.owner);
+                    out.extend_from_slice(&rr.rtype.to_be_bytes());
+                    out.extend_from_slice(&rr.class.to_be_bytes());
+                    out.extend_from_slice(&rr.ttl.to_be_bytes());
+                    let len_at = out.len();
+                    out.extend_from_slice(&[0, 0]);
+                    rdata_compressed(&mut c, &mut out, rr.rtype, &rr.rdata);
+                    let rdlen = (out.len() - len_at - 2) as u16;
+                    out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+                }
+                if out.len() > room {
+                    out.truncate(before);
+                    c.known.truncate(known);
+                    truncated = i < 2;
+                    break 'sections;
+                }
+                counts[i] += unit as u16;
+                k += unit;
+            }
+        }
+    }
+    if truncated {
+        let f = flags | FLAG_TC;
+        out[2..4].copy_from_slice(&f.to_be_bytes());
+    }
+    out[6..8].copy_from_slice(&counts[0].to_be_bytes());
+    out[8..10].copy_from_slice(&counts[1].to_be_bytes());
+    out[10..12].copy_from_slice(&(counts[2] + u16::from(opt.is_some())).to_be_bytes());
+    out.extend_from_slice(&opt_bytes);
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::dns::zone::{load_zone, tests::write_zone};
     use hickory_proto::op::{Message, OpCode, ResponseCode};
-    use hickory_proto::rr::{Record, RecordType};
+    use hickory_proto::rr::{Name, Record, RecordType};
 
     pub(crate) const EXAMPLE: &str = r#"$ORIGIN example.com.
 $TTL 3600
@@ -1310,5 +1551,225 @@ host  600 IN A   198.51.100.1
             .unwrap();
         assert!(contains(&resp, b"\x03www"));
         assert!(!contains(&resp, b"\x03WWW"));
+    }
+
+    // ---- DNSSEC: pre-signed zones (signatures are placeholders: pop never checks them) ----
+
+    /// An RRSIG line covering `t` at `owner` (labels as RFC 4034 counts them).
+    fn sig(owner: &str, t: &str, labels: u8, apex: &str) -> String {
+        format!("{owner} 300 IN RRSIG {t} 13 {labels} 300 20370101000000 20240101000000 1 {apex} AAAA\n")
+    }
+
+    /// s.test, NSEC-signed: www, a wildcard, a signed and an insecure delegation.
+    fn nsec_zone() -> String {
+        let mut z = String::from("$ORIGIN s.test.\n$TTL 300\n@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns\n@ IN DNSKEY 257 3 13 AAAA\n");
+        z += "ns IN A 192.0.2.1\nwww IN A 192.0.2.10\n*.w IN A 192.0.2.99\n";
+        z += "sub IN NS ns.sub\nsub IN DS 1 13 2 00ff\nns.sub IN A 192.0.2.53\ninsec IN NS ns.insec\nns.insec IN A 192.0.2.54\n";
+        // The chain: apex, insec, ns, sub, *.w, www (canonical order).
+        for (owner, next, types) in [
+            ("s.test.", "insec.s.test.", "NS SOA RRSIG NSEC DNSKEY"),
+            ("insec.s.test.", "ns.s.test.", "NS NSEC"),
+            ("ns.s.test.", "sub.s.test.", "A RRSIG NSEC"),
+            ("sub.s.test.", "*.w.s.test.", "NS DS RRSIG NSEC"),
+            ("*.w.s.test.", "www.s.test.", "A RRSIG NSEC"),
+            ("www.s.test.", "s.test.", "A RRSIG NSEC"),
+        ] {
+            z += &format!("{owner} 60 IN NSEC {next} {types}\n");
+            let labels = owner.trim_start_matches("*.").matches('.').count() as u8;
+            z += &sig(owner, "NSEC", labels, "s.test.");
+        }
+        for (owner, t, labels) in [("s.test.", "SOA", 2), ("s.test.", "NS", 2), ("s.test.", "DNSKEY", 2), ("ns.s.test.", "A", 3), ("www.s.test.", "A", 3), ("*.w.s.test.", "A", 3), ("sub.s.test.", "DS", 3)] {
+            z += &sig(owner, t, labels, "s.test.");
+        }
+        z
+    }
+
+    fn signed_responder(text: &str, file: &str) -> Responder {
+        let zone = load_zone(&write_zone(file, text), None).unwrap();
+        assert!(zone.is_signed());
+        Responder::new(Arc::new(ZoneSet::new(vec![zone]).unwrap()), "pop-test-1")
+    }
+
+    fn do_query(r: &Responder, name: &str, qtype: u16) -> Message {
+        ask(r, &with_opt(query(name, qtype, 1), 1232, 0, true, &[]), Transport::Udp).1
+    }
+
+    /// `owner TYPE` (and the covered type for RRSIGs), in section order.
+    fn kinds(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| {
+                let t = u16::from(r.record_type());
+                let name = r.name.to_ascii().to_ascii_lowercase();
+                match &r.data {
+                    hickory_proto::rr::RData::Unknown { rdata, .. } if t == 46 => {
+                        let b = &rdata.anything;
+                        format!("{name} RRSIG({})", u16::from_be_bytes([b[0], b[1]]))
+                    }
+                    _ => format!("{name} {t}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn signed_answers_carry_rrsigs_only_with_do() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        let m = udp(&r, "www.s.test", 1);
+        assert_eq!(kinds(&m.answers), ["www.s.test. 1"]);
+        let m = do_query(&r, "www.s.test", 1);
+        assert_eq!(kinds(&m.answers), ["www.s.test. 1", "www.s.test. RRSIG(1)"]);
+        assert!(m.authorities.is_empty());
+        let m = do_query(&r, "s.test", 48);
+        assert_eq!(kinds(&m.answers), ["s.test. 48", "s.test. RRSIG(48)"]);
+        // qtype RRSIG: the RRSIGs of the lowest type covered (NS at the apex).
+        assert_eq!(kinds(&do_query(&r, "s.test", 46).answers), ["s.test. RRSIG(2)"]);
+    }
+
+    #[test]
+    fn nsec_denials_prove_what_they_say() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        // NXDOMAIN: the NSEC covering the name (ns..sub covers nx) and the one covering
+        // the wildcard at the closest encloser (*.s.test sorts right after the apex).
+        let m = do_query(&r, "nx.s.test", 1);
+        assert_eq!(rcode(&m), ResponseCode::NXDomain);
+        assert_eq!(
+            kinds(&m.authorities),
+            ["s.test. 6", "s.test. RRSIG(6)", "ns.s.test. 47", "ns.s.test. RRSIG(47)", "s.test. 47", "s.test. RRSIG(47)"]
+        );
+        // The SOA's RRSIG takes the negative TTL (min(300, 60)).
+        assert!(m.authorities[..2].iter().all(|r| r.ttl == 60), "{:?}", m.authorities);
+        // NODATA: the name's own NSEC.
+        let m = do_query(&r, "www.s.test", 28);
+        assert_eq!(kinds(&m.authorities), ["s.test. 6", "s.test. RRSIG(6)", "www.s.test. 47", "www.s.test. RRSIG(47)"]);
+        // Without DO, denials are as before.
+        assert_eq!(kinds(&udp(&r, "nx.s.test", 1).authorities), ["s.test. 6"]);
+    }
+
+    #[test]
+    fn wildcards_and_delegations_when_signed() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        // A wildcard answer: re-owned RRSIG, and the NSEC proving x.w does not exist.
+        let m = do_query(&r, "x.w.s.test", 1);
+        assert_eq!(kinds(&m.answers), ["x.w.s.test. 1", "x.w.s.test. RRSIG(1)"]);
+        assert_eq!(kinds(&m.authorities), ["*.w.s.test. 47", "*.w.s.test. RRSIG(47)"]);
+        // Wildcard NODATA: the NSEC covering the name and the wildcard's own.
+        let m = do_query(&r, "x.w.s.test", 16);
+        assert_eq!(kinds(&m.authorities), ["s.test. 6", "s.test. RRSIG(6)", "*.w.s.test. 47", "*.w.s.test. RRSIG(47)"]);
+        // A signed delegation: NS, then DS and its RRSIG; the glue unsigned.
+        let m = do_query(&r, "a.sub.s.test", 1);
+        assert!(!m.metadata.authoritative);
+        assert_eq!(kinds(&m.authorities), ["sub.s.test. 2", "sub.s.test. 43", "sub.s.test. RRSIG(43)"]);
+        assert_eq!(kinds(&m.additionals), ["ns.sub.s.test. 1"]);
+        // An insecure one: the cut's NSEC (no DS bit) proves there is no DS.
+        let m = do_query(&r, "insec.s.test", 1);
+        assert_eq!(kinds(&m.authorities), ["insec.s.test. 2", "insec.s.test. 47", "insec.s.test. RRSIG(47)"]);
+        // Without DO a referral is as before.
+        assert_eq!(kinds(&udp(&r, "a.sub.s.test", 1).authorities), ["sub.s.test. 2"]);
+    }
+
+    /// n3.test with NSEC3 (salt ab, 1 iteration), hashes computed here: the apex, www,
+    /// the empty non-terminal e (of a.e), a.e, and, unless `opt_out`, the insecure cut
+    /// insec (with opt-out it has no NSEC3 and every NSEC3 has the opt-out flag).
+    fn nsec3_zone(opt_out: bool) -> (String, Vec<(String, String)>) {
+        let hash = |n: &str| {
+            let wire = crate::dns::zone::name_to_wire(&Name::from_ascii(n).unwrap());
+            data_encoding::BASE32HEX_NOPAD.encode(&crate::dns::dnssec::nsec3_hash(&wire, &[0xab], 1)).to_ascii_lowercase()
+        };
+        let mut names = vec![("n3.test.", "NS SOA RRSIG DNSKEY NSEC3PARAM"), ("www.n3.test.", "A RRSIG"), ("e.n3.test.", ""), ("a.e.n3.test.", "A RRSIG")];
+        if !opt_out {
+            names.push(("insec.n3.test.", "NS"));
+        }
+        let mut hashed: Vec<(String, String, &str)> = names.iter().map(|(n, t)| (hash(n), n.to_string(), *t)).collect();
+        hashed.sort();
+        let flags = if opt_out { 1 } else { 0 };
+        let mut z = String::from("$ORIGIN n3.test.\n$TTL 300\n@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns.example.\n@ IN DNSKEY 257 3 13 AAAA\n@ IN NSEC3PARAM 1 0 1 ab\n");
+        z += "www IN A 192.0.2.10\na.e IN A 192.0.2.11\ninsec IN NS ns.example.\n";
+        z += &sig("n3.test.", "SOA", 2, "n3.test.");
+        for (i, (h, _, types)) in hashed.iter().enumerate() {
+            let next = &hashed[(i + 1) % hashed.len()].0;
+            z += &format!("{h}.n3.test. 60 IN NSEC3 1 {flags} 1 ab {next} {types}\n");
+            z += &sig(&format!("{h}.n3.test."), "NSEC3", 3, "n3.test.");
+        }
+        (z, hashed.into_iter().map(|(h, n, _)| (n, format!("{h}.n3.test."))).collect())
+    }
+
+    #[test]
+    fn nsec3_closest_encloser_and_opt_out_proofs() {
+        let (text, owners) = nsec3_zone(false);
+        let of = |n: &str| owners.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        let covering = |h: &str| {
+            // The NSEC3 whose hash is the closest before h's, wrapping round.
+            let wire = crate::dns::zone::name_to_wire(&Name::from_ascii(h).unwrap());
+            let target = data_encoding::BASE32HEX_NOPAD.encode(&crate::dns::dnssec::nsec3_hash(&wire, &[0xab], 1)).to_ascii_lowercase();
+            let mut sorted: Vec<&String> = owners.iter().map(|(_, o)| o).collect();
+            sorted.sort();
+            sorted.iter().rev().find(|o| o.split('.').next().unwrap() < target.as_str()).unwrap_or(sorted.last().unwrap()).to_string()
+        };
+        let r = signed_responder(&text, "n3.zone");
+        // NXDOMAIN below the empty non-terminal e: e's NSEC3 (closest encloser), the one
+        // covering x.e (next closer) and the one covering *.e.
+        let m = do_query(&r, "y.x.e.n3.test", 1);
+        assert_eq!(rcode(&m), ResponseCode::NXDomain);
+        let nsec3: Vec<String> = kinds(&m.authorities).into_iter().filter(|k| k.ends_with(" 50")).collect();
+        let mut want = vec![format!("{} 50", of("e.n3.test.")), format!("{} 50", covering("x.e.n3.test.")), format!("{} 50", covering("*.e.n3.test."))];
+        want.dedup();
+        assert_eq!(nsec3, want);
+        // NODATA at the empty non-terminal: its own NSEC3.
+        let m = do_query(&r, "e.n3.test", 1);
+        assert_eq!(kinds(&m.authorities)[2..], [format!("{} 50", of("e.n3.test.")), format!("{} RRSIG(50)", of("e.n3.test."))]);
+        // An insecure delegation with its own NSEC3.
+        let m = do_query(&r, "insec.n3.test", 1);
+        assert_eq!(kinds(&m.authorities)[1..], [format!("{} 50", of("insec.n3.test.")), format!("{} RRSIG(50)", of("insec.n3.test."))]);
+        // Opt-out: no NSEC3 for insec; the apex's (closest provable encloser) and the
+        // opt-out one covering insec instead.
+        let (text, owners) = nsec3_zone(true);
+        let of = |n: &str| owners.iter().find(|(name, _)| name == n).unwrap().1.clone();
+        let r = signed_responder(&text, "n3oo.zone");
+        let m = do_query(&r, "insec.n3.test", 1);
+        let nsec3: Vec<String> = kinds(&m.authorities).into_iter().filter(|k| k.ends_with(" 50")).collect();
+        assert_eq!(nsec3.len(), 2, "{:?}", kinds(&m.authorities));
+        assert_eq!(nsec3[0], format!("{} 50", of("n3.test.")));
+        // NSEC3 owners are not names of the zone.
+        assert_eq!(rcode(&udp(&r, of("www.n3.test.").trim_end_matches('.'), 50)), ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn truncated_signed_answers_keep_what_fits() {
+        let mut text = nsec_zone();
+        text += &format!("big 300 IN TXT \"{}\" \"{}\"\n", "a".repeat(210), "b".repeat(210));
+        text += &sig("big.s.test.", "TXT", 3, "s.test.");
+        let r2 = signed_responder(&text, "s-big.zone");
+        let (resp, m) = ask(&r2, &with_opt(query("big.s.test", 16, 1), 512, 0, true, &[]), Transport::Udp);
+        assert!(resp.len() <= 512);
+        // The TXT RRset fits, its RRSIG does not: TC, and the TXT kept (as Knot does).
+        assert!(m.metadata.truncation);
+        assert_eq!(kinds(&m.answers), ["big.s.test. 16"]);
+        // An unsigned zone's truncation is unchanged: no records.
+        let (_, m) = ask(&responder(), &with_opt(query("big.big.test", 16, 1), 512, 0, true, &[]), Transport::Udp);
+        assert!(m.metadata.truncation && m.answers.is_empty());
+    }
+
+    #[test]
+    fn bad_dnssec_records_name_their_line() {
+        let text = format!("{}www 300 IN RRSIG A 13 3 300 20370101000000 2024x 1 s.test. AAAA\n", nsec_zone());
+        let p = write_zone("bad-sig.zone", &text);
+        let e = load_zone(&p, None).unwrap_err();
+        let line = text.lines().count();
+        assert_eq!(e.0[0].line, Some(line), "{e}");
+        assert!(e.to_string().contains("www.s.test. RRSIG: invalid signature time \"2024x\""), "{e}");
+        // NSEC3 iterations beyond RFC 5155's largest would make every denial costly.
+        let text = nsec3_zone(false).0.replace("NSEC3PARAM 1 0 1 ab", "NSEC3PARAM 1 0 2501 ab");
+        let e = load_zone(&write_zone("n3-iter.zone", &text), None).unwrap_err();
+        assert!(e.to_string().contains("NSEC3 with 2501 iterations: at most 2500"), "{e}");
+    }
+
+    #[test]
+    fn signed_zones_are_not_in_the_xdp_table() {
+        let r = signed_responder(&nsec_zone(), "s.zone");
+        let fp = r.compile_fast_path();
+        assert!(fp.entries.iter().all(|e| e.qclass != 1), "{:?}", fp.entries.iter().map(|e| &e.qname).collect::<Vec<_>>());
+        assert!(fp.nodata_any.is_empty() && fp.zones.is_empty());
+        assert_eq!(fp.cuts, [crate::dns::zone::name_to_wire(&Name::from_ascii("s.test.").unwrap())]);
     }
 }

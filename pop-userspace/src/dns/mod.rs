@@ -12,6 +12,10 @@
 #[rustfmt::skip]
 pub mod answer;
 #[rustfmt::skip]
+mod dnssec;
+#[rustfmt::skip]
+mod dnssec_text;
+#[rustfmt::skip]
 pub mod fastpath;
 pub mod runtime;
 #[rustfmt::skip]

@@ -20,9 +20,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use hickory_proto::rr::{DNSClass, Name, RData, RecordSet, RecordType, RrKey};
+use hickory_proto::rr::rdata::NULL;
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::serialize::txt::Parser;
+
+use super::dnssec::ZoneDnssec;
+use super::dnssec_text;
 
 pub(crate) const TYPE_A: u16 = 1;
 pub(crate) const TYPE_NS: u16 = 2;
@@ -103,6 +107,8 @@ pub struct Zone {
     has_wildcard: bool,
     /// The SOA for negative answers, TTL already min(SOA TTL, MINIMUM) (RFC 2308).
     negative_soa: Rr,
+    /// NSEC chain, NSEC3 records and parameters of a signed zone.
+    dnssec: ZoneDnssec,
 }
 
 impl Zone {
@@ -136,6 +142,20 @@ impl Zone {
 
     pub(crate) fn negative_soa(&self) -> &Rr {
         &self.negative_soa
+    }
+
+    /// The apex node (it always exists: it holds the SOA).
+    pub(crate) fn apex_node(&self) -> &Node {
+        self.nodes.get(&self.apex).expect("the apex holds the SOA")
+    }
+
+    pub(crate) fn dnssec(&self) -> &ZoneDnssec {
+        &self.dnssec
+    }
+
+    /// Whether the zone is signed (its apex has RRSIGs).
+    pub fn is_signed(&self) -> bool {
+        self.dnssec.signed
     }
 
     /// Cuts that are not below another cut (deeper NS records are occluded glue).
@@ -420,13 +440,21 @@ pub fn load_zone_with(path: &Path, origin: Option<&str>, limits: &ZoneLimits) ->
     let text = source.text.as_str();
     // No path: every `$INCLUDE` is already expanded (and checked) by `Source::read`, so
     // the parser must never open a file itself.
-    let parse = |t: &str| Parser::new(t, None, origin_name.clone()).parse();
+    let initial_origin = origin_name.clone().or_else(|| dnssec_text::absolute_soa_owner(text));
+    // DNSSEC entries hickory cannot parse are taken out first (see `dnssec_text`).
+    let parse = |t: &str| -> Result<(Name, ParsedRecords), ParseFailure> {
+        let split = dnssec_text::split(t, initial_origin.as_ref()).map_err(|(line, m)| ParseFailure::At(line, m))?;
+        let (o, mut records) =
+            Parser::new(split.text.as_ref(), None, initial_origin.clone()).parse().map_err(|e| ParseFailure::Other(e.to_string()))?;
+        add_signed_records(&mut records, split.records);
+        Ok((o, records))
+    };
 
     let (parser_origin, records) = match parse(text) {
         Ok(r) => r,
-        Err(e) => {
-            let msg = e.to_string();
-            let same = |prefix: &str| matches!(parse(prefix), Err(e2) if e2.to_string() == msg);
+        Err(ParseFailure::At(line, msg)) => return Err(ZoneErrors(vec![source.error(Some(line), msg)])),
+        Err(ParseFailure::Other(msg)) => {
+            let same = |prefix: &str| matches!(parse(prefix), Err(ParseFailure::Other(m)) if m == msg);
             // A problem that even the empty file shows (no $ORIGIN...) has no line.
             let line = if same("") { None } else { locate(text, &entry_boundaries(text), same) };
             return Err(ZoneErrors(vec![source.error(line, msg)]));
@@ -459,6 +487,28 @@ pub fn load_zone_with(path: &Path, origin: Option<&str>, limits: &ZoneLimits) ->
 
     drop(source);
     build_zone(path, &apex, records).map_err(|m| one(None, m))
+}
+
+/// Why a zone's text did not parse.
+enum ParseFailure {
+    /// A DNSSEC entry, at this line of the text.
+    At(usize, String),
+    /// hickory's parser (it names no line).
+    Other(String),
+}
+
+/// The DNSSEC records (as hickory's `Unknown` data, their RDATA already wire format)
+/// join the ones hickory parsed.
+fn add_signed_records(records: &mut ParsedRecords, signed: Vec<dnssec_text::SignedRecord>) {
+    for r in signed {
+        let rtype = RecordType::from(r.rtype);
+        let mut record = Record::from_rdata(r.owner.clone(), r.ttl, RData::Unknown { code: rtype, rdata: NULL::with(r.rdata) });
+        record.dns_class = r.class;
+        records
+            .entry(RrKey::new(LowerName::new(&r.owner), rtype))
+            .or_insert_with(|| RecordSet::new(r.owner, rtype, 0))
+            .insert(record, 0);
+    }
 }
 
 /// Validate parsed records against the apex. Messages must be stable across file
@@ -876,7 +926,7 @@ impl EntryIndex {
 
 /// The leading tokens of an entry: comments dropped, parentheses as separators. Enough
 /// for owner, TTL, class and type (which are never quoted).
-fn entry_tokens(entry: &str) -> impl Iterator<Item = &str> {
+pub(super) fn entry_tokens(entry: &str) -> impl Iterator<Item = &str> {
     let code = entry.split(['\n']).map(|l| l.split(';').next().unwrap_or("")).collect::<Vec<_>>();
     // Only the first line can hold the owner; TTL, class and type may follow a '('.
     code.into_iter().flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '(' || c == ')')).filter(|t| !t.is_empty())
@@ -929,6 +979,8 @@ fn build_zone(path: &Path, apex: &Name, records: ParsedRecords) -> Result<Zone, 
     for node in nodes.values_mut() {
         node.rrsets.shrink_to_fit();
     }
+    // Before cuts and empty non-terminals: NSEC3 owners are not names of the zone.
+    let dnssec = ZoneDnssec::build(&apex_w, &mut nodes)?;
     let cuts: BTreeSet<Vec<u8>> = nodes
         .iter()
         .filter(|(n, node)| **n != apex_w && node.get(TYPE_NS).is_some())
@@ -956,6 +1008,7 @@ fn build_zone(path: &Path, apex: &Name, records: ParsedRecords) -> Result<Zone, 
         cuts,
         has_wildcard: false,
         negative_soa: negative_soa.ok_or("no SOA record")?,
+        dnssec,
     };
     zone.has_wildcard = zone
         .nodes
@@ -965,17 +1018,17 @@ fn build_zone(path: &Path, apex: &Name, records: ParsedRecords) -> Result<Zone, 
 }
 
 /// An entry boundary: the file prefix `text[..end]` holds complete entries only.
-struct Boundary {
-    end: usize,
+pub(super) struct Boundary {
+    pub end: usize,
     /// First line of the last entry in the prefix that has content (not blank/comment).
-    first_line: usize,
+    pub first_line: usize,
 }
 
 /// Split the text into entries: an entry ends at a newline outside parentheses and
 /// quotes. This only tracks `( ) " ; \` (not a record parser): it exists so that a
 /// prefix never cuts a multi-line entry, which keeps "the prefix shows the problem"
 /// monotonic for the binary search in [`locate`].
-fn entry_boundaries(text: &str) -> Vec<Boundary> {
+pub(super) fn entry_boundaries(text: &str) -> Vec<Boundary> {
     let mut out = Vec::new();
     let (mut depth, mut in_quote, mut in_comment, mut escape) = (0i32, false, false, false);
     let mut line = 1;
