@@ -76,7 +76,10 @@ fn the_units_capability_set_runs_the_data_path_and_each_capability_is_needed() -
     let mut lab = Lab::new()?;
     let pop = pop_host(&mut lab)?;
     lab.addr(&pop, "eth0", "192.0.2.1/24")?;
-    let zone = lab.write("example.com.zone", "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 203.0.113.53\n")?;
+    let zone = lab.write(
+        "example.com.zone",
+        "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 203.0.113.53\n",
+    )?;
     let config = lab.pop_config(
         &pop,
         &format!(

@@ -81,6 +81,7 @@ const FORMATTED: &[&str] = &[
     "tests/tests/anycast.rs",
     "tests/tests/config.rs",
     "tests/tests/foundation.rs",
+    "tests/tests/packaging.rs",
     "tests/tests/reload.rs",
 ];
 
@@ -98,7 +99,7 @@ fn lint() -> Result<()> {
     }
     cargo(&["clippy", "-p", "pop-userspace", "-p", "xtask", "--all-targets", "--", "-D", "warnings"])?;
     let lab: Vec<&str> =
-        "clippy -p pop-lab --lib --test apply --test anycast --test config --test foundation --test reload -- -D warnings".split(' ').collect();
+        "clippy -p pop-lab --lib --test apply --test anycast --test config --test foundation --test packaging --test reload -- -D warnings".split(' ').collect();
     cargo(&lab)
 }
 

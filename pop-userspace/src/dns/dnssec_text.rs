@@ -115,7 +115,7 @@ pub(crate) fn split<'t>(text: &'t str, origin: Option<&Name>) -> Result<Split<'t
         }
         let (mut ttl, mut class_token) = (None, None);
         let mut rtype = None;
-        while let Some(t) = tokens.next() {
+        for t in tokens.by_ref() {
             if let Ok(v) = parse_ttl(t) {
                 ttl = Some((v, t));
                 continue;
@@ -135,13 +135,12 @@ pub(crate) fn split<'t>(text: &'t str, origin: Option<&Name>) -> Result<Split<'t
         let Some(code) = rtype.as_deref().and_then(dnssec_type) else {
             // A record that takes its TTL from the one before, with no `$TTL`: if that
             // was a DNSSEC entry, hickory must see its TTL (RFC 1035's "last TTL").
-            if rtype.is_some() {
-                if let Some((at, t)) = pending_ttl.take()
-                    && ttl.is_none()
-                    && default_ttl.is_none()
-                {
-                    out.insert_str(at, &format!(" {t}"));
-                }
+            if rtype.is_some()
+                && let Some((at, t)) = pending_ttl.take()
+                && ttl.is_none()
+                && default_ttl.is_none()
+            {
+                out.insert_str(at, &format!(" {t}"));
             }
             out.push_str(entry);
             continue;
