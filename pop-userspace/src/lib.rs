@@ -27,6 +27,7 @@
 //!   (map writes that remember what they replaced).
 //! - [`anycast`]: announcing VIPs (addresses on `lo` for BGP) only while healthy.
 //! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
+//! - [`status`]: the typed `pop status` report, shared by the controller and the CLI.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
 //!
 //! The data path itself is in `pop-ebpf/`; the types both sides share are in
@@ -46,3 +47,4 @@ pub mod health;
 pub mod http;
 pub mod lb;
 pub mod metrics;
+pub mod status;
