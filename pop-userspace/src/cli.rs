@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -272,10 +272,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Status { json } => {
             let config = load_config(&cli.config)?;
             let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Status)?;
+            let report: crate::status::StatusReport = serde_json::from_value(v).context("the controller's status report")?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", render_status(&v));
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                print!("{}", report.render(now));
             }
         }
         Command::Withdraw | Command::Announce => {
@@ -311,51 +313,6 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn render_status(v: &serde_json::Value) -> String {
-    let mut out = format!("pop {}\n", v["pop"].as_str().unwrap_or("?"));
-    for vip in v["vips"].as_array().into_iter().flatten() {
-        let since = vip["since"].as_u64().unwrap_or(0);
-        let ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(since);
-        out += &format!(
-            "VIP {:<24} {:<13} for {ago}s: {}\n",
-            vip["vip"].as_str().unwrap_or("?"),
-            if vip["announced"].as_bool() == Some(true) { "ANNOUNCED" } else { "withdrawn" },
-            vip["why"].as_str().unwrap_or("")
-        );
-        if let Some(e) = vip["netlink_error"].as_str() {
-            out += &format!(
-                "    {} the interface failed {} time(s), retrying: {e}\n",
-                if vip["announced"].as_bool() == Some(true) { "adding it to" } else { "removing it from" },
-                vip["netlink_attempts"]
-            );
-        }
-    }
-    for s in v["services"].as_array().into_iter().flatten() {
-        out += &format!(
-            "service {}: {} of min {} backends up -> {}\n",
-            s["name"].as_str().unwrap_or("?"),
-            s["backends_up"],
-            s["min_healthy"],
-            if s["healthy"].as_bool() == Some(true) { "healthy" } else { "UNHEALTHY" }
-        );
-    }
-    out += &format!("\n{:<12} {:<28} {:<6} {:<8} {:>9} {:>9}  {}\n", "service", "backend", "state", "drained", "p50 ms", "p99 ms", "last error");
-    for b in v["backends"].as_array().into_iter().flatten() {
-        let ms = |k: &str| b[k].as_f64().map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
-        out += &format!(
-            "{:<12} {:<28} {:<6} {:<8} {:>9} {:>9}  {}\n",
-            b["service"].as_str().unwrap_or("?"),
-            b["address"].as_str().unwrap_or("?"),
-            b["state"].as_str().unwrap_or("?"),
-            if b["drained"].as_bool() == Some(true) { "yes" } else { "no" },
-            ms("rtt_p50_ms"),
-            ms("rtt_p99_ms"),
-            b["last_error"].as_str().unwrap_or("")
-        );
-    }
-    out
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub fn rcode_number(name: &str) -> Option<u8> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Up,
@@ -54,7 +54,7 @@ struct Entry {
 }
 
 /// One backend as `pop status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackendStatus {
     pub service: String,
     pub address: IpAddr,

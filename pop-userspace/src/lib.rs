@@ -11,10 +11,6 @@
 //!
 //! ## Layout
 //! - [`config`]: `pop.toml` parsing and validation (errors as `file:line: message`).
-//! - [`loader`]: loading the XDP object, attaching it to interfaces, pinning program,
-//!   links and maps on bpffs, detaching.
-//! - [`map_batch`]: BPF map batch operations (millions of DNS entries per reload).
-//! - [`vip`]: the VIP table, synced from the config.
 //! - [`metrics`]: reading the per-CPU data-path counters and rendering them.
 //! - [`dns`]: zones (parsed by hickory), the authoritative answer engine, its UDP/TCP
 //!   server, and the compiled table the XDP fast path answers from.
@@ -25,9 +21,13 @@
 //! - [`controller`]: `pop run`: attach, the run loop, reloads (staged off the loop);
 //!   [`controller::apply`], the one transactional apply; [`controller::gate`],
 //!   connection caps and timeouts of the metrics and control listeners.
-//! - [`datapath`]: map writes that remember what they replaced ([`datapath::undo`]).
+//! - [`datapath`]: the controller's side of the maps: [`datapath::loader`] (loading the
+//!   XDP object, attaching, pinning, detaching), [`datapath::map_batch`] (batch ops for
+//!   millions of DNS entries), [`datapath::vip`] (the VIP table), [`datapath::undo`]
+//!   (map writes that remember what they replaced).
 //! - [`anycast`]: announcing VIPs (addresses on `lo` for BGP) only while healthy.
 //! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
+//! - [`status`]: the typed `pop status` report, shared by the controller and the CLI.
 //! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
 //! - [`manual`]: man pages and shell completions generated from the CLI definition.
 //! - [`systemd`]: readiness notification to systemd (`Type=notify`).
@@ -42,13 +42,13 @@ pub mod config;
 pub mod control;
 pub mod controller;
 pub mod datapath;
+// The old paths, for the branches that still use them.
+pub use datapath::{loader, map_batch, vip};
 pub mod dns;
 pub mod health;
 pub mod http;
 pub mod lb;
-pub mod loader;
 pub mod manual;
-pub mod map_batch;
 pub mod metrics;
+pub mod status;
 pub mod systemd;
-pub mod vip;

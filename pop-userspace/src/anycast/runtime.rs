@@ -14,30 +14,13 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use log::{info, warn};
-use serde::Serialize;
 
 use super::{
     announcer::{AnnouncePolicy, Announcer},
     netlink,
 };
+pub use crate::status::VipStatus;
 use crate::{config::Config, dns::runtime::DnsRuntime, health::Board};
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VipStatus {
-    pub vip: IpAddr,
-    /// What pop wants: announced (healthy, not in maintenance).
-    pub announced: bool,
-    /// Seconds since the Unix epoch when the current state began.
-    pub since: u64,
-    pub why: String,
-    /// Whether the address is on the anycast interface as far as pop knows (differs
-    /// from `announced` while a failed netlink change is being retried).
-    pub on_interface: bool,
-    /// The last netlink failure of a change still being retried.
-    pub netlink_error: Option<String>,
-    /// Failed attempts of that change so far.
-    pub netlink_attempts: u32,
-}
 
 /// A netlink change that failed and is retried with backoff.
 struct Pending {

@@ -21,6 +21,8 @@ pub mod gate;
 
 use apply::Live;
 
+use crate::status::{ServiceStatus, StatusReport};
+
 use crate::{
     config::Config,
     dns::{
@@ -270,12 +272,7 @@ pub async fn run(config: Config) -> Result<()> {
                             }))
                         }
                     },
-                    req => control_request(req, &config, &board, &mut live.lb).map(|mut v| {
-                        if let (Some(a), Some(obj)) = (anycast.as_ref(), v.as_object_mut()) {
-                            obj.insert("vips".into(), serde_json::json!(a.status()));
-                        }
-                        v
-                    }),
+                    req => control_request(req, &config, &board, &mut live.lb, anycast.as_ref().map(|a| a.status()).unwrap_or_default()),
                 };
                 let _ = reply.send(answer);
             }
@@ -422,21 +419,30 @@ fn control_request(
     config: &Config,
     board: &crate::health::Board,
     lb: &mut LbRuntime,
+    vips: Vec<crate::status::VipStatus>,
 ) -> Result<serde_json::Value, String> {
     use crate::control::Request;
     match req {
-        Request::Status => Ok(serde_json::json!({
-            "pop": config.pop.name,
-            "services": config.services.iter().map(|s| serde_json::json!({
-                "name": s.name,
-                "vips": s.vips,
-                "port": s.port,
-                "min_healthy": s.min_healthy,
-                "backends_up": board.up_count(&s.name),
-                "healthy": board.up_count(&s.name) >= s.min_healthy as usize,
-            })).collect::<Vec<_>>(),
-            "backends": board.snapshot(),
-        })),
+        Request::Status => {
+            let report = StatusReport {
+                pop: config.pop.name.clone(),
+                vips,
+                services: config
+                    .services
+                    .iter()
+                    .map(|s| ServiceStatus {
+                        name: s.name.clone(),
+                        vips: s.vips.clone(),
+                        port: s.port,
+                        min_healthy: s.min_healthy,
+                        backends_up: board.up_count(&s.name),
+                        healthy: board.up_count(&s.name) >= s.min_healthy as usize,
+                    })
+                    .collect(),
+                backends: board.snapshot(),
+            };
+            serde_json::to_value(report).map_err(|e| e.to_string())
+        }
         Request::Withdraw | Request::Announce => Err("handled by the controller loop".into()),
         Request::Drain { service, backend } | Request::Undrain { service, backend } if backend.parse::<std::net::IpAddr>().is_err() => {
             Err(format!("{backend:?} is not an IP address (in service {service:?})"))

@@ -1,5 +1,5 @@
 //! Map writes that remember what they replaced. An apply commits through these; if a
-//! later step fails, [`Undo::restore`] puts every touched entry back, newest first, so
+//! later step fails, `restore` puts every touched entry back, newest first, so
 //! the data path ends up exactly as it was before the apply began.
 
 use std::borrow::BorrowMut;

@@ -359,7 +359,7 @@ fn write_tails<const N: usize>(map: &HashMap<MapData, DnsTailKey, [u8; N]>, tag:
 pub struct Staged {
     pub block: u32,
     tag: u32,
-    /// DNS_BLOCKS[block] before and after the flip.
+    /// `DNS_BLOCKS[block]` before and after the flip.
     previous: DnsBlock,
     value: DnsBlock,
     /// The keys of the generation this one replaces.
@@ -368,7 +368,7 @@ pub struct Staged {
 }
 
 impl Staged {
-    /// DNS_BLOCKS[block] once flipped.
+    /// The `DNS_BLOCKS[block]` entry once flipped.
     pub fn value(&self) -> DnsBlock {
         self.value
     }

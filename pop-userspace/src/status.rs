@@ -1,0 +1,135 @@
+//! `pop status`: the one typed report the controller sends over the control socket and
+//! the CLI renders (or prints as JSON with `--json`).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::health::{BackendStatus, State};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub pop: String,
+    /// Announce state per VIP (empty without `[anycast]`).
+    #[serde(default)]
+    pub vips: Vec<VipStatus>,
+    pub services: Vec<ServiceStatus>,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub vips: Vec<IpAddr>,
+    pub port: u16,
+    pub min_healthy: u32,
+    pub backends_up: usize,
+    pub healthy: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VipStatus {
+    pub vip: IpAddr,
+    /// What pop wants: announced (healthy, not in maintenance).
+    pub announced: bool,
+    /// Seconds since the Unix epoch when the current state began.
+    pub since: u64,
+    pub why: String,
+    /// Whether the address is on the anycast interface as far as pop knows (differs
+    /// from `announced` while a failed netlink change is being retried).
+    pub on_interface: bool,
+    /// The last netlink failure of a change still being retried.
+    pub netlink_error: Option<String>,
+    /// Failed attempts of that change so far.
+    pub netlink_attempts: u32,
+}
+
+impl StatusReport {
+    /// The text `pop status` prints.
+    pub fn render(&self, now_secs: u64) -> String {
+        let mut out = format!("pop {}\n", self.pop);
+        for v in &self.vips {
+            out += &format!(
+                "VIP {:<24} {:<13} for {}s: {}\n",
+                v.vip.to_string(),
+                if v.announced { "ANNOUNCED" } else { "withdrawn" },
+                now_secs.saturating_sub(v.since),
+                v.why
+            );
+            if let Some(e) = &v.netlink_error {
+                out += &format!(
+                    "    {} the interface failed {} time(s), retrying: {e}\n",
+                    if v.announced { "adding it to" } else { "removing it from" },
+                    v.netlink_attempts
+                );
+            }
+        }
+        for s in &self.services {
+            out += &format!(
+                "service {}: {} of min {} backends up -> {}\n",
+                s.name,
+                s.backends_up,
+                s.min_healthy,
+                if s.healthy { "healthy" } else { "UNHEALTHY" }
+            );
+        }
+        out += &format!("\n{:<12} {:<28} {:<6} {:<8} {:>9} {:>9}  {}\n", "service", "backend", "state", "drained", "p50 ms", "p99 ms", "last error");
+        for b in &self.backends {
+            let ms = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
+            out += &format!(
+                "{:<12} {:<28} {:<6} {:<8} {:>9} {:>9}  {}\n",
+                b.service,
+                b.address.to_string(),
+                match b.state {
+                    State::Up => "up",
+                    State::Down => "down",
+                },
+                if b.drained { "yes" } else { "no" },
+                ms(b.rtt_p50_ms),
+                ms(b.rtt_p99_ms),
+                b.last_error.as_deref().unwrap_or("")
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_survives_the_control_socket_and_renders() {
+        let report = StatusReport {
+            pop: "ams1".into(),
+            vips: vec![VipStatus {
+                vip: "203.0.113.53".parse().unwrap(),
+                announced: true,
+                since: 100,
+                why: "healthy".into(),
+                on_interface: false,
+                netlink_error: Some("injected".into()),
+                netlink_attempts: 3,
+            }],
+            services: vec![ServiceStatus {
+                name: "web".into(),
+                vips: vec!["203.0.113.10".parse().unwrap()],
+                port: 80,
+                min_healthy: 1,
+                backends_up: 0,
+                healthy: false,
+            }],
+            backends: vec![],
+        };
+        let wire = serde_json::to_value(&report).unwrap();
+        assert_eq!(wire["vips"][0]["vip"], "203.0.113.53");
+        let back: StatusReport = serde_json::from_value(wire).unwrap();
+        let text = back.render(142);
+        assert!(text.contains("VIP 203.0.113.53             ANNOUNCED     for 42s: healthy"), "{text}");
+        assert!(text.contains("adding it to the interface failed 3 time(s), retrying: injected"), "{text}");
+        assert!(text.contains("service web: 0 of min 1 backends up -> UNHEALTHY"), "{text}");
+        // Without [anycast] the controller may leave the VIPs out.
+        let bare: StatusReport = serde_json::from_str(r#"{"pop":"x","services":[],"backends":[]}"#).unwrap();
+        assert!(bare.vips.is_empty());
+    }
+}
