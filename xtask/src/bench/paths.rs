@@ -73,7 +73,7 @@ fn floor_object() -> Result<Vec<u8>> {
         .arg(root.join("pop-ebpf/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf");
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Clink-arg=--disable-expand-memcpy-in-order");
     for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_TARGET_DIR", "RUSTUP_TOOLCHAIN", "CARGO"] {
         cmd.env_remove(key);
     }
@@ -275,7 +275,23 @@ pub fn measure() -> Result<Vec<Measured>> {
         }
         println!("[bench] pop: {}", p.name);
         let conf = lab.write(&format!("path-{i}.cfg"), &trafgen_config(&p.frame, p0_mac, c0_mac, p.vary))?;
+        // POP_BENCH_PERF=DIR: also sample the whole machine with perf during pop's flood
+        // (DIR/path-N.data; JIT-ed subprograms and helpers show by name).
+        let perf = match std::env::var_os("POP_BENCH_PERF") {
+            Some(dir) => Some(
+                Command::new("perf")
+                    .args(["record", "-q", "-a", "-F", "4999", "-o"])
+                    .arg(PathBuf::from(dir).join(format!("path-{i}.data")))
+                    .args(["--", "sleep", "2"])
+                    .stdout(std::process::Stdio::null())
+                    .spawn()?,
+            ),
+            None => None,
+        };
         let (ns, n) = flood(&client, &conf, &prog)?;
+        if let Some(mut perf) = perf {
+            perf.wait()?;
+        }
         let (_, tr) = test_run(&pop, &prog, &p.frame, TEST_RUNS)?;
         out.push(Measured {
             name: p.name,
