@@ -78,8 +78,13 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
     }
 }
 
-/// Per-VIP and per-client-prefix packet counts (VIP traffic only, so the host's own
-/// traffic costs nothing here).
+/// One packet in TOP_PREFIX_SAMPLE updates TOP_PREFIXES (by that many): `pop top`
+/// reads rates, which sampling keeps on average, and a flood of new prefixes costs one
+/// LRU insert per TOP_PREFIX_SAMPLE packets instead of one per packet.
+const TOP_PREFIX_SAMPLE: u32 = 16;
+
+/// Per-VIP packet counts (exact: spikes and `pop stats` read them), and per-client-
+/// prefix counts, sampled (VIP traffic only, so the host's own traffic costs nothing here).
 #[inline(never)]
 fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
     if let Some(t) = maps::VIP_STATS.get_ptr_mut(key) {
@@ -87,6 +92,9 @@ fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
             (*t).packets += 1;
             (*t).bytes += len;
         }
+    }
+    if unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() } % TOP_PREFIX_SAMPLE != 0 {
+        return;
     }
     let mut prefix = pkt.src;
     if pkt.v6 {
@@ -97,9 +105,9 @@ fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
         prefix[15] = 0;
     }
     match maps::TOP_PREFIXES.get_ptr_mut(&prefix) {
-        Some(c) => unsafe { *c += 1 },
+        Some(c) => unsafe { *c += TOP_PREFIX_SAMPLE as u64 },
         None => {
-            let _ = maps::TOP_PREFIXES.insert(&prefix, &1, 0);
+            let _ = maps::TOP_PREFIXES.insert(&prefix, &(TOP_PREFIX_SAMPLE as u64), 0);
         }
     }
 }

@@ -30,8 +30,8 @@ pub static VIP_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_VIPS, 0);
 #[map(name = "VIP_STATS")]
 pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(MAX_VIPS, 0);
 
-/// Packets to VIPs per client prefix (/24, /56) for `pop top`: bounded, least recently
-/// seen prefixes are evicted.
+/// Packets to VIPs per client prefix (/24, /56) for `pop top`, sampled and scaled (see
+/// TOP_PREFIX_SAMPLE): bounded, least recently seen prefixes are evicted.
 #[map(name = "TOP_PREFIXES")]
 pub static TOP_PREFIXES: LruPerCpuHashMap<[u8; 16], u64> = LruPerCpuHashMap::pinned(TOP_PREFIXES_MAX, 0);
 
