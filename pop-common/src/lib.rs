@@ -8,7 +8,7 @@
 /// Version of every pinned map's key/value layout. Pinned maps live under
 /// `<bpffs dir>/maps-v<N>/`, so an incompatible upgrade starts from fresh maps
 /// instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Name of the XDP program in the object file (its function name).
 pub const XDP_PROGRAM: &str = "pop_xdp";
@@ -418,19 +418,42 @@ pub type DnsSeed = [u64; 2];
 /// Multipliers of the two hash lanes (odd, so each step is a bijection of its lane).
 const HASH_MUL: [u64; 2] = [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f];
 
-/// One byte of a name into the hash state. Names are hashed from their *last* byte to
-/// their first, so the XDP side gets the hash of every suffix (each enclosing zone) in
-/// one pass: the state after byte i is the state of the suffix starting at i.
+/// ASCII-lowercases the eight bytes of `w` at once (bytes >= 0x80 are left alone, as
+/// DNS compares names: RFC 4343).
 #[inline(always)]
-pub fn name_hash_step(h: [u64; 2], b: u8) -> [u64; 2] {
-    let mut a = (h[0] ^ b as u64).wrapping_mul(HASH_MUL[0]);
+pub const fn name_word_lower(w: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let heptets = w & LOW7;
+    // High bit of each byte: its low 7 bits >= 'A' (0x41), and >= '[' (0x5b, past 'Z').
+    let from_a = heptets + 0x3f3f_3f3f_3f3f_3f3f;
+    let past_z = heptets + 0x2525_2525_2525_2525;
+    let upper = from_a & !past_z & !w & HIGH;
+    w | (upper >> 2)
+}
+
+/// One 8-byte word of a name (little-endian, already lowercased, zero-padded) into the
+/// hash state. A name is hashed a word at a time from its *end*: first the whole words
+/// ending at its last byte, last to first, then the partial word left at its start. So
+/// every suffix (each enclosing zone) shares the name's states for its whole words, and
+/// the XDP side gets any suffix's key from one pass plus one step.
+#[inline(always)]
+pub fn name_hash_word(h: [u64; 2], w: u64) -> [u64; 2] {
+    let mut a = (h[0] ^ w).wrapping_mul(HASH_MUL[0]);
     a ^= a >> 32;
-    let mut c = (h[1] ^ b as u64).wrapping_mul(HASH_MUL[1]);
+    let mut c = (h[1] ^ w.rotate_left(29)).wrapping_mul(HASH_MUL[1]);
     c ^= c >> 29;
     [a, c]
 }
 
-/// The key of a suffix of `len` bytes whose bytes produced state `h`.
+/// The `len` bytes of `name` at `at` as a little-endian word, zero-padded (len <= 8).
+pub fn name_word(name: &[u8], at: usize, len: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b[..len].copy_from_slice(&name[at..at + len]);
+    u64::from_le_bytes(b)
+}
+
+/// The key of a name of `len` bytes whose words produced state `h`.
 #[inline(always)]
 pub fn name_hash_finish(h: [u64; 2], len: usize) -> [u64; 2] {
     let fmix = |mut k: u64| {
@@ -445,15 +468,17 @@ pub fn name_hash_finish(h: [u64; 2], len: usize) -> [u64; 2] {
     [a ^ c.rotate_left(17), c ^ a.rotate_left(43)]
 }
 
-/// The DNS_TABLE name key of a lowercase wire-format name under `seed`.
+/// The DNS_TABLE name key of a wire-format name under `seed` (ASCII case ignored).
 pub fn name_hash(seed: DnsSeed, name: &[u8]) -> [u64; 2] {
+    let len = name.len();
     let mut h = seed;
-    let mut i = name.len();
-    while i > 0 {
-        i -= 1;
-        h = name_hash_step(h, name[i]);
+    for k in 0..len / 8 {
+        h = name_hash_word(h, name_word_lower(name_word(name, len - 8 * (k + 1), 8)));
     }
-    name_hash_finish(h, name.len())
+    if len % 8 != 0 {
+        h = name_hash_word(h, name_word_lower(name_word(name, 0, len % 8)));
+    }
+    name_hash_finish(h, len)
 }
 
 /// Per-block settings in DNS_BLOCKS (index = block).
@@ -578,19 +603,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn suffix_hashes_fall_out_of_one_backward_pass() {
+    fn words_lowercase_ascii_only() {
+        let w = name_word(b"\x07ExAmPlE@[`{", 0, 8);
+        assert_eq!(name_word_lower(w).to_le_bytes(), *b"\x07example");
+        let w = name_word(b"@[`{\xc0\xdaZa", 0, 8);
+        assert_eq!(name_word_lower(w).to_le_bytes(), *b"@[`{\xc0\xdaza");
+        for b in 0..=255u8 {
+            let w = u64::from_le_bytes([b; 8]);
+            assert_eq!(name_word_lower(w), u64::from_le_bytes([b.to_ascii_lowercase(); 8]), "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn suffix_keys_come_from_the_names_states_plus_one_step() {
+        // What the XDP side does: one pass over the whole words from the end, keeping
+        // the state after each, then any suffix = those states + its partial word.
         let seed = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
-        let name = b"\x03www\x07example\x03com\x00";
-        // The XDP walk: one pass from the last byte, a key at each label start.
-        let mut h = seed;
-        let mut at = std::collections::BTreeMap::new();
-        for i in (0..name.len()).rev() {
-            h = name_hash_step(h, name[i]);
-            at.insert(i, name_hash_finish(h, name.len() - i));
+        let name = b"\x05stuff\x03www\x0dsome-examples\x03com\x00";
+        let len = name.len();
+        let mut states = vec![seed];
+        for k in 0..len / 8 {
+            let h = name_hash_word(states[k], name_word_lower(name_word(name, len - 8 * (k + 1), 8)));
+            states.push(h);
         }
-        for start in [0usize, 4, 12, 16] {
-            assert_eq!(at[&start], name_hash(seed, &name[start..]), "suffix at {start}");
+        for o in 0..len {
+            let n = len - o;
+            let mut h = states[n / 8];
+            if n % 8 != 0 {
+                h = name_hash_word(h, name_word_lower(name_word(name, o, n % 8)));
+            }
+            assert_eq!(name_hash_finish(h, n), name_hash(seed, &name[o..]), "suffix at {o}");
         }
+    }
+
+    #[test]
+    fn name_hash_ignores_ascii_case_and_sees_length() {
+        let seed = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+        assert_eq!(name_hash(seed, b"\x03WWW\x07Example\x03COM\x00"), name_hash(seed, b"\x03www\x07example\x03com\x00"));
+        // Zero padding must not make a name equal to itself with trailing zero bytes.
+        assert_ne!(name_hash(seed, b"\x01a\x00"), name_hash(seed, b"\x01a\x00\x00"));
+        assert_ne!(name_hash(seed, b"\x03www\x07example\x03com\x00"), name_hash(seed, b"\x07example\x03com\x00"));
     }
 
     #[test]
