@@ -1,4 +1,30 @@
 //! DNS fast path: table keys and answers, the name hash both sides compute.
+//!
+//! ## Table layout
+//! - DNS_TABLE: (kind | block | generation, qtype, qclass, 128-bit keyed name hash) ->
+//!   DnsAnswer (header fields, tail length, checksum and reference). Kinds: the answer
+//!   as asked, "any other type" of an existing name, zone apex / delegation.
+//! - DNS_TAILS_S/M/L: the answer bytes after the question, one copy per distinct tail,
+//!   in the smallest of three size classes (64, 256, DNS_TAIL_MAX bytes).
+//! - Name hash: 8-byte words from the name's end ([`name_hash`]); XDP gets every
+//!   suffix's key (the walk up to the zone) from one pass plus one step per suffix.
+//! - Full builds: a new generation is written, flipped in DNS_BLOCKS, the old deleted.
+//!   Per-name updates (pop-userspace `dns::table::LiveTable`, `DnsMaps::apply`): a
+//!   name's entries are rewritten in the live generation, each entry by one atomic map
+//!   update; tails go to free slots before any answer points at them and are deleted
+//!   after the last answer using them, so no second generation and no extra capacity.
+//!
+//! ## Not there yet (issue 13 / 14)
+//! - Answers longer than DNS_TAIL_MAX (DNSSEC answers up to 4096 bytes) are stored as
+//!   their TC=1 form: XDP never sends more than DNS_EDNS_UDP_SIZE. Carrying them needs
+//!   a fourth tail class (e.g. 4096 bytes, few entries) and XDP sizing answers against
+//!   the client's EDNS size up to the interface MTU; the per-name writer already
+//!   allocates slots per class, so a class is one more map and one more arm.
+//! - One lookup per answer: today a hit costs DNS_TABLE plus its tail map. Inlining
+//!   tails of up to ~64 bytes in DnsAnswer would make most A/AAAA answers one lookup,
+//!   at the price of 64 bytes more per entry (measure memory at 1M names first).
+//! - Zone-level changes (apex NXDOMAIN, SOA in every NODATA tail, delegations) still
+//!   need a full build: a new SOA serial changes the tail of every NODATA answer.
 
 /// Default capacity of DNS_TABLE (entries; `pop.dns_table_size` changes it). A name
 /// takes about three entries (its types, ANY, "other types"), and a reload holds the
