@@ -21,8 +21,10 @@ use crate::{
     csum,
     maps::{DNS_BLOCKS, DNS_NAME_WORDS, DNS_SCRATCH, DnsScratch, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S},
     frame,
+    packet::{load, store},
     parse::Packet,
     rrl,
+    verdict::{drop, pass},
 };
 
 const UDP_HLEN: usize = 8;
@@ -36,25 +38,6 @@ const OPT_NSID: u16 = 3;
 const MAX_WALK: usize = 16;
 /// Offsets are bounded so the verifier can follow packet arithmetic.
 const MAX_OFFSET: usize = 0x1fff;
-
-/// Reads a `T` at a variable packet offset through bpf_xdp_load_bytes: the verifier
-/// cannot follow direct packet access at offsets computed from packet contents.
-#[inline(always)]
-fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
-    // SAFETY: only used with byte arrays, for which all-zero is a valid value.
-    let mut v: T = unsafe { core::mem::zeroed() };
-    let r = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, offset as u32, &mut v as *mut T as *mut _, core::mem::size_of::<T>() as u32)
-    };
-    if r == 0 { Some(v) } else { None }
-}
-
-/// Writes `v` at a variable packet offset.
-#[inline(always)]
-fn store<T>(ctx: &XdpContext, offset: usize, v: &mut T, len: usize) -> Option<()> {
-    let r = unsafe { bpf_xdp_store_bytes(ctx.ctx, offset as u32, v as *mut T as *mut _, len as u32) };
-    if r == 0 { Some(()) } else { None }
-}
 
 // ---- loops, run with bpf_loop so the verifier checks each body once ---------------------
 
@@ -199,18 +182,6 @@ fn store_tail(ctx: &XdpContext, tag: u32, tail_ref: u32, at: u32, len: u32) -> u
         1 => store_tail_from(ctx, &DNS_TAILS_M, &key, at, len),
         _ => store_tail_from(ctx, &DNS_TAILS_L, &key, at, len),
     }
-}
-
-#[inline(always)]
-fn pass(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_PASS
-}
-
-#[inline(always)]
-fn drop(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_DROP
 }
 
 /// A UDP datagram to port 53 of a VIP of DNS block `block`. A BPF subprogram of its

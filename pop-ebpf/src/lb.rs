@@ -16,6 +16,7 @@ use pop_common::{
 };
 
 use crate::{
+    verdict::drop,
     counters::Stats,
     csum,
     maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
@@ -33,12 +34,6 @@ const ETH_HLEN: usize = 14;
 /// `handle`'s result when the packet needs an ICMP too-big answer; the low 16 bits
 /// carry the MTU to report.
 pub const TOO_BIG: u32 = 0x8000_0000;
-
-#[inline(always)]
-fn drop(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_DROP
-}
 
 /// 32-bit hash of the 5-tuple (murmur3-style mixing): fixed, so every PoP host sends a
 /// flow to the same slot.

@@ -13,9 +13,11 @@ mod frame;
 mod http;
 mod lb;
 mod maps;
+mod packet;
 mod parse;
 mod rrl;
 mod unhandled;
+mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
@@ -24,6 +26,7 @@ use pop_common::{Counter, VIP_KIND_DNS, VIP_KIND_HTTP, VIP_KIND_LB, VIP_KIND_PAS
 
 use counters::Stats;
 use maps::VIPS;
+use verdict::pass;
 
 #[xdp]
 pub fn pop_xdp(ctx: XdpContext) -> u32 {
@@ -117,12 +120,6 @@ fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
 #[inline(never)]
 fn trace_vip(ctx: &XdpContext, port_be: u16, proto: u8, kind: u32) {
     debug!(ctx, "vip hit: port {} proto {} kind {}", u16::from_be(port_be), proto, kind);
-}
-
-#[inline(always)]
-fn pass(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]
