@@ -9,8 +9,10 @@
 mod counters;
 mod csum;
 mod dns;
+mod encap;
 mod frame;
 mod http;
+mod icmp;
 mod lb;
 mod maps;
 mod packet;
@@ -74,7 +76,7 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
         VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
         VIP_KIND_HTTP => http::handle(ctx, stats, &pkt, vip.index),
         VIP_KIND_LB => match lb::handle(ctx, stats, &pkt, vip.index) {
-            v if v & lb::TOO_BIG != 0 => lb::too_big(ctx, stats, &pkt, (v & 0xffff) as usize),
+            v if v & lb::TOO_BIG != 0 => icmp::too_big(ctx, stats, &pkt, (v & 0xffff) as usize),
             v => v,
         },
         _ => pass(stats, Counter::PassVipNoHandler),
