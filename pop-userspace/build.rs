@@ -26,7 +26,10 @@ fn main() {
         .arg("--target-dir")
         .arg(&target_dir)
         // BTF lets the kernel and bpftool describe maps; debuginfo is needed for it.
-        .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf");
+        // bpf-linker's default --bpf-expand-memcpy-in-order leaves every memset (each
+        // zeroed buffer or struct) as a call to a byte-at-a-time loop subprogram; LLVM's
+        // generic expansion writes them inline, word-sized where aligned.
+        .env("CARGO_ENCODED_RUSTFLAGS", "-Cdebuginfo=2\x1f-Clink-arg=--btf\x1f-Clink-arg=--disable-expand-memcpy-in-order");
     // Whatever the host build set up (stable rustc, wrappers, flags) must not leak in.
     for key in ["RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_TARGET_DIR", "RUSTUP_TOOLCHAIN", "CARGO"] {
         cmd.env_remove(key);

@@ -41,3 +41,13 @@ pub fn finish_udp(sum: u64) -> u16 {
     let c = !fold(sum);
     if c == 0 { 0xffff } else { c }
 }
+
+/// The header checksum field of a 20-byte IPv4 header (its own checksum field zero).
+#[inline(always)]
+pub fn ipv4_header(ip: &[u8]) -> u16 {
+    let mut sum = 0u64;
+    for w in 0..10 {
+        sum += ((ip[w * 2] as u64) << 8) | ip[w * 2 + 1] as u64;
+    }
+    !fold(sum)
+}

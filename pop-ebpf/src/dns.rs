@@ -12,17 +12,19 @@ use aya_ebpf::{
 use aya_log_ebpf::error;
 use pop_common::{
     Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_LABELS_MAX,
-    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey,
-    name_hash_finish, name_hash_step,
+    DNS_TAG_MASK, DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey,
+    name_hash_finish, name_hash_word, name_word_lower,
 };
 
 use crate::{
     counters::Stats,
     csum,
-    maps::{DNS_BLOCKS, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S},
+    maps::{DNS_BLOCKS, DNS_NAME_WORDS, DNS_SCRATCH, DnsScratch, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S},
     frame,
+    packet::{load, store},
     parse::Packet,
     rrl,
+    verdict::{drop, pass},
 };
 
 const UDP_HLEN: usize = 8;
@@ -36,25 +38,6 @@ const OPT_NSID: u16 = 3;
 const MAX_WALK: usize = 16;
 /// Offsets are bounded so the verifier can follow packet arithmetic.
 const MAX_OFFSET: usize = 0x1fff;
-
-/// Reads a `T` at a variable packet offset through bpf_xdp_load_bytes: the verifier
-/// cannot follow direct packet access at offsets computed from packet contents.
-#[inline(always)]
-fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
-    // SAFETY: only used with byte arrays, for which all-zero is a valid value.
-    let mut v: T = unsafe { core::mem::zeroed() };
-    let r = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, offset as u32, &mut v as *mut T as *mut _, core::mem::size_of::<T>() as u32)
-    };
-    if r == 0 { Some(v) } else { None }
-}
-
-/// Writes `v` at a variable packet offset.
-#[inline(always)]
-fn store<T>(ctx: &XdpContext, offset: usize, v: &mut T, len: usize) -> Option<()> {
-    let r = unsafe { bpf_xdp_store_bytes(ctx.ctx, offset as u32, v as *mut T as *mut _, len as u32) };
-    if r == 0 { Some(()) } else { None }
-}
 
 // ---- loops, run with bpf_loop so the verifier checks each body once ---------------------
 
@@ -90,51 +73,84 @@ extern "C" fn measure_label(_i: u32, ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-#[repr(C)]
-struct HashName {
-    len: u32,
-    /// Index in scratch.starts of the next label start met going backwards.
-    next: u32,
-    sum: u64,
-    h: [u64; 2],
+/// The `n` (< 8) or 8 bytes of scratch.raw at `at` as a little-endian word, zero-padded.
+#[inline(always)]
+fn raw_word(scratch: &DnsScratch, at: usize, n: usize) -> u64 {
+    // SAFETY: the offset is below 256 and raw has 8 bytes of slack past that.
+    let p = unsafe { scratch.raw.as_ptr().add(at & 0xff) } as *const u64;
+    let w = u64::from_le(unsafe { core::ptr::read_unaligned(p) });
+    if n >= 8 { w } else { w & ((1u64 << (n * 8)) - 1) }
 }
 
-/// Byte `i` of the name counted from its end: summed as sent (the checksum of the echoed
-/// question), hashed lowercase; at each label start the suffix's key is noted.
-extern "C" fn hash_name(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
-    let c = unsafe { &mut *(ctx as *mut HashName) };
+/// Sum of a word's four 16-bit lanes.
+#[inline(always)]
+fn lanes(w: u64) -> u64 {
+    (w & 0xffff) + ((w >> 16) & 0xffff) + ((w >> 32) & 0xffff) + (w >> 48)
+}
+
+/// Hashes the question name (`len` bytes of scratch.raw) a word at a time from its end
+/// (pop_common::name_hash) into scratch.states, and sums those words into
+/// scratch.name_sum; 0 on success. A subprogram of its own, called once, with one
+/// branch per word (the loop's exit), so the verifier follows it once.
+#[inline(never)]
+fn hash_name_words(len: u32) -> u32 {
     let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
     let scratch = unsafe { &mut *scratch };
-    if i >= c.len {
+    let len = len as usize;
+    if len == 0 || len > 255 {
         return 1;
     }
-    let pos = (c.len - 1 - i) as usize & 0xff;
-    let b = scratch.raw[pos];
-    c.sum = csum::add_byte(c.sum, pos, b);
-    c.h = name_hash_step(c.h, if b.is_ascii_uppercase() { b + 32 } else { b });
-    let next = c.next as usize;
-    if next < DNS_LABELS_MAX && scratch.starts[next] as usize == pos {
-        scratch.suffix[next] = name_hash_finish(c.h, c.len as usize - pos);
-        c.next = c.next.wrapping_sub(1);
+    let Some(seed) = DNS_SEEDS.get(scratch.key.tag & DNS_TAG_MASK) else { return 1 };
+    let mut h = *seed;
+    scratch.states[0] = h;
+    let mut total = 0u64;
+    let full = len / 8;
+    for k in 1..DNS_NAME_WORDS {
+        if k > full {
+            break;
+        }
+        let word = raw_word(scratch, len - 8 * k, 8);
+        total += lanes(word);
+        h = name_hash_word(h, name_word_lower(word));
+        scratch.states[k] = h;
     }
+    scratch.name_sum = total;
     0
+}
+
+/// The key of the name's suffix starting at byte `o` (< len): the state after its
+/// whole words, then its partial word.
+#[inline(always)]
+fn suffix_key(scratch: &DnsScratch, o: usize, len: usize) -> [u64; 2] {
+    let n = (len - o) & 0xff;
+    let mut h = scratch.states[(n / 8) & (DNS_NAME_WORDS - 1)];
+    if n % 8 != 0 {
+        h = name_hash_word(h, name_word_lower(raw_word(scratch, o, n % 8)));
+    }
+    name_hash_finish(h, n)
 }
 
 #[repr(C)]
 struct Walk {
     labels: u32,
+    /// Length of the whole name.
+    len: u32,
     found: u32,
 }
 
 /// Looks suffix `i` (0 = the whole name) up as a zone or delegation.
 extern "C" fn walk_up(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
     let w = unsafe { &mut *(ctx as *mut Walk) };
-    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
-    let scratch = unsafe { &mut *scratch };
     if i >= w.labels {
         return 1;
     }
-    scratch.key.name = scratch.suffix[i as usize & (DNS_LABELS_MAX - 1)];
+    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return 1 };
+    let scratch = unsafe { &mut *scratch };
+    let start = scratch.starts[i as usize & (DNS_LABELS_MAX - 1)] as usize;
+    if start >= w.len as usize {
+        return 1;
+    }
+    scratch.key.name = suffix_key(scratch, start, w.len as usize);
     if DNS_TABLE.get_ptr(&scratch.key).is_some() {
         w.found = 1;
         return 1;
@@ -166,18 +182,6 @@ fn store_tail(ctx: &XdpContext, tag: u32, tail_ref: u32, at: u32, len: u32) -> u
         1 => store_tail_from(ctx, &DNS_TAILS_M, &key, at, len),
         _ => store_tail_from(ctx, &DNS_TAILS_L, &key, at, len),
     }
-}
-
-#[inline(always)]
-fn pass(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_PASS
-}
-
-#[inline(always)]
-fn drop(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_DROP
 }
 
 /// A UDP datagram to port 53 of a VIP of DNS block `block`. A BPF subprogram of its
@@ -241,8 +245,8 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
 
     // Question name: copy up to 255 bytes to scratch and measure it there
     // (uncompressed labels only).
-    let Some(scratch) = DNS_SCRATCH.get_ptr_mut(0) else { return pass(stats, Counter::PassMalformed) };
-    let scratch = unsafe { &mut *scratch };
+    let Some(scratch_ptr) = DNS_SCRATCH.get_ptr_mut(0) else { return pass(stats, Counter::PassMalformed) };
+    let scratch = unsafe { &mut *scratch_ptr };
     let qname = dns + DNS_HLEN;
     let avail = dns_len - DNS_HLEN;
     let cap = if avail > 255 { 255 } else { avail };
@@ -312,18 +316,22 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
         return pass(stats, Counter::DnsPassTrailing);
     }
 
-    // Lookup key: the name's keyed hash, with every suffix's on the way (for the walk
-    // up to the zone). The question's checksum is summed on the way too (as sent: the
+    // Lookup key: the name's keyed hash (a suffix's is computed only if the walk up to
+    // the zone needs it). The question's checksum is summed on the way (as sent: the
     // answer echoes it).
     let tag = (block_idx << 8) | (block.generation & 0xff);
-    let Some(seed) = DNS_SEEDS.get(tag) else { return pass(stats, Counter::DnsPassUnknown) };
     let labels = measure.labels;
-    let mut hash = HashName { len: name_len as u32, next: labels.wrapping_sub(1), sum: 0, h: *seed };
-    unsafe { bpf_loop(name_len as u32, hash_name as *mut _, &mut hash as *mut _ as *mut _, 0) };
-    if hash.next != u32::MAX {
-        return pass(stats, Counter::DnsPassName);
+    scratch.key.tag = tag;
+    if hash_name_words(name_len as u32) != 0 {
+        return pass(stats, Counter::DnsPassUnknown);
     }
-    let mut qsum = hash.sum;
+    let scratch = unsafe { &mut *scratch_ptr };
+    scratch.key.name = suffix_key(scratch, 0, name_len);
+    // The name's checksum as sent: its whole words (read at offsets of the length's
+    // parity) and the partial word at its start (even offset).
+    let words = csum::fold(scratch.name_sum);
+    let head = csum::fold(lanes(raw_word(scratch, 0, name_len % 8))).swap_bytes();
+    let mut qsum = head as u64 + if name_len & 1 == 1 { words } else { words.swap_bytes() } as u64;
     for (j, b) in q.iter().enumerate() {
         qsum = csum::add_byte(qsum, name_len + j, *b);
     }
@@ -333,7 +341,6 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     key.tag = DNS_KIND_ANSWER | tag;
     key.qclass = qclass;
     key.qtype = qtype;
-    key.name = scratch.suffix[0];
 
     let mut found = DNS_TABLE.get_ptr(&*key);
     if found.is_none() {
@@ -346,7 +353,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
         let key = &mut scratch.key;
         key.tag = DNS_KIND_ZONE | tag;
         key.qtype = 0;
-        let mut walk = Walk { labels, found: 0 };
+        let mut walk = Walk { labels, len: name_len as u32, found: 0 };
         unsafe { bpf_loop(MAX_WALK as u32, walk_up as *mut _, &mut walk as *mut _ as *mut _, 0) };
         if walk.found != 0 {
             // The key now holds the suffix that matched.

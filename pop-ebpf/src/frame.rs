@@ -91,11 +91,7 @@ fn turn(ctx: &XdpContext, pkt: &Packet, l4_len: u16) -> Option<()> {
         ip[8] = 64;
         ip[10] = 0;
         ip[11] = 0;
-        let mut sum = 0u64;
-        for w in 0..IHL / 2 {
-            sum += ((ip[w * 2] as u64) << 8) | ip[w * 2 + 1] as u64;
-        }
-        let c = !csum::fold(sum);
+        let c = csum::ipv4_header(&ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
         if unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, IHL as u32) } != 0 {
             return None;

@@ -22,6 +22,7 @@ use pop_common::{
 };
 
 use crate::{
+    verdict::drop,
     counters::Stats,
     csum,
     frame,
@@ -40,12 +41,6 @@ const ECE_CWR: u8 = 0xc0;
 const IPPROTO_TCP: u8 = 6;
 const WINDOW: u16 = 65535;
 static ZEROS: [u8; 256] = [0; 256];
-
-#[inline(always)]
-fn drop(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_DROP
-}
 
 /// What the reply needs of the received segment (its headers are in HTTP_SCRATCH).
 struct Seg {

@@ -2,12 +2,13 @@
 //! packet in an outer IP header to the backend (IPIP / IPv6-in-IPv6, direct server
 //! return), and send it toward the next hop found by bpf_fib_lookup: XDP_TX when that
 //! is the receiving interface, redirect when it is another. A packet too big once
-//! wrapped is answered with ICMP fragmentation-needed / packet-too-big. ICMP errors
-//! about a backend's replies are tunnelled to that backend (`icmp_error`).
+//! wrapped is answered with ICMP fragmentation-needed / packet-too-big (`icmp`). ICMP
+//! errors about a backend's replies are tunnelled to that backend (`icmp_error`). The
+//! outer header itself is built in `encap`.
 
 use aya_ebpf::{
     bindings::{bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use pop_common::{
@@ -17,9 +18,10 @@ use pop_common::{
 
 use crate::{
     counters::Stats,
-    csum,
+    encap,
     maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
     parse::Packet,
+    verdict::drop,
 };
 
 const AF_INET: u8 = 2;
@@ -29,16 +31,10 @@ const FIB_NO_NEIGH: i64 = 7;
 const FIB_FRAG_NEEDED: i64 = 8;
 /// Ask bpf_fib_lookup for the source address the kernel would use toward the backend.
 const BPF_FIB_LOOKUP_SRC: u64 = 16;
-const ETH_HLEN: usize = 14;
+pub const ETH_HLEN: usize = 14;
 /// `handle`'s result when the packet needs an ICMP too-big answer; the low 16 bits
 /// carry the MTU to report.
 pub const TOO_BIG: u32 = 0x8000_0000;
-
-#[inline(always)]
-fn drop(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_DROP
-}
 
 /// 32-bit hash of the 5-tuple (murmur3-style mixing): fixed, so every PoP host sends a
 /// flow to the same slot.
@@ -188,6 +184,9 @@ pub fn forward_icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, code: u
 fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: u32) -> u32 {
     let svc_idx = flags & 0xffff;
     let icmp_error = flags & ICMP_ERROR != 0;
+    // Read once as a plain value: LLVM may otherwise keep `ctx + offset` in a register
+    // and dereference it later, which the verifier refuses (modified ctx pointer).
+    let ingress = unsafe { core::ptr::read_volatile(&(*ctx.ctx).ingress_ifindex) };
     let Some(svc) = LB_SERVICES.get(svc_idx) else { return drop(stats, Counter::LbDropNoBackend) };
 
     // Length of the inner IP packet, from its own header (frames may carry padding).
@@ -253,7 +252,7 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.family = if pkt.v6 { AF_INET6 } else { AF_INET };
     fib.__bindgen_anon_1.tot_len = (inner_len + outer_len) as u16;
-    fib.ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    fib.ifindex = ingress;
     unsafe {
         if pkt.v6 {
             fib.__bindgen_anon_4.ipv6_dst = core::mem::transmute::<[u8; 16], [u32; 4]>(backend.addr);
@@ -284,37 +283,7 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
         return drop(stats, Counter::LbDropNoRoom);
     }
     let mut hdr = [0u8; ETH_HLEN + 40];
-    hdr[0..6].copy_from_slice(&fib.dmac);
-    hdr[6..12].copy_from_slice(&fib.smac);
-    if pkt.v6 {
-        hdr[12] = 0x86;
-        hdr[13] = 0xdd;
-        let ip = &mut hdr[ETH_HLEN..ETH_HLEN + 40];
-        ip[0] = 0x60;
-        ip[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
-        ip[6] = 41; // IPv6-in-IPv6
-        ip[7] = 64;
-        let src: [u8; 16] = unsafe { core::mem::transmute(fib.__bindgen_anon_3.ipv6_src) };
-        ip[8..24].copy_from_slice(&src);
-        ip[24..40].copy_from_slice(&backend.addr);
-    } else {
-        hdr[12] = 0x08;
-        hdr[13] = 0x00;
-        let ip = &mut hdr[ETH_HLEN..ETH_HLEN + 20];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((inner_len + 20) as u16).to_be_bytes());
-        ip[6] = 0x40; // DF: path MTU discovery works end to end
-        ip[8] = 64;
-        ip[9] = 4; // IPIP
-        ip[12..16].copy_from_slice(&unsafe { fib.__bindgen_anon_3.ipv4_src }.to_ne_bytes());
-        ip[16..20].copy_from_slice(&backend.addr[12..16]);
-        let mut sum = 0u64;
-        for w in 0..10 {
-            sum += ((ip[w * 2] as u64) << 8) | ip[w * 2 + 1] as u64;
-        }
-        let c = !csum::fold(sum);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-    }
+    encap::outer_header(&mut hdr, &fib, pkt.v6, &backend.addr, inner_len);
     let hlen = ETH_HLEN + outer_len;
     if unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, hdr.as_mut_ptr() as *mut _, hlen as u32) } != 0 {
         return xdp_action::XDP_ABORTED;
@@ -326,100 +295,11 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
     let bytes = inner_len as u64;
     add_stats(LB_SERVICE_STATS.get_ptr_mut(svc_idx), bytes, new_flow);
     add_stats(LB_BACKEND_STATS.get_ptr_mut(id), bytes, new_flow);
-    if fib.ifindex == unsafe { (*ctx.ctx).ingress_ifindex } {
+    if fib.ifindex == ingress {
         stats.inc(Counter::LbForwardedTx);
         xdp_action::XDP_TX
     } else {
         stats.inc(Counter::LbForwardedRedirect);
         unsafe { bpf_redirect(fib.ifindex, 0) as u32 }
     }
-}
-
-/// Answers the client with ICMP fragmentation-needed (IPv4) or packet-too-big (IPv6)
-/// carrying `mtu`, quoting the start of its packet, and sends it back out (XDP_TX).
-#[inline(never)]
-pub fn too_big(ctx: &XdpContext, stats: &Stats, pkt: &Packet, mtu: usize) -> u32 {
-    // Quote the IP header and 8 bytes of payload (IPv4, RFC 792) or as much as fits a
-    // 1280-byte packet (IPv6, RFC 4443; we quote header + 8 bytes, which is allowed).
-    let ip_hdr = pkt.l4 - pkt.l3;
-    let quote = (ip_hdr + 8) & 0x7f;
-    let new_l3_hdr = if pkt.v6 { 40 } else { 20 };
-    let icmp_hdr = 8;
-    let mut q = [0u8; 72];
-    if quote > q.len() || quote < 28
-        || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, q.as_mut_ptr() as *mut _, quote as u32) } != 0
-    {
-        return drop(stats, Counter::LbDropNoRoom);
-    }
-    let mut macs = [0u8; 12];
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, macs.as_mut_ptr() as *mut _, 12) } != 0 {
-        return drop(stats, Counter::LbDropNoRoom);
-    }
-    // New frame: Ethernet, IP, ICMP, quote.
-    let new_len = ETH_HLEN + new_l3_hdr + icmp_hdr + quote;
-    let frame_len = core::hint::black_box(ctx.data_end() - ctx.data());
-    if unsafe { bpf_xdp_adjust_tail(ctx.ctx, new_len as i32 - frame_len as i32) } != 0 {
-        return drop(stats, Counter::LbDropNoRoom);
-    }
-    let mut f = [0u8; ETH_HLEN + 40 + 8];
-    f[0..6].copy_from_slice(&macs[6..12]);
-    f[6..12].copy_from_slice(&macs[0..6]);
-    let icmp_len = icmp_hdr + quote;
-    let mut sum = 0u64;
-    let l3 = ETH_HLEN;
-    let ic = ETH_HLEN + new_l3_hdr;
-    if pkt.v6 {
-        f[12] = 0x86;
-        f[13] = 0xdd;
-        f[l3] = 0x60;
-        f[l3 + 4..l3 + 6].copy_from_slice(&(icmp_len as u16).to_be_bytes());
-        f[l3 + 6] = 58;
-        f[l3 + 7] = 64;
-        f[l3 + 8..l3 + 24].copy_from_slice(&pkt.dst);
-        f[l3 + 24..l3 + 40].copy_from_slice(&pkt.src);
-        f[ic] = 2; // packet too big
-        f[ic + 4..ic + 8].copy_from_slice(&(mtu as u32).to_be_bytes());
-        sum = csum::add_addr16(sum, &pkt.dst);
-        sum = csum::add_addr16(sum, &pkt.src);
-        sum += icmp_len as u64 + 58;
-    } else {
-        f[12] = 0x08;
-        f[13] = 0x00;
-        f[l3] = 0x45;
-        f[l3 + 2..l3 + 4].copy_from_slice(&((new_l3_hdr + icmp_len) as u16).to_be_bytes());
-        f[l3 + 8] = 64;
-        f[l3 + 9] = 1;
-        f[l3 + 12..l3 + 16].copy_from_slice(&pkt.dst[12..16]);
-        f[l3 + 16..l3 + 20].copy_from_slice(&pkt.src[12..16]);
-        let mut isum = 0u64;
-        for w in 0..10 {
-            isum += ((f[l3 + w * 2] as u64) << 8) | f[l3 + w * 2 + 1] as u64;
-        }
-        let c = !csum::fold(isum);
-        f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
-        f[ic] = 3; // destination unreachable
-        f[ic + 1] = 4; // fragmentation needed and DF set
-        f[ic + 6..ic + 8].copy_from_slice(&(mtu as u16).to_be_bytes());
-    }
-    for w in 0..4 {
-        sum += ((f[ic + w * 2] as u64) << 8) | f[ic + w * 2 + 1] as u64;
-    }
-    for i in 0..72 {
-        if i >= quote {
-            break;
-        }
-        sum = csum::add_byte(sum, i, q[i]);
-    }
-    let c = !csum::fold(sum);
-    f[ic + 2..ic + 4].copy_from_slice(&c.to_be_bytes());
-    let head = ic + icmp_hdr;
-    unsafe {
-        if bpf_xdp_store_bytes(ctx.ctx, 0, f.as_mut_ptr() as *mut _, head as u32) != 0
-            || bpf_xdp_store_bytes(ctx.ctx, head as u32, q.as_mut_ptr() as *mut _, quote as u32) != 0
-        {
-            return xdp_action::XDP_ABORTED;
-        }
-    }
-    stats.inc(Counter::LbTooBig);
-    xdp_action::XDP_TX
 }

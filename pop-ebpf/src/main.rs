@@ -9,14 +9,18 @@
 mod counters;
 mod csum;
 mod dns;
+mod encap;
 mod frame;
 mod http;
+mod icmp;
 mod lb;
 mod maps;
+mod packet;
 mod parse;
 mod rrl;
 mod secret;
 mod unhandled;
+mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::debug;
@@ -25,6 +29,7 @@ use pop_common::{Counter, VIP_KIND_DNS, VIP_KIND_HTTP, VIP_KIND_LB, VIP_KIND_PAS
 
 use counters::Stats;
 use maps::VIPS;
+use verdict::pass;
 
 #[xdp]
 pub fn pop_xdp(ctx: XdpContext) -> u32 {
@@ -72,15 +77,20 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
         VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
         VIP_KIND_HTTP => http::handle(ctx, stats, &pkt, vip.index),
         VIP_KIND_LB => match lb::handle(ctx, stats, &pkt, vip.index) {
-            v if v & lb::TOO_BIG != 0 => lb::too_big(ctx, stats, &pkt, (v & 0xffff) as usize),
+            v if v & lb::TOO_BIG != 0 => icmp::too_big(ctx, stats, &pkt, (v & 0xffff) as usize),
             v => v,
         },
         _ => pass(stats, Counter::PassVipNoHandler),
     }
 }
 
-/// Per-VIP and per-client-prefix packet counts (VIP traffic only, so the host's own
-/// traffic costs nothing here).
+/// One packet in TOP_PREFIX_SAMPLE updates TOP_PREFIXES (by that many): `pop top`
+/// reads rates, which sampling keeps on average, and a flood of new prefixes costs one
+/// LRU insert per TOP_PREFIX_SAMPLE packets instead of one per packet.
+const TOP_PREFIX_SAMPLE: u32 = 16;
+
+/// Per-VIP packet counts (exact: spikes and `pop stats` read them), and per-client-
+/// prefix counts, sampled (VIP traffic only, so the host's own traffic costs nothing here).
 #[inline(never)]
 fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
     if let Some(t) = maps::VIP_STATS.get_ptr_mut(key) {
@@ -88,6 +98,9 @@ fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
             (*t).packets += 1;
             (*t).bytes += len;
         }
+    }
+    if unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() } % TOP_PREFIX_SAMPLE != 0 {
+        return;
     }
     let mut prefix = pkt.src;
     if pkt.v6 {
@@ -98,9 +111,9 @@ fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
         prefix[15] = 0;
     }
     match maps::TOP_PREFIXES.get_ptr_mut(&prefix) {
-        Some(c) => unsafe { *c += 1 },
+        Some(c) => unsafe { *c += TOP_PREFIX_SAMPLE as u64 },
         None => {
-            let _ = maps::TOP_PREFIXES.insert(&prefix, &1, 0);
+            let _ = maps::TOP_PREFIXES.insert(&prefix, &(TOP_PREFIX_SAMPLE as u64), 0);
         }
     }
 }
@@ -110,12 +123,6 @@ fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
 #[inline(never)]
 fn trace_vip(ctx: &XdpContext, port_be: u16, proto: u8, kind: u32) {
     debug!(ctx, "vip hit: port {} proto {} kind {}", u16::from_be(port_be), proto, kind);
-}
-
-#[inline(always)]
-fn pass(stats: &Stats, reason: Counter) -> u32 {
-    stats.inc(reason);
-    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

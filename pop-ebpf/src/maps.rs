@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
-    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_NAME_LEN, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey,
+    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey,
     DnsSeed, DnsTailKey, dns_tail_capacity,
     MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
 };
@@ -30,8 +30,8 @@ pub static VIP_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_VIPS, 0);
 #[map(name = "VIP_STATS")]
 pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(MAX_VIPS, 0);
 
-/// Packets to VIPs per client prefix (/24, /56) for `pop top`: bounded, least recently
-/// seen prefixes are evicted.
+/// Packets to VIPs per client prefix (/24, /56) for `pop top`, sampled and scaled (see
+/// TOP_PREFIX_SAMPLE): bounded, least recently seen prefixes are evicted.
 #[map(name = "TOP_PREFIXES")]
 pub static TOP_PREFIXES: LruPerCpuHashMap<[u8; 16], u64> = LruPerCpuHashMap::pinned(TOP_PREFIXES_MAX, 0);
 
@@ -71,19 +71,27 @@ pub static DNS_RRL: Array<RrlBucket> = Array::pinned(DNS_RRL_MAX, 0);
 #[map(name = "DNS_RRL_SECRET")]
 pub static DNS_RRL_SECRET: Array<[u64; 2]> = Array::pinned(1, 0);
 
-/// Per-CPU scratch space: the DNS lookup key and the raw question name (too big for the stack).
+/// Per-CPU scratch space: the DNS lookup key and the question name (too big for the stack).
 #[map(name = "DNS_SCRATCH")]
 pub static DNS_SCRATCH: PerCpuArray<DnsScratch> = PerCpuArray::with_max_entries(1, 0);
 
-#[repr(C)]
+/// Words hashed of a question name: 255 bytes at most.
+pub const DNS_NAME_WORDS: usize = 32;
+
+#[repr(C, align(8))]
 pub struct DnsScratch {
+    /// The question name as sent, with slack so a word read at any offset below 256
+    /// stays inside.
+    pub raw: [u8; DNS_NAME_WORDS * 8 + 8],
     pub key: DnsKey,
-    /// The question name as sent.
-    pub raw: [u8; DNS_NAME_LEN],
+    /// Ones'-complement sum of the name's whole words counted from its end (16-bit
+    /// little-endian lanes of words read at offsets of the name length's parity).
+    pub name_sum: u64,
+    /// Name hash state after the name's last k whole words (see pop_common::name_hash):
+    /// with one more step it gives the key of any suffix.
+    pub states: [[u64; 2]; DNS_NAME_WORDS],
     /// Offset of each label in `raw`, left to right, the root label last.
     pub starts: [u8; DNS_LABELS_MAX],
-    /// Name key of the suffix starting at each label (index as in `starts`).
-    pub suffix: [[u64; 2]; DNS_LABELS_MAX],
 }
 
 /// Load balancer: per service, the Maglev table size in use and its live half.

@@ -1,12 +1,13 @@
 //! Packet parsing: Ethernet (up to two VLAN tags), IPv4 (with options), IPv6, and the
 //! first bytes of TCP/UDP/ICMP. Every access is bounds-checked against `data_end`.
 
-use core::mem::size_of;
-
 use aya_ebpf::programs::XdpContext;
 use pop_common::{Counter, IPPROTO_TCP, IPPROTO_UDP, v4_mapped};
 
-use crate::counters::Stats;
+use crate::{
+    counters::Stats,
+    packet::{be16_at, ptr_at},
+};
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -44,23 +45,6 @@ pub struct Packet {
 
 impl Packet {
     pub const EMPTY: Packet = Packet { l3: 0, l4: 0, l3_end: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0, tcp_flags: 0 };
-}
-
-/// Returns a pointer to a `T` at `offset` bytes into the packet, if it fits.
-#[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + offset + size_of::<T>() > end {
-        return None;
-    }
-    Some((start + offset) as *const T)
-}
-
-#[inline(always)]
-pub fn be16_at(ctx: &XdpContext, offset: usize) -> Option<u16> {
-    let p = ptr_at::<[u8; 2]>(ctx, offset)?;
-    Some(u16::from_be_bytes(unsafe { *p }))
 }
 
 /// Why a packet is not handed to a VIP handler; each maps to a `pass.*` counter.

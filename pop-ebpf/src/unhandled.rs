@@ -13,24 +13,19 @@ use crate::{
     lb,
     maps::VIP_ADDRS,
     parse::Packet,
+    verdict,
 };
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
 const IPPROTO_FRAGMENT: u8 = 44;
 
-#[inline(always)]
-fn verdict(stats: &Stats, counter: Counter, action: u32) -> u32 {
-    stats.inc(counter);
-    action
-}
-
 /// A packet whose (destination, port, protocol) is not in VIPS.
 #[inline(never)]
 pub fn not_in_vip_table(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
     // SAFETY: plain data, only read.
     let Some(&flags) = (unsafe { VIP_ADDRS.get(&pkt.dst) }) else {
-        return verdict(stats, Counter::PassNotVip, xdp_action::XDP_PASS);
+        return verdict::with(stats, Counter::PassNotVip, xdp_action::XDP_PASS);
     };
     let icmp = (pkt.proto == IPPROTO_ICMP && !pkt.v6) || (pkt.proto == IPPROTO_ICMPV6 && pkt.v6);
     if icmp {
@@ -43,7 +38,7 @@ pub fn not_in_vip_table(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
                     return lb::icmp_error(ctx, stats, pkt, flags & VIP_ADDR_PASS_UNHANDLED != 0);
                 }
                 // Echo request; router/neighbour solicitation and advertisement, redirect.
-                (false, 8) | (true, 128 | 133..=137) => return verdict(stats, Counter::VipPassIcmp, xdp_action::XDP_PASS),
+                (false, 8) | (true, 128 | 133..=137) => return verdict::with(stats, Counter::VipPassIcmp, xdp_action::XDP_PASS),
                 _ => {}
             }
         }
@@ -52,9 +47,9 @@ pub fn not_in_vip_table(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
         return fragment_verdict(stats, flags);
     }
     if flags & VIP_ADDR_PASS_UNHANDLED != 0 {
-        return verdict(stats, Counter::VipPassUnhandled, xdp_action::XDP_PASS);
+        return verdict::with(stats, Counter::VipPassUnhandled, xdp_action::XDP_PASS);
     }
-    verdict(stats, Counter::VipDropUnhandled, xdp_action::XDP_DROP)
+    verdict::with(stats, Counter::VipDropUnhandled, xdp_action::XDP_DROP)
 }
 
 /// An IPv4 fragment to `dst` (the parser gives fragments only their destination).
@@ -66,15 +61,15 @@ pub fn ipv4_fragment(stats: &Stats, dst: &[u8; 16]) -> u32 {
     // SAFETY: plain data, only read.
     match unsafe { VIP_ADDRS.get(dst) } {
         Some(&flags) => fragment_verdict(stats, flags),
-        None => verdict(stats, Counter::PassFragment, xdp_action::XDP_PASS),
+        None => verdict::with(stats, Counter::PassFragment, xdp_action::XDP_PASS),
     }
 }
 
 #[inline(always)]
 fn fragment_verdict(stats: &Stats, flags: u32) -> u32 {
     if flags & VIP_ADDR_PASS_UNHANDLED != 0 {
-        verdict(stats, Counter::VipPassUnhandled, xdp_action::XDP_PASS)
+        verdict::with(stats, Counter::VipPassUnhandled, xdp_action::XDP_PASS)
     } else {
-        verdict(stats, Counter::VipDropFragment, xdp_action::XDP_DROP)
+        verdict::with(stats, Counter::VipDropFragment, xdp_action::XDP_DROP)
     }
 }

@@ -18,6 +18,22 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use pop_lab::{Host, Lab, frames, testrun, wait_until};
 
+mod paths;
+
+/// `cargo xtask bench --paths`: only the per-path table (floor vs pop under a flood),
+/// written to bench/results/paths-<label>.md.
+pub fn run_paths(label: &str) -> Result<()> {
+    let rows = paths::measure()?;
+    let mut report = format!("# pop per-path cost: {label}\n\nTaken {}, Linux {}.\n\n", chrono_now(), fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+    report += &paths::render(&rows);
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    fs::create_dir_all(&out)?;
+    let file = out.join(format!("paths-{label}.md"));
+    fs::write(&file, &report)?;
+    println!("\n{report}\n[bench] written to {}", file.display());
+    Ok(())
+}
+
 const POP_VIP: &str = "203.0.113.53";
 const POP_SERVER_VIP: &str = "203.0.113.54";
 const KNOT_ADDR: &str = "198.51.100.2";
@@ -248,6 +264,7 @@ pub fn run() -> Result<()> {
     unsafe { std::env::set_var("POP_BIN", &bin) };
     let _ = std::process::Command::new("sysctl").args(["-qw", "kernel.bpf_stats_enabled=1"]).status();
 
+    let path_rows = paths::measure()?;
     println!("[bench] building the lab: client, pop, knot");
     let mut lab = Lab::new()?;
     let client = lab.host("client")?;
@@ -383,6 +400,8 @@ pub fn run() -> Result<()> {
     let scale_rows = bench_memory_at_scale()?;
 
     let mut report = render(&rows, &qps_rows, &lb_rows, &http_rows)?;
+    report += "\n";
+    report += &paths::render(&path_rows);
     report += &format!("\n## DNS under a flood (trafgen: {FLOOD} queries offered at {FLOOD_RATE}/s to each server)\n\n");
     report += "| server | offered/s | answered/s | answered share |\n|---|---:|---:|---:|\n";
     for (name, (offered, answered)) in &flood_rows {

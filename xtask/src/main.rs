@@ -47,7 +47,14 @@ enum Task {
     Demo,
     /// Set up, then measure: XDP ns/packet per path and dnsperf against pop and Knot
     /// DNS; writes bench/results/latest.md.
-    Bench,
+    Bench {
+        /// Only the per-path table: each path's ns/packet under a trafgen flood beside
+        /// its floor program; written to bench/results/paths-<LABEL>.md.
+        #[arg(long)]
+        paths: bool,
+        #[arg(long, default_value = "latest")]
+        label: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -171,10 +178,17 @@ fn run(task: Task) -> Result<()> {
             unsafe { std::env::set_var("POP_FUZZ_SECONDS", seconds.to_string()) };
             cargo(&["test", "-p", "pop-lab", "--test", "fuzz", "--", "--nocapture"])
         }
-        Task::Bench => {
+        Task::Bench { paths, label } => {
             setup::setup()?;
-            cargo(&["build", "--release", "-p", "pop-userspace"])?;
-            bench::run()
+            if paths {
+                // The XDP object is the same optimised build in either profile, and only
+                // it is measured here: the quicker debug controller serves.
+                cargo(&["build", "-p", "pop-userspace"])?;
+                bench::run_paths(&label)
+            } else {
+                cargo(&["build", "--release", "-p", "pop-userspace"])?;
+                bench::run()
+            }
         }
         Task::Demo => {
             setup::setup()?;

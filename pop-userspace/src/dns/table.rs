@@ -533,6 +533,249 @@ impl DnsMaps {
     }
 }
 
+// ---- Per-name updates in the live generation ------------------------------------------
+//
+// A full build writes a second generation and flips to it. A change to a few names
+// (IXFR, a reloaded zone file with a few edits) rewrites only those names' entries in
+// the live generation, with no second generation and no extra `dns_table_size`:
+//
+// - Each DNS_TABLE entry (name, qtype) is replaced by one map update, which the kernel
+//   makes atomic for readers (a lookup sees the old or the new value, never a mix).
+// - Tail bytes are never rewritten in place: new bytes get a free slot of their size
+//   class, written before any answer points at them; a tail no answer uses any more is
+//   deleted after the answers that used it. So `tail_csum` (kept in the answer) always
+//   matches the bytes an answer points at, and XDP never copies missing bytes.
+// - The order of one name's writes: new tails, upserts, deletes of the types it lost,
+//   freed tails. Between two writes a reader may see one type of the name updated and
+//   another not yet (each answer is one the zone had at some point).
+// - Zone markers (apex NXDOMAIN, delegations) are zone-level and stay with full builds.
+//
+// `LiveTable` mirrors what the live generation holds (per name: its keys; per tail:
+// bytes and uses) and turns a name's new answers into a `NamePlan`; `DnsMaps::apply`
+// writes a plan in that order.
+
+/// The live generation of one block, as the writer of per-name updates needs it.
+#[derive(Debug)]
+pub struct LiveTable {
+    pub tag: u32,
+    pub seed: DnsSeed,
+    /// Name key -> its ANSWER and OTHER entries.
+    names: StdHashMap<[u64; 2], Vec<(DnsKey, DnsAnswer)>>,
+    /// tail_ref -> (bytes, answers using it).
+    tails: StdHashMap<u32, (Arc<[u8]>, usize)>,
+    by_bytes: StdHashMap<Arc<[u8]>, u32>,
+    /// Per size class: next never-used index, and indices freed by earlier plans.
+    next: [u32; 3],
+    free: [Vec<u32>; 3],
+}
+
+/// The map writes of one name's update, in the order `DnsMaps::apply` makes them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct NamePlan {
+    /// New tails (size class, key, bytes), written first.
+    pub add_tails: Vec<(usize, DnsTailKey, Arc<[u8]>)>,
+    /// Entries whose value is new or changed.
+    pub upsert: Vec<(DnsKey, DnsAnswer)>,
+    /// Entries of types the name no longer has.
+    pub delete: Vec<DnsKey>,
+    /// Tails no answer uses any more, deleted last.
+    pub free_tails: Vec<(usize, DnsTailKey)>,
+}
+
+impl NamePlan {
+    pub fn is_empty(&self) -> bool {
+        self.add_tails.is_empty() && self.upsert.is_empty() && self.delete.is_empty() && self.free_tails.is_empty()
+    }
+}
+
+impl LiveTable {
+    /// What `compiled` put in the maps once installed under `tag` (`DnsMaps::install`
+    /// stamps the tag into its keys).
+    pub fn from_compiled(tag: u32, c: &Compiled) -> LiveTable {
+        let mut t = LiveTable {
+            tag,
+            seed: c.seed,
+            names: StdHashMap::new(),
+            tails: StdHashMap::new(),
+            by_bytes: StdHashMap::new(),
+            next: [0; 3],
+            free: Default::default(),
+        };
+        for (class, list) in c.tails.iter().enumerate() {
+            for (i, bytes) in list.iter().enumerate() {
+                let r = ((class as u32) << DNS_TAIL_CLASS_SHIFT) | i as u32;
+                t.tails.insert(r, (bytes.clone(), 0));
+                t.by_bytes.insert(bytes.clone(), r);
+            }
+            t.next[class] = list.len() as u32;
+        }
+        for (k, a) in c.keys.iter().zip(&c.answers) {
+            let kind = k.tag & !DNS_TAG_MASK;
+            if kind != DNS_KIND_ANSWER && kind != DNS_KIND_OTHER {
+                continue;
+            }
+            if a.tail_len > 0
+                && let Some(e) = t.tails.get_mut(&a.tail_ref)
+            {
+                e.1 += 1;
+            }
+            let key = DnsKey { tag: kind | tag, ..*k };
+            t.names.entry(k.name).or_default().push((key, *a));
+        }
+        t
+    }
+
+    /// Names the live generation holds answers for.
+    pub fn name_count(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Replaces every answer of `name` (lowercase wire format) with `answers` (one per
+    /// qtype asked as a client asks it) and `nodata` (the NODATA answer for any other
+    /// type, qtype 0; None for a name whose other types the server must answer, such as
+    /// a CNAME owner). Returns the writes to make; `self` then describes the maps after them.
+    pub fn upsert_name(&mut self, name: &[u8], answers: &[FastEntry], nodata: Option<&FastEntry>) -> Result<NamePlan> {
+        let name_key = key(self.tag, self.seed, name, 0, 0)?.name;
+        if let Some(e) = answers.iter().chain(nodata).find(|e| e.qname.as_slice() != name) {
+            bail!("per-name update of one name got an answer for another ({} bytes)", e.qname.len());
+        }
+        let mut plan = NamePlan::default();
+        let mut new: Vec<(DnsKey, DnsAnswer)> = Vec::new();
+        for e in answers {
+            let a = self.value(e, &mut plan)?;
+            new.push((DnsKey { tag: DNS_KIND_ANSWER | self.tag, qtype: e.qtype, qclass: e.qclass, name: name_key }, a));
+        }
+        let other = match nodata {
+            Some(e) => Some(self.value(e, &mut plan)?),
+            None if !answers.is_empty() => Some(pass_marker()),
+            None => None,
+        };
+        if let Some(a) = other {
+            new.push((DnsKey { tag: DNS_KIND_OTHER | self.tag, qtype: 0, qclass: CLASS_IN, name: name_key }, a));
+        }
+        let old = self.names.remove(&name_key).unwrap_or_default();
+        for (k, a) in &new {
+            if old.iter().find(|(ok, _)| ok == k).map(|(_, oa)| oa) != Some(a) {
+                plan.upsert.push((*k, *a));
+            }
+        }
+        for (k, _) in &old {
+            if !new.iter().any(|(nk, _)| nk == k) {
+                plan.delete.push(*k);
+            }
+        }
+        // Released after the new ones are taken: a slot freed here is reused only by a
+        // later plan, once this one's deletes are done.
+        for (_, a) in &old {
+            self.release(a, &mut plan);
+        }
+        if !new.is_empty() {
+            self.names.insert(name_key, new);
+        }
+        Ok(plan)
+    }
+
+    /// Removes every answer of `name`: the server (and the zone's NXDOMAIN) answers it.
+    pub fn delete_name(&mut self, name: &[u8]) -> Result<NamePlan> {
+        self.upsert_name(name, &[], None)
+    }
+
+    /// The table value for `e`, taking (or sharing) a tail slot for its bytes.
+    fn value(&mut self, e: &FastEntry, plan: &mut NamePlan) -> Result<DnsAnswer> {
+        if always_truncated(e.qname.len(), e.tail.len()) {
+            return Ok(DnsAnswer { action: DNS_ACTION_ANSWER, flags: e.flags | FLAG_TC, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 });
+        }
+        let Some(class) = tail_class(e.tail.len()) else { return Ok(pass_marker()) };
+        let tail_ref = if e.tail.is_empty() {
+            0
+        } else if let Some(&r) = self.by_bytes.get(e.tail.as_slice()) {
+            self.tails.get_mut(&r).expect("indexed tail").1 += 1;
+            r
+        } else {
+            let index = match self.free[class].pop() {
+                Some(i) => i,
+                None => {
+                    if self.next[class] > DNS_TAIL_INDEX_MASK {
+                        bail!("more distinct DNS answers than a tail map can index");
+                    }
+                    self.next[class] += 1;
+                    self.next[class] - 1
+                }
+            };
+            let r = ((class as u32) << DNS_TAIL_CLASS_SHIFT) | index;
+            let bytes: Arc<[u8]> = Arc::from(e.tail.as_slice());
+            self.tails.insert(r, (bytes.clone(), 1));
+            self.by_bytes.insert(bytes.clone(), r);
+            plan.add_tails.push((class, DnsTailKey { tag: self.tag, index }, bytes));
+            r
+        };
+        Ok(DnsAnswer {
+            action: DNS_ACTION_ANSWER,
+            flags: e.flags,
+            ancount: e.ancount,
+            nscount: e.nscount,
+            arcount: e.arcount,
+            tail_len: e.tail.len() as u16,
+            tail_csum: partial_csum(&e.tail),
+            tail_ref,
+        })
+    }
+
+    fn release(&mut self, a: &DnsAnswer, plan: &mut NamePlan) {
+        if a.tail_len == 0 {
+            return;
+        }
+        let Some(entry) = self.tails.get_mut(&a.tail_ref) else { return };
+        entry.1 -= 1;
+        if entry.1 == 0 {
+            let (bytes, _) = self.tails.remove(&a.tail_ref).expect("present");
+            self.by_bytes.remove(&bytes);
+            let (class, index) = ((a.tail_ref >> DNS_TAIL_CLASS_SHIFT) as usize, a.tail_ref & DNS_TAIL_INDEX_MASK);
+            self.free[class].push(index);
+            plan.free_tails.push((class, DnsTailKey { tag: self.tag, index }));
+        }
+    }
+}
+
+fn insert_tail<const N: usize>(map: &mut HashMap<MapData, DnsTailKey, [u8; N]>, key: DnsTailKey, bytes: &[u8]) -> Result<()> {
+    let mut v = [0u8; N];
+    v[..bytes.len()].copy_from_slice(bytes);
+    map.insert(key, v, 0).with_context(|| format!("DNS answer store ({N}-byte class) full"))
+}
+
+impl DnsMaps {
+    /// Writes one name's update (see `LiveTable`) in its safe order. A failure part way
+    /// leaves every entry either old or new, never pointing at missing bytes.
+    pub fn apply(&mut self, plan: &NamePlan) -> Result<()> {
+        for (class, k, bytes) in &plan.add_tails {
+            match class {
+                0 => insert_tail(&mut self.tails_s, *k, bytes)?,
+                1 => insert_tail(&mut self.tails_m, *k, bytes)?,
+                _ => insert_tail(&mut self.tails_l, *k, bytes)?,
+            }
+        }
+        for (k, a) in &plan.upsert {
+            self.table.insert(k, a, 0).context("DNS table full (pop.dns_table_size is the limit)")?;
+        }
+        let gone = |r: Result<(), aya::maps::MapError>| match r {
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            r => r,
+        };
+        for k in &plan.delete {
+            gone(self.table.remove(k)).context("deleting a DNS answer")?;
+        }
+        for (class, k) in &plan.free_tails {
+            let r = match class {
+                0 => self.tails_s.remove(k),
+                1 => self.tails_m.remove(k),
+                _ => self.tails_l.remove(k),
+            };
+            gone(r).context("deleting a DNS answer tail")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,5 +923,61 @@ mod tests {
         assert_eq!(at_apex(DNS_KIND_ANSWER, 0).map(|a| a.tail_len), Some(10));
         assert_eq!(at_apex(DNS_KIND_OTHER, 0).map(|a| a.tail_len), Some(20));
         assert_eq!(at_apex(DNS_KIND_ZONE, 0).map(|a| (a.flags, a.tail_len)), Some((0x8403, 30)));
+    }
+
+    /// A live table of two names sharing one tail, as a full build leaves it.
+    fn live() -> (LiveTable, Vec<u8>) {
+        let shared = vec![1u8; 16];
+        let fast = FastPath {
+            entries: vec![entry(b"\x01a\x00", 1, shared.clone()), entry(b"\x01a\x00", 28, vec![2; 100]), entry(b"\x01b\x00", 1, shared.clone())],
+            ..Default::default()
+        };
+        (LiveTable::from_compiled(0x0105, &compile_fast(&fast)), shared)
+    }
+
+    #[test]
+    fn an_unchanged_name_writes_nothing() {
+        let (mut t, shared) = live();
+        let plan = t.upsert_name(b"\x01b\x00", &[entry(b"\x01b\x00", 1, shared)], None).unwrap();
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn a_changed_answer_takes_a_new_tail_and_frees_the_old_one_only_when_unused() {
+        let (mut t, shared) = live();
+        let a_key = |qtype: u16, kind: u32| DnsKey { tag: kind | 0x0105, qtype, qclass: 1, name: name_hash(SEED, b"\x01a\x00") };
+        // a's AAAA changes; its A keeps the shared tail.
+        let plan = t.upsert_name(b"\x01a\x00", &[entry(b"\x01a\x00", 1, shared.clone()), entry(b"\x01a\x00", 28, vec![3; 100])], None).unwrap();
+        assert_eq!(plan.add_tails.len(), 1);
+        let (class, tk, bytes) = &plan.add_tails[0];
+        assert_eq!((*class, tk.tag, tk.index, bytes.len()), (1, 0x0105, 1, 100), "a fresh slot of the 256-byte class");
+        assert_eq!(plan.upsert.len(), 1);
+        assert_eq!(plan.upsert[0].0, a_key(28, DNS_KIND_ANSWER));
+        assert_eq!((plan.upsert[0].1.tail_ref, plan.upsert[0].1.tail_csum), ((1 << 30) | 1, partial_csum(&[3; 100])));
+        assert!(plan.delete.is_empty());
+        assert_eq!(plan.free_tails, vec![(1, DnsTailKey { tag: 0x0105, index: 0 })]);
+        // a loses its A: deleted, but the shared tail stays (b still uses it).
+        let plan = t.upsert_name(b"\x01a\x00", &[entry(b"\x01a\x00", 28, vec![3; 100])], None).unwrap();
+        assert_eq!(plan.delete, vec![a_key(1, DNS_KIND_ANSWER)]);
+        assert!(plan.free_tails.is_empty() && plan.add_tails.is_empty() && plan.upsert.is_empty(), "{plan:?}");
+        // Deleting b releases the shared tail at last; the slot is reused by a later plan.
+        let plan = t.delete_name(b"\x01b\x00").unwrap();
+        assert_eq!(plan.free_tails, vec![(0, DnsTailKey { tag: 0x0105, index: 0 })]);
+        assert_eq!(plan.delete.len(), 2, "its A and its other-types marker: {plan:?}");
+        let plan = t.upsert_name(b"\x01c\x00", &[entry(b"\x01c\x00", 1, vec![9; 10])], None).unwrap();
+        assert_eq!(plan.add_tails[0].1.index, 0);
+        assert_eq!(t.name_count(), 2);
+    }
+
+    #[test]
+    fn a_new_name_gets_its_other_types_marker_and_big_answers_their_truncated_form() {
+        let (mut t, _) = live();
+        let mut nodata = entry(b"\x01n\x00", 0, vec![4; 30]);
+        nodata.flags = 0x8400;
+        let plan = t.upsert_name(b"\x01n\x00", &[entry(b"\x01n\x00", 48, vec![5; 4000])], Some(&nodata)).unwrap();
+        let kinds: Vec<(u32, u16, u16)> = plan.upsert.iter().map(|(k, a)| (k.tag & !DNS_TAG_MASK, k.qtype, a.tail_len)).collect();
+        assert_eq!(kinds, vec![(DNS_KIND_ANSWER, 48, 0), (DNS_KIND_OTHER, 0, 30)]);
+        assert_eq!(plan.upsert[0].1.flags & FLAG_TC, FLAG_TC, "a 4000-byte DNSKEY answer is stored as TC=1");
+        assert!(t.upsert_name(b"\x01n\x00", &[entry(b"\x01m\x00", 1, vec![])], None).is_err(), "an answer for another name");
     }
 }
