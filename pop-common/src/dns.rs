@@ -178,7 +178,7 @@ pub fn name_hash(seed: DnsSeed, name: &[u8]) -> [u64; 2] {
     for k in 0..len / 8 {
         h = name_hash_word(h, name_word_lower(name_word(name, len - 8 * (k + 1), 8)));
     }
-    if len % 8 != 0 {
+    if !len.is_multiple_of(8) {
         h = name_hash_word(h, name_word_lower(name_word(name, 0, len % 8)));
     }
     name_hash_finish(h, len)

@@ -106,7 +106,9 @@ fn lint() -> Result<()> {
     }
     cargo(&["clippy", "-p", "pop-userspace", "-p", "xtask", "--all-targets", "--", "-D", "warnings"])?;
     let lab: Vec<&str> =
-        "clippy -p pop-lab --lib --test apply --test anycast --test config --test foundation --test packaging --test reload -- -D warnings".split(' ').collect();
+        "clippy -p pop-lab --lib --test apply --test anycast --test config --test foundation --test packaging --test reload -- -D warnings"
+            .split(' ')
+            .collect();
     cargo(&lab)
 }
 

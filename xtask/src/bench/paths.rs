@@ -209,7 +209,7 @@ pub fn measure() -> Result<Vec<Measured>> {
 
     let l2 = frames::L2::default();
     let syn = frames::tcp4(HTTP_VIP, 40000, 1000, 0, 0x02, &[]);
-    let mut paths = vec![
+    let mut paths = [
         Path_ { name: "DNS hit (www.example.com A: CNAME + A)", floor: "floor_dns_reflect", frame: frames::udp4(l2, CLIENT, DNS_VIP, 40053, 53, &[], &dns_query("www.example.com")), vary: Vary::Nothing, verdict: testrun::XDP_TX, goal: 3.0 },
         Path_ { name: "DNS NXDOMAIN, random names", floor: "floor_dns_reflect", frame: frames::udp4(l2, CLIENT, DNS_VIP, 40053, 53, &[], &dns_query("abcdefgh.example.com")), vary: Vary::QnameLabel, verdict: testrun::XDP_TX, goal: 4.0 },
         Path_ { name: "LB flow hit (TCP ACK, one flow)", floor: "floor_ipip_encap", frame: frames::tcp4(LB_VIP, 50000, 2, 1, 0x10, &[]), vary: Vary::Nothing, verdict: testrun::XDP_TX, goal: 2.0 },
