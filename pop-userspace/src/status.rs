@@ -15,6 +15,21 @@ pub struct StatusReport {
     pub vips: Vec<VipStatus>,
     pub services: Vec<ServiceStatus>,
     pub backends: Vec<BackendStatus>,
+    /// The XDP program this controller loaded and attached.
+    #[serde(default)]
+    pub datapath: Option<DatapathStatus>,
+}
+
+/// Which data path is attached: the data path outlives controllers, so an operator must
+/// be able to tell which program (and which build of it) interfaces run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatapathStatus {
+    /// The kernel's program id (as `ip link` and `bpftool prog` show it).
+    pub prog_id: u32,
+    /// When the kernel loaded it, in seconds since the Unix epoch.
+    pub loaded_at: Option<u64>,
+    /// sha256 of the XDP object (as `pop --version` prints it).
+    pub object_sha256: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +63,10 @@ impl StatusReport {
     /// The text `pop status` prints.
     pub fn render(&self, now_secs: u64) -> String {
         let mut out = format!("pop {}\n", self.pop);
+        if let Some(d) = &self.datapath {
+            let loaded = d.loaded_at.map(|t| format!("loaded {}s ago", now_secs.saturating_sub(t))).unwrap_or_else(|| "load time unknown".into());
+            out += &format!("XDP program id {} ({loaded}), object sha256:{}\n", d.prog_id, &d.object_sha256[..d.object_sha256.len().min(12)]);
+        }
         for v in &self.vips {
             out += &format!(
                 "VIP {:<24} {:<13} for {}s: {}\n",
@@ -120,6 +139,7 @@ mod tests {
                 healthy: false,
             }],
             backends: vec![],
+            datapath: Some(DatapathStatus { prog_id: 77, loaded_at: Some(100), object_sha256: "f366ccdbc97b0cb1fb3d01ea".into() }),
         };
         let wire = serde_json::to_value(&report).unwrap();
         assert_eq!(wire["vips"][0]["vip"], "203.0.113.53");
@@ -128,6 +148,7 @@ mod tests {
         assert!(text.contains("VIP 203.0.113.53             ANNOUNCED     for 42s: healthy"), "{text}");
         assert!(text.contains("adding it to the interface failed 3 time(s), retrying: injected"), "{text}");
         assert!(text.contains("service web: 0 of min 1 backends up -> UNHEALTHY"), "{text}");
+        assert!(text.contains("XDP program id 77 (loaded 42s ago), object sha256:f366ccdbc97b\n"), "{text}");
         // Without [anycast] the controller may leave the VIPs out.
         let bare: StatusReport = serde_json::from_str(r#"{"pop":"x","services":[],"backends":[]}"#).unwrap();
         assert!(bare.vips.is_empty());

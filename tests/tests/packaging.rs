@@ -163,7 +163,17 @@ fn the_debian_package_installs_runs_and_removes_cleanly() -> Result<()> {
     let n = sock.recv(&mut buf).with_context(|| format!("no READY=1 from the packaged pop:\n{}", d.log_text()))?;
     let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(msg.starts_with("READY=1\n"), "{msg}");
-    assert!(host.xdp_prog_id("lo")?.is_some(), "no XDP program on lo");
+    let attached = host.xdp_prog_id("lo")?.context("no XDP program on lo")?;
+    // `pop status` names the program attached and the object it came from.
+    let status = host.output(&["/usr/sbin/pop", "status", "--json", "-c", "/etc/pop/pop.toml"])?;
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout)?;
+    assert_eq!(status["datapath"]["prog_id"].as_u64(), Some(attached as u64), "{status}");
+    assert!(status["datapath"]["loaded_at"].as_u64().is_some(), "{status}");
+    let digest = status["datapath"]["object_sha256"].as_str().unwrap_or_default();
+    assert!(digest.len() == 64 && version.contains(digest), "status names {digest:?}, --version says {version}");
+    let text = host.stdout(&["/usr/sbin/pop", "status", "-c", "/etc/pop/pop.toml"])?;
+    assert!(text.contains(&format!("XDP program id {attached} (loaded ")), "{text}");
     assert!(Path::new("/sys/fs/bpf/pop").exists());
 
     // Removal stops the controller and detaches everything, while it runs.

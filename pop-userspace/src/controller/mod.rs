@@ -207,6 +207,11 @@ pub async fn run(config: Config) -> Result<()> {
     write_status(&config.pop.run_dir, 0, &started);
     started?;
 
+    let datapath_status = crate::status::DatapathStatus {
+        prog_id: datapath.prog_id,
+        loaded_at: datapath.loaded_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+        object_sha256: env!("POP_XDP_SHA256").into(),
+    };
     let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns, datapath.prog_id).await?;
     let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
     let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
@@ -272,7 +277,7 @@ pub async fn run(config: Config) -> Result<()> {
                             }))
                         }
                     },
-                    req => control_request(req, &config, &board, &mut live.lb, anycast.as_ref().map(|a| a.status()).unwrap_or_default()),
+                    req => control_request(req, &config, &board, &mut live.lb, anycast.as_ref().map(|a| a.status()).unwrap_or_default(), &datapath_status),
                 };
                 let _ = reply.send(answer);
             }
@@ -420,6 +425,7 @@ fn control_request(
     board: &crate::health::Board,
     lb: &mut LbRuntime,
     vips: Vec<crate::status::VipStatus>,
+    datapath: &crate::status::DatapathStatus,
 ) -> Result<serde_json::Value, String> {
     use crate::control::Request;
     match req {
@@ -440,6 +446,7 @@ fn control_request(
                     })
                     .collect(),
                 backends: board.snapshot(),
+                datapath: Some(datapath.clone()),
             };
             serde_json::to_value(report).map_err(|e| e.to_string())
         }

@@ -111,6 +111,8 @@ pub struct DataPath {
     pub pins: Pins,
     /// The kernel's id of the loaded program (what an interface reports while attached).
     pub prog_id: u32,
+    /// When the kernel loaded it.
+    pub loaded_at: Option<std::time::SystemTime>,
 }
 
 /// (map, setting, max entries) of every map whose size comes from the config.
@@ -170,7 +172,8 @@ pub fn attach(config: &Config) -> Result<DataPath> {
         .context("loading the XDP object (maps and BTF)")?;
     let program: &mut Xdp = ebpf.program_mut(XDP_PROGRAM).ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?.try_into()?;
     program.load().map_err(verifier_error)?;
-    let prog_id = program.info().context("reading the loaded program's id")?.id();
+    let info = program.info().context("reading the loaded program's id")?;
+    let (prog_id, loaded_at) = (info.id(), info.loaded_at());
 
     let mut newly_attached: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {
@@ -242,7 +245,7 @@ pub fn attach(config: &Config) -> Result<DataPath> {
     let prog_pin = pins.program();
     let _ = fs::remove_file(&prog_pin);
     program.pin(&prog_pin).with_context(|| format!("pinning program {}", prog_pin.display()))?;
-    Ok(DataPath { ebpf, pins, prog_id })
+    Ok(DataPath { ebpf, pins, prog_id, loaded_at })
 }
 
 /// Swaps `program` into the pinned link at `pin` atomically.
