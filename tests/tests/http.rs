@@ -109,8 +109,12 @@ fn curl_wget_python_and_wrk_get_the_configured_answers() -> Result<()> {
     assert!(c["http.responses"] >= requests + 8, "{c:?}");
     assert_eq!(c["http.bad_request"], 1, "{c:?}");
     assert!(c["http.syn_answered"] >= requests, "{c:?}");
-    // Each client's FIN after our answer verifies against the cookie: acknowledged.
-    assert!(c["http.fin_closed"] >= requests, "{c:?}");
+    // Each client's FIN after our answer verifies against the cookie and is acknowledged
+    // (about one in 4096 looks like a FIN before any request, by the cookie's 12 ISN bits,
+    // and gets our FIN|ACK, which closes it too); wrk aborts at most 16 with a RST.
+    assert!(c["http.fin_closed"] + c["http.fin_acked"] + 16 >= requests, "{c:?}");
+    assert!(c["http.fin_acked"] * 1000 <= requests + 1000 * 16, "FINs taken for first segments: {c:?}");
+    assert_eq!(c["drop.http_bad_cookie"], 0, "a real client's segment failed the cookie: {c:?}");
     let stats = h.lab.pop(&h.pop, &h.config, &["stats", "--json", "--interval", "0"])?;
     let v: serde_json::Value = serde_json::from_slice(&stats.stdout)?;
     let routes = v["http_routes"].as_array().unwrap();
@@ -355,7 +359,7 @@ fn browser_sized_requests_get_their_redirect() -> Result<()> {
     // The cookie segments after the first were seen and dropped, never answered, and
     // each FIN acknowledged; none of it counts as forged.
     assert!(delta("drop.http_later_segment") >= n, "{c:?}");
-    assert!(delta("http.fin_closed") >= n, "{c:?}");
+    assert!(delta("http.fin_closed") + delta("http.fin_acked") >= n, "{c:?}");
     assert_eq!(delta("drop.http_bad_cookie"), 0, "{c:?}");
     Ok(())
 }
