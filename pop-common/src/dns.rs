@@ -227,7 +227,7 @@ mod tests {
         for o in 0..len {
             let n = len - o;
             let mut h = states[n / 8];
-            if n % 8 != 0 {
+            if !n.is_multiple_of(8) {
                 h = name_hash_word(h, name_word_lower(name_word(name, o, n % 8)));
             }
             assert_eq!(name_hash_finish(h, n), name_hash(seed, &name[o..]), "suffix at {o}");

@@ -59,4 +59,3 @@ pub fn addr_word(a: &[u8; 16], at: usize) -> u64 {
     }
     w
 }
-

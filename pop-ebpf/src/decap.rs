@@ -96,16 +96,12 @@ pub fn pop_decap(ctx: XdpContext) -> u32 {
     // The inner destination: an address of this host, or the packet is not for us.
     let mut inner = [0u8; 40];
     let dst = if inner_type[0] == 0x08 {
-        if unsafe { bpf_xdp_load_bytes(ctx.ctx, (14 + outer) as u32, inner.as_mut_ptr() as *mut _, 20) } != 0
-            || inner[0] >> 4 != 4
-        {
+        if unsafe { bpf_xdp_load_bytes(ctx.ctx, (14 + outer) as u32, inner.as_mut_ptr() as *mut _, 20) } != 0 || inner[0] >> 4 != 4 {
             return verdict(DROPPED_INNER_MALFORMED, xdp_action::XDP_DROP);
         }
         v4_mapped([inner[16], inner[17], inner[18], inner[19]])
     } else {
-        if unsafe { bpf_xdp_load_bytes(ctx.ctx, (14 + outer) as u32, inner.as_mut_ptr() as *mut _, 40) } != 0
-            || inner[0] >> 4 != 6
-        {
+        if unsafe { bpf_xdp_load_bytes(ctx.ctx, (14 + outer) as u32, inner.as_mut_ptr() as *mut _, 40) } != 0 || inner[0] >> 4 != 6 {
             return verdict(DROPPED_INNER_MALFORMED, xdp_action::XDP_DROP);
         }
         let mut d = [0u8; 16];

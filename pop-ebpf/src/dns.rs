@@ -5,22 +5,20 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{generated::bpf_loop, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{bpf_xdp_load_bytes, bpf_xdp_store_bytes, generated::bpf_loop},
     maps::HashMap,
     programs::XdpContext,
 };
 use aya_log_ebpf::error;
 use pop_common::{
-    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_LABELS_MAX,
-    DNS_TAG_MASK, DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey,
-    name_hash_finish, name_hash_word, name_word_lower,
+    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_LABELS_MAX, DNS_TAG_MASK,
+    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey, name_hash_finish, name_hash_word, name_word_lower,
 };
 
 use crate::{
     counters::Stats,
-    csum,
-    maps::{DNS_BLOCKS, DNS_NAME_WORDS, DNS_SCRATCH, DnsScratch, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S},
-    frame,
+    csum, frame,
+    maps::{DNS_BLOCKS, DNS_NAME_WORDS, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S, DnsScratch},
     packet::{load, store},
     parse::Packet,
     rrl,
@@ -250,9 +248,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     let qname = dns + DNS_HLEN;
     let avail = dns_len - DNS_HLEN;
     let cap = if avail > 255 { 255 } else { avail };
-    if cap == 0
-        || unsafe { bpf_xdp_load_bytes(ctx.ctx, qname as u32, scratch.raw.as_mut_ptr() as *mut _, cap as u32) } != 0
-    {
+    if cap == 0 || unsafe { bpf_xdp_load_bytes(ctx.ctx, qname as u32, scratch.raw.as_mut_ptr() as *mut _, cap as u32) } != 0 {
         return pass(stats, Counter::DnsPassName);
     }
     let mut measure = Measure { off: 0, cap: cap as u32, ended: 0, labels: 0 };
@@ -311,7 +307,13 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
         edns = true;
         do_bit = opt[7] & 0x80 != 0;
         let size = u16::from_be_bytes([opt[3], opt[4]]) as usize;
-        limit = if size < 512 { 512 } else if size > DNS_EDNS_UDP_SIZE as usize { DNS_EDNS_UDP_SIZE as usize } else { size };
+        limit = if size < 512 {
+            512
+        } else if size > DNS_EDNS_UDP_SIZE as usize {
+            DNS_EDNS_UDP_SIZE as usize
+        } else {
+            size
+        };
     } else if dns_len != after_q {
         return pass(stats, Counter::DnsPassTrailing);
     }

@@ -144,9 +144,7 @@ pub fn floor_ipip_encap(ctx: XdpContext) -> u32 {
     }
     let Some(p) = head::<{ ETH_HLEN + IP_HLEN }>(&ctx) else { return xdp_action::XDP_ABORTED };
     let total = inner_len.wrapping_add(IP_HLEN as u16).to_be_bytes();
-    let mut ip: [u8; IP_HLEN] = [
-        0x45, 0, total[0], total[1], 0, 0, 0x40, 0, 64, 4, 0, 0, 198, 51, 100, 1, 198, 51, 100, 141,
-    ];
+    let mut ip: [u8; IP_HLEN] = [0x45, 0, total[0], total[1], 0, 0, 0x40, 0, 64, 4, 0, 0, 198, 51, 100, 1, 198, 51, 100, 141];
     let mut sum = 0u32;
     for i in 0..IP_HLEN / 2 {
         sum += u16::from_be_bytes([ip[2 * i], ip[2 * i + 1]]) as u32;

@@ -77,9 +77,7 @@ fn turn(ctx: &XdpContext, pkt: &Packet, l4_len: u16) -> Option<()> {
     } else {
         const IHL: usize = 20;
         let mut ip = [0u8; IHL];
-        if pkt.l4 - pkt.l3 != IHL
-            || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, IHL as u32) } != 0
-        {
+        if pkt.l4 - pkt.l3 != IHL || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, IHL as u32) } != 0 {
             return None;
         }
         for i in 12..16 {

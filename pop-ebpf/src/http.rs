@@ -10,25 +10,23 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::{
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
-        bpf_ktime_get_ns,
+        bpf_ktime_get_ns, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
         generated::{bpf_loop, bpf_probe_read_kernel},
     },
     programs::XdpContext,
 };
 use pop_common::{
-    CookieCheck, Counter, SYN_COOKIE_WINDOW_SHIFT, SynCookie, HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX,
-    HTTP_REQUEST_MAX, HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse,
+    CookieCheck, Counter, HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_REQUEST_MAX,
+    HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse, SYN_COOKIE_WINDOW_SHIFT, SynCookie,
 };
 
 use crate::{
-    verdict::drop,
     counters::Stats,
-    csum,
-    frame,
+    csum, frame,
     maps::{HTTP_ROUTE_STATS, HTTP_ROUTES, HTTP_SCRATCH, HTTP_SYN_SECRET},
     parse::Packet,
     secret,
+    verdict::drop,
 };
 
 const FIN: u8 = 0x01;
@@ -164,9 +162,7 @@ fn read_segment(ctx: &XdpContext, pkt: &Packet, sc: &mut crate::maps::HttpScratc
     if tcp_len < 20 || ip_len < ip_hdr + tcp_len {
         return None;
     }
-    if tcp_len > 20
-        && unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l4 as u32, sc.tcp.as_mut_ptr() as *mut _, (tcp_len & 0x3f) as u32) } != 0
-    {
+    if tcp_len > 20 && unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l4 as u32, sc.tcp.as_mut_ptr() as *mut _, (tcp_len & 0x3f) as u32) } != 0 {
         return None;
     }
     let t = &sc.tcp;
@@ -347,7 +343,11 @@ extern "C" fn scan_header(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
         }
         let lower = |k: usize| req[(pos + k) & (HTTP_REQUEST_MAX - 1)] | 0x20;
         if pos + 5 <= h.n as usize
-            && lower(0) == b'h' && lower(1) == b'o' && lower(2) == b's' && lower(3) == b't' && req[(pos + 4) & (HTTP_REQUEST_MAX - 1)] == b':'
+            && lower(0) == b'h'
+            && lower(1) == b'o'
+            && lower(2) == b's'
+            && lower(3) == b't'
+            && req[(pos + 4) & (HTTP_REQUEST_MAX - 1)] == b':'
         {
             if h.in_host != 0 {
                 h.dup_host = 1; // two Host headers: which one is meant is ambiguous (RFC 9112 3.2)
@@ -408,8 +408,20 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
     let get = !bad && sc.req[0] == b'G' && sc.req[1] == b'E' && sc.req[2] == b'T' && sc.req[3] == b' ';
     let start = if head { 5 } else { 4 };
     sc.scan = crate::maps::HttpScan {
-        n: take as u32, start, end: 0, path_end: 0, found: 0, pos: 0, line_start: 0, in_host: 0, host_start: 0,
-        host_len: 0, done: 0, dup_host: 0, parity: 0, sum: 0,
+        n: take as u32,
+        start,
+        end: 0,
+        path_end: 0,
+        found: 0,
+        pos: 0,
+        line_start: 0,
+        in_host: 0,
+        host_start: 0,
+        host_len: 0,
+        done: 0,
+        dup_host: 0,
+        parity: 0,
+        sum: 0,
     };
     if (head || get) && sc.req[start as usize] == b'/' {
         unsafe { bpf_loop((HTTP_TARGET_MAX + 1) as u32, scan_target as *mut _, core::ptr::null_mut(), 0) };
@@ -418,8 +430,16 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
         let at = |k: usize| sc.req[(v + k) & (HTTP_REQUEST_MAX - 1)];
         let version_ok = sc.scan.found != 0
             && v + 11 <= take
-            && at(1) == b'H' && at(2) == b'T' && at(3) == b'T' && at(4) == b'P' && at(5) == b'/' && at(6) == b'1'
-            && at(7) == b'.' && (at(8) == b'0' || at(8) == b'1') && at(9) == b'\r' && at(10) == b'\n';
+            && at(1) == b'H'
+            && at(2) == b'T'
+            && at(3) == b'T'
+            && at(4) == b'P'
+            && at(5) == b'/'
+            && at(6) == b'1'
+            && at(7) == b'.'
+            && (at(8) == b'0' || at(8) == b'1')
+            && at(9) == b'\r'
+            && at(10) == b'\n';
         if version_ok {
             sc.scan.pos = (v + 11) as u32;
             sc.scan.line_start = 1;

@@ -21,9 +21,7 @@ pub fn too_big(ctx: &XdpContext, stats: &Stats, pkt: &Packet, mtu: usize) -> u32
     let new_l3_hdr = if pkt.v6 { 40 } else { 20 };
     let icmp_hdr = 8;
     let mut q = [0u8; 72];
-    if quote > q.len() || quote < 28
-        || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, q.as_mut_ptr() as *mut _, quote as u32) } != 0
-    {
+    if quote > q.len() || quote < 28 || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, q.as_mut_ptr() as *mut _, quote as u32) } != 0 {
         return drop(stats, Counter::LbDropNoRoom);
     }
     let mut macs = [0u8; 12];

@@ -11,10 +11,7 @@ use aya_ebpf::{
     helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
-use pop_common::{
-    BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, VIP_KIND_LB, VIP_KIND_PASS, VipKey,
-    maglev_base,
-};
+use pop_common::{BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, VIP_KIND_LB, VIP_KIND_PASS, VipKey, maglev_base};
 
 use crate::{
     counters::Stats,
@@ -257,13 +254,11 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
         if pkt.v6 {
             fib.__bindgen_anon_4.ipv6_dst = core::mem::transmute::<[u8; 16], [u32; 4]>(backend.addr);
         } else {
-            fib.__bindgen_anon_4.ipv4_dst =
-                u32::from_ne_bytes([backend.addr[12], backend.addr[13], backend.addr[14], backend.addr[15]]);
+            fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([backend.addr[12], backend.addr[13], backend.addr[14], backend.addr[15]]);
         }
     }
-    let rc = unsafe {
-        bpf_fib_lookup(ctx.ctx as *mut _, &mut fib as *mut _, core::mem::size_of::<FibParams>() as i32, BPF_FIB_LOOKUP_SRC as u32)
-    } as i64;
+    let rc =
+        unsafe { bpf_fib_lookup(ctx.ctx as *mut _, &mut fib as *mut _, core::mem::size_of::<FibParams>() as i32, BPF_FIB_LOOKUP_SRC as u32) } as i64;
     match rc {
         FIB_SUCCESS => {}
         FIB_FRAG_NEEDED => {

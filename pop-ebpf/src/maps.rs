@@ -6,10 +6,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap},
 };
 use pop_common::{
-    Counters, DNS_BLOCKS_MAX, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, FlowKey, FlowValue, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES,
-    LB_TABLE_MAX, LbBackend, LbService, LbStats, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey,
-    DnsSeed, DnsTailKey, dns_tail_capacity,
-    MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue,
+    Counters, DNS_BLOCKS_MAX, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, FlowKey,
+    FlowValue, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend,
+    LbService, LbStats, MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue, dns_tail_capacity,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.

@@ -44,7 +44,8 @@ pub struct Packet {
 }
 
 impl Packet {
-    pub const EMPTY: Packet = Packet { l3: 0, l4: 0, l3_end: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0, tcp_flags: 0 };
+    pub const EMPTY: Packet =
+        Packet { l3: 0, l4: 0, l3_end: 0, v6: false, src: [0; 16], dst: [0; 16], sport_be: 0, dport_be: 0, proto: 0, tcp_flags: 0 };
 }
 
 /// Why a packet is not handed to a VIP handler; each maps to a `pass.*` counter.

@@ -5,7 +5,10 @@
 
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg};
 
-use aya_ebpf::{bindings::xdp_action, helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns}};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+};
 use pop_common::{Counter, DNS_RRL_BUCKETS, rrl_bucket, rrl_prefix};
 
 use crate::{

@@ -8,13 +8,7 @@
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_load_bytes, programs::XdpContext};
 use pop_common::{Counter, VIP_ADDR_PASS_UNHANDLED};
 
-use crate::{
-    counters::Stats,
-    lb,
-    maps::VIP_ADDRS,
-    parse::Packet,
-    verdict,
-};
+use crate::{counters::Stats, lb, maps::VIP_ADDRS, parse::Packet, verdict};
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;

@@ -134,12 +134,32 @@ fn question_set() -> Vec<(String, u16, u16)> {
     const IN: u16 = 1;
     let mut qs = Vec::new();
     let names = [
-        "example.com", "ns1.example.com", "ns2.example.com", "www.example.com", "mail.example.com",
-        "alias.example.com", "chain.example.com", "out.example.com", "_sip._udp.example.com", "sip.example.com",
-        "a.b.c.example.com", "b.c.example.com", "c.example.com", "big.example.com", "sub.example.com",
-        "deep.sub.example.com", "ns.sub.example.com", "nope.example.com", "x.y.nope.example.com",
-        "wild.test", "fixed.wild.test", "anything.wild.test", "a.b.wild.test", "ns.wild.test",
-        "example.org", "id.server",
+        "example.com",
+        "ns1.example.com",
+        "ns2.example.com",
+        "www.example.com",
+        "mail.example.com",
+        "alias.example.com",
+        "chain.example.com",
+        "out.example.com",
+        "_sip._udp.example.com",
+        "sip.example.com",
+        "a.b.c.example.com",
+        "b.c.example.com",
+        "c.example.com",
+        "big.example.com",
+        "sub.example.com",
+        "deep.sub.example.com",
+        "ns.sub.example.com",
+        "nope.example.com",
+        "x.y.nope.example.com",
+        "wild.test",
+        "fixed.wild.test",
+        "anything.wild.test",
+        "a.b.wild.test",
+        "ns.wild.test",
+        "example.org",
+        "id.server",
     ];
     for n in names {
         for t in [A, NS, CNAME, SOA, MX, TXT, AAAA, SRV, ANY, 99] {
@@ -261,7 +281,9 @@ fn xdp_answers_equal_the_servers_byte_for_byte() -> Result<()> {
     // passes the query to the server (dns.pass.no_room), which is also seen above.
     use pop_lab::{frames, testrun};
     let prog = testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
-    for (i, (name, qtype, edns, records)) in [("t1200.z", 16, (1232, false), 1u16), ("A70.z", 1, (4096, true), 70), ("t1300.z", 16, (4096, false), 0)].into_iter().enumerate() {
+    for (i, (name, qtype, edns, records)) in
+        [("t1200.z", 16, (1232, false), 1u16), ("A70.z", 1, (4096, true), 70), ("t1300.z", 16, (4096, false), 0)].into_iter().enumerate()
+    {
         let q = query(0x5000 + i as u16, name, qtype, 1, Some(edns), true);
         let from_server = exchange(&d.client, SLOW4, vec![q.clone()])?.remove(0).expect("server answers");
         let frame = frames::udp4(frames::L2::default(), [192, 0, 2, 1], [203, 0, 113, 53], 41000, 53, &[], &q);
@@ -560,9 +582,7 @@ fn sigkill_of_the_controller_under_load_loses_no_query() -> Result<()> {
         })?
     });
     let before = d.counters()?["dns.xdp.noerror"];
-    pop_lab::wait_until(Duration::from_secs(10), "load to start", || {
-        d.counters().ok().filter(|c| c["dns.xdp.noerror"] > before + 1000).map(|_| ())
-    })?;
+    pop_lab::wait_until(Duration::from_secs(10), "load to start", || d.counters().ok().filter(|c| c["dns.xdp.noerror"] > before + 1000).map(|_| ()))?;
     let pid = d.lab.daemon_pid("pop").unwrap();
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     let log = d.lab.stop_daemon("pop")?;
@@ -596,7 +616,8 @@ fn top_shows_busy_prefixes_and_a_burst_is_flagged_as_a_spike() -> Result<()> {
     }
     // A burst (tens of thousands of queries a second) while `pop top` samples.
     let client = d.client.clone();
-    let burst = std::thread::spawn(move || exchange(&client, FAST4, (0..40000u32).map(|i| query(i as u16, "www.example.com", 1, 1, None, false)).collect()));
+    let burst =
+        std::thread::spawn(move || exchange(&client, FAST4, (0..40000u32).map(|i| query(i as u16, "www.example.com", 1, 1, None, false)).collect()));
     let top = d.lab.pop(&d.pop, &d.config, &["top", "--count", "1", "--interval", "1"])?;
     burst.join().unwrap()?;
     let text = String::from_utf8_lossy(&top.stdout);
@@ -617,7 +638,8 @@ fn meaning(a: &[u8]) -> String {
     match hickory_proto::op::Message::from_vec(a) {
         Ok(m) => {
             for (what, section) in [("answer", &m.answers), ("authority", &m.authorities), ("additional", &m.additionals)] {
-                let mut rrs: Vec<String> = section.iter().filter(|r| u16::from(r.record_type()) != 41).map(|r| r.to_string().to_lowercase()).collect();
+                let mut rrs: Vec<String> =
+                    section.iter().filter(|r| u16::from(r.record_type()) != 41).map(|r| r.to_string().to_lowercase()).collect();
                 rrs.sort();
                 out += &format!("\n{what}: {rrs:?}");
             }
@@ -1036,9 +1058,7 @@ fn fragmented_queries_get_no_unlimited_answers() -> Result<()> {
                 p[10..12].copy_from_slice(&c.to_be_bytes());
                 p.extend_from_slice(part);
                 // SAFETY: buffers valid for the call.
-                let n = unsafe {
-                    libc::sendto(raw, p.as_ptr().cast(), p.len(), 0, (&raw const dst).cast(), size_of::<libc::sockaddr_in>() as u32)
-                };
+                let n = unsafe { libc::sendto(raw, p.as_ptr().cast(), p.len(), 0, (&raw const dst).cast(), size_of::<libc::sockaddr_in>() as u32) };
                 anyhow::ensure!(n == p.len() as isize, "sending a fragment: {}", std::io::Error::last_os_error());
             }
         }
@@ -1086,9 +1106,7 @@ fn ipv6_queries_behind_extension_headers_get_no_unlimited_answers() -> Result<()
         let dstopts: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
         use std::os::fd::AsRawFd as _;
         // SAFETY: a valid socket and an 8-byte option buffer.
-        let r = unsafe {
-            libc::setsockopt(sock.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS, dstopts.as_ptr().cast(), 8)
-        };
+        let r = unsafe { libc::setsockopt(sock.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_DSTOPTS, dstopts.as_ptr().cast(), 8) };
         anyhow::ensure!(r == 0, "IPV6_DSTOPTS: {}", std::io::Error::last_os_error());
         for id in 0..100u16 {
             sock.send_to(&query(id, "www.example.com", 1, 1, None, false), vip)?;

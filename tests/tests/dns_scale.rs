@@ -43,10 +43,7 @@ fn a_million_name_zone_loads_within_stated_memory_and_xdp_answers_it() -> Result
     let config = lab.pop_config_with(
         &pop,
         "dns_table_size = 4194304",
-        &format!(
-            "[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{VIP}\"]\nzones = [\"{}\"]\nrate_limit = 0\n",
-            zone.display()
-        ),
+        &format!("[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{VIP}\"]\nzones = [\"{}\"]\nrate_limit = 0\n", zone.display()),
     )?;
     let d = lab.start_pop_within(&pop, "pop", &config, Duration::from_secs(300))?;
     let log = d.log_text();
@@ -101,11 +98,8 @@ fn a_million_name_zone_loads_within_stated_memory_and_xdp_answers_it() -> Result
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("DNS table full") && err.contains("pop.dns_table_size"), "{err}");
         assert_eq!(dig(&client, "n0.big.example.", "AAAA")?.trim().parse::<Ipv6Addr>().ok(), Some(address(0)));
-        let maps_after: u64 = pop_lab::pinned_map_memory(&lab.pop_maps_dir(&pop.name))?
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("DNS_"))
-            .map(|(_, v)| v)
-            .sum();
+        let maps_after: u64 =
+            pop_lab::pinned_map_memory(&lab.pop_maps_dir(&pop.name))?.into_iter().filter(|(k, _)| k.starts_with("DNS_")).map(|(_, v)| v).sum();
         assert!(maps_after <= dns_maps + MIB, "a refused reload left {} bytes behind", maps_after - dns_maps);
         let c = lab.pop_counters(&pop, &config)?;
         assert_eq!(c.get("dns.pass.not_in_table").copied().unwrap_or(0), 0, "{c:?}");

@@ -48,11 +48,8 @@ big      IN TXT "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 const INSECURE: &str = "insec    IN NS  ns.insec\nns.insec IN A   192.0.2.54\nx.oo     IN NS  ns.x.oo\nns.x.oo  IN A   192.0.2.55\n";
 
 /// (apex, ldns-signzone options, sign the insecure delegations).
-const ZONES: [(&str, &[&str], bool); 3] = [
-    ("nsec.test", &[], true),
-    ("nsec3.test", &["-n", "-s", "aabbccdd", "-t", "2"], true),
-    ("optout.test", &["-n", "-p", "-t", "0"], false),
-];
+const ZONES: [(&str, &[&str], bool); 3] =
+    [("nsec.test", &[], true), ("nsec3.test", &["-n", "-s", "aabbccdd", "-t", "2"], true), ("optout.test", &["-n", "-p", "-t", "0"], false)];
 
 fn tool(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?} (ldnsutils installed?)"))?;
@@ -203,9 +200,8 @@ fn knot_differs(name: &str, qtype: u16, ours: &str, knots: &str) -> Option<&'sta
 
 fn questions() -> Vec<(String, u16)> {
     let names = [
-        "", "ns1", "www", "mail", "alias", "walias", "dangling", "a.b.ent", "b.ent", "ent", "x.wild", "y.z.wild",
-        "wild", "*.wild", "sub", "ns.sub", "deep.sub", "insec", "ns.insec", "a.insec", "x.oo", "oo", "y.oo", "big",
-        "nope", "x.nope", "zzz", "0",
+        "", "ns1", "www", "mail", "alias", "walias", "dangling", "a.b.ent", "b.ent", "ent", "x.wild", "y.z.wild", "wild", "*.wild", "sub", "ns.sub",
+        "deep.sub", "insec", "ns.insec", "a.insec", "x.oo", "oo", "y.oo", "big", "nope", "x.nope", "zzz", "0",
     ];
     // A NS CNAME SOA MX TXT AAAA DS RRSIG NSEC DNSKEY NSEC3 NSEC3PARAM ANY, a type no name has.
     let types = [1u16, 2, 5, 6, 15, 16, 28, 43, 46, 47, 48, 50, 51, 255, 99];
@@ -237,10 +233,8 @@ fn signed_zones_are_answered_as_knot_answers_them() -> Result<()> {
     }
 
     let zones = files.iter().map(|(_, f)| format!("\"{f}\"")).collect::<Vec<_>>().join(", ");
-    let config = lab.pop_config(
-        &pop,
-        &format!("[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{POP4}\"]\nzones = [{zones}]\nrate_limit = 0\n"),
-    )?;
+    let config =
+        lab.pop_config(&pop, &format!("[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{POP4}\"]\nzones = [{zones}]\nrate_limit = 0\n"))?;
     lab.start_pop(&pop, "pop", &config)?;
 
     let run = lab.dir.join("knot");
@@ -295,9 +289,18 @@ fn signed_zones_are_answered_as_knot_answers_them() -> Result<()> {
         std::fs::write(path, differences.join("\n\n"))?;
     }
     let shown: Vec<&String> = differences.iter().take(12).collect();
-    assert!(differences.is_empty(), "{} of {} answers differ from Knot's; the first:\n{}", differences.len(), 2 * queries.len(), shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n\n"));
+    assert!(
+        differences.is_empty(),
+        "{} of {} answers differ from Knot's; the first:\n{}",
+        differences.len(),
+        2 * queries.len(),
+        shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n\n")
+    );
     // Not a comparison of unsigned or empty answers.
-    assert!(signed_answers > 1000 && nsec3_proofs > 300 && truncated > 50, "{signed_answers} signed, {nsec3_proofs} with NSEC3, {truncated} truncated");
+    assert!(
+        signed_answers > 1000 && nsec3_proofs > 300 && truncated > 50,
+        "{signed_answers} signed, {nsec3_proofs} with NSEC3, {truncated} truncated"
+    );
 
     // A validator agrees: delv, trusting each zone's KSK, validates pop's positive,
     // NXDOMAIN, NODATA, wildcard, CNAME, empty non-terminal, DS and DNSKEY answers.
@@ -309,8 +312,19 @@ fn signed_zones_are_answered_as_knot_answers_them() -> Result<()> {
             .find(|t| t.len() > 7 && t[3] == "DNSKEY" && t[4] == "257")
             .with_context(|| format!("no KSK in {file}"))?;
         let key: String = ksk[7..].iter().take_while(|t| !t.starts_with(';')).copied().collect();
-        let anchor = lab.write(&format!("{apex}.anchor"), &format!("trust-anchors {{\n  {} static-key 257 3 {} \"{key}\";\n}};\n", ksk[0], ksk[6]))?;
-        for (label, qtype) in [("www", "A"), ("nope", "A"), ("www", "AAAA"), ("x.wild", "A"), ("x.wild", "MX"), ("alias", "A"), ("b.ent", "A"), ("sub", "DS"), ("", "DNSKEY")] {
+        let anchor =
+            lab.write(&format!("{apex}.anchor"), &format!("trust-anchors {{\n  {} static-key 257 3 {} \"{key}\";\n}};\n", ksk[0], ksk[6]))?;
+        for (label, qtype) in [
+            ("www", "A"),
+            ("nope", "A"),
+            ("www", "AAAA"),
+            ("x.wild", "A"),
+            ("x.wild", "MX"),
+            ("alias", "A"),
+            ("b.ent", "A"),
+            ("sub", "DS"),
+            ("", "DNSKEY"),
+        ] {
             let name = if label.is_empty() { apex.to_string() } else { format!("{label}.{apex}") };
             // A wildcard answer whose next closer name is covered by an opt-out NSEC3
             // could hide an unsigned delegation: it can only be insecure (RFC 5155

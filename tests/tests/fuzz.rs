@@ -92,7 +92,18 @@ fn seeds(cookie: u32) -> Vec<Vec<u8>> {
     let c6: [u8; 16] = "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
     let v6: [u8; 16] = "2001:db8:53::53".parse::<std::net::Ipv6Addr>().unwrap().octets();
     let mut s = Vec::new();
-    for (i, (name, t)) in [("www.example.com", 1), ("Example.COM", 15), ("nope.example.com", 28), ("big.example.com", 16), ("alias.example.com", 1), ("x.wild.test", 1), ("id.server", 16)].iter().enumerate() {
+    for (i, (name, t)) in [
+        ("www.example.com", 1),
+        ("Example.COM", 15),
+        ("nope.example.com", 28),
+        ("big.example.com", 16),
+        ("alias.example.com", 1),
+        ("x.wild.test", 1),
+        ("id.server", 16),
+    ]
+    .iter()
+    .enumerate()
+    {
         s.push(frames::udp4(l2, c, DNS_VIP, 5300 + i as u16, 53, &[], &dns_query(i as u16, name, *t, None)));
         s.push(frames::udp4(vlan, c, DNS_VIP, 5400 + i as u16, 53, &[], &dns_query(i as u16, name, *t, Some((1232, true)))));
         s.push(frames::udp6(l2, c6, v6, 5500 + i as u16, 53, &dns_query(i as u16, name, *t, Some((4096, false)))));
@@ -105,7 +116,11 @@ fn seeds(cookie: u32) -> Vec<Vec<u8>> {
     s.push(frames::udp4(l2, c, [192, 0, 2, 2], 1, 9, &[], b"not a vip"));
     // Answers of 900-1400 bytes and a 70-address RRset (z.zone), meta and reserved qtypes
     // that once reached the table's internal entries.
-    for (i, (name, t)) in [("t1100.z", 16), ("t1300.z", 16), ("a70.z", 1), ("example.com", 65535), ("www.example.com", 0), ("example.com", 250), ("z", 65280)].iter().enumerate() {
+    for (i, (name, t)) in
+        [("t1100.z", 16), ("t1300.z", 16), ("a70.z", 1), ("example.com", 65535), ("www.example.com", 0), ("example.com", 250), ("z", 65280)]
+            .iter()
+            .enumerate()
+    {
         s.push(frames::udp4(l2, c, DNS_VIP, 5600 + i as u16, 53, &[], &dns_query(i as u16, name, *t, Some((1232, false)))));
         s.push(frames::udp4(l2, c, DNS_VIP, 5700 + i as u16, 53, &[], &dns_query(i as u16, name, *t, None)));
     }
@@ -235,7 +250,12 @@ fn fuzzed_frames_never_break_the_invariants() -> Result<()> {
         pop.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")?;
     }
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data");
-    let zones = format!("[\"{}\", \"{}\", \"{}\"]", data.join("example.com.zone").display(), data.join("wild.test.zone").display(), data.join("z.zone").display());
+    let zones = format!(
+        "[\"{}\", \"{}\", \"{}\"]",
+        data.join("example.com.zone").display(),
+        data.join("wild.test.zone").display(),
+        data.join("z.zone").display()
+    );
     let config = lab.pop_config(
         &pop,
         &format!(
@@ -275,8 +295,14 @@ fn fuzzed_frames_never_break_the_invariants() -> Result<()> {
                 v => fail(format!("verdict {v}"))?,
             }
             tx += 1;
-            let Some(inp) = classify(&input) else { fail("answered a frame that is not IP".into())?; unreachable!() };
-            let Some((l3, _)) = frames::l3_offset(&out.frame) else { fail("output not Ethernet".into())?; unreachable!() };
+            let Some(inp) = classify(&input) else {
+                fail("answered a frame that is not IP".into())?;
+                unreachable!()
+            };
+            let Some((l3, _)) = frames::l3_offset(&out.frame) else {
+                fail("output not Ethernet".into())?;
+                unreachable!()
+            };
             let ip = match frames::parse_ip(&out.frame[l3..]) {
                 Ok(ip) => ip,
                 Err(e) => return fail(format!("output does not parse: {e}")).map(|_| String::new()),
@@ -329,12 +355,13 @@ fn fuzzed_frames_never_break_the_invariants() -> Result<()> {
                         }
                         // The authoritative server must give the same bytes (sampled: it
                         // is a round trip).
-                        if compared < 400 && inp.dst4 == Some(DNS_VIP) {
-                            if let Some(expected) = server_answer(&client2, q.to_vec())? {
-                                compared += 1;
-                                if expected != a {
-                                    fail(format!("XDP answer differs from the server's:\nserver: {expected:02x?}\nxdp:    {a:02x?}"))?;
-                                }
+                        if compared < 400
+                            && inp.dst4 == Some(DNS_VIP)
+                            && let Some(expected) = server_answer(&client2, q.to_vec())?
+                        {
+                            compared += 1;
+                            if expected != a {
+                                fail(format!("XDP answer differs from the server's:\nserver: {expected:02x?}\nxdp:    {a:02x?}"))?;
                             }
                         }
                     }

@@ -127,7 +127,7 @@ fn curl_wget_python_and_wrk_get_the_configured_answers() -> Result<()> {
 fn syn_flood_leaves_no_state_and_curl_keeps_working() -> Result<()> {
     let h = http_lab()?;
     let before = h.counters()?;
-    let mut flood = std::process::Command::from(h.client.command("hping3"));
+    let mut flood = h.client.command("hping3");
     let mut flood = flood
         .args(["-q", "-S", "-p", "80", "-i", "u200", "--rand-source", VIP4])
         .stdout(std::process::Stdio::null())
@@ -150,7 +150,7 @@ fn syn_flood_leaves_no_state_and_curl_keeps_working() -> Result<()> {
     let after = h.counters()?;
     assert!(after["http.syn_answered"] - before["http.syn_answered"] > 1000, "{after:?}");
     // No state anywhere: the PoP's kernel holds no TCP sockets for the VIP.
-    let ss = h.pop.stdout(&["ss", "-Htan", "state", "all", &format!("( sport = :80 )")])?;
+    let ss = h.pop.stdout(&["ss", "-Htan", "state", "all", "( sport = :80 )"])?;
     assert!(ss.trim().is_empty(), "sockets on the PoP: {ss}");
     Ok(())
 }
@@ -332,11 +332,28 @@ fn browser_sized_requests_get_their_redirect() -> Result<()> {
     let out_rsts0 = h.tcp("OutRsts")?;
     let retrans0 = h.tcp("RetransSegs")?;
     let mut n = 0;
-    for (size, url) in [(3000, format!("http://{VIP4}/a/page?q=1")), (8000, format!("http://{VIP4}/a/page?q=1")), (5000, format!("http://[{VIP6}]/a/page?q=1"))] {
+    for (size, url) in
+        [(3000, format!("http://{VIP4}/a/page?q=1")), (8000, format!("http://{VIP4}/a/page?q=1")), (5000, format!("http://[{VIP6}]/a/page?q=1"))]
+    {
         let cookie = cookies(size);
         let out = h.client.output(&[
-            "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-D", "-", "-A", BROWSER_UA, "-H", &cookie,
-            "-H", "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "-H", "Accept-Language: en-GB,en;q=0.9", &url,
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "-A",
+            BROWSER_UA,
+            "-H",
+            &cookie,
+            "-H",
+            "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            "-H",
+            "Accept-Language: en-GB,en;q=0.9",
+            &url,
         ])?;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{size} B of cookies: {}", String::from_utf8_lossy(&out.stderr));

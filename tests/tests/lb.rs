@@ -152,9 +152,7 @@ fn lb_lab_full(n_backends: usize, members: &[(usize, u32)], two_nic: bool, web_e
     lab.start_pop(&pop, "pop", &config)?;
     let lb = LbLab { lab, client, router, pop, backends, config };
     // The first packets wait for the PoP's next hop to each backend to resolve.
-    pop_lab::wait_until(Duration::from_secs(10), "HTTP through the VIP", || {
-        http_get(&lb.client, VIP4, "/", None).ok()
-    })?;
+    pop_lab::wait_until(Duration::from_secs(10), "HTTP through the VIP", || http_get(&lb.client, VIP4, "/", None).ok())?;
     Ok(lb)
 }
 
@@ -283,11 +281,11 @@ fn long_lived_connection_survives_adding_and_removing_other_backends() -> Result
                     buf.extend_from_slice(&chunk[..n]);
                     if !announced {
                         let text = String::from_utf8_lossy(&buf);
-                        if let Some(i) = text.find("backend=") {
-                            if let Some(end) = text[i..].find('\n') {
-                                tx.send(text[i + 8..i + end].to_string()).unwrap();
-                                announced = true;
-                            }
+                        if let Some(i) = text.find("backend=")
+                            && let Some(end) = text[i..].find('\n')
+                        {
+                            tx.send(text[i + 8..i + end].to_string()).unwrap();
+                            announced = true;
                         }
                     }
                 }
@@ -345,7 +343,14 @@ fn oversize_packet_gets_icmp_too_big_and_the_transfer_completes() -> Result<()> 
     let before = l.lab.pop_counters(&l.pop, &l.config)?;
     let upload = l.lab.write("upload.bin", &"u".repeat(300_000))?;
     let out = l.client.output(&[
-        "curl", "-sS", "--max-time", "20", "-X", "POST", "--data-binary", &format!("@{}", upload.display()),
+        "curl",
+        "-sS",
+        "--max-time",
+        "20",
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", upload.display()),
         &format!("http://{VIP4}/"),
     ])?;
     let body = String::from_utf8_lossy(&out.stdout).to_string();
@@ -356,7 +361,6 @@ fn oversize_packet_gets_icmp_too_big_and_the_transfer_completes() -> Result<()> 
     let _ = &l.backends;
     Ok(())
 }
-
 
 #[test]
 fn two_nic_pop_redirects_to_the_backend_side() -> Result<()> {
@@ -390,9 +394,7 @@ fn backend_state(v: &serde_json::Value, addr: &str) -> (String, bool, Option<Str
 fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()> {
     const HEALTH: &str = "[service.health]\ntype = \"http\"\npath = \"/\"\nstatus = 200\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 3\n";
     let mut l = lb_lab_full(3, &[(1, 1), (2, 1), (3, 1)], false, HEALTH, "")?;
-    pop_lab::wait_until(Duration::from_secs(10), "all backends up", || {
-        status(&l).ok().filter(|v| v["services"][0]["backends_up"] == 6).map(|_| ())
-    })?;
+    pop_lab::wait_until(Duration::from_secs(10), "all backends up", || status(&l).ok().filter(|v| v["services"][0]["backends_up"] == 6).map(|_| ()))?;
     let v = status(&l)?;
     let web1 = v["backends"].as_array().unwrap().iter().find(|b| b["service"] == "web").unwrap();
     assert!(web1["rtt_p50_ms"].as_f64().is_some() && web1["health_checked"] == true, "{v}");
@@ -700,7 +702,8 @@ fn decap_takes_only_packets_for_this_backend_from_the_allowed_pops() -> Result<(
 
     // Only the PoP from now on: re-running the command refreshes the attached program.
     let bin = pop_lab::pop_bin();
-    let out = b1.stdout(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap(), "--allow-source", "198.51.100.1"])?;
+    let out =
+        b1.stdout(&[bin.to_str().unwrap(), "decap", "--iface", "e0", "--bpffs-dir", dir.to_str().unwrap(), "--allow-source", "198.51.100.1"])?;
     assert!(out.contains("already attached") && out.contains("198.51.100.1"), "{out}");
     assert_eq!(tunnel_udp(&l.client, &b1_addr, vip)?, None, "a stranger's tunnelled packet was decapsulated");
     assert!(decap_stats(b1, &dir)?["dropped_source_not_allowed"] >= 1);

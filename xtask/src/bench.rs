@@ -24,7 +24,11 @@ mod paths;
 /// written to bench/results/paths-<label>.md.
 pub fn run_paths(label: &str) -> Result<()> {
     let rows = paths::measure()?;
-    let mut report = format!("# pop per-path cost: {label}\n\nTaken {}, Linux {}.\n\n", chrono_now(), fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim());
+    let mut report = format!(
+        "# pop per-path cost: {label}\n\nTaken {}, Linux {}.\n\n",
+        chrono_now(),
+        fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+    );
     report += &paths::render(&rows);
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
     fs::create_dir_all(&out)?;
@@ -67,9 +71,7 @@ fn process_cpu(pid: u32) -> Result<f64> {
 fn bpf_stats(fd: &std::os::fd::OwnedFd) -> Result<(u64, u64)> {
     use std::os::fd::AsRawFd as _;
     let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
-    let get = |k: &str| {
-        info.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u64>().unwrap_or(0))).unwrap_or(0)
-    };
+    let get = |k: &str| info.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().parse::<u64>().unwrap_or(0))).unwrap_or(0);
     Ok((get("run_time_ns:"), get("run_cnt:")))
 }
 
@@ -113,8 +115,18 @@ fn flood(lab: &Lab, client: &Host, iface: &str, dst_mac: [u8; 6], dst: [u8; 4], 
     let rx0 = rx_packets(client, iface)?;
     let started = std::time::Instant::now();
     client.run(&[
-        "trafgen", "--dev", iface, "--conf", conf.to_str().unwrap(), "--num", &count.to_string(), "-P", "1", "-q",
-        "--rate", &format!("{FLOOD_RATE}pps"),
+        "trafgen",
+        "--dev",
+        iface,
+        "--conf",
+        conf.to_str().unwrap(),
+        "--num",
+        &count.to_string(),
+        "-P",
+        "1",
+        "-q",
+        "--rate",
+        &format!("{FLOOD_RATE}pps"),
     ])?;
     let secs = started.elapsed().as_secs_f64();
     // Answers still in flight arrive within milliseconds.
@@ -164,7 +176,16 @@ fn chart(out: &Path, qps: &[(&str, f64, f64, String)], lb: &[(String, f64)], htt
 fn queries_file(lab: &Lab) -> Result<PathBuf> {
     let mut q = String::new();
     for _ in 0..50 {
-        for l in ["www.example.com A", "mail.example.com A", "example.com MX", "ns1.example.com A", "www.example.com AAAA", "nope.example.com A", "example.com TXT", "alias.example.com A"] {
+        for l in [
+            "www.example.com A",
+            "mail.example.com A",
+            "example.com MX",
+            "ns1.example.com A",
+            "www.example.com AAAA",
+            "nope.example.com A",
+            "example.com TXT",
+            "alias.example.com A",
+        ] {
             q.push_str(l);
             q.push('\n');
         }
@@ -175,8 +196,21 @@ fn queries_file(lab: &Lab) -> Result<PathBuf> {
 /// Runs dnsperf from `client` against `server`; returns (QPS, queries completed).
 fn dnsperf(client: &Host, server: &str, queries: &Path) -> Result<(f64, f64)> {
     let out = client.stdout(&[
-        "dnsperf", "-s", server, "-d", queries.to_str().unwrap(), "-l", &DNSPERF_SECONDS.to_string(), "-c", "16",
-        "-T", "1", "-q", "500", "-t", "1",
+        "dnsperf",
+        "-s",
+        server,
+        "-d",
+        queries.to_str().unwrap(),
+        "-l",
+        &DNSPERF_SECONDS.to_string(),
+        "-c",
+        "16",
+        "-T",
+        "1",
+        "-q",
+        "500",
+        "-t",
+        "1",
     ])?;
     let field = |name: &str| -> Result<f64> {
         let line = out.lines().find(|l| l.trim_start().starts_with(name)).with_context(|| format!("dnsperf printed no {name:?}:\n{out}"))?;
@@ -241,12 +275,7 @@ fn wrk(client: &Host, extra: &[&str], url: &str) -> Result<f64> {
     argv.extend_from_slice(extra);
     argv.push(url);
     let text = client.stdout(&argv)?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .with_context(|| format!("wrk printed no Requests/sec:\n{text}"))?
-        .trim()
-        .parse()?)
+    Ok(text.lines().find_map(|l| l.strip_prefix("Requests/sec:")).with_context(|| format!("wrk printed no Requests/sec:\n{text}"))?.trim().parse()?)
 }
 
 fn wait_answering(client: &Host, server: &str) -> Result<()> {
@@ -469,11 +498,8 @@ fn group_memory_kib(pid: u32) -> Result<(u64, u64)> {
         let Ok((hwm, _)) = pop_lab::process_memory_kib(p) else { continue };
         peak = peak.max(hwm);
         let rollup = fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
-        pss += rollup
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        pss +=
+            rollup.lines().find_map(|l| l.strip_prefix("Pss:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap_or(0);
     }
     Ok((peak, pss))
 }
@@ -524,17 +550,23 @@ fn bench_memory_at_scale() -> Result<Vec<ScaleRow>> {
         let maps = pop_lab::pinned_map_memory(&lab.pop_maps_dir("pop"))?;
         let dns_maps = maps.iter().filter(|(k, _)| k.starts_with("DNS_")).map(|(_, v)| v).sum();
         let all_maps = maps.iter().map(|(_, v)| v).sum();
-        out.push(ScaleRow { what: format!("pop, {label} (dns_table_size {table}, 64 backends)"), load_s, dns_maps: Some(dns_maps), all_maps: Some(all_maps), peak_kib, now_kib });
+        out.push(ScaleRow {
+            what: format!("pop, {label} (dns_table_size {table}, 64 backends)"),
+            load_s,
+            dns_maps: Some(dns_maps),
+            all_maps: Some(all_maps),
+            peak_kib,
+            now_kib,
+        });
         lab.stop_daemon("pop")?;
 
         // The peers load the same zone file.
         let zones = [("big.example".to_string(), zone.clone())];
         let knot_conf = knot_config(&lab, "knot-big", false, &zones)?;
         let nsd_conf = nsd_config(&lab, "nsd-big", &zones)?;
-        for (peer, argv) in [
-            ("Knot DNS 3.2", vec!["knotd", "-c", knot_conf.to_str().unwrap()]),
-            ("NSD 4.6", vec!["nsd", "-d", "-c", nsd_conf.to_str().unwrap()]),
-        ] {
+        for (peer, argv) in
+            [("Knot DNS 3.2", vec!["knotd", "-c", knot_conf.to_str().unwrap()]), ("NSD 4.6", vec!["nsd", "-d", "-c", nsd_conf.to_str().unwrap()])]
+        {
             println!("[bench] memory of {peer} with a zone of {label}");
             let start = std::time::Instant::now();
             let pid = lab.spawn(&knot, "peer", &argv)?.child.id();
@@ -634,7 +666,9 @@ fn bench_lb(rows: &mut Vec<Row>) -> Result<Vec<(String, f64)>> {
     lab.spawn(&backend, "nginx", &["nginx", "-c", nginx_conf.to_str().unwrap()])?;
     let config = lab.pop_config(
         &pop,
-        &format!("[[interface]]\nname = \"p0\"\n\n[[service]]\nname = \"web\"\nvips = [\"{VIP}\"]\nport = 80\nbackends = [{{ address = \"{BACKEND}\" }}]\n"),
+        &format!(
+            "[[interface]]\nname = \"p0\"\n\n[[service]]\nname = \"web\"\nvips = [\"{VIP}\"]\nport = 80\nbackends = [{{ address = \"{BACKEND}\" }}]\n"
+        ),
     )?;
     lab.start_pop(&pop, "pop", &config)?;
     wait_until(Duration::from_secs(15), "HTTP through the VIP", || {
@@ -666,8 +700,18 @@ fn bench_lb(rows: &mut Vec<Row>) -> Result<Vec<(String, f64)>> {
         Ok((hit, total as f64 / 20_000.0))
     })??;
     let base = rows.first().map(|r| r.value).unwrap_or(1.0);
-    rows.push(Row { what: "pop: LB, connection-table hit (IPIP, forwarded)".into(), value: hit, unit: "ns/pkt", note: format!("{:.2}x baseline", hit / base) });
-    rows.push(Row { what: "pop: LB, new flow (Maglev + table insert)".into(), value: new, unit: "ns/pkt", note: format!("{:.2}x baseline", new / base) });
+    rows.push(Row {
+        what: "pop: LB, connection-table hit (IPIP, forwarded)".into(),
+        value: hit,
+        unit: "ns/pkt",
+        note: format!("{:.2}x baseline", hit / base),
+    });
+    rows.push(Row {
+        what: "pop: LB, new flow (Maglev + table insert)".into(),
+        value: new,
+        unit: "ns/pkt",
+        note: format!("{:.2}x baseline", new / base),
+    });
 
     let mut out = Vec::new();
     for (what, url) in [
@@ -727,7 +771,14 @@ fn bench_http(rows: &mut Vec<Row>) -> Result<Vec<(String, f64, f64)>> {
         bail!("SYN not answered in test run ({})", synack.verdict);
     }
     let cookie = u32::from_be_bytes(synack.frame[38..42].try_into().unwrap());
-    let req = frames::tcp4([203, 0, 113, 80], 40000, 1001, cookie.wrapping_add(1), 0x18, b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n");
+    let req = frames::tcp4(
+        [203, 0, 113, 80],
+        40000,
+        1001,
+        cookie.wrapping_add(1),
+        0x18,
+        b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
+    );
     if testrun::run(&prog, &req)?.verdict != testrun::XDP_TX {
         bail!("request not answered in test run");
     }

@@ -22,10 +22,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::dnssec::{self, Proofs, sigs_for};
-use super::zone::{
-    CLASS_IN, Lookup, Node, Rr, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_DS, TYPE_MX, TYPE_NS, TYPE_SRV,
-    TYPE_TXT, Zone, ZoneSet,
-};
+use super::zone::{CLASS_IN, Lookup, Node, Rr, TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_DS, TYPE_MX, TYPE_NS, TYPE_SRV, TYPE_TXT, Zone, ZoneSet};
 
 const TYPE_SOA: u16 = 6;
 const TYPE_RRSIG: u16 = 46;
@@ -120,13 +117,7 @@ struct OutRr<'z> {
 
 impl<'z> OutRr<'z> {
     fn from_zone(rr: &'z Rr) -> Self {
-        OutRr {
-            owner: Cow::Borrowed(&rr.owner),
-            rtype: rr.rtype,
-            class: rr.class,
-            ttl: rr.ttl,
-            rdata: Cow::Borrowed(&rr.rdata),
-        }
+        OutRr { owner: Cow::Borrowed(&rr.owner), rtype: rr.rtype, class: rr.class, ttl: rr.ttl, rdata: Cow::Borrowed(&rr.rdata) }
     }
 }
 
@@ -143,14 +134,7 @@ struct Answer<'z> {
 
 impl<'z> Answer<'z> {
     fn new(rcode: u8, aa: bool) -> Self {
-        Answer {
-            rcode,
-            aa,
-            signed: false,
-            answer: Vec::new(),
-            authority: Vec::new(),
-            additional: Vec::new(),
-        }
+        Answer { rcode, aa, signed: false, answer: Vec::new(), authority: Vec::new(), additional: Vec::new() }
     }
 }
 
@@ -163,10 +147,7 @@ struct OptOut<'a> {
 
 impl Responder {
     pub fn new(zones: Arc<ZoneSet>, identity: impl Into<String>) -> Self {
-        Responder {
-            zones,
-            identity: identity.into(),
-        }
+        Responder { zones, identity: identity.into() }
     }
 
     pub fn zones(&self) -> &ZoneSet {
@@ -188,11 +169,7 @@ impl Responder {
             _ => None,
         };
         // A normal OPT for this query: NSID only if asked for.
-        let opt_for = |e: Edns| OptOut {
-            ext_rcode: 0,
-            dnssec_ok: e.dnssec_ok,
-            nsid: e.nsid.then_some(self.identity.as_bytes()),
-        };
+        let opt_for = |e: Edns| OptOut { ext_rcode: 0, dnssec_ok: e.dnssec_ok, nsid: e.nsid.then_some(self.identity.as_bytes()) };
 
         let question = q.question.as_ref();
         // Opcode first: other opcodes may not follow QUERY's section rules.
@@ -208,11 +185,7 @@ impl Responder {
         if let Some(e) = edns
             && e.version != 0
         {
-            let opt = OptOut {
-                ext_rcode: EXT_RCODE_BADVERS,
-                dnssec_ok: e.dnssec_ok,
-                nsid: None,
-            };
+            let opt = OptOut { ext_rcode: EXT_RCODE_BADVERS, dnssec_ok: e.dnssec_ok, nsid: None };
             let ans = Answer::new(RCODE_NOERROR, false);
             return Some(self.finish(&q, Some(question), ans, Some(opt), transport));
         }
@@ -222,12 +195,7 @@ impl Responder {
 
     /// Decide the answer for a well-formed QUERY.
     fn answer<'s>(&'s self, question: &Question<'_>, dnssec_ok: bool) -> Answer<'s> {
-        let Question {
-            qname,
-            qtype,
-            qclass,
-            ..
-        } = question;
+        let Question { qname, qtype, qclass, .. } = question;
         let (qtype, qclass) = (*qtype, *qclass);
         if qtype == TYPE_AXFR || qtype == TYPE_IXFR {
             return Answer::new(RCODE_NOTIMP, false); // we do not transfer zones
@@ -256,13 +224,7 @@ impl Responder {
             rdata.extend_from_slice(chunk);
         }
         let mut ans = Answer::new(RCODE_NOERROR, true);
-        ans.answer.push(OutRr {
-            owner: Cow::Owned(qname.to_vec()),
-            rtype: TYPE_TXT,
-            class: CLASS_CH,
-            ttl: 0,
-            rdata: Cow::Owned(rdata),
-        });
+        ans.answer.push(OutRr { owner: Cow::Owned(qname.to_vec()), rtype: TYPE_TXT, class: CLASS_CH, ttl: 0, rdata: Cow::Owned(rdata) });
         ans
     }
 
@@ -398,14 +360,7 @@ impl Responder {
     }
 
     /// Encode the response; on UDP overflow, the truncated form (TC=1, no records).
-    fn finish(
-        &self,
-        q: &Query<'_>,
-        question: Option<&Question<'_>>,
-        ans: Answer<'_>,
-        opt: Option<OptOut<'_>>,
-        transport: Transport,
-    ) -> Vec<u8> {
+    fn finish(&self, q: &Query<'_>, question: Option<&Question<'_>>, ans: Answer<'_>, opt: Option<OptOut<'_>>, transport: Transport) -> Vec<u8> {
         let mut flags = FLAG_QR | (u16::from(q.opcode) << 11) | u16::from(ans.rcode & 0x0f);
         if q.rd {
             flags |= FLAG_RD;
@@ -415,9 +370,7 @@ impl Responder {
         }
         let limit = match (transport, &q.opt) {
             (Transport::Tcp, _) => u16::MAX as usize,
-            (Transport::Udp, Opt::One(e)) => {
-                e.payload.clamp(PLAIN_UDP_SIZE as u16, EDNS_UDP_SIZE) as usize
-            }
+            (Transport::Udp, Opt::One(e)) => e.payload.clamp(PLAIN_UDP_SIZE as u16, EDNS_UDP_SIZE) as usize,
             (Transport::Udp, _) => PLAIN_UDP_SIZE,
         };
         let full = encode(q.id, flags, question, &ans, opt.as_ref());
@@ -427,13 +380,7 @@ impl Responder {
         if ans.signed {
             return encode_compressed(q.id, flags, question, &ans, opt.as_ref(), limit);
         }
-        encode(
-            q.id,
-            flags | FLAG_TC,
-            question,
-            &Answer::new(ans.rcode, ans.aa),
-            opt.as_ref(),
-        )
+        encode(q.id, flags | FLAG_TC, question, &Answer::new(ans.rcode, ans.aa), opt.as_ref())
     }
 }
 
@@ -499,9 +446,7 @@ fn push_addresses<'z>(out: &mut Vec<OutRr<'z>>, node: &'z Node, sec: bool) {
         if let Some(set) = node.get(t) {
             let mut added = false;
             for rr in &set.records {
-                let dup = out
-                    .iter()
-                    .any(|o| o.rtype == t && *o.owner == *rr.owner && *o.rdata == *rr.rdata);
+                let dup = out.iter().any(|o| o.rtype == t && *o.owner == *rr.owner && *o.rdata == *rr.rdata);
                 if !dup {
                     out.push(OutRr::from_zone(rr));
                     added = true;
@@ -536,8 +481,7 @@ fn referral<'z>(zone: &'z Zone, cut: &[u8], sec: bool) -> Answer<'z> {
     let Some(ns) = cut_node.get(TYPE_NS) else {
         return ans;
     };
-    ans.authority
-        .extend(ns.records.iter().map(OutRr::from_zone));
+    ans.authority.extend(ns.records.iter().map(OutRr::from_zone));
     if sec {
         if cut_node.get(TYPE_DS).is_some() {
             push_signed(&mut ans.authority, cut_node, TYPE_DS, None, true);
@@ -613,12 +557,7 @@ fn parse_query(msg: &[u8]) -> Query<'_> {
                 q.malformed = true;
                 return q;
             };
-            let edns = Edns {
-                payload: class,
-                version: (ttl >> 16) as u8,
-                dnssec_ok: ttl & 0x8000 != 0,
-                nsid,
-            };
+            let edns = Edns { payload: class, version: (ttl >> 16) as u8, dnssec_ok: ttl & 0x8000 != 0, nsid };
             q.opt = match q.opt {
                 Opt::Absent => Opt::One(edns),
                 _ => Opt::Many,
@@ -654,12 +593,8 @@ fn parse_question(msg: &[u8], pos: usize) -> Option<(Question<'_>, usize)> {
         return None;
     }
     let tail = msg.get(p..p + 4)?;
-    let question = Question {
-        raw: &msg[pos..p + 4],
-        qname,
-        qtype: u16::from_be_bytes([tail[0], tail[1]]),
-        qclass: u16::from_be_bytes([tail[2], tail[3]]),
-    };
+    let question =
+        Question { raw: &msg[pos..p + 4], qname, qtype: u16::from_be_bytes([tail[0], tail[1]]), qclass: u16::from_be_bytes([tail[2], tail[3]]) };
     Some((question, p + 4))
 }
 
@@ -703,13 +638,7 @@ fn opt_has_nsid(mut rdata: &[u8]) -> Option<bool> {
 }
 
 /// Serialize a response (see the module doc for the name rules).
-fn encode(
-    id: u16,
-    flags: u16,
-    question: Option<&Question<'_>>,
-    ans: &Answer<'_>,
-    opt: Option<&OptOut<'_>>,
-) -> Vec<u8> {
+fn encode(id: u16, flags: u16, question: Option<&Question<'_>>, ans: &Answer<'_>, opt: Option<&OptOut<'_>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     let count = |v: &Vec<OutRr<'_>>| v.len().min(u16::MAX as usize) as u16;
     out.extend_from_slice(&id.to_be_bytes());
@@ -725,12 +654,7 @@ fn encode(
         }
         None => &[],
     };
-    for rr in ans
-        .answer
-        .iter()
-        .chain(&ans.authority)
-        .chain(&ans.additional)
-    {
+    for rr in ans.answer.iter().chain(&ans.authority).chain(&ans.additional) {
         if question.is_some() && *rr.owner == *qname {
             out.extend_from_slice(&[0xc0, 0x0c]); // the qname right after the header
         } else {
@@ -824,14 +748,7 @@ fn rdata_compressed(c: &mut Compressor, out: &mut Vec<u8>, rtype: u16, rdata: &[
 /// compressed; per section its RRsets in order, then their RRSIGs, while they fit. The
 /// first answer or authority RRset or RRSIG set that does not fit sets TC and ends the
 /// message; additional ones that do not fit are left out (RFC 2181 section 9).
-fn encode_compressed(
-    id: u16,
-    flags: u16,
-    question: Option<&Question<'_>>,
-    ans: &Answer<'_>,
-    opt: Option<&OptOut<'_>>,
-    limit: usize,
-) -> Vec<u8> {
+fn encode_compressed(id: u16, flags: u16, question: Option<&Question<'_>>, ans: &Answer<'_>, opt: Option<&OptOut<'_>>, limit: usize) -> Vec<u8> {
     let mut c = Compressor { known: Vec::new() };
     let mut out = Vec::with_capacity(limit);
     out.extend_from_slice(&id.to_be_bytes());
@@ -979,13 +896,7 @@ host  600 IN A   198.51.100.1
     }
 
     /// Append an OPT RR (and bump ARCOUNT).
-    fn with_opt(
-        mut q: Vec<u8>,
-        payload: u16,
-        version: u8,
-        dnssec_ok: bool,
-        options: &[(u16, &[u8])],
-    ) -> Vec<u8> {
+    fn with_opt(mut q: Vec<u8>, payload: u16, version: u8, dnssec_ok: bool, options: &[(u16, &[u8])]) -> Vec<u8> {
         let mut rdata = Vec::new();
         for (code, val) in options {
             rdata.extend_from_slice(&code.to_be_bytes());
@@ -1016,18 +927,7 @@ host  600 IN A   198.51.100.1
 
     /// `name TYPE data` per record, for compact assertions.
     fn show(records: &[Record]) -> Vec<String> {
-        records
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {} {}",
-                    r.name.to_ascii().to_ascii_lowercase(),
-                    r.ttl,
-                    r.record_type(),
-                    r.data
-                )
-            })
-            .collect()
+        records.iter().map(|r| format!("{} {} {} {}", r.name.to_ascii().to_ascii_lowercase(), r.ttl, r.record_type(), r.data)).collect()
     }
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -1047,24 +947,14 @@ host  600 IN A   198.51.100.1
         assert!(!m.metadata.recursion_available && !m.metadata.truncation);
         assert_eq!(m.metadata.op_code, OpCode::Query);
         assert_eq!(rcode(&m), ResponseCode::NoError);
-        assert_eq!(
-            show(&m.answers),
-            [
-                "www.example.com. 3600 A 192.0.2.10",
-                "www.example.com. 3600 A 192.0.2.11"
-            ]
-        );
+        assert_eq!(show(&m.answers), ["www.example.com. 3600 A 192.0.2.10", "www.example.com. 3600 A 192.0.2.11"]);
         assert!(m.authorities.is_empty() && m.additionals.is_empty() && m.edns.is_none());
         // RD=0 is copied too.
         let mut q = query("www.example.com", 1, 1);
         q[2] = 0;
         assert_eq!(r.respond(&q, Transport::Udp).unwrap()[2] & 0x01, 0);
         // Deterministic.
-        assert_eq!(
-            r.respond(&query("www.example.com", 1, 1), Transport::Udp)
-                .unwrap(),
-            resp
-        );
+        assert_eq!(r.respond(&query("www.example.com", 1, 1), Transport::Udp).unwrap(), resp);
         let m = udp(&r, "txt.example.com", 16);
         assert_eq!(show(&m.answers), ["txt.example.com. 3600 TXT helloworld"]);
     }
@@ -1090,10 +980,7 @@ host  600 IN A   198.51.100.1
         // Header only, QDCOUNT 0.
         let mut q0 = q[..12].to_vec();
         q0[5] = 0;
-        assert_eq!(
-            rcode(&ask(&r, &q0, Transport::Udp).1),
-            ResponseCode::FormErr
-        );
+        assert_eq!(rcode(&ask(&r, &q0, Transport::Udp).1), ResponseCode::FormErr);
         // QDCOUNT 2 (two valid questions): FORMERR, first question echoed.
         let mut q2 = q.clone();
         q2.extend_from_slice(&q[12..]);
@@ -1108,13 +995,7 @@ host  600 IN A   198.51.100.1
         assert_eq!(rcode(&m), ResponseCode::FormErr);
         assert_eq!(m.queries.len(), 1);
         // Two OPT records: FORMERR.
-        let two = with_opt(
-            with_opt(q.clone(), 1232, 0, false, &[]),
-            1232,
-            0,
-            false,
-            &[],
-        );
+        let two = with_opt(with_opt(q.clone(), 1232, 0, false, &[]), 1232, 0, false, &[]);
         assert_eq!(r.respond(&two, Transport::Udp).unwrap()[3] & 0x0f, 1);
         // Opcode STATUS (2): NOTIMP.
         let mut qs = q.clone();
@@ -1141,19 +1022,11 @@ host  600 IN A   198.51.100.1
             assert_eq!(u16::from(m.answers[0].dns_class), 3);
             assert_eq!(m.answers[0].ttl, 0);
             assert_eq!(m.answers[0].data.to_string(), "pop-test-1");
-            assert_eq!(
-                m.answers[0].name.to_ascii(),
-                format!("{}.", name.trim_end_matches('.'))
-            );
+            assert_eq!(m.answers[0].name.to_ascii(), format!("{}.", name.trim_end_matches('.')));
             let tail = &resp[12 + wire(name).len() + 4..];
             assert_eq!(&tail[..2], &[0xc0, 0x0c]);
         }
-        for (name, qtype, class) in [
-            ("version.bind", 16, 3),
-            ("id.server", 1, 3),
-            ("www.example.com", 1, 4),
-            ("www.example.com", 1, 255),
-        ] {
+        for (name, qtype, class) in [("version.bind", 16, 3), ("id.server", 1, 3), ("www.example.com", 1, 4), ("www.example.com", 1, 255)] {
             let m = udp_class(&r, name, qtype, class);
             assert_eq!(rcode(&m), ResponseCode::Refused, "{name} {qtype} {class}");
             assert!(!m.metadata.authoritative);
@@ -1193,26 +1066,14 @@ host  600 IN A   198.51.100.1
         );
         assert!(m.authorities.is_empty());
         // qtype CNAME: just the CNAME.
-        assert_eq!(
-            show(&udp(&r, "alias.example.com", 5).answers),
-            ["alias.example.com. 3600 CNAME chain1.example.com."]
-        );
+        assert_eq!(show(&udp(&r, "alias.example.com", 5).answers), ["alias.example.com. 3600 CNAME chain1.example.com."]);
         // Leaves our zones: stop after the CNAME.
         let m = udp(&r, "ext.example.com", 1);
-        assert_eq!(
-            show(&m.answers),
-            ["ext.example.com. 3600 CNAME www.example.org."]
-        );
+        assert_eq!(show(&m.answers), ["ext.example.com. 3600 CNAME www.example.org."]);
         assert_eq!(rcode(&m), ResponseCode::NoError);
         // Into another served zone.
         let m = udp(&r, "toother.example.com", 1);
-        assert_eq!(
-            show(&m.answers),
-            [
-                "toother.example.com. 3600 CNAME host.other.test.",
-                "host.other.test. 600 A 198.51.100.1"
-            ]
-        );
+        assert_eq!(show(&m.answers), ["toother.example.com. 3600 CNAME host.other.test.", "host.other.test. 600 A 198.51.100.1"]);
         // A loop is bounded.
         let m = udp(&r, "loop1.example.com", 1);
         assert_eq!(m.answers.len(), MAX_CNAME_CHAIN);
@@ -1220,10 +1081,7 @@ host  600 IN A   198.51.100.1
         // Target does not exist: NXDOMAIN for the final name, its SOA.
         let m = udp(&r, "deadend.example.com", 1);
         assert_eq!(rcode(&m), ResponseCode::NXDomain);
-        assert_eq!(
-            show(&m.answers),
-            ["deadend.example.com. 3600 CNAME nothere.example.com."]
-        );
+        assert_eq!(show(&m.answers), ["deadend.example.com. 3600 CNAME nothere.example.com."]);
         assert_eq!(show(&m.authorities), [NEG_SOA]);
         // Target exists without the type: NODATA.
         let m = udp(&r, "alias.example.com", 15);
@@ -1235,29 +1093,17 @@ host  600 IN A   198.51.100.1
     #[test]
     fn referrals_and_ds() {
         let r = responder();
-        for (name, qtype) in [
-            ("www.sub.example.com", 1),
-            ("sub.example.com", 2),
-            ("sub.example.com", 1),
-            ("ns.sub.example.com", 1),
-        ] {
+        for (name, qtype) in [("www.sub.example.com", 1), ("sub.example.com", 2), ("sub.example.com", 1), ("ns.sub.example.com", 1)] {
             let m = udp(&r, name, qtype);
             assert_eq!(rcode(&m), ResponseCode::NoError, "{name}");
             assert!(!m.metadata.authoritative, "{name}");
             assert!(m.answers.is_empty(), "{name}");
             assert_eq!(
                 show(&m.authorities),
-                [
-                    "sub.example.com. 3600 NS ns.sub.example.com.",
-                    "sub.example.com. 3600 NS ns.elsewhere.net."
-                ],
+                ["sub.example.com. 3600 NS ns.sub.example.com.", "sub.example.com. 3600 NS ns.elsewhere.net."],
                 "{name}"
             );
-            assert_eq!(
-                show(&m.additionals),
-                ["ns.sub.example.com. 3600 A 192.0.2.53"],
-                "{name}"
-            );
+            assert_eq!(show(&m.additionals), ["ns.sub.example.com. 3600 A 192.0.2.53"], "{name}");
         }
         // DS at the cut is the parent's: NODATA, authoritative.
         let m = udp(&r, "sub.example.com", 43);
@@ -1269,25 +1115,13 @@ host  600 IN A   198.51.100.1
     #[test]
     fn nodata_nxdomain_and_empty_non_terminals() {
         let r = responder();
-        for (name, qtype) in [
-            ("www.example.com", 15),
-            ("ent.example.com", 1),
-            ("b.ent.example.com", 28),
-            ("ent.example.com", 255),
-        ] {
+        for (name, qtype) in [("www.example.com", 15), ("ent.example.com", 1), ("b.ent.example.com", 28), ("ent.example.com", 255)] {
             let m = udp(&r, name, qtype);
             assert_eq!(rcode(&m), ResponseCode::NoError, "{name}");
-            assert!(
-                m.metadata.authoritative && m.answers.is_empty() && m.additionals.is_empty(),
-                "{name}"
-            );
+            assert!(m.metadata.authoritative && m.answers.is_empty() && m.additionals.is_empty(), "{name}");
             assert_eq!(show(&m.authorities), [NEG_SOA], "{name}");
         }
-        for name in [
-            "nope.example.com",
-            "x.a.b.ent.example.com",
-            "x.www.example.com",
-        ] {
+        for name in ["nope.example.com", "x.a.b.ent.example.com", "x.www.example.com"] {
             let m = udp(&r, name, 1);
             assert_eq!(rcode(&m), ResponseCode::NXDomain, "{name}");
             assert!(m.metadata.authoritative && m.answers.is_empty(), "{name}");
@@ -1303,14 +1137,8 @@ host  600 IN A   198.51.100.1
         assert_eq!(show(&m.answers), ["foo.other.test. 600 A 198.51.100.99"]);
         // The synthesized MX gets the target's address in additional.
         let m = udp(&r, "deep.er.other.test", 15);
-        assert_eq!(
-            show(&m.answers),
-            ["deep.er.other.test. 600 MX 10 host.other.test."]
-        );
-        assert_eq!(
-            show(&m.additionals),
-            ["host.other.test. 600 A 198.51.100.1"]
-        );
+        assert_eq!(show(&m.answers), ["deep.er.other.test. 600 MX 10 host.other.test."]);
+        assert_eq!(show(&m.additionals), ["host.other.test. 600 A 198.51.100.1"]);
         // Wildcard owner without the type: NODATA.
         let m = udp(&r, "foo.other.test", 16);
         assert_eq!(rcode(&m), ResponseCode::NoError);
@@ -1319,74 +1147,36 @@ host  600 IN A   198.51.100.1
         assert_eq!(m.authorities[0].ttl, 60);
         // Wildcard CNAME, synthesized and followed.
         let m = udp(&r, "x.cn.other.test", 1);
-        assert_eq!(
-            show(&m.answers),
-            [
-                "x.cn.other.test. 600 CNAME host.other.test.",
-                "host.other.test. 600 A 198.51.100.1"
-            ]
-        );
+        assert_eq!(show(&m.answers), ["x.cn.other.test. 600 CNAME host.other.test.", "host.other.test. 600 A 198.51.100.1"]);
         // An existing name is not covered: NODATA; below it, the closest encloser is
         // `host` which has no wildcard child: NXDOMAIN.
         assert!(udp(&r, "host.other.test", 28).answers.is_empty());
-        assert_eq!(
-            rcode(&udp(&r, "a.host.other.test", 1)),
-            ResponseCode::NXDomain
-        );
+        assert_eq!(rcode(&udp(&r, "a.host.other.test", 1)), ResponseCode::NXDomain);
     }
 
     #[test]
     fn any_is_minimal() {
         let r = responder();
-        assert_eq!(
-            show(&udp(&r, "www.example.com", 255).answers),
-            [
-                "www.example.com. 3600 A 192.0.2.10",
-                "www.example.com. 3600 A 192.0.2.11"
-            ]
-        );
+        assert_eq!(show(&udp(&r, "www.example.com", 255).answers), ["www.example.com. 3600 A 192.0.2.10", "www.example.com. 3600 A 192.0.2.11"]);
         let m = udp(&r, "example.com", 255);
-        assert!(
-            m.answers.iter().all(|a| a.record_type() == RecordType::NS),
-            "{:?}",
-            show(&m.answers)
-        );
+        assert!(m.answers.iter().all(|a| a.record_type() == RecordType::NS), "{:?}", show(&m.answers));
         assert_eq!(m.answers.len(), 2);
-        assert_eq!(
-            show(&udp(&r, "alias.example.com", 255).answers),
-            ["alias.example.com. 3600 CNAME chain1.example.com."]
-        );
+        assert_eq!(show(&udp(&r, "alias.example.com", 255).answers), ["alias.example.com. 3600 CNAME chain1.example.com."]);
     }
 
     #[test]
     fn additional_section_processing() {
         let r = responder();
         let m = udp(&r, "example.com", 15);
-        assert_eq!(
-            show(&m.answers),
-            ["example.com. 3600 MX 10 mail.example.com."]
-        );
-        assert_eq!(
-            show(&m.additionals),
-            ["mail.example.com. 3600 A 192.0.2.25"]
-        );
+        assert_eq!(show(&m.answers), ["example.com. 3600 MX 10 mail.example.com."]);
+        assert_eq!(show(&m.additionals), ["mail.example.com. 3600 A 192.0.2.25"]);
         assert!(m.authorities.is_empty());
         let m = udp(&r, "example.com", 2);
-        assert_eq!(
-            show(&m.additionals),
-            [
-                "ns1.example.com. 3600 A 192.0.2.1",
-                "ns1.example.com. 3600 AAAA 2001:db8::1"
-            ]
-        );
+        assert_eq!(show(&m.additionals), ["ns1.example.com. 3600 A 192.0.2.1", "ns1.example.com. 3600 AAAA 2001:db8::1"]);
         let m = udp(&r, "_sip._udp.example.com", 33);
         assert_eq!(
             show(&m.additionals),
-            [
-                "www.example.com. 3600 A 192.0.2.10",
-                "www.example.com. 3600 A 192.0.2.11",
-                "www.example.com. 3600 AAAA 2001:db8::10"
-            ]
+            ["www.example.com. 3600 A 192.0.2.10", "www.example.com. 3600 A 192.0.2.11", "www.example.com. 3600 AAAA 2001:db8::10"]
         );
     }
 
@@ -1396,12 +1186,7 @@ host  600 IN A   198.51.100.1
         let q = query("www.example.com", 1, 1);
         // Plain EDNS: OPT 1232, version 0, DO copied, no options.
         for dnssec_ok in [false, true] {
-            let m = ask(
-                &r,
-                &with_opt(q.clone(), 4096, 0, dnssec_ok, &[]),
-                Transport::Udp,
-            )
-            .1;
+            let m = ask(&r, &with_opt(q.clone(), 4096, 0, dnssec_ok, &[]), Transport::Udp).1;
             let e = m.edns.as_ref().expect("OPT");
             assert_eq!(e.max_payload(), 1232);
             assert_eq!(e.version(), 0);
@@ -1410,39 +1195,16 @@ host  600 IN A   198.51.100.1
             assert_eq!(m.answers.len(), 2);
         }
         // NSID is answered with the identity; cookie and padding are not echoed.
-        let (resp, m) = ask(
-            &r,
-            &with_opt(
-                q.clone(),
-                1232,
-                0,
-                false,
-                &[(10, &[1; 8]), (3, &[]), (12, &[0; 4])],
-            ),
-            Transport::Udp,
-        );
+        let (resp, m) = ask(&r, &with_opt(q.clone(), 1232, 0, false, &[(10, &[1; 8]), (3, &[]), (12, &[0; 4])]), Transport::Udp);
         let opt_tail: &[u8] = &[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 14, 0, 3, 0, 10];
         let expected = [opt_tail, b"pop-test-1"].concat();
         assert!(resp.ends_with(&expected), "{resp:02x?}");
         assert_eq!(m.additionals.len(), 0);
         // Without NSID, a cookie alone: empty OPT.
-        let resp = r
-            .respond(
-                &with_opt(q.clone(), 1232, 0, false, &[(10, &[1; 8])]),
-                Transport::Udp,
-            )
-            .unwrap();
-        assert!(
-            resp.ends_with(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]),
-            "{resp:02x?}"
-        );
+        let resp = r.respond(&with_opt(q.clone(), 1232, 0, false, &[(10, &[1; 8])]), Transport::Udp).unwrap();
+        assert!(resp.ends_with(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]), "{resp:02x?}");
         // Version 1: BADVERS with an OPT, nothing else.
-        let m = ask(
-            &r,
-            &with_opt(q.clone(), 1232, 1, true, &[(3, &[])]),
-            Transport::Udp,
-        )
-        .1;
+        let m = ask(&r, &with_opt(q.clone(), 1232, 1, true, &[(3, &[])]), Transport::Udp).1;
         assert_eq!(u16::from(rcode(&m)), 16, "BADVERS"); // hickory names 16 BADSIG
         assert!(m.answers.is_empty());
         let e = m.edns.as_ref().unwrap();
@@ -1465,20 +1227,11 @@ host  600 IN A   198.51.100.1
         assert!(!m.metadata.truncation && full.len() > 512);
         assert_eq!(m.answers.len(), 1);
         // EDNS 4096 -> limit 1232: fits.
-        let m = ask(
-            &r,
-            &with_opt(q.clone(), 4096, 0, false, &[]),
-            Transport::Udp,
-        )
-        .1;
+        let m = ask(&r, &with_opt(q.clone(), 4096, 0, false, &[]), Transport::Udp).1;
         assert!(!m.metadata.truncation);
         assert_eq!(m.answers.len(), 1);
         // EDNS 100 -> limit 512: TC, with the OPT only.
-        let (resp, m) = ask(
-            &r,
-            &with_opt(q.clone(), 100, 0, false, &[(3, &[])]),
-            Transport::Udp,
-        );
+        let (resp, m) = ask(&r, &with_opt(q.clone(), 100, 0, false, &[(3, &[])]), Transport::Udp);
         assert!(m.metadata.truncation);
         assert!(m.answers.is_empty() && m.additionals.is_empty());
         assert_eq!(u16::from_be_bytes([resp[10], resp[11]]), 1);
@@ -1500,28 +1253,17 @@ host  600 IN A   198.51.100.1
             ("id.server", "ID.SERVER", 16),
         ] {
             let qclass = if qtype == 16 { 3 } else { 1 };
-            let a = r
-                .respond(&query(lower, qtype, qclass), Transport::Udp)
-                .unwrap();
-            let b = r
-                .respond(&query(mixed, qtype, qclass), Transport::Udp)
-                .unwrap();
+            let a = r.respond(&query(lower, qtype, qclass), Transport::Udp).unwrap();
+            let b = r.respond(&query(mixed, qtype, qclass), Transport::Udp).unwrap();
             let qend = 12 + wire(lower).len() + 4;
             assert_eq!(a[..12], b[..12], "{mixed}");
-            assert_eq!(
-                &b[12..qend],
-                &query(mixed, qtype, qclass)[12..],
-                "question echoed as sent"
-            );
+            assert_eq!(&b[12..qend], &query(mixed, qtype, qclass)[12..], "question echoed as sent");
             assert_eq!(a[qend..], b[qend..], "{mixed}");
             // Owners: 0xC00C exactly for the qname, else a full name without pointers.
             let m = Message::from_vec(&b).unwrap();
             let mut pos = qend;
             for rr in m.all_sections() {
-                let is_qname = rr
-                    .name
-                    .to_ascii()
-                    .eq_ignore_ascii_case(&format!("{}.", lower));
+                let is_qname = rr.name.to_ascii().eq_ignore_ascii_case(&format!("{}.", lower));
                 if is_qname {
                     assert_eq!(&b[pos..pos + 2], &[0xc0, 0x0c], "{mixed}");
                     pos += 2;
@@ -1537,18 +1279,12 @@ host  600 IN A   198.51.100.1
             }
         }
         // Names inside RDATA are written in full (MX target, SOA names).
-        let mx = r
-            .respond(&query("ExAmPlE.cOm", 15, 1), Transport::Udp)
-            .unwrap();
+        let mx = r.respond(&query("ExAmPlE.cOm", 15, 1), Transport::Udp).unwrap();
         assert!(contains(&mx, b"\x04mail\x07example\x03com\x00"));
-        let nx = r
-            .respond(&query("NoPe.Example.Com", 1, 1), Transport::Udp)
-            .unwrap();
+        let nx = r.respond(&query("NoPe.Example.Com", 1, 1), Transport::Udp).unwrap();
         assert!(contains(&nx, b"\x0ahostmaster\x07example\x03com\x00"));
         // Names inside RDATA are lowercase even if the zone wrote them otherwise (WWW).
-        let resp = r
-            .respond(&query("chain1.example.com", 1, 1), Transport::Udp)
-            .unwrap();
+        let resp = r.respond(&query("chain1.example.com", 1, 1), Transport::Udp).unwrap();
         assert!(contains(&resp, b"\x03www"));
         assert!(!contains(&resp, b"\x03WWW"));
     }
@@ -1578,7 +1314,15 @@ host  600 IN A   198.51.100.1
             let labels = owner.trim_start_matches("*.").matches('.').count() as u8;
             z += &sig(owner, "NSEC", labels, "s.test.");
         }
-        for (owner, t, labels) in [("s.test.", "SOA", 2), ("s.test.", "NS", 2), ("s.test.", "DNSKEY", 2), ("ns.s.test.", "A", 3), ("www.s.test.", "A", 3), ("*.w.s.test.", "A", 3), ("sub.s.test.", "DS", 3)] {
+        for (owner, t, labels) in [
+            ("s.test.", "SOA", 2),
+            ("s.test.", "NS", 2),
+            ("s.test.", "DNSKEY", 2),
+            ("ns.s.test.", "A", 3),
+            ("www.s.test.", "A", 3),
+            ("*.w.s.test.", "A", 3),
+            ("sub.s.test.", "DS", 3),
+        ] {
             z += &sig(owner, t, labels, "s.test.");
         }
         z
@@ -1676,14 +1420,17 @@ host  600 IN A   198.51.100.1
             let wire = crate::dns::zone::name_to_wire(&Name::from_ascii(n).unwrap());
             data_encoding::BASE32HEX_NOPAD.encode(&crate::dns::dnssec::nsec3_hash(&wire, &[0xab], 1)).to_ascii_lowercase()
         };
-        let mut names = vec![("n3.test.", "NS SOA RRSIG DNSKEY NSEC3PARAM"), ("www.n3.test.", "A RRSIG"), ("e.n3.test.", ""), ("a.e.n3.test.", "A RRSIG")];
+        let mut names =
+            vec![("n3.test.", "NS SOA RRSIG DNSKEY NSEC3PARAM"), ("www.n3.test.", "A RRSIG"), ("e.n3.test.", ""), ("a.e.n3.test.", "A RRSIG")];
         if !opt_out {
             names.push(("insec.n3.test.", "NS"));
         }
         let mut hashed: Vec<(String, String, &str)> = names.iter().map(|(n, t)| (hash(n), n.to_string(), *t)).collect();
         hashed.sort();
         let flags = if opt_out { 1 } else { 0 };
-        let mut z = String::from("$ORIGIN n3.test.\n$TTL 300\n@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns.example.\n@ IN DNSKEY 257 3 13 AAAA\n@ IN NSEC3PARAM 1 0 1 ab\n");
+        let mut z = String::from(
+            "$ORIGIN n3.test.\n$TTL 300\n@ IN SOA ns hm 1 2 3 4 60\n@ IN NS ns.example.\n@ IN DNSKEY 257 3 13 AAAA\n@ IN NSEC3PARAM 1 0 1 ab\n",
+        );
         z += "www IN A 192.0.2.10\na.e IN A 192.0.2.11\ninsec IN NS ns.example.\n";
         z += &sig("n3.test.", "SOA", 2, "n3.test.");
         for (i, (h, _, types)) in hashed.iter().enumerate() {
@@ -1712,7 +1459,8 @@ host  600 IN A   198.51.100.1
         let m = do_query(&r, "y.x.e.n3.test", 1);
         assert_eq!(rcode(&m), ResponseCode::NXDomain);
         let nsec3: Vec<String> = kinds(&m.authorities).into_iter().filter(|k| k.ends_with(" 50")).collect();
-        let mut want = vec![format!("{} 50", of("e.n3.test.")), format!("{} 50", covering("x.e.n3.test.")), format!("{} 50", covering("*.e.n3.test."))];
+        let mut want =
+            vec![format!("{} 50", of("e.n3.test.")), format!("{} 50", covering("x.e.n3.test.")), format!("{} 50", covering("*.e.n3.test."))];
         want.dedup();
         assert_eq!(nsec3, want);
         // NODATA at the empty non-terminal: its own NSEC3.

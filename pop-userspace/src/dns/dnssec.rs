@@ -71,8 +71,7 @@ impl ZoneDnssec {
     /// Takes the NSEC3 owners out of `nodes` and indexes the NSEC chain.
     pub(crate) fn build(apex: &[u8], nodes: &mut BTreeMap<Vec<u8>, Node>) -> Result<ZoneDnssec, String> {
         let mut d = ZoneDnssec::default();
-        let nsec3_owners: Vec<Vec<u8>> =
-            nodes.iter().filter(|(_, n)| n.get(TYPE_NSEC3).is_some()).map(|(o, _)| o.clone()).collect();
+        let nsec3_owners: Vec<Vec<u8>> = nodes.iter().filter(|(_, n)| n.get(TYPE_NSEC3).is_some()).map(|(o, _)| o.clone()).collect();
         for owner in nsec3_owners {
             let node = nodes.remove(&owner).expect("listed above");
             let text = super::zone::wire_to_text(&owner);
@@ -104,7 +103,9 @@ impl ZoneDnssec {
             // Each answer hashes a few names this many times over: RFC 5155 section
             // 10.3 allows at most 2500 (for 4096-bit keys); RFC 9276 asks for 0.
             if iterations > MAX_NSEC3_ITERATIONS {
-                return Err(format!("NSEC3 with {iterations} iterations: at most {MAX_NSEC3_ITERATIONS} are served (RFC 5155 section 10.3; RFC 9276 recommends 0)"));
+                return Err(format!(
+                    "NSEC3 with {iterations} iterations: at most {MAX_NSEC3_ITERATIONS} are served (RFC 5155 section 10.3; RFC 9276 recommends 0)"
+                ));
             }
             d.nsec3param = Some(Nsec3Param { iterations, salt: r[5..5 + r[4] as usize].to_vec() });
         }

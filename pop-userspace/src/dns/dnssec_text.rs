@@ -56,8 +56,7 @@ fn dnssec_type(mnemonic: &str) -> Option<u16> {
 /// nothing to take out, and an unsigned zone of a million names is not walked twice.
 fn mentions_dnssec_type(text: &str) -> bool {
     const TYPES: [&str; 8] = ["DS", "RRSIG", "NSEC", "DNSKEY", "NSEC3", "NSEC3PARAM", "CDS", "CDNSKEY"];
-    text.split(|c: char| c.is_ascii_whitespace() || c == '(' || c == ')')
-        .any(|w| w.len() <= 10 && TYPES.iter().any(|t| w.eq_ignore_ascii_case(t)))
+    text.split(|c: char| c.is_ascii_whitespace() || c == '(' || c == ')').any(|w| w.len() <= 10 && TYPES.iter().any(|t| w.eq_ignore_ascii_case(t)))
 }
 
 /// Takes the DNSSEC entries out of `text` (already `$INCLUDE`-expanded). `origin` is

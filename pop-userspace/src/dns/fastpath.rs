@@ -103,9 +103,7 @@ impl Responder {
     /// Run one synthetic query and slice the response into a [`FastEntry`].
     fn fast_entry(&self, qname: &[u8], qtype: u16, qclass: u16) -> FastEntry {
         let query = synthetic_query(qname, qtype, qclass);
-        let resp = self
-            .respond(&query, Transport::Tcp)
-            .expect("a well-formed query always gets a response");
+        let resp = self.respond(&query, Transport::Tcp).expect("a well-formed query always gets a response");
         let be16 = |i: usize| u16::from_be_bytes([resp[i], resp[i + 1]]);
         FastEntry {
             qname: qname.to_vec(),
@@ -132,11 +130,7 @@ impl Responder {
         let zones = self.zones().zones();
 
         // Every type present anywhere: the answer for a CNAME owner depends on qtype.
-        let all_types: BTreeSet<u16> = zones
-            .iter()
-            .flat_map(|z| z.nodes().values())
-            .flat_map(|n| n.rrsets.iter().map(|s| s.rtype))
-            .collect();
+        let all_types: BTreeSet<u16> = zones.iter().flat_map(|z| z.nodes().values()).flat_map(|n| n.rrsets.iter().map(|s| s.rtype)).collect();
 
         for z in zones {
             // The table has no DO=1 answers (RRSIGs, proofs) and the XDP program sends its
@@ -163,11 +157,7 @@ impl Responder {
                     fp.entry(self.fast_entry(name, t, CLASS_IN));
                 }
                 if !node.has_cname()
-                    && let Some(e) = self.nodata_entry(
-                        name,
-                        &node.rrsets.iter().map(|s| s.rtype).collect(),
-                        std::mem::take(&mut verify),
-                    )
+                    && let Some(e) = self.nodata_entry(name, &node.rrsets.iter().map(|s| s.rtype).collect(), std::mem::take(&mut verify))
                 {
                     fp.nodata(e);
                 }
@@ -181,18 +171,11 @@ impl Responder {
             }
             // A zone apex whose parent we also serve: DS is answered from the parent,
             // unlike what `nodata_any` for the apex (from the child) would say.
-            if zone::parent(z.apex())
-                .and_then(|p| self.zones().find(p))
-                .is_some()
-            {
+            if zone::parent(z.apex()).and_then(|p| self.zones().find(p)).is_some() {
                 fp.entry(self.fast_entry(z.apex(), TYPE_DS, CLASS_IN));
             }
 
-            fp.zone(FastZone {
-                apex: z.apex().to_vec(),
-                has_wildcard: z.has_wildcard(),
-                nxdomain: self.nxdomain_entry(z),
-            });
+            fp.zone(FastZone { apex: z.apex().to_vec(), has_wildcard: z.has_wildcard(), nxdomain: self.nxdomain_entry(z) });
 
             for cut in z.top_cuts() {
                 // A cut that is the apex of a zone we serve is answered from that zone.
@@ -211,10 +194,7 @@ impl Responder {
     /// Whether the XDP may answer for `name` from `zone`: it must be the closest zone,
     /// not at/below a cut, and not a wildcard owner (those are passed).
     fn fast_servable(&self, zone: &Zone, name: &[u8]) -> bool {
-        let closest = self
-            .zones()
-            .find(name)
-            .is_some_and(|c| c.apex() == zone.apex());
+        let closest = self.zones().find(name).is_some_and(|c| c.apex() == zone.apex());
         closest && zone.cut_at_or_above(name).is_none() && !name.starts_with(&[1, b'*'])
     }
 
@@ -226,13 +206,8 @@ impl Responder {
         let (t1, t2) = (absent.next()?, absent.next()?);
         let mut a = self.fast_entry(name, t1, CLASS_IN);
         let b = if verify { self.fast_entry(name, t2, CLASS_IN) } else { a.clone() };
-        if (a.flags, a.ancount, a.nscount, a.arcount, &a.tail)
-            != (b.flags, b.ancount, b.nscount, b.arcount, &b.tail)
-        {
-            log::warn!(
-                "NODATA for {} depends on qtype; not fast-pathed",
-                zone::wire_to_text(name)
-            );
+        if (a.flags, a.ancount, a.nscount, a.arcount, &a.tail) != (b.flags, b.ancount, b.nscount, b.arcount, &b.tail) {
+            log::warn!("NODATA for {} depends on qtype; not fast-pathed", zone::wire_to_text(name));
             return None;
         }
         a.qtype = 0;
@@ -249,12 +224,7 @@ impl Responder {
             probe.push(label.len() as u8);
             probe.extend_from_slice(label.as_bytes());
             probe.extend_from_slice(z.apex());
-            if !z.exists(&probe)
-                && self
-                    .zones()
-                    .find(&probe)
-                    .is_some_and(|c| c.apex() == z.apex())
-            {
+            if !z.exists(&probe) && self.zones().find(&probe).is_some_and(|c| c.apex() == z.apex()) {
                 break;
             }
         }
@@ -300,11 +270,7 @@ mod tests {
         let fp = r.compile_fast_path();
         let check = |name: &str, qtype: u16, qclass: u16, e: &FastEntry| {
             let q = query(name, qtype, qclass);
-            assert_eq!(
-                r.respond(&q, Transport::Tcp).unwrap(),
-                xdp_response(&q, e),
-                "{name} {qtype}"
-            );
+            assert_eq!(r.respond(&q, Transport::Tcp).unwrap(), xdp_response(&q, e), "{name} {qtype}");
         };
 
         // Positive entries, for every type at the owner, plus ANY.
@@ -312,33 +278,13 @@ mod tests {
         assert_eq!((e.ancount, e.nscount, e.arcount), (2, 0, 0));
         assert_eq!(e.flags, 0x8400); // QR|AA, NOERROR
         check("WWW.example.COM", 1, 1, e);
-        check(
-            "www.example.com",
-            28,
-            1,
-            find(&fp.entries, "www.example.com.", 28).unwrap(),
-        );
-        check(
-            "Www.Example.Com",
-            255,
-            1,
-            find(&fp.entries, "www.example.com.", 255).unwrap(),
-        );
-        check(
-            "example.com",
-            15,
-            1,
-            find(&fp.entries, "example.com.", 15).unwrap(),
-        );
+        check("www.example.com", 28, 1, find(&fp.entries, "www.example.com.", 28).unwrap());
+        check("Www.Example.Com", 255, 1, find(&fp.entries, "www.example.com.", 255).unwrap());
+        check("example.com", 15, 1, find(&fp.entries, "example.com.", 15).unwrap());
 
         // CNAME owners: every type in the zones, and no nodata_any.
         for t in [1, 2, 5, 6, 15, 16, 28, 33, 255] {
-            check(
-                "Alias.Example.Com",
-                t,
-                1,
-                find(&fp.entries, "alias.example.com.", t).unwrap(),
-            );
+            check("Alias.Example.Com", t, 1, find(&fp.entries, "alias.example.com.", t).unwrap());
         }
         assert!(find(&fp.nodata_any, "alias.example.com.", 0).is_none());
 
@@ -346,43 +292,19 @@ mod tests {
         let nd = find(&fp.nodata_any, "www.example.com.", 0).unwrap();
         check("www.EXAMPLE.com", 15, 1, nd);
         check("www.example.com", 99, 1, nd);
-        check(
-            "B.Ent.Example.Com",
-            1,
-            1,
-            find(&fp.nodata_any, "b.ent.example.com.", 0).unwrap(),
-        );
+        check("B.Ent.Example.Com", 1, 1, find(&fp.nodata_any, "b.ent.example.com.", 0).unwrap());
         assert!(find(&fp.entries, "ent.example.com.", 255).is_none());
 
         // CH identity.
-        check(
-            "ID.SERVER",
-            16,
-            3,
-            find(&fp.entries, "id.server.", 16).unwrap(),
-        );
-        check(
-            "hostname.bind",
-            16,
-            3,
-            fp.entries
-                .iter()
-                .find(|e| e.qclass == 3 && e.qname == w("hostname.bind."))
-                .unwrap(),
-        );
+        check("ID.SERVER", 16, 3, find(&fp.entries, "id.server.", 16).unwrap());
+        check("hostname.bind", 16, 3, fp.entries.iter().find(|e| e.qclass == 3 && e.qname == w("hostname.bind.")).unwrap());
 
         // Cuts: only the delegation, nothing at/below it in the tables.
         assert_eq!(fp.cuts, vec![w("sub.example.com.")]);
-        let below =
-            |e: &FastEntry| crate::dns::zone::is_at_or_below(&e.qname, &w("sub.example.com."));
+        let below = |e: &FastEntry| crate::dns::zone::is_at_or_below(&e.qname, &w("sub.example.com."));
         assert!(!fp.entries.iter().chain(&fp.nodata_any).any(below));
         // Wildcard owners are not in the tables.
-        assert!(
-            !fp.entries
-                .iter()
-                .chain(&fp.nodata_any)
-                .any(|e| e.qname.starts_with(b"\x01*"))
-        );
+        assert!(!fp.entries.iter().chain(&fp.nodata_any).any(|e| e.qname.starts_with(b"\x01*")));
 
         // Zones and their NXDOMAIN.
         let zone = |apex: &str| fp.zones.iter().find(|z| z.apex == w(apex)).unwrap();
@@ -391,12 +313,7 @@ mod tests {
         assert!(!ex.has_wildcard);
         assert_eq!(ex.nxdomain.flags & 0x0f, 3);
         assert_eq!(ex.nxdomain.flags, 0x8403);
-        for name in [
-            "qwzx.example.com",
-            "A.B.C.D.Example.Com",
-            "x.a.b.ent.example.com",
-            "nx-probe-0.example.com",
-        ] {
+        for name in ["qwzx.example.com", "A.B.C.D.Example.Com", "x.a.b.ent.example.com", "nx-probe-0.example.com"] {
             for qtype in [1, 16, 255] {
                 check(name, qtype, 1, &ex.nxdomain);
             }

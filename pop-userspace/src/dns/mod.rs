@@ -7,22 +7,13 @@
 //! * [`runtime`]: the servers and tables of the configured blocks, and reloads;
 //! * [`table`]: writing the fast path into the BPF maps, one generation at a time.
 
-// Skipped by rustfmt until the rewrites of issues 13 and 14 land (formatting them
-// now would only conflict with those branches).
-#[rustfmt::skip]
 pub mod answer;
-#[rustfmt::skip]
 mod dnssec;
-#[rustfmt::skip]
 mod dnssec_text;
-#[rustfmt::skip]
 pub mod fastpath;
 pub mod runtime;
-#[rustfmt::skip]
 pub mod server;
-#[rustfmt::skip]
 pub mod table;
-#[rustfmt::skip]
 #[allow(clippy::collapsible_if)] // until issue 14's rewrite lands
 pub mod zone;
 

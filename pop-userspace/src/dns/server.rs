@@ -62,13 +62,11 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
         let udp = bind(addr, Type::DGRAM, Protocol::UDP)
             .and_then(|s| flag_unseen_by_xdp(&s, addr.is_ipv6()).map(|()| s))
             .with_context(|| format!("binding DNS UDP socket on {addr}"))?;
-        let udp =
-            UdpSocket::from_std(udp.into()).with_context(|| format!("DNS UDP socket on {addr}"))?;
+        let udp = UdpSocket::from_std(udp.into()).with_context(|| format!("DNS UDP socket on {addr}"))?;
         let tcp = bind(addr, Type::STREAM, Protocol::TCP)
             .and_then(|s| s.listen(1024).map(|()| s))
             .with_context(|| format!("binding DNS TCP socket on {addr}"))?;
-        let tcp = TcpListener::from_std(tcp.into())
-            .with_context(|| format!("DNS TCP socket on {addr}"))?;
+        let tcp = TcpListener::from_std(tcp.into()).with_context(|| format!("DNS TCP socket on {addr}"))?;
         sockets.push((addr, udp, tcp));
     }
     Ok(Listeners(sockets))
@@ -77,22 +75,14 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
 /// Serve DNS on `addrs` (UDP and TCP each) until `shutdown` becomes true (or its sender
 /// is dropped). All sockets are bound before anything is served; a bind failure names
 /// the address.
-pub async fn serve(
-    responder: Arc<ArcSwap<Responder>>,
-    addrs: Vec<SocketAddr>,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+pub async fn serve(responder: Arc<ArcSwap<Responder>>, addrs: Vec<SocketAddr>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let listeners = bind_all(&addrs)?;
     serve_bound(responder, listeners, shutdown).await;
     Ok(())
 }
 
 /// Serves on sockets from [`bind_all`] until shutdown.
-pub async fn serve_bound(
-    responder: Arc<ArcSwap<Responder>>,
-    listeners: Listeners,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve_bound(responder: Arc<ArcSwap<Responder>>, listeners: Listeners, shutdown: watch::Receiver<bool>) {
     let sockets = listeners.0;
     if sockets.is_empty() {
         // Nothing to serve; still behave like a server task and end on shutdown.
@@ -105,12 +95,7 @@ pub async fn serve_bound(
     for (addr, udp, tcp) in sockets {
         log::info!("DNS serving on {addr} (UDP, TCP)");
         tasks.spawn(serve_udp(udp, responder.clone(), shutdown.clone()));
-        tasks.spawn(serve_tcp(
-            tcp,
-            responder.clone(),
-            limit.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(serve_tcp(tcp, responder.clone(), limit.clone(), shutdown.clone()));
     }
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {
@@ -165,9 +150,7 @@ fn flag_unseen_by_xdp(sock: &Socket, v6: bool) -> std::io::Result<()> {
     let on: libc::c_int = 1;
     for &(level, name) in options {
         // SAFETY: a valid socket and an int option.
-        let r = unsafe {
-            libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const on).cast(), size_of::<libc::c_int>() as u32)
-        };
+        let r = unsafe { libc::setsockopt(sock.as_raw_fd(), level, name, (&raw const on).cast(), size_of::<libc::c_int>() as u32) };
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -202,12 +185,8 @@ fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Socke
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
                 unseen = unseen.or(match ((*c).cmsg_level, (*c).cmsg_type) {
-                    (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE) | (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE) => {
-                        Some("it came as IP fragments")
-                    }
-                    (libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS | libc::IPV6_DSTOPTS | libc::IPV6_RTHDR) => {
-                        Some("it carries IPv6 extension headers")
-                    }
+                    (libc::IPPROTO_IP, libc::IP_RECVFRAGSIZE) | (libc::IPPROTO_IPV6, libc::IPV6_RECVFRAGSIZE) => Some("it came as IP fragments"),
+                    (libc::IPPROTO_IPV6, libc::IPV6_HOPOPTS | libc::IPV6_DSTOPTS | libc::IPV6_RTHDR) => Some("it carries IPv6 extension headers"),
                     _ => None,
                 });
                 c = libc::CMSG_NXTHDR(&msg, c);
@@ -222,11 +201,7 @@ fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Socke
     Ok((len, peer, unseen))
 }
 
-async fn serve_udp(
-    sock: UdpSocket,
-    responder: Arc<ArcSwap<Responder>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_udp(sock: UdpSocket, responder: Arc<ArcSwap<Responder>>, mut shutdown: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 65535];
     loop {
         let (len, peer, unseen_by_xdp) = tokio::select! {
@@ -322,12 +297,7 @@ fn client_prefix(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn serve_tcp(
-    listener: TcpListener,
-    responder: Arc<ArcSwap<Responder>>,
-    limits: TcpLimits,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_tcp(listener: TcpListener, responder: Arc<ArcSwap<Responder>>, limits: TcpLimits, mut shutdown: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -369,10 +339,7 @@ async fn serve_tcp(
 
 /// Length-prefixed queries until EOF, an error, TCP_IDLE without a whole query, or an
 /// answer the client does not take within TCP_WRITE_TIMEOUT.
-async fn tcp_connection(
-    mut stream: TcpStream,
-    responder: &ArcSwap<Responder>,
-) -> std::io::Result<()> {
+async fn tcp_connection(mut stream: TcpStream, responder: &ArcSwap<Responder>) -> std::io::Result<()> {
     let mut buf = vec![0u8; 65535];
     loop {
         // One deadline for the whole query (length and message).
@@ -407,20 +374,13 @@ mod tests {
     use super::*;
     use crate::dns::zone::tests::write_zone;
 
-    const ZONE: &str =
-        "$ORIGIN srv.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\n@ 60 IN NS ns\nns 60 IN A 192.0.2.53\n";
+    const ZONE: &str = "$ORIGIN srv.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\n@ 60 IN NS ns\nns 60 IN A 192.0.2.53\n";
 
     #[test]
     fn load_responder_lists_every_error() {
         let good = write_zone("srv-good.zone", ZONE);
-        let bad1 = write_zone(
-            "srv-bad1.zone",
-            "$ORIGIN a.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\n",
-        );
-        let bad2 = write_zone(
-            "srv-bad2.zone",
-            "$ORIGIN b.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\nx 60 IN A 1.2.3\n",
-        );
+        let bad1 = write_zone("srv-bad1.zone", "$ORIGIN a.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\n");
+        let bad2 = write_zone("srv-bad2.zone", "$ORIGIN b.test.\n@ 60 IN SOA ns hm 1 1 1 1 1\nx 60 IN A 1.2.3\n");
         let e = load_responder(&[good.clone(), bad1.clone(), bad2.clone()], &ZoneLimits::default(), "pop1").unwrap_err();
         assert_eq!(e.0.len(), 2, "{e}");
         assert!(e.to_string().contains("srv-bad1.zone: no NS"), "{e}");
@@ -433,19 +393,13 @@ mod tests {
     #[tokio::test]
     async fn serves_udp_and_tcp() {
         let path = write_zone("srv-serve.zone", ZONE);
-        let responder = Arc::new(ArcSwap::from_pointee(
-            load_responder(&[path], &ZoneLimits::default(), "pop1").unwrap(),
-        ));
+        let responder = Arc::new(ArcSwap::from_pointee(load_responder(&[path], &ZoneLimits::default(), "pop1").unwrap()));
         // Find a free port (same on UDP and TCP is likely; retry a few times).
         let mut port = 0;
         let (tx, rx) = watch::channel(false);
         let mut server = None;
         for _ in 0..5 {
-            port = std::net::UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let addrs = vec![SocketAddr::from(([127, 0, 0, 1], port))];
             // Bind synchronously first to detect conflicts before spawning.
             if std::net::TcpListener::bind(addrs[0]).is_err() {
@@ -461,10 +415,7 @@ mod tests {
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         udp.send_to(query, ("127.0.0.1", port)).await.unwrap();
         let mut buf = [0u8; 512];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), udp.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), udp.recv_from(&mut buf)).await.unwrap().unwrap();
         assert_eq!(&buf[..2], b"\x12\x34");
         assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 1, "one answer");
         assert!(n > query.len());
@@ -472,9 +423,7 @@ mod tests {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         for _ in 0..2 {
             // several queries on one connection
-            tcp.write_all(&(query.len() as u16).to_be_bytes())
-                .await
-                .unwrap();
+            tcp.write_all(&(query.len() as u16).to_be_bytes()).await.unwrap();
             tcp.write_all(query).await.unwrap();
             let mut len = [0u8; 2];
             tcp.read_exact(&mut len).await.unwrap();
@@ -484,11 +433,7 @@ mod tests {
         }
 
         tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.unwrap().unwrap().unwrap();
     }
 
     #[test]
@@ -519,9 +464,7 @@ mod tests {
         let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let busy = taken.local_addr().unwrap();
         let empty = Responder::new(Arc::new(ZoneSet::default()), "x");
-        let e = serve(Arc::new(ArcSwap::from_pointee(empty)), vec![busy], rx)
-            .await
-            .unwrap_err();
+        let e = serve(Arc::new(ArcSwap::from_pointee(empty)), vec![busy], rx).await.unwrap_err();
         assert!(format!("{e:#}").contains(&busy.to_string()), "{e:#}");
     }
 }

@@ -329,9 +329,7 @@ impl FastSink for Batcher {
 fn random_seed() -> Result<DnsSeed> {
     use std::io::Read as _;
     let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom for the DNS name-hash key")?;
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).context("reading /dev/urandom for the DNS name-hash key")?;
     Ok([u64::from_ne_bytes(b[..8].try_into()?), u64::from_ne_bytes(b[8..].try_into()?)])
 }
 
@@ -514,11 +512,15 @@ impl DnsMaps {
     fn collect(&self, doomed: impl Fn(u32) -> bool) -> Result<Doomed> {
         let scan = |what: &str| format!("reading {what} to find old DNS answers");
         Ok(Doomed {
-            answers: map_batch::keys_where::<DnsKey, DnsAnswer>(self.table.map(), |k| doomed(k.tag & DNS_TAG_MASK)).with_context(|| scan("DNS_TABLE"))?,
+            answers: map_batch::keys_where::<DnsKey, DnsAnswer>(self.table.map(), |k| doomed(k.tag & DNS_TAG_MASK))
+                .with_context(|| scan("DNS_TABLE"))?,
             tails: [
-                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[0]]>(self.tails_s.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_S"))?,
-                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[1]]>(self.tails_m.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_M"))?,
-                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[2]]>(self.tails_l.map(), |k| doomed(k.tag)).with_context(|| scan("DNS_TAILS_L"))?,
+                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[0]]>(self.tails_s.map(), |k| doomed(k.tag))
+                    .with_context(|| scan("DNS_TAILS_S"))?,
+                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[1]]>(self.tails_m.map(), |k| doomed(k.tag))
+                    .with_context(|| scan("DNS_TAILS_M"))?,
+                map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[2]]>(self.tails_l.map(), |k| doomed(k.tag))
+                    .with_context(|| scan("DNS_TAILS_L"))?,
             ],
         })
     }
@@ -683,7 +685,16 @@ impl LiveTable {
     /// The table value for `e`, taking (or sharing) a tail slot for its bytes.
     fn value(&mut self, e: &FastEntry, plan: &mut NamePlan) -> Result<DnsAnswer> {
         if always_truncated(e.qname.len(), e.tail.len()) {
-            return Ok(DnsAnswer { action: DNS_ACTION_ANSWER, flags: e.flags | FLAG_TC, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 });
+            return Ok(DnsAnswer {
+                action: DNS_ACTION_ANSWER,
+                flags: e.flags | FLAG_TC,
+                ancount: 0,
+                nscount: 0,
+                arcount: 0,
+                tail_len: 0,
+                tail_csum: 0,
+                tail_ref: 0,
+            });
         }
         let Some(class) = tail_class(e.tail.len()) else { return Ok(pass_marker()) };
         let tail_ref = if e.tail.is_empty() {
@@ -827,11 +838,13 @@ mod tests {
         let fits = DNS_EDNS_UDP_SIZE as usize - 12 - 7 - 11;
         assert!(fits <= DNS_TAIL_MAX && !always_truncated(3, fits) && always_truncated(3, fits + 1));
         let sizes = [1024 + 1, 1100, fits, fits + 1, 1400, 4000];
-        let fast = FastPath { entries: sizes.iter().enumerate().map(|(t, &n)| entry(name, 16 + t as u16, vec![7; n])).collect(), ..Default::default() };
+        let fast =
+            FastPath { entries: sizes.iter().enumerate().map(|(t, &n)| entry(name, 16 + t as u16, vec![7; n])).collect(), ..Default::default() };
         let c = compile_fast(&fast);
         assert_eq!((c.too_long, c.truncated), (0, 3));
         for (t, &n) in sizes.iter().enumerate() {
-            let (k, a) = c.keys.iter().zip(&c.answers).find(|(k, _)| k.tag == DNS_KIND_ANSWER && k.qtype == 16 + t as u16).expect("an entry for every answer");
+            let (k, a) =
+                c.keys.iter().zip(&c.answers).find(|(k, _)| k.tag == DNS_KIND_ANSWER && k.qtype == 16 + t as u16).expect("an entry for every answer");
             assert_eq!(k.name, name_hash(SEED, name));
             assert_eq!(a.action, DNS_ACTION_ANSWER, "{n} bytes");
             if n <= fits {
@@ -883,7 +896,8 @@ mod tests {
         let c = compile_fast(&fast);
         let bytes = |class: usize| c.tails[class].iter().map(|t| t.to_vec()).collect::<Vec<_>>();
         assert_eq!((bytes(0), bytes(1), bytes(2)), (vec![small.clone()], vec![medium.clone()], vec![large.clone()]));
-        let refs: Vec<(u32, u16)> = c.keys.iter().zip(&c.answers).filter(|(k, _)| k.tag == DNS_KIND_ANSWER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
+        let refs: Vec<(u32, u16)> =
+            c.keys.iter().zip(&c.answers).filter(|(k, _)| k.tag == DNS_KIND_ANSWER).map(|(_, a)| (a.tail_ref, a.tail_len)).collect();
         assert_eq!(refs, vec![(0, 16), (0, 16), (0, 16), (1 << 30, 65), (2 << 30, 1000), (0, 0)]);
         let a = c.answers.iter().find(|a| a.tail_len == 65).unwrap();
         assert_eq!(a.tail_csum, partial_csum(&medium));
@@ -915,9 +929,8 @@ mod tests {
             }
         }
         let apex_key = name_hash(SEED, apex);
-        let at_apex = |tag: u32, qtype: u16| {
-            c.keys.iter().zip(&c.answers).find(|(k, _)| (k.tag, k.qtype, k.name) == (tag, qtype, apex_key)).map(|(_, a)| *a)
-        };
+        let at_apex =
+            |tag: u32, qtype: u16| c.keys.iter().zip(&c.answers).find(|(k, _)| (k.tag, k.qtype, k.name) == (tag, qtype, apex_key)).map(|(_, a)| *a);
         // What a question for qtype 65535 or 0 at the apex looks up first: its own answers.
         assert_eq!(at_apex(DNS_KIND_ANSWER, 0xffff).map(|a| a.tail_len), Some(10));
         assert_eq!(at_apex(DNS_KIND_ANSWER, 0).map(|a| a.tail_len), Some(10));

@@ -160,11 +160,7 @@ impl Zone {
 
     /// Cuts that are not below another cut (deeper NS records are occluded glue).
     pub(crate) fn top_cuts(&self) -> Vec<&[u8]> {
-        self.cuts
-            .iter()
-            .filter(|c| self.cut_at_or_above(parent(c).unwrap_or(&[0])).is_none())
-            .map(|c| c.as_slice())
-            .collect()
+        self.cuts.iter().filter(|c| self.cut_at_or_above(parent(c).unwrap_or(&[0])).is_none()).map(|c| c.as_slice()).collect()
     }
 
     /// The highest zone cut at or above `name` (strictly below the apex), if any.
@@ -198,10 +194,7 @@ impl Zone {
             }
         }
         if let Some(node) = self.nodes.get(name) {
-            return Lookup::Node {
-                node,
-                wildcard: false,
-            };
+            return Lookup::Node { node, wildcard: false };
         }
         if self.ents.contains(name) {
             return Lookup::EmptyNonTerminal;
@@ -215,10 +208,7 @@ impl Zone {
                 let mut wild = vec![1, b'*'];
                 wild.extend_from_slice(anc);
                 return match self.nodes.get(&wild) {
-                    Some(node) => Lookup::Node {
-                        node,
-                        wildcard: true,
-                    },
+                    Some(node) => Lookup::Node { node, wildcard: true },
                     None => Lookup::NxDomain,
                 };
             }
@@ -245,11 +235,7 @@ impl ZoneSet {
                 errors.push(ZoneError {
                     file: z.source.clone(),
                     line: None,
-                    message: format!(
-                        "zone {} is already loaded from {}",
-                        z.apex_text,
-                        prev.source.display()
-                    ),
+                    message: format!("zone {} is already loaded from {}", z.apex_text, prev.source.display()),
                 });
             } else {
                 by_apex.insert(z.apex.clone(), i);
@@ -465,8 +451,7 @@ pub fn load_zone_with(path: &Path, origin: Option<&str>, limits: &ZoneLimits) ->
     let apex: Name = match &origin_name {
         Some(o) => o.clone(),
         None => {
-            let soas: Vec<&Name> =
-                records.iter().filter(|(k, _)| k.record_type == RecordType::SOA).map(|(_, s)| s.name()).collect();
+            let soas: Vec<&Name> = records.iter().filter(|(k, _)| k.record_type == RecordType::SOA).map(|(_, s)| s.name()).collect();
             match soas.as_slice() {
                 [] => return Err(one(None, "no SOA record".into())),
                 [one] => (*one).clone(),
@@ -504,10 +489,7 @@ fn add_signed_records(records: &mut ParsedRecords, signed: Vec<dnssec_text::Sign
         let rtype = RecordType::from(r.rtype);
         let mut record = Record::from_rdata(r.owner.clone(), r.ttl, RData::Unknown { code: rtype, rdata: NULL::with(r.rdata) });
         record.dns_class = r.class;
-        records
-            .entry(RrKey::new(LowerName::new(&r.owner), rtype))
-            .or_insert_with(|| RecordSet::new(r.owner, rtype, 0))
-            .insert(record, 0);
+        records.entry(RrKey::new(LowerName::new(&r.owner), rtype)).or_insert_with(|| RecordSet::new(r.owner, rtype, 0)).insert(record, 0);
     }
 }
 
@@ -541,9 +523,7 @@ fn check(records: &ParsedRecords, apex: &Name) -> Vec<Issue> {
             RecordType::SOA if at_apex => has_soa = true,
             RecordType::SOA => loc(format!("SOA at {name} is not at the zone apex {apex}"), Cause::Record(owner.clone(), rtype)),
             RecordType::NS if at_apex => has_ns = true,
-            RecordType::CNAME if at_apex => {
-                loc(format!("CNAME at the zone apex {apex} is not allowed"), Cause::Record(owner.clone(), rtype))
-            }
+            RecordType::CNAME if at_apex => loc(format!("CNAME at the zone apex {apex} is not allowed"), Cause::Record(owner.clone(), rtype)),
             _ => {}
         }
         types_at.entry(owner).or_default().push(rtype);
@@ -626,9 +606,8 @@ impl Source {
     fn include(&mut self, name: &str, dir: &Path, limits: &ZoneLimits, stack: &mut Vec<PathBuf>) -> Result<(), String> {
         let path = dir.join(name);
         let real = path.canonicalize().map_err(|e| format!("$INCLUDE {name}: cannot read {}: {e}", path.display()))?;
-        let allowed = std::iter::once(dir.to_path_buf())
-            .chain(limits.include_dirs.iter().filter_map(|d| d.canonicalize().ok()))
-            .any(|d| real.starts_with(&d));
+        let allowed =
+            std::iter::once(dir.to_path_buf()).chain(limits.include_dirs.iter().filter_map(|d| d.canonicalize().ok())).any(|d| real.starts_with(&d));
         if !allowed {
             return Err(format!(
                 "$INCLUDE {name}: {} is outside {} (the including file's directory); list its directory in \
@@ -779,13 +758,20 @@ fn scan_lexer(text: &str) -> LexerScan {
     #[derive(Clone, Copy, PartialEq)]
     enum S {
         Rest,
-        Comment { list: bool },
+        Comment {
+            list: bool,
+        },
         Quote,
         /// Characters of an escape left to skip inside quotes (1, or 3 for `\DDD`).
         Escape(u8),
         List,
-        CharData { list: bool },
-        Dollar { start: usize, len: usize },
+        CharData {
+            list: bool,
+        },
+        Dollar {
+            start: usize,
+            len: usize,
+        },
     }
     let mut includes = Vec::new();
     let mut s = S::Rest;
@@ -945,33 +931,17 @@ fn build_zone(path: &Path, apex: &Name, records: ParsedRecords) -> Result<Zone, 
         for rec in set.records_without_rrsigs() {
             let rdata = encode_rdata(&rec.data)?;
             if let RData::SOA(soa) = &rec.data {
-                negative_soa = Some(Rr {
-                    owner: owner.clone(),
-                    rtype,
-                    class: CLASS_IN,
-                    ttl: rec.ttl.min(soa.minimum),
-                    rdata: rdata.clone(),
-                    target: None,
-                });
+                negative_soa =
+                    Some(Rr { owner: owner.clone(), rtype, class: CLASS_IN, ttl: rec.ttl.min(soa.minimum), rdata: rdata.clone(), target: None });
             }
-            rrs.push(Rr {
-                owner: owner.clone(),
-                rtype,
-                class: CLASS_IN,
-                ttl: rec.ttl,
-                rdata,
-                target: rdata_target(&rec.data),
-            });
+            rrs.push(Rr { owner: owner.clone(), rtype, class: CLASS_IN, ttl: rec.ttl, rdata, target: rdata_target(&rec.data) });
         }
         if rrs.is_empty() {
             continue;
         }
         rrs.shrink_to_fit();
         let node = nodes.entry(owner).or_default();
-        node.rrsets.push(RRset {
-            rtype,
-            records: rrs,
-        });
+        node.rrsets.push(RRset { rtype, records: rrs });
         node.rrsets.sort_by_key(|s| s.rtype);
     }
 
@@ -981,11 +951,7 @@ fn build_zone(path: &Path, apex: &Name, records: ParsedRecords) -> Result<Zone, 
     }
     // Before cuts and empty non-terminals: NSEC3 owners are not names of the zone.
     let dnssec = ZoneDnssec::build(&apex_w, &mut nodes)?;
-    let cuts: BTreeSet<Vec<u8>> = nodes
-        .iter()
-        .filter(|(n, node)| **n != apex_w && node.get(TYPE_NS).is_some())
-        .map(|(n, _)| n.clone())
-        .collect();
+    let cuts: BTreeSet<Vec<u8>> = nodes.iter().filter(|(n, node)| **n != apex_w && node.get(TYPE_NS).is_some()).map(|(n, _)| n.clone()).collect();
 
     let mut ents = BTreeSet::new();
     for owner in nodes.keys() {
@@ -1010,10 +976,7 @@ fn build_zone(path: &Path, apex: &Name, records: ParsedRecords) -> Result<Zone, 
         negative_soa: negative_soa.ok_or("no SOA record")?,
         dnssec,
     };
-    zone.has_wildcard = zone
-        .nodes
-        .keys()
-        .any(|n| n.starts_with(&[1, b'*']) && zone.cut_at_or_above(n).is_none());
+    zone.has_wildcard = zone.nodes.keys().any(|n| n.starts_with(&[1, b'*']) && zone.cut_at_or_above(n).is_none());
     Ok(zone)
 }
 
@@ -1038,10 +1001,7 @@ pub(super) fn entry_boundaries(text: &str) -> Vec<Boundary> {
             in_comment = false;
             escape = false;
             if depth <= 0 && !in_quote {
-                out.push(Boundary {
-                    end: i + 1,
-                    first_line: first_content.unwrap_or(line),
-                });
+                out.push(Boundary { end: i + 1, first_line: first_content.unwrap_or(line) });
                 first_content = None;
                 depth = 0;
             }
@@ -1068,10 +1028,7 @@ pub(super) fn entry_boundaries(text: &str) -> Vec<Boundary> {
         }
     }
     if out.last().map_or(0, |b| b.end) < text.len() {
-        out.push(Boundary {
-            end: text.len(),
-            first_line: first_content.unwrap_or(line),
-        });
+        out.push(Boundary { end: text.len(), first_line: first_content.unwrap_or(line) });
     }
     out
 }
@@ -1130,33 +1087,12 @@ ns.sub  IN A   192.0.2.4
         // SOA TTL 300, MINIMUM 60 -> negative TTL 60.
         assert_eq!(z.negative_soa().ttl, 60);
         // Case-insensitive lookups.
-        assert!(matches!(
-            z.lookup(&w("NS1.Example.COM."), TYPE_A),
-            Lookup::Node {
-                wildcard: false,
-                ..
-            }
-        ));
-        assert!(matches!(
-            z.lookup(&w("x.w.example.com."), TYPE_A),
-            Lookup::Node { wildcard: true, .. }
-        ));
-        assert!(matches!(
-            z.lookup(&w("b.c.example.com."), TYPE_A),
-            Lookup::EmptyNonTerminal
-        ));
-        assert!(matches!(
-            z.lookup(&w("x.c.example.com."), TYPE_A),
-            Lookup::NxDomain
-        ));
-        assert!(matches!(
-            z.lookup(&w("ns.sub.example.com."), TYPE_A),
-            Lookup::Referral { .. }
-        ));
-        assert!(matches!(
-            z.lookup(&w("sub.example.com."), TYPE_DS),
-            Lookup::Node { .. }
-        ));
+        assert!(matches!(z.lookup(&w("NS1.Example.COM."), TYPE_A), Lookup::Node { wildcard: false, .. }));
+        assert!(matches!(z.lookup(&w("x.w.example.com."), TYPE_A), Lookup::Node { wildcard: true, .. }));
+        assert!(matches!(z.lookup(&w("b.c.example.com."), TYPE_A), Lookup::EmptyNonTerminal));
+        assert!(matches!(z.lookup(&w("x.c.example.com."), TYPE_A), Lookup::NxDomain));
+        assert!(matches!(z.lookup(&w("ns.sub.example.com."), TYPE_A), Lookup::Referral { .. }));
+        assert!(matches!(z.lookup(&w("sub.example.com."), TYPE_DS), Lookup::Node { .. }));
         // origin argument instead of $ORIGIN
         let p2 = write_zone("noorigin.zone", &GOOD.replace("$ORIGIN example.com.\n", ""));
         let z2 = load_zone(&p2, Some("example.com")).unwrap();
@@ -1168,20 +1104,14 @@ ns.sub  IN A   192.0.2.4
     fn bad(name: &str, text: &str) -> ZoneError {
         let p = write_zone(name, text);
         let e = load_zone(&p, None).unwrap_err();
-        assert!(
-            e.to_string().starts_with(&format!("{}", p.display())),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with(&format!("{}", p.display())), "{e}");
         e.0[0].clone()
     }
 
     #[test]
     fn bad_zones_report_file_and_line() {
         // Parse error (unknown type) on line 6, after a multi-line SOA.
-        let e = bad(
-            "badtype.zone",
-            &GOOD.replace("ns1     IN A   192.0.2.1", "ns1     IN BOGUS 1"),
-        );
+        let e = bad("badtype.zone", &GOOD.replace("ns1     IN A   192.0.2.1", "ns1     IN BOGUS 1"));
         assert_eq!(e.line, Some(6), "{e}");
         // Bad address on line 7.
         let e = bad("badaddr.zone", &GOOD.replace("192.0.2.2", "192.0.2"));
@@ -1194,23 +1124,14 @@ ns.sub  IN A   192.0.2.4
         assert_eq!(e.line, Some(11), "{e}");
         assert!(e.message.contains("CNAME and other data"), "{e}");
         // CNAME at the apex.
-        let e = bad(
-            "apexcname.zone",
-            &format!("{GOOD}\n; comment\n@ IN CNAME ns1\n"),
-        );
+        let e = bad("apexcname.zone", &format!("{GOOD}\n; comment\n@ IN CNAME ns1\n"));
         assert_eq!(e.line, Some(13), "{e}");
         // Out of zone.
-        let e = bad(
-            "outside.zone",
-            &format!("{GOOD}www.example.net. IN A 192.0.2.9\n"),
-        );
+        let e = bad("outside.zone", &format!("{GOOD}www.example.net. IN A 192.0.2.9\n"));
         assert_eq!(e.line, Some(11), "{e}");
         assert!(e.message.contains("outside"), "{e}");
         // SOA not at the apex (with an origin argument fixing the apex).
-        let p = write_zone(
-            "soaelsewhere.zone",
-            &format!("{GOOD}x IN SOA ns1 hm 1 1 1 1 1\n"),
-        );
+        let p = write_zone("soaelsewhere.zone", &format!("{GOOD}x IN SOA ns1 hm 1 1 1 1 1\n"));
         let e = load_zone(&p, Some("example.com.")).unwrap_err().0.remove(0);
         assert_eq!(e.line, Some(11), "{e}");
         // No NS at the apex: no line.
@@ -1221,15 +1142,9 @@ ns.sub  IN A   192.0.2.4
         let e = bad("nosoa.zone", "$ORIGIN example.com.\n@ 300 IN NS ns1\n");
         assert_eq!(e.line, None, "{e}");
         // Unclosed parenthesis starting on line 3.
-        let e = bad(
-            "paren.zone",
-            "$ORIGIN example.com.\n$TTL 60\n@ IN SOA ns1 hm ( 1 2 3 4 5\n@ IN NS ns1\n",
-        );
+        let e = bad("paren.zone", "$ORIGIN example.com.\n$TTL 60\n@ IN SOA ns1 hm ( 1 2 3 4 5\n@ IN NS ns1\n");
         assert_eq!(e.line, Some(3), "{e}");
-        assert_eq!(
-            e.to_string(),
-            format!("{}:3: {}", e.file.display(), e.message)
-        );
+        assert_eq!(e.to_string(), format!("{}:3: {}", e.file.display(), e.message));
     }
 
     #[test]
@@ -1374,21 +1289,10 @@ ns.sub  IN A   192.0.2.4
         let sub_text = "$ORIGIN sub.example.com.\n@ 60 IN SOA ns hm 1 1 1 1 1\n@ 60 IN NS ns\nns 60 IN A 192.0.2.4\n";
         let sub = load_zone(&write_zone("sub.zone", sub_text), None).unwrap();
         let set = ZoneSet::new(vec![z.clone(), sub]).unwrap();
-        assert_eq!(
-            set.find(&w("x.Sub.example.com.")).unwrap().apex_text(),
-            "sub.example.com."
-        );
-        assert_eq!(
-            set.find(&w("x.example.com.")).unwrap().apex_text(),
-            "example.com."
-        );
+        assert_eq!(set.find(&w("x.Sub.example.com.")).unwrap().apex_text(), "sub.example.com.");
+        assert_eq!(set.find(&w("x.example.com.")).unwrap().apex_text(), "example.com.");
         assert!(set.find(&w("example.net.")).is_none());
-        assert_eq!(
-            set.find_for(&w("sub.example.com."), TYPE_DS)
-                .unwrap()
-                .apex_text(),
-            "example.com."
-        );
+        assert_eq!(set.find_for(&w("sub.example.com."), TYPE_DS).unwrap().apex_text(), "example.com.");
         let e = ZoneSet::new(vec![z.clone(), z]).unwrap_err();
         assert!(e.to_string().contains("already loaded"), "{e}");
     }

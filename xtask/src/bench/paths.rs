@@ -137,8 +137,18 @@ fn trafgen_config(frame: &[u8], dst_mac: [u8; 6], src_mac: [u8; 6], vary: Vary) 
 fn flood(client: &Host, conf: &Path, prog: &OwnedFd) -> Result<(u64, u64)> {
     let (t0, n0) = bpf_stats(prog)?;
     client.run(&[
-        "trafgen", "--dev", "c0", "--conf", conf.to_str().unwrap(), "--num", &PACKETS.to_string(), "-P", "1", "-q",
-        "--rate", &format!("{RATE}pps"),
+        "trafgen",
+        "--dev",
+        "c0",
+        "--conf",
+        conf.to_str().unwrap(),
+        "--num",
+        &PACKETS.to_string(),
+        "-P",
+        "1",
+        "-q",
+        "--rate",
+        &format!("{RATE}pps"),
     ])?;
     // The last frames are processed within milliseconds of trafgen's exit.
     let mut last = bpf_stats(prog)?.1;
@@ -176,7 +186,14 @@ fn test_run(host: &Host, prog: &OwnedFd, frame: &[u8], runs: u32) -> Result<(u32
 
 /// The first segment after the handshake: a curl-sized GET acknowledging `ack`.
 fn http_request(ack: u32) -> Vec<u8> {
-    frames::tcp4(HTTP_VIP, 40000, 1001, ack, 0x18, b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n")
+    frames::tcp4(
+        HTTP_VIP,
+        40000,
+        1001,
+        ack,
+        0x18,
+        b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
+    )
 }
 
 /// The lab (client c0 — pop p0), every path measured on floor and pop; returns rows.
@@ -204,20 +221,72 @@ pub fn measure() -> Result<Vec<Measured>> {
     }
     // The client's kernel must not answer what comes back (RSTs to the SYN-ACKs, ICMP to
     // the DNS answers): those would run through the program under test too.
-    let nft = lab.write("client-drop.nft", "table inet bench_drop {\n  chain pre { type filter hook prerouting priority -300; ip saddr 203.0.113.0/24 drop; }\n}\n")?;
+    let nft = lab.write(
+        "client-drop.nft",
+        "table inet bench_drop {\n  chain pre { type filter hook prerouting priority -300; ip saddr 203.0.113.0/24 drop; }\n}\n",
+    )?;
     client.run(&["nft", "-f", nft.to_str().unwrap()])?;
 
     let l2 = frames::L2::default();
     let syn = frames::tcp4(HTTP_VIP, 40000, 1000, 0, 0x02, &[]);
     let mut paths = [
-        Path_ { name: "DNS hit (www.example.com A: CNAME + A)", floor: "floor_dns_reflect", frame: frames::udp4(l2, CLIENT, DNS_VIP, 40053, 53, &[], &dns_query("www.example.com")), vary: Vary::Nothing, verdict: testrun::XDP_TX, goal: 3.0 },
-        Path_ { name: "DNS NXDOMAIN, random names", floor: "floor_dns_reflect", frame: frames::udp4(l2, CLIENT, DNS_VIP, 40053, 53, &[], &dns_query("abcdefgh.example.com")), vary: Vary::QnameLabel, verdict: testrun::XDP_TX, goal: 4.0 },
-        Path_ { name: "LB flow hit (TCP ACK, one flow)", floor: "floor_ipip_encap", frame: frames::tcp4(LB_VIP, 50000, 2, 1, 0x10, &[]), vary: Vary::Nothing, verdict: testrun::XDP_TX, goal: 2.0 },
-        Path_ { name: "LB new flow per packet (SYN flood)", floor: "floor_ipip_encap", frame: frames::tcp4(LB_VIP, 50000, 1, 0, 0x02, &[]), vary: Vary::SourcePort, verdict: testrun::XDP_TX, goal: 3.0 },
-        Path_ { name: "HTTP SYN -> SYN-ACK with cookie", floor: "floor_tcp_reflect", frame: syn.clone(), vary: Vary::Nothing, verdict: testrun::XDP_TX, goal: 3.0 },
+        Path_ {
+            name: "DNS hit (www.example.com A: CNAME + A)",
+            floor: "floor_dns_reflect",
+            frame: frames::udp4(l2, CLIENT, DNS_VIP, 40053, 53, &[], &dns_query("www.example.com")),
+            vary: Vary::Nothing,
+            verdict: testrun::XDP_TX,
+            goal: 3.0,
+        },
+        Path_ {
+            name: "DNS NXDOMAIN, random names",
+            floor: "floor_dns_reflect",
+            frame: frames::udp4(l2, CLIENT, DNS_VIP, 40053, 53, &[], &dns_query("abcdefgh.example.com")),
+            vary: Vary::QnameLabel,
+            verdict: testrun::XDP_TX,
+            goal: 4.0,
+        },
+        Path_ {
+            name: "LB flow hit (TCP ACK, one flow)",
+            floor: "floor_ipip_encap",
+            frame: frames::tcp4(LB_VIP, 50000, 2, 1, 0x10, &[]),
+            vary: Vary::Nothing,
+            verdict: testrun::XDP_TX,
+            goal: 2.0,
+        },
+        Path_ {
+            name: "LB new flow per packet (SYN flood)",
+            floor: "floor_ipip_encap",
+            frame: frames::tcp4(LB_VIP, 50000, 1, 0, 0x02, &[]),
+            vary: Vary::SourcePort,
+            verdict: testrun::XDP_TX,
+            goal: 3.0,
+        },
+        Path_ {
+            name: "HTTP SYN -> SYN-ACK with cookie",
+            floor: "floor_tcp_reflect",
+            frame: syn.clone(),
+            vary: Vary::Nothing,
+            verdict: testrun::XDP_TX,
+            goal: 3.0,
+        },
         // The floor ignores the cookie; pop's frame gets the real one below (same length).
-        Path_ { name: "HTTP request -> response + FIN", floor: "floor_tcp_reflect", frame: http_request(0), vary: Vary::Nothing, verdict: testrun::XDP_TX, goal: 5.0 },
-        Path_ { name: "packet not for a VIP (UDP to the PoP's address)", floor: "floor_pass", frame: frames::udp4(l2, CLIENT, [192, 0, 2, 2], 40000, 9, &[], &[0; 32]), vary: Vary::Nothing, verdict: testrun::XDP_PASS, goal: 1.5 },
+        Path_ {
+            name: "HTTP request -> response + FIN",
+            floor: "floor_tcp_reflect",
+            frame: http_request(0),
+            vary: Vary::Nothing,
+            verdict: testrun::XDP_TX,
+            goal: 5.0,
+        },
+        Path_ {
+            name: "packet not for a VIP (UDP to the PoP's address)",
+            floor: "floor_pass",
+            frame: frames::udp4(l2, CLIENT, [192, 0, 2, 2], 40000, 9, &[], &[0; 32]),
+            vary: Vary::Nothing,
+            verdict: testrun::XDP_PASS,
+            goal: 1.5,
+        },
     ];
 
     // Floors first, each alone on p0.
