@@ -539,3 +539,33 @@ impl Drop for Lab {
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Sends each query to `server` from inside `host` and collects the responses (None on
+/// timeout).
+pub fn udp_exchange(host: &Host, server: &str, queries: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>> {
+    let server = std::net::SocketAddr::new(server.parse()?, 53);
+    host.in_netns(move || -> Result<Vec<Option<Vec<u8>>>> {
+        let bind = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let sock = std::net::UdpSocket::bind(bind)?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65535];
+        for q in queries {
+            sock.send_to(&q, server)?;
+            loop {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, _)) if n >= 2 && buf[..2] == q[..2] => {
+                        out.push(Some(buf[..n].to_vec()));
+                        break;
+                    }
+                    Ok(_) => continue, // a late answer to an earlier query
+                    Err(_) => {
+                        out.push(None);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    })?
+}

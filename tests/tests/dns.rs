@@ -90,36 +90,6 @@ fn query(id: u16, name: &str, qtype: u16, qclass: u16, edns: Option<(u16, bool)>
     q
 }
 
-/// Sends each query to `server` from inside `host` and collects the responses (None on
-/// timeout).
-fn exchange(host: &Host, server: &str, queries: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>> {
-    let server: SocketAddr = SocketAddr::new(server.parse()?, 53);
-    host.in_netns(move || -> Result<Vec<Option<Vec<u8>>>> {
-        let bind = if server.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
-        let sock = UdpSocket::bind(bind)?;
-        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65535];
-        for q in queries {
-            sock.send_to(&q, server)?;
-            loop {
-                match sock.recv_from(&mut buf) {
-                    Ok((n, _)) if n >= 2 && buf[..2] == q[..2] => {
-                        out.push(Some(buf[..n].to_vec()));
-                        break;
-                    }
-                    Ok(_) => continue, // a late answer to an earlier query
-                    Err(_) => {
-                        out.push(None);
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
-    })?
-}
-
 /// Every (name, type) of the test zones, plus names that do not exist.
 fn question_set() -> Vec<(String, u16, u16)> {
     const A: u16 = 1;
@@ -256,8 +226,8 @@ fn xdp_answers_equal_the_servers_byte_for_byte() -> Result<()> {
     let n = queries.len() as u64;
     for (fast, slow) in [(FAST4, SLOW4), (FAST6, SLOW6)] {
         let before = d.counters()?;
-        let from_xdp = exchange(&d.client, fast, queries.clone())?;
-        let from_server = exchange(&d.client, slow, queries.clone())?;
+        let from_xdp = pop_lab::udp_exchange(&d.client, fast, queries.clone())?;
+        let from_server = pop_lab::udp_exchange(&d.client, slow, queries.clone())?;
         let after = d.counters()?;
         let delta = |k: &str| after[k] - before[k];
         for (i, (a, b)) in from_xdp.iter().zip(&from_server).enumerate() {
@@ -285,7 +255,7 @@ fn xdp_answers_equal_the_servers_byte_for_byte() -> Result<()> {
         [("t1200.z", 16, (1232, false), 1u16), ("A70.z", 1, (4096, true), 70), ("t1300.z", 16, (4096, false), 0)].into_iter().enumerate()
     {
         let q = query(0x5000 + i as u16, name, qtype, 1, Some(edns), true);
-        let from_server = exchange(&d.client, SLOW4, vec![q.clone()])?.remove(0).expect("server answers");
+        let from_server = pop_lab::udp_exchange(&d.client, SLOW4, vec![q.clone()])?.remove(0).expect("server answers");
         let frame = frames::udp4(frames::L2::default(), [192, 0, 2, 1], [203, 0, 113, 53], 41000, 53, &[], &q);
         let out = testrun::run(&prog, &frame)?;
         assert_eq!(out.verdict, testrun::XDP_TX, "{name}: not answered in XDP");
@@ -351,7 +321,7 @@ fn malformed_queries_and_responses_are_not_answered_by_xdp() -> Result<()> {
     // Two questions: FORMERR from the server.
     let mut two = query(8, "www.example.com", 1, 1, None, false);
     two[5] = 2;
-    let answers = exchange(&d.client, FAST4, vec![bad, two])?;
+    let answers = pop_lab::udp_exchange(&d.client, FAST4, vec![bad, two])?;
     for a in &answers {
         let a = a.as_ref().expect("the server answers malformed queries");
         assert_eq!(a[3] & 0x0f, 1, "FORMERR expected, got rcode {}", a[3] & 0x0f);
@@ -360,7 +330,7 @@ fn malformed_queries_and_responses_are_not_answered_by_xdp() -> Result<()> {
     let mut resp = query(9, "www.example.com", 1, 1, None, false);
     resp[2] |= 0x80;
     let runt = vec![0u8, 10, 0, 0, 0];
-    let answers = exchange(&d.client, FAST4, vec![resp, runt])?;
+    let answers = pop_lab::udp_exchange(&d.client, FAST4, vec![resp, runt])?;
     assert!(answers.iter().all(|a| a.is_none()), "{answers:?}");
     let after = d.counters()?;
     assert_eq!(after["dns.pass.qname"] - before["dns.pass.qname"], 1);
@@ -376,7 +346,7 @@ fn response_rate_limiting_holds_the_rate_and_slips() -> Result<()> {
     let d = dns_lab(20)?;
     let queries: Vec<_> = (0..400u16).map(|i| query(i, "www.example.com", 1, 1, None, false)).collect();
     let started = std::time::Instant::now();
-    let answers = exchange(&d.client, RRL4, queries)?;
+    let answers = pop_lab::udp_exchange(&d.client, RRL4, queries)?;
     let secs = started.elapsed().as_secs_f64();
     let full = answers.iter().flatten().filter(|a| a[2] & 0x02 == 0).count() as f64;
     let slipped = answers.iter().flatten().filter(|a| a[2] & 0x02 != 0).count();
@@ -393,7 +363,7 @@ fn response_rate_limiting_holds_the_rate_and_slips() -> Result<()> {
 fn reload_swaps_zones_without_failures_and_rejects_broken_zones() -> Result<()> {
     let d = dns_lab(0)?;
     let q = |id| query(id, "new.example.com", 1, 1, None, false);
-    let first = exchange(&d.client, FAST4, vec![q(1)])?;
+    let first = pop_lab::udp_exchange(&d.client, FAST4, vec![q(1)])?;
     assert_eq!(first[0].as_ref().unwrap()[3] & 0x0f, 3, "new.example.com is NXDOMAIN before the reload");
 
     // Reload while queries run: none may fail.
@@ -402,13 +372,13 @@ fn reload_swaps_zones_without_failures_and_rejects_broken_zones() -> Result<()> 
     let client = d.client.clone();
     let load = std::thread::spawn(move || {
         let queries: Vec<_> = (0..3000u16).map(|i| query(i, "www.example.com", 1, 1, None, false)).collect();
-        exchange(&client, FAST4, queries)
+        pop_lab::udp_exchange(&client, FAST4, queries)
     });
     let out = d.lab.pop(&d.pop, &d.config, &["reload"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answers = load.join().unwrap()?;
     assert!(answers.iter().all(|a| a.as_ref().is_some_and(|a| a[3] & 0x0f == 0)), "a query failed during reload");
-    let after = exchange(&d.client, FAST4, vec![q(2)])?;
+    let after = pop_lab::udp_exchange(&d.client, FAST4, vec![q(2)])?;
     let a = after[0].as_ref().unwrap();
     assert_eq!(a[3] & 0x0f, 0);
     assert!(a.windows(4).any(|w| w == [192, 0, 2, 123]), "new record not served after reload");
@@ -420,7 +390,7 @@ fn reload_swaps_zones_without_failures_and_rejects_broken_zones() -> Result<()> 
     let err = String::from_utf8_lossy(&out.stderr);
     let line = zone_text.lines().count() + 1;
     assert!(err.contains(&format!("{}:{line}:", d.zone.display())), "{err}");
-    let still = exchange(&d.client, FAST4, vec![q(3)])?;
+    let still = pop_lab::udp_exchange(&d.client, FAST4, vec![q(3)])?;
     assert!(still[0].as_ref().unwrap().windows(4).any(|w| w == [192, 0, 2, 123]));
     // SIGHUP with the broken zone: the controller logs the rejection and keeps serving.
     let pid = d.lab.daemon_pid("pop").unwrap();
@@ -428,7 +398,7 @@ fn reload_swaps_zones_without_failures_and_rejects_broken_zones() -> Result<()> 
     pop_lab::wait_until(Duration::from_secs(10), "the rejection in the log", || {
         d.lab.daemon_log("pop").filter(|l| l.contains("reload 2 rejected")).map(|_| ())
     })?;
-    let still = exchange(&d.client, FAST4, vec![q(4)])?;
+    let still = pop_lab::udp_exchange(&d.client, FAST4, vec![q(4)])?;
     assert!(still[0].as_ref().unwrap().windows(4).any(|w| w == [192, 0, 2, 123]));
     Ok(())
 }
@@ -464,7 +434,7 @@ fn vlan_tagged_and_ip_options_frames_are_answered_correctly() -> Result<()> {
     let d = dns_lab(0)?;
     let prog = testrun::pinned_program(&d.lab.bpffs_dir().join("pop").join("prog"))?;
     let q = query(0x4242, "Www.Example.com", 1, 1, Some((1232, true)), true);
-    let from_server = exchange(&d.client, SLOW4, vec![q.clone()])?.remove(0).expect("server answers");
+    let from_server = pop_lab::udp_exchange(&d.client, SLOW4, vec![q.clone()])?.remove(0).expect("server answers");
     let client4 = [192, 0, 2, 1];
     let fast4 = [203, 0, 113, 53];
     let fast6: [u8; 16] = FAST6.parse::<std::net::Ipv6Addr>()?.octets();
@@ -597,7 +567,7 @@ fn sigkill_of_the_controller_under_load_loses_no_query() -> Result<()> {
     assert_eq!(lost, 0, "{lost} of {sent} queries lost across SIGKILL and restart");
 
     // The new controller serves: the pass-to-server path works again too.
-    let wild = exchange(&d.client, FAST4, vec![query(1, "anything.wild.test", 1, 1, None, false)])?;
+    let wild = pop_lab::udp_exchange(&d.client, FAST4, vec![query(1, "anything.wild.test", 1, 1, None, false)])?;
     assert!(wild[0].is_some(), "the restarted controller's server does not answer");
     let _ = &mut d;
     Ok(())
@@ -611,13 +581,14 @@ fn top_shows_busy_prefixes_and_a_burst_is_flagged_as_a_spike() -> Result<()> {
     // A quiet baseline: a few queries a second for the analyzer's warm-up.
     for round in 0..7u16 {
         let start = std::time::Instant::now();
-        exchange(&d.client, FAST4, (0..20).map(|i| query(round * 100 + i, "www.example.com", 1, 1, None, false)).collect())?;
+        pop_lab::udp_exchange(&d.client, FAST4, (0..20).map(|i| query(round * 100 + i, "www.example.com", 1, 1, None, false)).collect())?;
         pop_lab::wait_until(Duration::from_secs(2), "the next second", || (start.elapsed() >= Duration::from_secs(1)).then_some(()))?;
     }
     // A burst (tens of thousands of queries a second) while `pop top` samples.
     let client = d.client.clone();
-    let burst =
-        std::thread::spawn(move || exchange(&client, FAST4, (0..40000u32).map(|i| query(i as u16, "www.example.com", 1, 1, None, false)).collect()));
+    let burst = std::thread::spawn(move || {
+        pop_lab::udp_exchange(&client, FAST4, (0..40000u32).map(|i| query(i as u16, "www.example.com", 1, 1, None, false)).collect())
+    });
     let top = d.lab.pop(&d.pop, &d.config, &["top", "--count", "1", "--interval", "1"])?;
     burst.join().unwrap()?;
     let text = String::from_utf8_lossy(&top.stdout);
@@ -670,7 +641,7 @@ fn big_answers_and_meta_qtypes_agree_with_knot() -> Result<()> {
     let mut lab = d.lab;
     lab.spawn(&d.pop, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
     pop_lab::wait_until(Duration::from_secs(20), "knotd answering", || {
-        exchange(&d.client, KNOT4, vec![query(1, "t900.z", 16, 1, None, false)]).ok()?.remove(0)
+        pop_lab::udp_exchange(&d.client, KNOT4, vec![query(1, "t900.z", 16, 1, None, false)]).ok()?.remove(0)
     })
     .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("knot").unwrap_or_default()))?;
 
@@ -691,8 +662,8 @@ fn big_answers_and_meta_qtypes_agree_with_knot() -> Result<()> {
             queries.push(query((i * 4 + j) as u16, name, *qtype, 1, edns, false));
         }
     }
-    let from_xdp = exchange(&d.client, FAST4, queries.clone())?;
-    let from_knot = exchange(&d.client, KNOT4, queries.clone())?;
+    let from_xdp = pop_lab::udp_exchange(&d.client, FAST4, queries.clone())?;
+    let from_knot = pop_lab::udp_exchange(&d.client, KNOT4, queries.clone())?;
     let mut differences = Vec::new();
     for (k, (a, b)) in from_xdp.iter().zip(&from_knot).enumerate() {
         let (name, qtype) = questions[k / 4];

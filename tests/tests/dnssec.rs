@@ -8,7 +8,7 @@
 
 use std::{
     io::{Read, Write},
-    net::{SocketAddr, TcpStream, UdpSocket},
+    net::{SocketAddr, TcpStream},
     path::Path,
     process::Command,
     time::Duration,
@@ -104,33 +104,6 @@ fn query(id: u16, name: &str, qtype: u16, edns: Option<(u16, bool)>) -> Vec<u8> 
         q.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
     }
     q
-}
-
-fn udp_exchange(host: &Host, server: &str, queries: Vec<Vec<u8>>) -> Result<Vec<Option<Vec<u8>>>> {
-    let server = SocketAddr::new(server.parse()?, 53);
-    host.in_netns(move || -> Result<Vec<Option<Vec<u8>>>> {
-        let sock = UdpSocket::bind("0.0.0.0:0")?;
-        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
-        let mut out = Vec::new();
-        let mut buf = [0u8; 65535];
-        for q in queries {
-            sock.send_to(&q, server)?;
-            loop {
-                match sock.recv_from(&mut buf) {
-                    Ok((n, _)) if n >= 2 && buf[..2] == q[..2] => {
-                        out.push(Some(buf[..n].to_vec()));
-                        break;
-                    }
-                    Ok(_) => continue,
-                    Err(_) => {
-                        out.push(None);
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(out)
-    })?
 }
 
 /// One TCP connection per batch of queries, one at a time (RFC 7766 framing).
@@ -250,7 +223,7 @@ fn signed_zones_are_answered_as_knot_answers_them() -> Result<()> {
     let conf = lab.write("knot.conf", &conf)?;
     lab.spawn(&pop, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
     pop_lab::wait_until(Duration::from_secs(20), "knotd answering", || {
-        udp_exchange(&client, KNOT4, vec![query(1, "optout.test", 6, None)]).ok()?.remove(0)
+        pop_lab::udp_exchange(&client, KNOT4, vec![query(1, "optout.test", 6, None)]).ok()?.remove(0)
     })
     .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("knot").unwrap_or_default()))?;
 
@@ -267,7 +240,7 @@ fn signed_zones_are_answered_as_knot_answers_them() -> Result<()> {
     let mut nsec3_proofs = 0;
     let mut truncated = 0;
     for transport in ["udp", "tcp"] {
-        let exchange = if transport == "udp" { udp_exchange } else { tcp_exchange };
+        let exchange = if transport == "udp" { pop_lab::udp_exchange } else { tcp_exchange };
         let ours = exchange(&client, POP4, queries.clone())?;
         let knots = exchange(&client, KNOT4, queries.clone())?;
         for (k, (a, b)) in ours.iter().zip(&knots).enumerate() {
