@@ -114,6 +114,25 @@ impl Compiled {
     }
 }
 
+/// The value answering `e` with its tail stored at `tail_ref`.
+fn answer_with_tail(e: &FastEntry, tail_ref: u32) -> DnsAnswer {
+    DnsAnswer {
+        action: DNS_ACTION_ANSWER,
+        flags: e.flags,
+        ancount: e.ancount,
+        nscount: e.nscount,
+        arcount: e.arcount,
+        tail_len: e.tail.len() as u16,
+        tail_csum: partial_csum(&e.tail),
+        tail_ref,
+    }
+}
+
+/// The value of an answer always sent as an empty TC=1 reply (`flags` include TC).
+fn truncated_answer(flags: u16) -> DnsAnswer {
+    DnsAnswer { action: DNS_ACTION_ANSWER, flags, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 }
+}
+
 fn pass_marker() -> DnsAnswer {
     DnsAnswer { action: DNS_ACTION_PASS, flags: 0, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 }
 }
@@ -151,7 +170,7 @@ impl TableBuilder {
         if always_truncated(e.qname.len(), e.tail.len()) {
             self.c.truncated += 1;
             let flags = e.flags | FLAG_TC;
-            return Some(DnsAnswer { action: DNS_ACTION_ANSWER, flags, ancount: 0, nscount: 0, arcount: 0, tail_len: 0, tail_csum: 0, tail_ref: 0 });
+            return Some(truncated_answer(flags));
         }
         let class = tail_class(e.tail.len())?;
         let tail_ref = if e.tail.is_empty() {
@@ -166,16 +185,7 @@ impl TableBuilder {
             self.seen.insert(bytes, r);
             r
         };
-        Some(DnsAnswer {
-            action: DNS_ACTION_ANSWER,
-            flags: e.flags,
-            ancount: e.ancount,
-            nscount: e.nscount,
-            arcount: e.arcount,
-            tail_len: e.tail.len() as u16,
-            tail_csum: partial_csum(&e.tail),
-            tail_ref,
-        })
+        Some(answer_with_tail(e, tail_ref))
     }
 
     /// The key of `name`, hashed once per call; a name that cannot be a DNS name is
@@ -685,16 +695,7 @@ impl LiveTable {
     /// The table value for `e`, taking (or sharing) a tail slot for its bytes.
     fn value(&mut self, e: &FastEntry, plan: &mut NamePlan) -> Result<DnsAnswer> {
         if always_truncated(e.qname.len(), e.tail.len()) {
-            return Ok(DnsAnswer {
-                action: DNS_ACTION_ANSWER,
-                flags: e.flags | FLAG_TC,
-                ancount: 0,
-                nscount: 0,
-                arcount: 0,
-                tail_len: 0,
-                tail_csum: 0,
-                tail_ref: 0,
-            });
+            return Ok(truncated_answer(e.flags | FLAG_TC));
         }
         let Some(class) = tail_class(e.tail.len()) else { return Ok(pass_marker()) };
         let tail_ref = if e.tail.is_empty() {
@@ -720,16 +721,7 @@ impl LiveTable {
             plan.add_tails.push((class, DnsTailKey { tag: self.tag, index }, bytes));
             r
         };
-        Ok(DnsAnswer {
-            action: DNS_ACTION_ANSWER,
-            flags: e.flags,
-            ancount: e.ancount,
-            nscount: e.nscount,
-            arcount: e.arcount,
-            tail_len: e.tail.len() as u16,
-            tail_csum: partial_csum(&e.tail),
-            tail_ref,
-        })
+        Ok(answer_with_tail(e, tail_ref))
     }
 
     fn release(&mut self, a: &DnsAnswer, plan: &mut NamePlan) {
