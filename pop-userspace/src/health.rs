@@ -17,22 +17,10 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::config::{Config, HealthCheck, ProbeKind};
+use crate::config::{Config, HealthCheck, ProbeKind, rcode_number};
 
 /// RTT samples kept per backend for the percentiles.
 const RTT_WINDOW: usize = 64;
-
-pub fn rcode_number(name: &str) -> Option<u8> {
-    Some(match name.to_ascii_uppercase().as_str() {
-        "NOERROR" => 0,
-        "FORMERR" => 1,
-        "SERVFAIL" => 2,
-        "NXDOMAIN" => 3,
-        "NOTIMP" => 4,
-        "REFUSED" => 5,
-        _ => return None,
-    })
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -35,6 +35,7 @@
 //! The data path itself is in `pop-ebpf/`; the types both sides share are in
 //! `pop-common/`.
 
+pub mod addr;
 pub mod analysis;
 pub mod anycast;
 pub mod cli;

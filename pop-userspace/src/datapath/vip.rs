@@ -15,7 +15,7 @@ use pop_common::{
 
 use crate::{config::Config, datapath::undo::HashUndo};
 
-pub const DNS_PORT: u16 = 53;
+pub use crate::config::DNS_PORT;
 
 pub fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     let addr = match addr {

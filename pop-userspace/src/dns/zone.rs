@@ -41,7 +41,7 @@ pub(crate) const CLASS_IN: u16 = 1;
 /// A zone file problem: the same located error as a config problem, displayed as
 /// `FILE:LINE: message`, or `FILE: message` when not tied to one entry (e.g. "no NS at
 /// the apex").
-pub use crate::config::{ConfigError as ZoneError, ConfigErrors as ZoneErrors};
+pub use crate::config::{ConfigError as ZoneError, ConfigErrors as ZoneErrors, DEFAULT_ZONE_MAX_BYTES, ZoneLimits};
 
 /// One resource record, ready to be copied into a response.
 #[derive(Debug, Clone)]
@@ -364,26 +364,10 @@ fn rdata_target(rdata: &RData) -> Option<Vec<u8>> {
 
 type ParsedRecords = BTreeMap<RrKey, RecordSet>;
 
-/// Default cap on one zone's text: the zone file and everything it includes, together.
-pub const DEFAULT_ZONE_MAX_BYTES: u64 = 64 << 20;
 /// Problems listed per zone; the rest are counted in one more line.
 pub const MAX_LISTED_ERRORS: usize = 20;
 /// Nesting of `$INCLUDE` (hickory's own limit is 256 open files).
 const MAX_INCLUDE_DEPTH: usize = 16;
-
-/// What a zone may read: `$INCLUDE` only below the including file's directory or one
-/// of `include_dirs`, and at most `max_bytes` of text in all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZoneLimits {
-    pub include_dirs: Vec<PathBuf>,
-    pub max_bytes: u64,
-}
-
-impl Default for ZoneLimits {
-    fn default() -> Self {
-        ZoneLimits { include_dirs: Vec::new(), max_bytes: DEFAULT_ZONE_MAX_BYTES }
-    }
-}
 
 /// A validation problem and what caused it, so its line can be found in one pass over
 /// the file's entries (see [`EntryIndex`]).

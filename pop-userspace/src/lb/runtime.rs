@@ -7,13 +7,13 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    net::{IpAddr, SocketAddr, UdpSocket},
+    net::{SocketAddr, UdpSocket},
 };
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, MapData};
 use log::info;
-use pop_common::{BACKEND_DOWN, BACKEND_LIVE, BACKEND_UNUSED, LB_MAX_BACKENDS, LB_MAX_SERVICES, LbBackend, LbService, v4_mapped};
+use pop_common::{BACKEND_DOWN, BACKEND_LIVE, BACKEND_UNUSED, LB_MAX_BACKENDS, LB_MAX_SERVICES, LbBackend, LbService};
 
 use super::maglev::{self, MaglevBackend};
 use crate::{
@@ -22,20 +22,7 @@ use crate::{
     health::Board,
 };
 
-pub fn mapped(ip: IpAddr) -> [u8; 16] {
-    match ip {
-        IpAddr::V4(a) => v4_mapped(a.octets()),
-        IpAddr::V6(a) => a.octets(),
-    }
-}
-
-pub fn unmapped(a: &[u8; 16]) -> IpAddr {
-    let v6 = std::net::Ipv6Addr::from(*a);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
+pub use crate::addr::{mapped, unmapped};
 
 /// The health-independent part of a backend's state the controller wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

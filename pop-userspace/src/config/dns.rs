@@ -1,0 +1,111 @@
+//! `[[dns]]` blocks: zones served on a set of VIPs, with their limits.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Listeners, Protocol, Validator};
+
+/// The port every `[[dns]]` VIP serves, over UDP and TCP.
+pub const DNS_PORT: u16 = 53;
+
+/// One `[[dns]]` block: zones served on a set of VIPs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsBlock {
+    pub vips: Vec<IpAddr>,
+    /// Zone files, resolved against the config file's directory.
+    pub zones: Vec<PathBuf>,
+    /// Responses per second per client /24 (IPv4) or /56 (IPv6); 0 turns RRL off.
+    pub rate_limit: u32,
+    /// Whether XDP answers what it can; off sends every query to the server.
+    pub fast_path: bool,
+    /// How far zone files may reach with `$INCLUDE`, and how big they may be.
+    pub zone_limits: ZoneLimits,
+    /// Line of the block's `[[dns]]` header.
+    pub line: usize,
+}
+
+/// Default response rate limit per client prefix (responses/s).
+pub const DEFAULT_DNS_RATE_LIMIT: u32 = 200;
+/// The data path holds at most this many `[[dns]]` blocks.
+pub const MAX_DNS_BLOCKS: usize = pop_common::DNS_BLOCKS_MAX as usize;
+/// Default cap on one zone's text: the zone file and everything it includes, together.
+pub const DEFAULT_ZONE_MAX_BYTES: u64 = 64 << 20;
+/// Largest `zone_max_bytes` accepted (16 GiB): past that the parser's memory is the limit.
+const MAX_ZONE_BYTES: u64 = 1 << 34;
+
+/// What a zone may read: `$INCLUDE` only below the including file's directory or one
+/// of `include_dirs`, and at most `max_bytes` of text in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneLimits {
+    pub include_dirs: Vec<PathBuf>,
+    pub max_bytes: u64,
+}
+
+impl Default for ZoneLimits {
+    fn default() -> Self {
+        ZoneLimits { include_dirs: Vec::new(), max_bytes: DEFAULT_ZONE_MAX_BYTES }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDns {
+    vips: Vec<Spanned<String>>,
+    zones: Vec<Spanned<String>>,
+    rate_limit: Option<u32>,
+    fast_path: Option<bool>,
+    /// Directories `$INCLUDE` may read from besides the including file's own.
+    #[serde(default)]
+    include_dirs: Vec<Spanned<String>>,
+    zone_max_bytes: Option<Spanned<u64>>,
+}
+
+/// Checks every `[[dns]]` block; each VIP claims port 53 over UDP and TCP.
+pub(super) fn validate(v: &mut Validator, listeners: &mut Listeners, raw: Vec<Spanned<RawDns>>) -> Vec<DnsBlock> {
+    let mut dns = Vec::new();
+    if raw.len() > MAX_DNS_BLOCKS {
+        v.error(raw[MAX_DNS_BLOCKS].span(), format!("at most {MAX_DNS_BLOCKS} [[dns]] blocks"));
+    }
+    for block in raw {
+        let span = block.span();
+        let line = v.line(span.start);
+        let block = block.into_inner();
+        if block.vips.is_empty() {
+            v.error(span.clone(), "[[dns]] needs at least one address in vips".into());
+        }
+        if block.zones.is_empty() {
+            v.error(span.clone(), "[[dns]] needs at least one zone file in zones".into());
+        }
+        let mut vips = Vec::new();
+        for vip in &block.vips {
+            let Some(ip) = v.vip(vip) else { continue };
+            // The server answers DNS over TCP on the same VIPs.
+            if v.claim(listeners, ip, DNS_PORT, Protocol::Udp, vip.span(), "[[dns]]")
+                && v.claim(listeners, ip, DNS_PORT, Protocol::Tcp, vip.span(), "[[dns]]")
+            {
+                vips.push(ip);
+            }
+        }
+        let zones = block.zones.into_iter().map(|z| v.base.join(z.into_inner())).collect();
+        let include_dirs = block.include_dirs.into_iter().map(|d| v.base.join(d.into_inner())).collect();
+        let max_bytes = match block.zone_max_bytes {
+            Some(n) if !(1024..=MAX_ZONE_BYTES).contains(n.get_ref()) => {
+                v.error(n.span(), format!("dns.zone_max_bytes {} must be between 1024 and {MAX_ZONE_BYTES}", n.get_ref()));
+                DEFAULT_ZONE_MAX_BYTES
+            }
+            Some(n) => n.into_inner(),
+            None => DEFAULT_ZONE_MAX_BYTES,
+        };
+        dns.push(DnsBlock {
+            vips,
+            zones,
+            rate_limit: block.rate_limit.unwrap_or(DEFAULT_DNS_RATE_LIMIT),
+            fast_path: block.fast_path.unwrap_or(true),
+            zone_limits: ZoneLimits { include_dirs, max_bytes },
+            line,
+        });
+    }
+    dns
+}
