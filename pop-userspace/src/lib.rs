@@ -10,17 +10,22 @@
 //! only while it is healthy and the XDP program is attached.
 //!
 //! ## Layout
-//! - [`config`]: `pop.toml` parsing and validation (errors as `file:line: message`).
+//! - [`config`]: `pop.toml` parsing and validation (errors as `file:line: message`),
+//!   one file per section; it imports no feature module but the pure helpers below.
+//! - [`addr`]: addresses as the maps key them (IPv4-mapped), converted in one place.
 //! - [`metrics`]: reading the per-CPU data-path counters and rendering them.
 //! - [`dns`]: zones (parsed by hickory), the authoritative answer engine, its UDP/TCP
 //!   server, and the compiled table the XDP fast path answers from.
-//! - [`http`]: `[[http]]` sites: rendering responses and loading the XDP route table.
+//! - [`http`]: `[[http]]` sites: [`http::reply`] renders and checks each response
+//!   (pure); the module loads the XDP route table.
 //! - [`lb`]: services and backends: Maglev tables, backend ids, `pop decap`.
 //! - [`health`]: probing backends (tcp/http/dns), rise/fall, RTT; drain state.
-//! - [`control`]: the control socket the CLI uses to talk to `pop run`.
 //! - [`controller`]: `pop run`: attach, the run loop, reloads (staged off the loop);
-//!   [`controller::apply`], the one transactional apply; [`controller::gate`],
-//!   connection caps and timeouts of the metrics and control listeners.
+//!   [`controller::apply`], the one transactional apply; [`controller::control`], the
+//!   control socket and the one place every request is answered;
+//!   [`controller::run_state`], the run lock and the status file `pop reload` waits on;
+//!   [`controller::gate`], connection caps and timeouts of the metrics and control
+//!   listeners.
 //! - [`datapath`]: the controller's side of the maps: [`datapath::loader`] (loading the
 //!   XDP object, attaching, pinning, detaching), [`datapath::map_batch`] (batch ops for
 //!   millions of DNS entries), [`datapath::vip`] (the VIP table), [`datapath::undo`]
@@ -28,7 +33,8 @@
 //! - [`anycast`]: announcing VIPs (addresses on `lo` for BGP) only while healthy.
 //! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
 //! - [`status`]: the typed `pop status` report, shared by the controller and the CLI.
-//! - [`cli`]: the command line (`run`, `check`, `stats`, `detach`).
+//! - [`cli`]: the command line: its definition and dispatch, and one file per command
+//!   that renders something (`stats`, `top`, `status`).
 //! - [`manual`]: man pages and shell completions generated from the CLI definition.
 //! - [`systemd`]: readiness notification to systemd (`Type=notify`).
 //!
@@ -40,7 +46,6 @@ pub mod analysis;
 pub mod anycast;
 pub mod cli;
 pub mod config;
-pub mod control;
 pub mod controller;
 pub mod datapath;
 // The old paths, for the branches that still use them.

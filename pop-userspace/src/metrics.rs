@@ -1,5 +1,5 @@
 //! Data-path counters: read from the pinned per-CPU map (no daemon needed), summed
-//! over CPUs, and rendered for `pop stats` as a table or JSON.
+//! over CPUs, for `pop stats`, `pop top` and Prometheus.
 
 use std::{path::Path, time::Duration};
 
@@ -64,18 +64,6 @@ pub fn rows(now: &Totals, before: Option<(&Totals, Duration)>) -> Vec<CounterRow
         .collect()
 }
 
-/// The human table: zero counters are hidden unless `all`.
-pub fn render_table(rows: &[CounterRow], all: bool) -> String {
-    let mut out = String::new();
-    let rate_hdr = if rows.iter().any(|r| r.per_second.is_some()) { "per second" } else { "" };
-    out.push_str(&format!("{:<22} {:>16} {:>14}  {}\n", "counter", "total", rate_hdr, "meaning"));
-    for r in rows.iter().filter(|r| all || r.total != 0) {
-        let rate = r.per_second.map(|p| format!("{p:.1}")).unwrap_or_default();
-        out.push_str(&format!("{:<22} {:>16} {:>14}  {}\n", r.name, r.total, rate, r.help));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,10 +90,6 @@ mod tests {
         let rx = rows.iter().find(|r| r.name == "rx.packets").unwrap();
         assert_eq!(rx.total, 30);
         assert_eq!(rx.per_second, Some(10.0));
-        let table = render_table(&rows, false);
-        assert!(table.contains("rx.packets"));
-        assert!(!table.contains("action.drop"));
-        assert!(render_table(&rows, true).contains("action.drop"));
     }
 }
 
@@ -173,24 +157,6 @@ pub fn service_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Result<
         rows.push(ServiceRow { name: svc.name.clone(), totals: sum_stats(&svc_stats, i as u32)?, backends: be_rows });
     }
     Ok(rows)
-}
-
-pub fn render_services(rows: &[ServiceRow]) -> String {
-    let mut out = String::new();
-    if rows.is_empty() {
-        return out;
-    }
-    out.push_str(&format!("\n{:<28} {:<16} {:>12} {:>14} {:>10}\n", "service / backend", "state", "packets", "bytes", "new flows"));
-    for s in rows {
-        out.push_str(&format!("{:<28} {:<16} {:>12} {:>14} {:>10}\n", s.name, "", s.totals.packets, s.totals.bytes, s.totals.new_flows));
-        for b in &s.backends {
-            out.push_str(&format!(
-                "  {:<26} {:<16} {:>12} {:>14} {:>10}\n",
-                b.address, b.state, b.totals.packets, b.totals.bytes, b.totals.new_flows
-            ));
-        }
-    }
-    out
 }
 
 /// Requests answered per HTTP route (named "site host/path"), from the pinned map.

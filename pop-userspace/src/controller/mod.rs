@@ -2,12 +2,7 @@
 //! eBPF log lines, and run until SIGINT/SIGTERM. Stopping the controller leaves the
 //! data path attached and pinned; the next `pop run` takes it over.
 
-use std::{
-    fs::{self, File, OpenOptions},
-    io::{Read as _, Seek as _, Write as _},
-    os::fd::AsRawFd as _,
-    path::{Path, PathBuf},
-};
+use std::fs;
 
 use anyhow::{Context as _, Result, bail};
 use log::{info, warn};
@@ -17,11 +12,14 @@ use tokio::{
 };
 
 pub mod apply;
+pub mod control;
 pub mod gate;
+mod metrics_listener;
+pub mod run_state;
 
 use apply::Live;
-
-use crate::status::{ServiceStatus, StatusReport};
+use metrics_listener::serve_metrics;
+use run_state::{RunLock, read_status, write_status};
 
 use crate::{
     config::Config,
@@ -33,72 +31,6 @@ use crate::{
     loader,
     vip::VipTable,
 };
-
-/// `<run_dir>/status`: `<sequence> ok` or `<sequence> error` and the errors, rewritten
-/// after start-up (sequence 0) and after every reload, so `pop reload` can report.
-pub fn status_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("status")
-}
-
-/// The sequence number and text of the last status, if any.
-pub fn read_status(run_dir: &Path) -> Option<(u64, String)> {
-    let text = fs::read_to_string(status_path(run_dir)).ok()?;
-    let (seq, rest) = text.split_once(' ')?;
-    Some((seq.parse().ok()?, rest.to_string()))
-}
-
-fn write_status(run_dir: &Path, seq: u64, result: &Result<()>) {
-    let text = match result {
-        Ok(()) => format!("{seq} ok\n"),
-        Err(e) => format!("{seq} error\n{e:#}\n"),
-    };
-    let tmp = run_dir.join("status.tmp");
-    if fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, status_path(run_dir))).is_err() {
-        warn!("could not write {}", status_path(run_dir).display());
-    }
-}
-
-/// An exclusive lock on `<run_dir>/pop.lock` held for the controller's lifetime, so
-/// two controllers never fight over one set of pins and `detach` can tell if one runs.
-pub struct RunLock {
-    _file: File,
-    pub path: PathBuf,
-}
-
-impl RunLock {
-    /// The pid of the controller holding the lock in `run_dir`, if one runs.
-    pub fn holder(run_dir: &Path) -> Option<i32> {
-        let path = run_dir.join("pop.lock");
-        let mut file = File::open(&path).ok()?;
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
-            return None;
-        }
-        let mut pid = String::new();
-        file.read_to_string(&mut pid).ok()?;
-        pid.trim().parse().ok()
-    }
-
-    pub fn acquire(run_dir: &Path) -> Result<RunLock> {
-        fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let path = run_dir.join("pop.lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            bail!("a pop controller (pid {}) is already running with run_dir {}; stop it first", pid.trim(), run_dir.display());
-        }
-        file.set_len(0)?;
-        file.rewind()?;
-        writeln!(file, "{}", std::process::id())?;
-        Ok(RunLock { _file: file, path })
-    }
-}
 
 /// Everything `pop check`, `pop run` and `pop reload` refuse, in one place so that what
 /// `check` accepts the others accept (the config itself is validated when loaded): the
@@ -197,7 +129,7 @@ pub async fn run(config: Config) -> Result<()> {
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
-    crate::control::listen(&config.pop.run_dir, ctl_tx)?;
+    control::listen(&config.pop.run_dir, ctl_tx)?;
     let spikes = std::sync::Arc::new(std::sync::Mutex::new(0u64));
     let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::<crate::anycast::runtime::VipStatus>::new()));
     if let Some(addr) = config.pop.metrics_listen {
@@ -265,21 +197,8 @@ pub async fn run(config: Config) -> Result<()> {
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
-                let answer = match req {
-                    crate::control::Request::Withdraw | crate::control::Request::Announce => match anycast.as_mut() {
-                        None => Err("no [anycast] section: pop does not manage announcements here".to_string()),
-                        Some(a) => {
-                            let on = matches!(req, crate::control::Request::Withdraw);
-                            a.set_maintenance(on).await.map_err(|e| format!("{e:#}")).map(|()| serde_json::json!(if on {
-                                "maintenance: every VIP withdrawn until `pop announce` (persists across restarts)"
-                            } else {
-                                "maintenance over: VIPs are announced as health allows"
-                            }))
-                        }
-                    },
-                    req => control_request(req, &config, &board, &mut live.lb, anycast.as_ref().map(|a| a.status()).unwrap_or_default(), &datapath_status),
-                };
-                let _ = reply.send(answer);
+                let cx = control::Context { config: &config, board: &board, lb: &mut live.lb, anycast: anycast.as_mut(), datapath: &datapath_status };
+                let _ = reply.send(control::answer(req, cx).await);
             }
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
@@ -324,147 +243,10 @@ pub async fn run(config: Config) -> Result<()> {
     }
     live.dns.shutdown();
     drop(checks);
-    let _ = fs::remove_file(crate::control::socket_path(&config.pop.run_dir));
+    let _ = fs::remove_file(control::socket_path(&config.pop.run_dir));
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");
     Ok(())
-}
-
-/// Serves Prometheus' `GET /metrics` on `addr` (plain HTTP/1.0, one request per
-/// connection). The config it names things by is the one at start-up.
-async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    config: Config,
-    board: std::sync::Arc<crate::health::Board>,
-    spikes: std::sync::Arc<std::sync::Mutex<u64>>,
-    announced: std::sync::Arc<std::sync::Mutex<Vec<crate::anycast::runtime::VipStatus>>>,
-) -> Result<()> {
-    use tokio::io::AsyncWriteExt as _;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
-    info!("Prometheus metrics on http://{addr}/metrics");
-    let gate = gate::Gate::new(METRICS_CONNECTIONS);
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
-            let Some(ticket) = gate.admit() else { continue };
-            let (config, board, spikes, announced) = (config.clone(), board.clone(), spikes.clone(), announced.clone());
-            tokio::spawn(async move {
-                let head = tokio::select! {
-                    _ = ticket.evicted.notified() => return,
-                    r = tokio::time::timeout(gate::READ_TIMEOUT, read_head(&mut s)) => match r {
-                        Ok(Some(head)) => head,
-                        _ => return,
-                    },
-                };
-                ticket.answering();
-                let (status, body) = if head.starts_with("GET /metrics") {
-                    // Reading every map is blocking work: off the runtime's threads.
-                    let rendered = tokio::task::spawn_blocking(move || crate::metrics::prometheus(&config, &board)).await;
-                    match rendered {
-                        Ok(Ok(b)) => {
-                            let mut b = format!(
-                                "{b}# HELP pop_traffic_spikes_total VIP rates far above their moving baseline.\n# TYPE pop_traffic_spikes_total counter\npop_traffic_spikes_total {}\n",
-                                *spikes.lock().unwrap()
-                            );
-                            b += "# HELP pop_vip_announced 1 while the VIP is announced (its address on the anycast interface).\n# TYPE pop_vip_announced gauge\n";
-                            for v in announced.lock().unwrap().iter() {
-                                b += &format!("pop_vip_announced{{vip=\"{}\"}} {}\n", v.vip, v.announced as u8);
-                            }
-                            ("200 OK", b)
-                        }
-                        Ok(Err(e)) => ("500 Internal Server Error", format!("{e:#}\n")),
-                        Err(e) => ("500 Internal Server Error", format!("{e}\n")),
-                    }
-                } else if head.is_empty() {
-                    ("431 Request Header Fields Too Large", format!("requests are at most {MAX_REQUEST} bytes\n"))
-                } else {
-                    ("404 Not Found", "try /metrics\n".to_string())
-                };
-                let head = format!("HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
-                let _ = tokio::time::timeout(gate::WRITE_TIMEOUT, async {
-                    s.write_all(head.as_bytes()).await?;
-                    s.write_all(body.as_bytes()).await
-                })
-                .await;
-            });
-        }
-    });
-    Ok(())
-}
-
-/// Prometheus scrapes served at once (see [`gate`]).
-const METRICS_CONNECTIONS: usize = 32;
-/// The longest HTTP request head the metrics listener reads.
-const MAX_REQUEST: usize = 8192;
-
-/// Reads an HTTP request head (up to the blank line). Some("") if it is over
-/// [`MAX_REQUEST`]; None if the client went away first.
-async fn read_head(s: &mut tokio::net::TcpStream) -> Option<String> {
-    use tokio::io::AsyncReadExt as _;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_REQUEST {
-            return Some(String::new());
-        }
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-            return Some(String::from_utf8_lossy(&buf).into_owned());
-        }
-    }
-}
-
-/// Answers one control-socket request.
-fn control_request(
-    req: crate::control::Request,
-    config: &Config,
-    board: &crate::health::Board,
-    lb: &mut LbRuntime,
-    vips: Vec<crate::status::VipStatus>,
-    datapath: &crate::status::DatapathStatus,
-) -> Result<serde_json::Value, String> {
-    use crate::control::Request;
-    match req {
-        Request::Status => {
-            let report = StatusReport {
-                pop: config.pop.name.clone(),
-                vips,
-                services: config
-                    .services
-                    .iter()
-                    .map(|s| ServiceStatus {
-                        name: s.name.clone(),
-                        vips: s.vips.clone(),
-                        port: s.port,
-                        min_healthy: s.min_healthy,
-                        backends_up: board.up_count(&s.name),
-                        healthy: board.up_count(&s.name) >= s.min_healthy as usize,
-                    })
-                    .collect(),
-                backends: board.snapshot(),
-                datapath: Some(datapath.clone()),
-            };
-            serde_json::to_value(report).map_err(|e| e.to_string())
-        }
-        Request::Withdraw | Request::Announce => Err("handled by the controller loop".into()),
-        Request::Drain { service, backend } | Request::Undrain { service, backend } if backend.parse::<std::net::IpAddr>().is_err() => {
-            Err(format!("{backend:?} is not an IP address (in service {service:?})"))
-        }
-        Request::Drain { service, backend } => {
-            board.set_drain(&service, backend.parse().unwrap(), true)?;
-            lb.apply_health(config, board).map_err(|e| e.join("\n"))?;
-            Ok(serde_json::json!(format!("{backend} in {service} drained: existing flows stay, no new ones")))
-        }
-        Request::Undrain { service, backend } => {
-            board.set_drain(&service, backend.parse().unwrap(), false)?;
-            lb.apply_health(config, board).map_err(|e| e.join("\n"))?;
-            Ok(serde_json::json!(format!("{backend} in {service} takes new flows again")))
-        }
-    }
 }
 
 /// What a reload task hands the controller loop: its sequence number, and the new

@@ -1,6 +1,7 @@
 //! The control socket: `<run_dir>/control.sock`, owner-only (0600), one JSON request
-//! per line, one JSON answer per line. `pop status`, `pop drain` and `pop undrain`
-//! talk to the running controller through it.
+//! per line, one JSON answer per line. `pop status`, `drain`, `undrain`, `withdraw` and
+//! `announce` talk to the running controller through it; [`answer`] is the one place
+//! every request is answered.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -8,13 +9,21 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::controller::gate::{Gate, READ_TIMEOUT, WRITE_TIMEOUT};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncWriteExt as _},
     net::UnixListener,
     sync::{mpsc, oneshot},
+};
+
+use super::gate::{Gate, READ_TIMEOUT, WRITE_TIMEOUT};
+use crate::{
+    anycast::runtime::Anycast,
+    config::Config,
+    health::Board,
+    lb::runtime::LbRuntime,
+    status::{DatapathStatus, ServiceStatus, StatusReport},
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,4 +138,64 @@ pub fn call(run_dir: &Path, req: &Request) -> Result<serde_json::Value> {
         bail!("{}", e.as_str().unwrap_or("error"));
     }
     v.get("ok").cloned().ok_or_else(|| anyhow!("bad answer from the controller"))
+}
+
+/// What a request may read or change: borrowed from the controller loop for one answer.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub board: &'a Board,
+    pub lb: &'a mut LbRuntime,
+    pub anycast: Option<&'a mut Anycast>,
+    pub datapath: &'a DatapathStatus,
+}
+
+/// Answers one control-socket request.
+pub async fn answer(req: Request, cx: Context<'_>) -> Result<serde_json::Value, String> {
+    let Context { config, board, lb, anycast, datapath } = cx;
+    let drain = matches!(req, Request::Drain { .. });
+    match req {
+        Request::Status => {
+            let report = StatusReport {
+                pop: config.pop.name.clone(),
+                vips: anycast.map(|a| a.status()).unwrap_or_default(),
+                services: config
+                    .services
+                    .iter()
+                    .map(|s| ServiceStatus {
+                        name: s.name.clone(),
+                        vips: s.vips.clone(),
+                        port: s.port,
+                        min_healthy: s.min_healthy,
+                        backends_up: board.up_count(&s.name),
+                        healthy: board.up_count(&s.name) >= s.min_healthy as usize,
+                    })
+                    .collect(),
+                backends: board.snapshot(),
+                datapath: Some(datapath.clone()),
+            };
+            serde_json::to_value(report).map_err(|e| e.to_string())
+        }
+        Request::Withdraw | Request::Announce => {
+            let Some(a) = anycast else { return Err("no [anycast] section: pop does not manage announcements here".to_string()) };
+            let on = matches!(req, Request::Withdraw);
+            a.set_maintenance(on).await.map_err(|e| format!("{e:#}"))?;
+            Ok(serde_json::json!(if on {
+                "maintenance: every VIP withdrawn until `pop announce` (persists across restarts)"
+            } else {
+                "maintenance over: VIPs are announced as health allows"
+            }))
+        }
+        Request::Drain { service, backend } | Request::Undrain { service, backend } => {
+            let Ok(address) = backend.parse::<std::net::IpAddr>() else {
+                return Err(format!("{backend:?} is not an IP address (in service {service:?})"));
+            };
+            board.set_drain(&service, address, drain)?;
+            lb.apply_health(config, board).map_err(|e| e.join("\n"))?;
+            Ok(serde_json::json!(if drain {
+                format!("{backend} in {service} drained: existing flows stay, no new ones")
+            } else {
+                format!("{backend} in {service} takes new flows again")
+            }))
+        }
+    }
 }

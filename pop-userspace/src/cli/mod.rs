@@ -1,13 +1,19 @@
-//! The `pop` command line. Each subcommand is a thin call into the modules.
+//! The `pop` command line: the definition (help text included) and dispatch. Each
+//! subcommand is a thin call into the modules; those that render something have a
+//! file here: [`stats`], [`top`], [`status`] (and the requests to the controller).
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+mod stats;
+mod status;
+mod top;
 
-use anyhow::{Context as _, Result};
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::{
     config::{Config, DEFAULT_CONFIG},
-    controller, metrics,
+    controller::{self, control::Request},
 };
 
 const EXAMPLE: &str = "\
@@ -187,40 +193,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             println!("{}: ok ({} interface(s), {} DNS block(s))", cli.config.display(), config.interfaces.len(), config.dns.len());
         }
-        Command::Stats { json, interval, all } => {
-            let config = load_config(&cli.config)?;
-            let map = metrics::open_counters(&config.pop.bpffs_dir)?;
-            let first = metrics::read_totals(&map)?;
-            let (now, before) = if interval > 0.0 {
-                let d = Duration::from_secs_f64(interval);
-                std::thread::sleep(d); // the measurement window for rates, not synchronisation
-                (metrics::read_totals(&map)?, Some((&first, d)))
-            } else {
-                (first.clone(), None)
-            };
-            let rows = metrics::rows(&now, before);
-            let services = metrics::service_rows(&config.pop.bpffs_dir, &config)?;
-            let routes = metrics::http_route_rows(&config.pop.bpffs_dir, &config)?;
-            if json {
-                let out = serde_json::json!({
-                    "pop": config.pop.name,
-                    "interval_seconds": if interval > 0.0 { Some(interval) } else { None },
-                    "counters": rows,
-                    "services": services,
-                    "http_routes": routes.iter().map(|(n, c)| serde_json::json!({"route": n, "answered": c})).collect::<Vec<_>>(),
-                });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                print!("{}", metrics::render_table(&rows, all));
-                print!("{}", metrics::render_services(&services));
-                if !routes.is_empty() {
-                    println!("\n{:<50} {:>12}", "http route", "answered");
-                    for (name, count) in &routes {
-                        println!("{name:<50} {count:>12}");
-                    }
-                }
-            }
-        }
+        Command::Stats { json, interval, all } => stats::run(&load_config(&cli.config)?, json, interval, all)?,
         Command::Decap { iface, generic, detach, stats, allow_source, bpffs_dir } => {
             if detach {
                 crate::lb::decap::detach(&bpffs_dir, &iface)?;
@@ -232,70 +205,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 crate::lb::decap::attach(&bpffs_dir, &iface, generic, &allow_source)?;
             }
         }
-        Command::Top { interval, count, limit } => {
-            let config = load_config(&cli.config)?;
-            let dir = &config.pop.bpffs_dir;
-            let vip_stats = crate::analysis::open_vip_stats(dir)?;
-            let (mut vips, mut prefixes) = (crate::analysis::vip_packets(&vip_stats), crate::analysis::prefix_packets(dir)?);
-            let backend_packets = |rows: Vec<metrics::ServiceRow>| -> std::collections::HashMap<String, u64> {
-                rows.into_iter().flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets))).collect()
-            };
-            let mut backends = backend_packets(metrics::service_rows(dir, &config)?);
-            let mut n = 0;
-            loop {
-                std::thread::sleep(Duration::from_secs_f64(interval)); // the sampling window
-                let (v2, p2) = (crate::analysis::vip_packets(&vip_stats), crate::analysis::prefix_packets(dir)?);
-                println!("-- pop {} -- packets/s over {interval:.1} s", config.pop.name);
-                println!("{:<40} {:>12}", "VIP", "packets/s");
-                for (vip, r) in crate::analysis::rates(&vips, &v2, interval) {
-                    println!("{:<40} {:>12.1}", vip.to_string(), r);
-                }
-                let b2 = backend_packets(metrics::service_rows(dir, &config)?);
-                if !b2.is_empty() {
-                    println!("{:<40} {:>12}", "service backend", "packets/s");
-                    for (b, r) in crate::analysis::rates(&backends, &b2, interval) {
-                        println!("{b:<40} {r:>12.1}");
-                    }
-                }
-                println!("{:<40} {:>12}", "client prefix", "packets/s");
-                for (p, r) in crate::analysis::rates(&prefixes, &p2, interval).into_iter().take(limit) {
-                    println!("{p:<40} {r:>12.1}");
-                }
-                println!();
-                (vips, prefixes, backends) = (v2, p2, b2);
-                n += 1;
-                if count != 0 && n >= count {
-                    break;
-                }
-            }
-        }
-        Command::Status { json } => {
-            let config = load_config(&cli.config)?;
-            let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Status)?;
-            let report: crate::status::StatusReport = serde_json::from_value(v).context("the controller's status report")?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                print!("{}", report.render(now));
-            }
-        }
-        Command::Withdraw | Command::Announce => {
-            let config = load_config(&cli.config)?;
-            let req = if matches!(cli.command, Command::Withdraw) { crate::control::Request::Withdraw } else { crate::control::Request::Announce };
-            let v = crate::control::call(&config.pop.run_dir, &req)?;
-            println!("{}", v.as_str().unwrap_or_default());
-        }
-        Command::Drain { service, backend } => {
-            let config = load_config(&cli.config)?;
-            let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Drain { service, backend })?;
-            println!("{}", v.as_str().unwrap_or_default());
-        }
-        Command::Undrain { service, backend } => {
-            let config = load_config(&cli.config)?;
-            let v = crate::control::call(&config.pop.run_dir, &crate::control::Request::Undrain { service, backend })?;
-            println!("{}", v.as_str().unwrap_or_default());
-        }
+        Command::Top { interval, count, limit } => top::run(&load_config(&cli.config)?, interval, count, limit)?,
+        Command::Status { json } => status::show(&load_config(&cli.config)?, json)?,
+        Command::Withdraw => status::request(&load_config(&cli.config)?, Request::Withdraw)?,
+        Command::Announce => status::request(&load_config(&cli.config)?, Request::Announce)?,
+        Command::Drain { service, backend } => status::request(&load_config(&cli.config)?, Request::Drain { service, backend })?,
+        Command::Undrain { service, backend } => status::request(&load_config(&cli.config)?, Request::Undrain { service, backend })?,
         Command::Reload => {
             let config = load_config(&cli.config)?;
             controller::request_reload(&config)?;

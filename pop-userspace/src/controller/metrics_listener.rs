@@ -1,0 +1,96 @@
+//! The Prometheus listener: plain HTTP/1.0 `GET /metrics`, one request per connection,
+//! with a connection cap, read/write timeouts and a request size limit (see [`gate`]).
+
+use anyhow::{Context as _, Result};
+use log::info;
+
+use super::gate;
+use crate::config::Config;
+
+/// Serves Prometheus' `GET /metrics` on `addr` (plain HTTP/1.0, one request per
+/// connection). The config it names things by is the one at start-up.
+pub async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    config: Config,
+    board: std::sync::Arc<crate::health::Board>,
+    spikes: std::sync::Arc<std::sync::Mutex<u64>>,
+    announced: std::sync::Arc<std::sync::Mutex<Vec<crate::anycast::runtime::VipStatus>>>,
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
+    info!("Prometheus metrics on http://{addr}/metrics");
+    let gate = gate::Gate::new(METRICS_CONNECTIONS);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else { continue };
+            let Some(ticket) = gate.admit() else { continue };
+            let (config, board, spikes, announced) = (config.clone(), board.clone(), spikes.clone(), announced.clone());
+            tokio::spawn(async move {
+                let head = tokio::select! {
+                    _ = ticket.evicted.notified() => return,
+                    r = tokio::time::timeout(gate::READ_TIMEOUT, read_head(&mut s)) => match r {
+                        Ok(Some(head)) => head,
+                        _ => return,
+                    },
+                };
+                ticket.answering();
+                let (status, body) = if head.starts_with("GET /metrics") {
+                    // Reading every map is blocking work: off the runtime's threads.
+                    let rendered = tokio::task::spawn_blocking(move || crate::metrics::prometheus(&config, &board)).await;
+                    match rendered {
+                        Ok(Ok(b)) => {
+                            let mut b = format!(
+                                "{b}# HELP pop_traffic_spikes_total VIP rates far above their moving baseline.\n# TYPE pop_traffic_spikes_total counter\npop_traffic_spikes_total {}\n",
+                                *spikes.lock().unwrap()
+                            );
+                            b += "# HELP pop_vip_announced 1 while the VIP is announced (its address on the anycast interface).\n# TYPE pop_vip_announced gauge\n";
+                            for v in announced.lock().unwrap().iter() {
+                                b += &format!("pop_vip_announced{{vip=\"{}\"}} {}\n", v.vip, v.announced as u8);
+                            }
+                            ("200 OK", b)
+                        }
+                        Ok(Err(e)) => ("500 Internal Server Error", format!("{e:#}\n")),
+                        Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+                    }
+                } else if head.is_empty() {
+                    ("431 Request Header Fields Too Large", format!("requests are at most {MAX_REQUEST} bytes\n"))
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_string())
+                };
+                let head = format!("HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n", body.len());
+                let _ = tokio::time::timeout(gate::WRITE_TIMEOUT, async {
+                    s.write_all(head.as_bytes()).await?;
+                    s.write_all(body.as_bytes()).await
+                })
+                .await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Prometheus scrapes served at once (see [`gate`]).
+const METRICS_CONNECTIONS: usize = 32;
+/// The longest HTTP request head the metrics listener reads.
+const MAX_REQUEST: usize = 8192;
+
+/// Reads an HTTP request head (up to the blank line). Some("") if it is over
+/// [`MAX_REQUEST`]; None if the client went away first.
+async fn read_head(s: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = s.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > MAX_REQUEST {
+            return Some(String::new());
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+            return Some(String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
+}
