@@ -4,21 +4,12 @@
 use std::{
     collections::{HashMap, HashSet},
     net::IpAddr,
-    path::Path,
 };
 
-use anyhow::{Context as _, Result};
-use aya::maps::{Map, MapData, PerCpuHashMap};
+use aya::maps::{MapData, PerCpuHashMap};
 use pop_common::VipKey;
 
-use crate::{lb::runtime::unmapped, loader::Pins};
-
-/// The pinned per-VIP traffic map (for the CLI; the controller holds it already).
-pub fn open_vip_stats(bpffs_dir: &Path) -> Result<PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic>> {
-    let path = Pins::new(bpffs_dir).map(pop_common::MAP_VIP_STATS);
-    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(PerCpuHashMap::try_from(Map::from_map_data(data)?)?)
-}
+use crate::addr::unmapped;
 
 /// Packets per VIP address (all its ports), summed over CPUs.
 pub fn vip_packets(map: &PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic>) -> HashMap<IpAddr, u64> {
@@ -31,10 +22,7 @@ pub fn vip_packets(map: &PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic>)
 }
 
 /// Packets to VIPs per client prefix (/24 or /56), summed over CPUs.
-pub fn prefix_packets(bpffs_dir: &Path) -> Result<HashMap<String, u64>> {
-    let path = Pins::new(bpffs_dir).map(pop_common::MAP_TOP_PREFIXES);
-    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    let map: PerCpuHashMap<MapData, [u8; 16], u64> = PerCpuHashMap::try_from(Map::from_map_data(data)?)?;
+pub fn prefix_packets(map: &PerCpuHashMap<MapData, [u8; 16], u64>) -> HashMap<String, u64> {
     let mut out = HashMap::new();
     for entry in map.iter().filter_map(|e| e.ok()) {
         let (k, per_cpu) = entry;
@@ -42,7 +30,7 @@ pub fn prefix_packets(bpffs_dir: &Path) -> Result<HashMap<String, u64>> {
         let name = if ip.is_ipv4() { format!("{ip}/24") } else { format!("{ip}/56") };
         *out.entry(name).or_default() += per_cpu.iter().sum::<u64>();
     }
-    Ok(out)
+    out
 }
 
 /// Rates between two samples `secs` apart, busiest first.
@@ -113,6 +101,28 @@ impl Analyzer {
 
     pub fn baseline(&self, vip: &IpAddr) -> Option<f64> {
         self.baseline.get(vip).copied()
+    }
+}
+
+/// The controller's spike watch, a task of its own so a large VIP_STATS walk never
+/// delays the run loop: every second, per-VIP rates from the pinned map (read on a
+/// blocking thread) feed an [`Analyzer`]; `spikes_total` is published in `spikes`.
+pub async fn watch_spikes(maps: std::sync::Arc<crate::datapath::pinned::PinnedMaps>, spikes: std::sync::Arc<std::sync::Mutex<u64>>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut analyzer = Analyzer::default();
+    let mut last: Option<(std::time::Instant, HashMap<IpAddr, u64>)> = None;
+    loop {
+        tick.tick().await;
+        let m = maps.clone();
+        let Ok(now) = tokio::task::spawn_blocking(move || vip_packets(&m.vip_stats)).await else { continue };
+        if let Some((t, before)) = &last {
+            let rates = rates(before, &now, t.elapsed().as_secs_f64()).into_iter().collect();
+            for s in analyzer.observe(&rates) {
+                log::warn!("traffic spike: VIP {} at {:.0} packets/s, baseline {:.0}", s.vip, s.rate, s.baseline);
+            }
+            *spikes.lock().unwrap() = analyzer.spikes_total;
+        }
+        last = Some((std::time::Instant::now(), now));
     }
 }
 

@@ -1,14 +1,14 @@
 //! Data-path counters: read from the pinned per-CPU map (no daemon needed), summed
 //! over CPUs, for `pop stats`, `pop top` and Prometheus.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
-use aya::maps::{Map, MapData, PerCpuArray};
-use pop_common::{COUNTER_SLOTS, Counter, Counters, MAP_COUNTERS};
+use anyhow::Result;
+use aya::maps::{MapData, PerCpuArray};
+use pop_common::{COUNTER_SLOTS, Counter, Counters};
 use serde::Serialize;
 
-use crate::loader::Pins;
+use crate::datapath::pinned::PinnedMaps;
 
 /// Totals summed over CPUs, indexed like `Counters::slots`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,17 +18,6 @@ impl Totals {
     pub fn get(&self, c: Counter) -> u64 {
         self.0[c as usize]
     }
-}
-
-/// Opens the pinned counter map of the PoP pinned at `bpffs_dir`.
-pub fn open_counters(bpffs_dir: &Path) -> Result<PerCpuArray<MapData, Counters>> {
-    let pins = Pins::new(bpffs_dir);
-    let path = pins.map(MAP_COUNTERS);
-    if !path.exists() {
-        bail!("no pop data path is pinned at {} (no {}): start it with `pop run`", bpffs_dir.display(), path.display());
-    }
-    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(PerCpuArray::try_from(Map::PerCpuArray(data))?)
 }
 
 pub fn read_totals(map: &PerCpuArray<MapData, Counters>) -> Result<Totals> {
@@ -128,18 +117,13 @@ fn sum_stats(map: &PerCpuArray<MapData, pop_common::LbStats>, index: u32) -> Res
 }
 
 /// Per-service and per-backend totals from the pinned maps, named by `config`.
-pub fn service_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Result<Vec<ServiceRow>> {
-    use aya::maps::Array;
-    use pop_common::{BACKEND_DOWN, BACKEND_DRAIN, BACKEND_LIVE, LbBackend};
+pub fn service_rows(maps: &PinnedMaps, config: &crate::config::Config) -> Result<Vec<ServiceRow>> {
+    use pop_common::{BACKEND_DOWN, BACKEND_DRAIN, BACKEND_LIVE};
     if config.services.is_empty() {
         return Ok(Vec::new());
     }
-    let pins = Pins::new(bpffs_dir);
-    let open = |name: &str| -> Result<MapData> { MapData::from_pin(pins.map(name)).with_context(|| format!("opening {}", pins.map(name).display())) };
-    let svc_stats = PerCpuArray::try_from(Map::PerCpuArray(open(pop_common::MAP_LB_SERVICE_STATS)?))?;
-    let be_stats = PerCpuArray::try_from(Map::PerCpuArray(open(pop_common::MAP_LB_BACKEND_STATS)?))?;
-    let backends: Array<MapData, LbBackend> = Array::try_from(Map::Array(open(pop_common::MAP_LB_BACKENDS)?))?;
-    let all = crate::lb::runtime::LbRuntime::read_backends(&backends)?;
+    let (svc_stats, be_stats) = (&maps.lb_service_stats, &maps.lb_backend_stats);
+    let all = crate::lb::runtime::LbRuntime::read_backends(&maps.lb_backends)?;
     let mut rows = Vec::new();
     for (i, svc) in config.services.iter().enumerate() {
         let mut be_rows = Vec::new();
@@ -152,22 +136,19 @@ pub fn service_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Result<
                 BACKEND_DOWN => "removed",
                 _ => "unused",
             };
-            be_rows.push(BackendRow { address: address.to_string(), state, totals: sum_stats(&be_stats, *id)? });
+            be_rows.push(BackendRow { address: address.to_string(), state, totals: sum_stats(be_stats, *id)? });
         }
-        rows.push(ServiceRow { name: svc.name.clone(), totals: sum_stats(&svc_stats, i as u32)?, backends: be_rows });
+        rows.push(ServiceRow { name: svc.name.clone(), totals: sum_stats(svc_stats, i as u32)?, backends: be_rows });
     }
     Ok(rows)
 }
 
 /// Requests answered per HTTP route (named "site host/path"), from the pinned map.
-pub fn http_route_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Result<Vec<(String, u64)>> {
+pub fn http_route_rows(maps: &PinnedMaps, config: &crate::config::Config) -> Result<Vec<(String, u64)>> {
     if config.http.is_empty() {
         return Ok(Vec::new());
     }
-    let pins = Pins::new(bpffs_dir);
-    let path = pins.map(pop_common::MAP_HTTP_ROUTE_STATS);
-    let data = MapData::from_pin(&path).with_context(|| format!("opening {}", path.display()))?;
-    let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(data))?;
+    let map = &maps.http_route_stats;
     let (_, names) = crate::http::entries(config);
     let mut rows = Vec::new();
     for (i, name) in names.into_iter().enumerate() {
@@ -178,17 +159,17 @@ pub fn http_route_rows(bpffs_dir: &Path, config: &crate::config::Config) -> Resu
 
 /// Prometheus text exposition: data-path counters, services and backends, HTTP
 /// routes, and the health board.
-pub fn prometheus(config: &crate::config::Config, health: &crate::health::Board) -> Result<String> {
+pub fn prometheus(config: &crate::config::Config, health: &crate::health::Board, maps: &PinnedMaps) -> Result<String> {
     use std::fmt::Write as _;
     let mut out = String::new();
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let totals = read_totals(&open_counters(&config.pop.bpffs_dir)?)?;
+    let totals = read_totals(&maps.counters)?;
     writeln!(out, "# HELP pop_datapath_total Data-path counters of the XDP program, by name (see pop stats).")?;
     writeln!(out, "# TYPE pop_datapath_total counter")?;
     for c in Counter::ALL {
         writeln!(out, "pop_datapath_total{{counter=\"{}\"}} {}", c.name(), totals.get(*c))?;
     }
-    let services = service_rows(&config.pop.bpffs_dir, config)?;
+    let services = service_rows(maps, config)?;
     writeln!(out, "# HELP pop_service_packets_total Packets steered per service.\n# TYPE pop_service_packets_total counter")?;
     for s in &services {
         writeln!(out, "pop_service_packets_total{{service=\"{}\"}} {}", esc(&s.name), s.totals.packets)?;
@@ -213,7 +194,7 @@ pub fn prometheus(config: &crate::config::Config, health: &crate::health::Board)
         }
     }
     writeln!(out, "# HELP pop_http_route_answered_total Requests answered in XDP per route.\n# TYPE pop_http_route_answered_total counter")?;
-    for (route, n) in http_route_rows(&config.pop.bpffs_dir, config)? {
+    for (route, n) in http_route_rows(maps, config)? {
         writeln!(out, "pop_http_route_answered_total{{route=\"{}\"}} {n}", esc(&route))?;
     }
     Ok(out)

@@ -221,6 +221,17 @@ fn prometheus_metrics_are_served_where_configured() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .expect("l4.icmp in the exposition");
     assert!(icmp >= 7, "{text}");
+
+    // The exposition names what the config now applied has: a site added by a reload
+    // shows up in the next scrape, with no restart.
+    assert!(!text.contains("route=\"edge (default)\""), "{text}");
+    let site = "[[http]]\nname = \"edge\"\nvips = [\"203.0.113.80\"]\nport = 80\n[http.default]\nstatus = 204\n";
+    std::fs::write(&cfg, format!("{}\n{site}", std::fs::read_to_string(&cfg)?))?;
+    let out = lab.pop(&pop, &cfg, &["reload"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
+    assert!(text.contains("pop_http_route_answered_total{route=\"edge (default)\"} 0"), "{text}");
+
     let bad = lab.write("badmetrics.toml", "[pop]\nmetrics_listen = \"nowhere\"\n[[interface]]\nname = \"p0\"\n")?;
     let out = lab.pop(&pop, &bad, &["check"])?;
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2: pop.metrics_listen \"nowhere\" is not address:port"));

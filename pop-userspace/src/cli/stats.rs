@@ -7,22 +7,23 @@ use anyhow::Result;
 
 use crate::{
     config::Config,
+    datapath::pinned::PinnedMaps,
     metrics::{self, CounterRow, ServiceRow},
 };
 
 pub fn run(config: &Config, json: bool, interval: f64, all: bool) -> Result<()> {
-    let map = metrics::open_counters(&config.pop.bpffs_dir)?;
-    let first = metrics::read_totals(&map)?;
+    let maps = PinnedMaps::open(&config.pop.bpffs_dir)?;
+    let first = metrics::read_totals(&maps.counters)?;
     let (now, before) = if interval > 0.0 {
         let d = Duration::from_secs_f64(interval);
         std::thread::sleep(d); // the measurement window for rates, not synchronisation
-        (metrics::read_totals(&map)?, Some((&first, d)))
+        (metrics::read_totals(&maps.counters)?, Some((&first, d)))
     } else {
         (first.clone(), None)
     };
     let rows = metrics::rows(&now, before);
-    let services = metrics::service_rows(&config.pop.bpffs_dir, config)?;
-    let routes = metrics::http_route_rows(&config.pop.bpffs_dir, config)?;
+    let services = metrics::service_rows(&maps, config)?;
+    let routes = metrics::http_route_rows(&maps, config)?;
     if json {
         let out = serde_json::json!({
             "pop": config.pop.name,

@@ -5,26 +5,25 @@ use std::{collections::HashMap, time::Duration};
 
 use anyhow::Result;
 
-use crate::{analysis, config::Config, metrics};
+use crate::{analysis, config::Config, datapath::pinned::PinnedMaps, metrics};
 
 pub fn run(config: &Config, interval: f64, count: u32, limit: usize) -> Result<()> {
-    let dir = &config.pop.bpffs_dir;
-    let vip_stats = analysis::open_vip_stats(dir)?;
-    let (mut vips, mut prefixes) = (analysis::vip_packets(&vip_stats), analysis::prefix_packets(dir)?);
+    let maps = PinnedMaps::open(&config.pop.bpffs_dir)?;
+    let (mut vips, mut prefixes) = (analysis::vip_packets(&maps.vip_stats), analysis::prefix_packets(&maps.top_prefixes));
     let backend_packets = |rows: Vec<metrics::ServiceRow>| -> HashMap<String, u64> {
         rows.into_iter().flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets))).collect()
     };
-    let mut backends = backend_packets(metrics::service_rows(dir, config)?);
+    let mut backends = backend_packets(metrics::service_rows(&maps, config)?);
     let mut n = 0;
     loop {
         std::thread::sleep(Duration::from_secs_f64(interval)); // the sampling window
-        let (v2, p2) = (analysis::vip_packets(&vip_stats), analysis::prefix_packets(dir)?);
+        let (v2, p2) = (analysis::vip_packets(&maps.vip_stats), analysis::prefix_packets(&maps.top_prefixes));
         println!("-- pop {} -- packets/s over {interval:.1} s", config.pop.name);
         println!("{:<40} {:>12}", "VIP", "packets/s");
         for (vip, r) in analysis::rates(&vips, &v2, interval) {
             println!("{:<40} {:>12.1}", vip.to_string(), r);
         }
-        let b2 = backend_packets(metrics::service_rows(dir, config)?);
+        let b2 = backend_packets(metrics::service_rows(&maps, config)?);
         if !b2.is_empty() {
             println!("{:<40} {:>12}", "service backend", "packets/s");
             for (b, r) in analysis::rates(&backends, &b2, interval) {

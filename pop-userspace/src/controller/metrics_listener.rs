@@ -1,21 +1,28 @@
 //! The Prometheus listener: plain HTTP/1.0 `GET /metrics`, one request per connection,
 //! with a connection cap, read/write timeouts and a request size limit (see [`gate`]).
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::{Context as _, Result};
 use log::info;
 
 use super::gate;
-use crate::config::Config;
+use crate::{config::Config, datapath::pinned::PinnedMaps};
+
+/// What a scrape reads: the config now applied (it names services, backends and routes),
+/// the pinned maps opened once, and the controller's shared state.
+#[derive(Clone)]
+pub struct Shared {
+    pub config: tokio::sync::watch::Receiver<Arc<Config>>,
+    pub maps: Arc<PinnedMaps>,
+    pub board: Arc<crate::health::Board>,
+    pub spikes: Arc<Mutex<u64>>,
+    pub announced: Arc<Mutex<Vec<crate::anycast::runtime::VipStatus>>>,
+}
 
 /// Serves Prometheus' `GET /metrics` on `addr` (plain HTTP/1.0, one request per
-/// connection). The config it names things by is the one at start-up.
-pub async fn serve_metrics(
-    addr: std::net::SocketAddr,
-    config: Config,
-    board: std::sync::Arc<crate::health::Board>,
-    spikes: std::sync::Arc<std::sync::Mutex<u64>>,
-    announced: std::sync::Arc<std::sync::Mutex<Vec<crate::anycast::runtime::VipStatus>>>,
-) -> Result<()> {
+/// connection).
+pub async fn serve_metrics(addr: std::net::SocketAddr, shared: Shared) -> Result<()> {
     use tokio::io::AsyncWriteExt as _;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the metrics listener on {addr}"))?;
     info!("Prometheus metrics on http://{addr}/metrics");
@@ -24,7 +31,7 @@ pub async fn serve_metrics(
         loop {
             let Ok((mut s, _)) = listener.accept().await else { continue };
             let Some(ticket) = gate.admit() else { continue };
-            let (config, board, spikes, announced) = (config.clone(), board.clone(), spikes.clone(), announced.clone());
+            let Shared { config, maps, board, spikes, announced } = shared.clone();
             tokio::spawn(async move {
                 let head = tokio::select! {
                     _ = ticket.evicted.notified() => return,
@@ -36,7 +43,8 @@ pub async fn serve_metrics(
                 ticket.answering();
                 let (status, body) = if head.starts_with("GET /metrics") {
                     // Reading every map is blocking work: off the runtime's threads.
-                    let rendered = tokio::task::spawn_blocking(move || crate::metrics::prometheus(&config, &board)).await;
+                    let config = config.borrow().clone();
+                    let rendered = tokio::task::spawn_blocking(move || crate::metrics::prometheus(&config, &board, &maps)).await;
                     match rendered {
                         Ok(Ok(b)) => {
                             let mut b = format!(

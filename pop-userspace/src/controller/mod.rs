@@ -132,9 +132,22 @@ pub async fn run(config: Config) -> Result<()> {
     control::listen(&config.pop.run_dir, ctl_tx)?;
     let spikes = std::sync::Arc::new(std::sync::Mutex::new(0u64));
     let announced = std::sync::Arc::new(std::sync::Mutex::new(Vec::<crate::anycast::runtime::VipStatus>::new()));
+    // Read-side handles opened once for the whole run, shared by the metrics listener
+    // and the traffic analysis task; both read them on blocking threads.
+    let pinned = std::sync::Arc::new(crate::datapath::pinned::PinnedMaps::open(&datapath.pins.root)?);
+    // The config the listener and analysis name things by follows every applied reload.
+    let (current_tx, current_rx) = tokio::sync::watch::channel(std::sync::Arc::new(config.clone()));
     if let Some(addr) = config.pop.metrics_listen {
-        serve_metrics(addr, config.clone(), board.clone(), spikes.clone(), announced.clone()).await?;
+        let listener = metrics_listener::Shared {
+            config: current_rx.clone(),
+            maps: pinned.clone(),
+            board: board.clone(),
+            spikes: spikes.clone(),
+            announced: announced.clone(),
+        };
+        serve_metrics(addr, listener).await?;
     }
+    let analysis = tokio::spawn(crate::analysis::watch_spikes(pinned.clone(), spikes.clone()));
     let started = apply::apply(&mut live, &config, prepared, &board).map_err(anyhow::Error::from);
     write_status(&config.pop.run_dir, 0, &started);
     started?;
@@ -166,24 +179,9 @@ pub async fn run(config: Config) -> Result<()> {
     let (mut reload_in_flight, mut reload_again) = (false, false);
     let mut config = config;
     let mut neighbours = tokio::time::interval(std::time::Duration::from_secs(10));
-    let mut analysis_tick = tokio::time::interval(std::time::Duration::from_secs(1));
-    let mut analyzer = crate::analysis::Analyzer::default();
-    let mut last_vips: Option<(std::time::Instant, std::collections::HashMap<std::net::IpAddr, u64>)> = None;
     loop {
         tokio::select! {
             _ = neighbours.tick() => crate::lb::runtime::prime_neighbours(&config),
-            _ = analysis_tick.tick() => {
-                let now = crate::analysis::vip_packets(&live.vips.1);
-                if let Some((t, before)) = &last_vips {
-                    let secs = t.elapsed().as_secs_f64();
-                    let rates = crate::analysis::rates(before, &now, secs).into_iter().collect();
-                    for s in analyzer.observe(&rates) {
-                        warn!("traffic spike: VIP {} at {:.0} packets/s, baseline {:.0}", s.vip, s.rate, s.baseline);
-                    }
-                    *spikes.lock().unwrap() = analyzer.spikes_total;
-                }
-                last_vips = Some((std::time::Instant::now(), now));
-            }
             Some(()) = changed_rx.recv() => {
                 while changed_rx.try_recv().is_ok() {}
                 if let Err(failed) = live.lb.apply_health(&config, &board) {
@@ -221,6 +219,7 @@ pub async fn run(config: Config) -> Result<()> {
                     Ok(new)
                 }).map(|new| {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
+                    let _ = current_tx.send(std::sync::Arc::new(new.clone()));
                     config = new;
                 });
                 match &result {
@@ -242,6 +241,7 @@ pub async fn run(config: Config) -> Result<()> {
         a.shutdown().await;
     }
     live.dns.shutdown();
+    analysis.abort();
     drop(checks);
     let _ = fs::remove_file(control::socket_path(&config.pop.run_dir));
     drop(datapath);

@@ -23,9 +23,13 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, PerCpuArray},
     programs::{Xdp, links::FdLink, xdp::XdpMode},
 };
+use pop_common::{MAP_DECAP_CONFIG, MAP_DECAP_COUNTERS, MAP_DECAP_LOCAL, MAP_DECAP_SOURCES};
 
 use super::runtime::mapped;
-use crate::loader::{check_bpffs, ifindex};
+use crate::{
+    datapath::pinned::open_pinned,
+    loader::{check_bpffs, ifindex},
+};
 
 static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pop-decap.bpf.o"));
 
@@ -41,7 +45,8 @@ pub const COUNTERS: [&str; 7] = [
 ];
 
 /// Pinned maps beside the link: (map name in the object, pin file prefix).
-const MAPS: [(&str, &str); 4] = [("DECAP_COUNTERS", "counters"), ("DECAP_LOCAL", "local"), ("DECAP_SOURCES", "sources"), ("DECAP_CONFIG", "config")];
+const MAPS: [(&str, &str); 4] =
+    [(MAP_DECAP_COUNTERS, "counters"), (MAP_DECAP_LOCAL, "local"), (MAP_DECAP_SOURCES, "sources"), (MAP_DECAP_CONFIG, "config")];
 
 fn link_pin(dir: &Path, iface: &str) -> PathBuf {
     dir.join(format!("link-{iface}"))
@@ -148,7 +153,7 @@ fn configure<T: BorrowMut<MapData>>(
 fn configure_pinned(dir: &Path, iface: &str, local: &BTreeSet<IpAddr>, sources: &[IpAddr]) -> Result<()> {
     let open = |prefix: &str| -> Result<MapData> {
         let path = map_pin(dir, prefix, iface);
-        MapData::from_pin(&path).with_context(|| format!("opening {} (attached by an older pop? `pop decap --detach` first)", path.display()))
+        open_pinned(&path).context("attached by an older pop? `pop decap --detach` first")
     };
     let mut local_map: HashMap<MapData, [u8; 16], u8> = HashMap::try_from(Map::HashMap(open("local")?))?;
     let mut sources_map: HashMap<MapData, [u8; 16], u8> = HashMap::try_from(Map::HashMap(open("sources")?))?;
@@ -179,7 +184,7 @@ pub fn attach(dir: &Path, iface: &str, generic: bool, sources: &[IpAddr]) -> Res
     let mut ebpf = EbpfLoader::new().load(DECAP_OBJECT).context("loading the decap object")?;
     {
         let [local_map, sources_map, config] =
-            ebpf.maps_disjoint_mut(["DECAP_LOCAL", "DECAP_SOURCES", "DECAP_CONFIG"]).map(|m| m.ok_or_else(|| anyhow!("decap map missing")));
+            ebpf.maps_disjoint_mut([MAP_DECAP_LOCAL, MAP_DECAP_SOURCES, MAP_DECAP_CONFIG]).map(|m| m.ok_or_else(|| anyhow!("decap map missing")));
         let mut local_map: HashMap<&mut MapData, [u8; 16], u8> = HashMap::try_from(local_map?)?;
         let mut sources_map: HashMap<&mut MapData, [u8; 16], u8> = HashMap::try_from(sources_map?)?;
         let mut config: Array<&mut MapData, u32> = Array::try_from(config?)?;
@@ -249,7 +254,7 @@ pub fn detach(dir: &Path, iface: &str) -> Result<()> {
 
 pub fn stats(dir: &Path, iface: &str) -> Result<Vec<(&'static str, u64)>> {
     let path = map_pin(dir, "counters", iface);
-    let map = MapData::from_pin(&path).with_context(|| format!("no decapsulation counters at {}", path.display()))?;
+    let map = open_pinned(&path).with_context(|| format!("no decapsulation attached to {iface}"))?;
     let slots = map.info()?.max_entries() as usize;
     let map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(Map::PerCpuArray(map))?;
     let mut out = Vec::new();
