@@ -36,6 +36,7 @@ struct Entry {
     since: SystemTime,
     last_error: Option<String>,
     rtts: VecDeque<Duration>,
+    rtt_histogram: RttHistogram,
     ok_run: u32,
     fail_run: u32,
     drained: bool,
@@ -54,6 +55,33 @@ pub struct BackendStatus {
     pub last_error: Option<String>,
     pub rtt_p50_ms: Option<f64>,
     pub rtt_p99_ms: Option<f64>,
+}
+
+/// Upper bounds (seconds) of the probe round-trip histogram's buckets: from a backend in
+/// the same rack to one across an ocean, and the probe timeouts above that.
+pub const RTT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Successful probes' round-trip times since the backend was configured, as
+/// Prometheus wants them: cumulative bucket counts, the count and the sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RttHistogram {
+    /// `buckets[i]`: probes at or under `RTT_BUCKETS[i]`.
+    pub buckets: [u64; RTT_BUCKETS.len()],
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl RttHistogram {
+    fn observe(&mut self, rtt: Duration) {
+        let s = rtt.as_secs_f64();
+        for (n, bound) in self.buckets.iter_mut().zip(RTT_BUCKETS) {
+            if s <= bound {
+                *n += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_seconds += s;
+    }
 }
 
 /// Health of every configured backend, shared by the probe loops and the controller.
@@ -89,6 +117,7 @@ impl Board {
                     since: SystemTime::now(),
                     last_error: checked.then(|| "not probed yet".to_string()),
                     rtts: VecDeque::new(),
+                    rtt_histogram: RttHistogram::default(),
                     ok_run: 0,
                     fail_run: 0,
                     drained: false,
@@ -137,6 +166,7 @@ impl Board {
         match result {
             Ok(rtt) => {
                 e.rtts.push_back(rtt);
+                e.rtt_histogram.observe(rtt);
                 if e.rtts.len() > RTT_WINDOW {
                     e.rtts.pop_front();
                 }
@@ -182,6 +212,14 @@ impl Board {
             })
             .collect();
         v.sort_by(|a, b| (&a.service, a.address).cmp(&(&b.service, b.address)));
+        v
+    }
+
+    /// Every backend's probe round-trip histogram, as (service, address, histogram).
+    pub fn rtt_histograms(&self) -> Vec<(String, IpAddr, RttHistogram)> {
+        let m = self.inner.lock().unwrap();
+        let mut v: Vec<_> = m.iter().filter(|(_, e)| e.checked).map(|((svc, addr), e)| (svc.clone(), *addr, e.rtt_histogram.clone())).collect();
+        v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         v
     }
 
@@ -286,6 +324,18 @@ fn rand_id() -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rtt_histogram_buckets_are_cumulative_in_seconds() {
+        let mut h = RttHistogram::default();
+        for ms in [0.3, 3.0, 3.0, 700.0, 9000.0] {
+            h.observe(Duration::from_secs_f64(ms / 1000.0));
+        }
+        let at = |bound: f64| h.buckets[RTT_BUCKETS.iter().position(|&b| b == bound).unwrap()];
+        assert_eq!((at(0.0005), at(0.005), at(0.5), at(1.0), at(2.5)), (1, 3, 3, 4, 4));
+        assert_eq!(h.count, 5, "the +Inf bucket is the count");
+        assert!((h.sum_seconds - 9.7063).abs() < 1e-9);
+    }
 
     fn check(kind: ProbeKind) -> HealthCheck {
         HealthCheck {

@@ -569,3 +569,18 @@ pub fn udp_exchange(host: &Host, server: &str, queries: Vec<Vec<u8>>) -> Result<
         Ok(out)
     })?
 }
+
+/// What `promtool check metrics` says about an exposition (empty when it is clean).
+pub fn promtool_check_metrics(text: &str) -> Result<String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().unwrap().write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok(if out.status.success() && said.trim().is_empty() { String::new() } else { format!("{said}(exit {})", out.status) })
+}

@@ -214,13 +214,17 @@ fn prometheus_metrics_are_served_where_configured() -> Result<()> {
     lab.start_pop(&pop, "pop", &cfg)?;
     ping(&client, POP_V4, 7)?;
     let text = pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
-    assert!(text.contains("# TYPE pop_datapath_total counter"), "{text}");
+    assert!(text.contains("# TYPE pop_l4_packets_total counter"), "{text}");
     let icmp: u64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("pop_datapath_total{counter=\"l4.icmp\"} "))
+        .find_map(|l| l.strip_prefix("pop_l4_packets_total{proto=\"icmp\"} "))
         .and_then(|v| v.parse().ok())
-        .expect("l4.icmp in the exposition");
+        .expect("ICMP packets in the exposition");
     assert!(icmp >= 7, "{text}");
+    assert!(text.contains("pop_drops_total{reason=\"dns_rrl\"} 0"), "{text}");
+    // Prometheus' own linter finds nothing to say about it.
+    let lint = pop_lab::promtool_check_metrics(&text)?;
+    assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
 
     // The exposition names what the config now applied has: a site added by a reload
     // shows up in the next scrape, with no restart.
@@ -230,11 +234,20 @@ fn prometheus_metrics_are_served_where_configured() -> Result<()> {
     let out = lab.pop(&pop, &cfg, &["reload"])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
-    assert!(text.contains("pop_http_route_answered_total{route=\"edge (default)\"} 0"), "{text}");
+    assert!(text.contains("pop_http_route_responses_total{route=\"edge (default)\"} 0"), "{text}");
 
     let bad = lab.write("badmetrics.toml", "[pop]\nmetrics_listen = \"nowhere\"\n[[interface]]\nname = \"p0\"\n")?;
     let out = lab.pop(&pop, &bad, &["check"])?;
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2: pop.metrics_listen \"nowhere\" is not address:port"));
+    Ok(())
+}
+
+#[test]
+fn the_shipped_alert_rules_pass_promtool() -> Result<()> {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/prometheus/pop-alerts.yml");
+    let out = std::process::Command::new("promtool").arg("check").arg("rules").arg(&rules).output()?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("SUCCESS"), "{said}{}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
 
@@ -268,7 +281,7 @@ fn idle_connections_neither_pile_up_fds_nor_lock_out_a_scrape_or_pop_status() ->
     // A scrape and `pop status` still get through, promptly.
     let started = std::time::Instant::now();
     let text = pop.stdout(&["curl", "-sSf", "--max-time", "3", "http://127.0.0.1:9188/metrics"])?;
-    assert!(text.contains("# TYPE pop_datapath_total counter"), "{text}");
+    assert!(text.contains("# TYPE pop_rx_packets_total counter"), "{text}");
     let status = lab.pop(&pop, &cfg, &["status", "--json"])?;
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());

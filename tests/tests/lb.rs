@@ -393,7 +393,7 @@ fn backend_state(v: &serde_json::Value, addr: &str) -> (String, bool, Option<Str
 #[test]
 fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()> {
     const HEALTH: &str = "[service.health]\ntype = \"http\"\npath = \"/\"\nstatus = 200\ninterval_ms = 200\ntimeout_ms = 150\nrise = 2\nfall = 3\n";
-    let mut l = lb_lab_full(3, &[(1, 1), (2, 1), (3, 1)], false, HEALTH, "")?;
+    let mut l = lb_lab_full(3, &[(1, 1), (2, 1), (3, 1)], false, HEALTH, "metrics_listen = \"127.0.0.1:9188\"")?;
     pop_lab::wait_until(Duration::from_secs(10), "all backends up", || status(&l).ok().filter(|v| v["services"][0]["backends_up"] == 6).map(|_| ()))?;
     let v = status(&l)?;
     let web1 = v["backends"].as_array().unwrap().iter().find(|b| b["service"] == "web").unwrap();
@@ -417,6 +417,18 @@ fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()
     }
     let text = l.lab.pop(&l.pop, &l.config, &["status"])?;
     assert!(String::from_utf8_lossy(&text.stdout).contains("down"), "{}", String::from_utf8_lossy(&text.stdout));
+    // Prometheus sees the same: b2 down, b1's probe round trips as a histogram in seconds.
+    let metrics = l.pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
+    let b = |n: usize| format!("{{service=\"web\",backend=\"{}\"}}", backend_v4(n));
+    assert!(metrics.contains(&format!("pop_backend_up{} 0\n", b(2))) && metrics.contains(&format!("pop_backend_up{} 1\n", b(1))), "{metrics}");
+    let probes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("pop_backend_probe_rtt_seconds_count{} ", b(1))))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(probes >= 2, "{metrics}");
+    let lint = pop_lab::promtool_check_metrics(&metrics)?;
+    assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
 
     // Bring it back: up again after `rise` good probes, and it gets flows again.
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/backend.py");

@@ -142,6 +142,9 @@ fn the_debian_package_installs_runs_and_removes_cleanly() -> Result<()> {
     for example in ["dns-edge/pop.toml", "lb-pop/pop.toml", "full-pop/bird.conf", "full-pop/frr.conf", "backend/README.md"] {
         assert!(Path::new("/usr/share/doc/pop/examples").join(example).is_file(), "{example} not installed");
     }
+    for shipped in ["prometheus/pop-alerts.yml", "grafana/pop-dashboard.json"] {
+        assert!(Path::new("/usr/share/doc/pop/deploy").join(shipped).is_file(), "{shipped} not installed");
+    }
     let unit = ["/lib/systemd/system/pop.service", "/usr/lib/systemd/system/pop.service"]
         .into_iter()
         .find(|p| Path::new(p).is_file())

@@ -33,6 +33,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("bird2", "BGP: the router and PoP speakers in the anycast tests and the demo"),
     ("hping3", "SYN flood in the HTTP responder test"),
     ("nftables", "nftables DNAT, the kernel baseline `cargo xtask bench` compares the LB with"),
+    ("prometheus", "promtool: linting the metrics exposition and checking deploy/prometheus's alert rules in tests"),
 ];
 
 /// Where bpf-linker finds nightly's LLVM (its rpath points here, so it must stay).

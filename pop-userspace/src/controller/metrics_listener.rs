@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use log::info;
 
 use super::gate;
-use crate::{config::Config, datapath::pinned::PinnedMaps};
+use crate::{config::Config, datapath::pinned::PinnedMaps, metrics::prometheus::ControllerState};
 
 /// What a scrape reads: the config now applied (it names services, backends and routes),
 /// the pinned maps opened once, and the controller's shared state.
@@ -44,19 +44,14 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, shared: Shared) -> Result
                 let (status, body) = if head.starts_with("GET /metrics") {
                     // Reading every map is blocking work: off the runtime's threads.
                     let config = config.borrow().clone();
-                    let rendered = tokio::task::spawn_blocking(move || crate::metrics::prometheus(&config, &board, &maps)).await;
+                    let rendered = tokio::task::spawn_blocking(move || {
+                        let announced = announced.lock().unwrap().clone();
+                        let state = ControllerState { health: &board, spikes_total: *spikes.lock().unwrap(), announced: &announced };
+                        crate::metrics::prometheus::render(&config, &maps, &state)
+                    })
+                    .await;
                     match rendered {
-                        Ok(Ok(b)) => {
-                            let mut b = format!(
-                                "{b}# HELP pop_traffic_spikes_total VIP rates far above their moving baseline.\n# TYPE pop_traffic_spikes_total counter\npop_traffic_spikes_total {}\n",
-                                *spikes.lock().unwrap()
-                            );
-                            b += "# HELP pop_vip_announced 1 while the VIP is announced (its address on the anycast interface).\n# TYPE pop_vip_announced gauge\n";
-                            for v in announced.lock().unwrap().iter() {
-                                b += &format!("pop_vip_announced{{vip=\"{}\"}} {}\n", v.vip, v.announced as u8);
-                            }
-                            ("200 OK", b)
-                        }
+                        Ok(Ok(b)) => ("200 OK", b),
                         Ok(Err(e)) => ("500 Internal Server Error", format!("{e:#}\n")),
                         Err(e) => ("500 Internal Server Error", format!("{e}\n")),
                     }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,6 +202,32 @@ fn recv_query(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Socke
     Ok((len, peer, unseen))
 }
 
+/// Rcodes counted one by one; the rest fall into the last slot.
+pub const RCODES: [&str; 7] = ["noerror", "formerr", "servfail", "nxdomain", "notimp", "refused", "other"];
+
+/// Answers the controller's server sent, by transport and rcode, and the datagrams it
+/// refused because XDP could not rate limit them: for `pop_dns_responses_total` and
+/// `pop_drops_total`. Process-wide, as the servers of every block share one controller.
+pub struct ServerStats {
+    pub udp: [AtomicU64; RCODES.len()],
+    pub tcp: [AtomicU64; RCODES.len()],
+    pub unseen_by_xdp: AtomicU64,
+}
+
+pub static STATS: ServerStats = ServerStats {
+    udp: [const { AtomicU64::new(0) }; RCODES.len()],
+    tcp: [const { AtomicU64::new(0) }; RCODES.len()],
+    unseen_by_xdp: AtomicU64::new(0),
+};
+
+impl ServerStats {
+    fn count(&self, transport: Transport, resp: &[u8]) {
+        let rcode = resp.get(3).map_or(RCODES.len() - 1, |b| ((b & 0x0f) as usize).min(RCODES.len() - 1));
+        let by = if matches!(transport, Transport::Tcp) { &self.tcp } else { &self.udp };
+        by[rcode].fetch_add(1, Relaxed);
+    }
+}
+
 async fn serve_udp(sock: UdpSocket, responder: Arc<ArcSwap<Responder>>, mut shutdown: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 65535];
     loop {
@@ -219,11 +246,13 @@ async fn serve_udp(sock: UdpSocket, responder: Arc<ArcSwap<Responder>>, mut shut
             // Real queries are never fragmented nor carry extension headers; answering
             // them would bypass rate limiting.
             log::debug!("DNS UDP query from {peer} dropped: {why}, so XDP could not rate limit it");
+            STATS.unseen_by_xdp.fetch_add(1, Relaxed);
             continue;
         }
         let Some(resp) = responder.load().respond(&buf[..len], Transport::Udp) else {
             continue;
         };
+        STATS.count(Transport::Udp, &resp);
         if let Err(e) = sock.send_to(&resp, peer).await {
             log::debug!("DNS UDP send to {peer} failed: {e}");
         }
@@ -357,6 +386,7 @@ async fn tcp_connection(mut stream: TcpStream, responder: &ArcSwap<Responder>) -
         let Some(resp) = responder.load().respond(&buf[..len], Transport::Tcp) else {
             continue;
         };
+        STATS.count(Transport::Tcp, &resp);
         let mut framed = Vec::with_capacity(resp.len() + 2);
         framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());
         framed.extend_from_slice(&resp);

@@ -1,5 +1,7 @@
 //! Data-path counters: read from the pinned per-CPU map (no daemon needed), summed
-//! over CPUs, for `pop stats`, `pop top` and Prometheus.
+//! over CPUs, for `pop stats`, `pop top` and Prometheus ([`prometheus`]).
+
+pub mod prometheus;
 
 use std::time::Duration;
 
@@ -155,47 +157,4 @@ pub fn http_route_rows(maps: &PinnedMaps, config: &crate::config::Config) -> Res
         rows.push((name, map.get(&(i as u32), 0)?.iter().sum()));
     }
     Ok(rows)
-}
-
-/// Prometheus text exposition: data-path counters, services and backends, HTTP
-/// routes, and the health board.
-pub fn prometheus(config: &crate::config::Config, health: &crate::health::Board, maps: &PinnedMaps) -> Result<String> {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let totals = read_totals(&maps.counters)?;
-    writeln!(out, "# HELP pop_datapath_total Data-path counters of the XDP program, by name (see pop stats).")?;
-    writeln!(out, "# TYPE pop_datapath_total counter")?;
-    for c in Counter::ALL {
-        writeln!(out, "pop_datapath_total{{counter=\"{}\"}} {}", c.name(), totals.get(*c))?;
-    }
-    let services = service_rows(maps, config)?;
-    writeln!(out, "# HELP pop_service_packets_total Packets steered per service.\n# TYPE pop_service_packets_total counter")?;
-    for s in &services {
-        writeln!(out, "pop_service_packets_total{{service=\"{}\"}} {}", esc(&s.name), s.totals.packets)?;
-    }
-    writeln!(out, "# HELP pop_backend_packets_total Packets steered per backend.\n# TYPE pop_backend_packets_total counter")?;
-    writeln!(out, "# HELP pop_backend_new_flows_total New flows per backend.\n# TYPE pop_backend_new_flows_total counter")?;
-    for s in &services {
-        for b in &s.backends {
-            writeln!(out, "pop_backend_packets_total{{service=\"{}\",backend=\"{}\"}} {}", esc(&s.name), b.address, b.totals.packets)?;
-            writeln!(out, "pop_backend_new_flows_total{{service=\"{}\",backend=\"{}\"}} {}", esc(&s.name), b.address, b.totals.new_flows)?;
-        }
-    }
-    writeln!(out, "# HELP pop_backend_up 1 when the backend passes its health check.\n# TYPE pop_backend_up gauge")?;
-    writeln!(out, "# HELP pop_backend_rtt_ms Health probe round-trip time.\n# TYPE pop_backend_rtt_ms gauge")?;
-    for b in health.snapshot() {
-        let labels = format!("service=\"{}\",backend=\"{}\"", esc(&b.service), b.address);
-        writeln!(out, "pop_backend_up{{{labels}}} {}", (b.state == crate::health::State::Up) as u8)?;
-        for (q, v) in [("0.5", b.rtt_p50_ms), ("0.99", b.rtt_p99_ms)] {
-            if let Some(v) = v {
-                writeln!(out, "pop_backend_rtt_ms{{{labels},quantile=\"{q}\"}} {v}")?;
-            }
-        }
-    }
-    writeln!(out, "# HELP pop_http_route_answered_total Requests answered in XDP per route.\n# TYPE pop_http_route_answered_total counter")?;
-    for (route, n) in http_route_rows(maps, config)? {
-        writeln!(out, "pop_http_route_answered_total{{route=\"{}\"}} {n}", esc(&route))?;
-    }
-    Ok(out)
 }
