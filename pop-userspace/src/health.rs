@@ -72,7 +72,7 @@ pub struct RttHistogram {
 }
 
 impl RttHistogram {
-    fn observe(&mut self, rtt: Duration) {
+    pub(crate) fn observe(&mut self, rtt: Duration) {
         let s = rtt.as_secs_f64();
         for (n, bound) in self.buckets.iter_mut().zip(RTT_BUCKETS) {
             if s <= bound {
@@ -268,7 +268,8 @@ pub fn start(config: &Config, board: Arc<Board>, changed: mpsc::UnboundedSender<
     Checks { _stop: stop }
 }
 
-async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
+/// One probe of `target` as `check` says (shared with [`crate::monitor`]).
+pub(crate) async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
     match check.kind {
         ProbeKind::Tcp => TcpStream::connect(target).await.map(|_| ()).map_err(|e| format!("tcp connect {target}: {e}")),
         ProbeKind::Http => {
@@ -311,10 +312,21 @@ async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
                 if u16::from_be_bytes([buf[6], buf[7]]) == 0 {
                     return Err("dns answer section empty".into());
                 }
+                if let Some(want) = &check.answer {
+                    return expect_answer(&buf[..n], want);
+                }
                 return Ok(());
             }
         }
     }
+}
+
+/// Ok if an answer record's data reads `want` (names compared without the final dot).
+fn expect_answer(response: &[u8], want: &str) -> Result<(), String> {
+    let msg = hickory_proto::op::Message::from_vec(response).map_err(|e| format!("dns response unreadable: {e}"))?;
+    let norm = |s: &str| s.trim_end_matches('.').to_ascii_lowercase();
+    let got: Vec<String> = msg.answers.iter().map(|r| r.data.to_string()).collect();
+    if got.iter().any(|g| norm(g) == norm(want)) { Ok(()) } else { Err(format!("dns answer {got:?}, expected {want:?}")) }
 }
 
 fn rand_id() -> u16 {
@@ -352,6 +364,7 @@ mod tests {
             name: Some("www.example.com".into()),
             qtype: "A".into(),
             rcode: "NOERROR".into(),
+            answer: None,
         }
     }
 

@@ -20,6 +20,8 @@
 //!   (pure); the module loads the XDP route table.
 //! - [`lb`]: services and backends: Maglev tables, backend ids, `pop decap`.
 //! - [`health`]: probing backends (tcp/http/dns), rise/fall, RTT; drain state.
+//! - [`monitor`]: `[[monitor]]` peer checks (other PoPs, any endpoint): availability
+//!   and round trips for `pop status` and Prometheus.
 //! - [`controller`]: `pop run`: attach, the run loop, reloads (staged off the loop);
 //!   [`controller::apply`], the one transactional apply; [`controller::control`], the
 //!   control socket and the one place every request is answered;
@@ -56,5 +58,6 @@ pub mod http;
 pub mod lb;
 pub mod manual;
 pub mod metrics;
+pub mod monitor;
 pub mod status;
 pub mod systemd;

@@ -18,6 +18,26 @@ pub struct StatusReport {
     /// The XDP program this controller loaded and attached.
     #[serde(default)]
     pub datapath: Option<DatapathStatus>,
+    /// `[[monitor]]` targets, as this PoP sees them.
+    #[serde(default)]
+    pub monitors: Vec<MonitorStatus>,
+}
+
+/// One `[[monitor]]` target: whether it answers as expected, since when, and how often.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MonitorStatus {
+    pub name: String,
+    pub target: std::net::SocketAddr,
+    /// tcp, http or dns.
+    pub kind: String,
+    /// None until the first probe.
+    pub up: Option<bool>,
+    /// Seconds since the Unix epoch when `up` last changed.
+    pub since: u64,
+    pub probes_ok: u64,
+    pub probes_failed: u64,
+    pub last_rtt_ms: Option<f64>,
+    pub last_error: Option<String>,
 }
 
 /// Which data path is attached: the data path outlives controllers, so an operator must
@@ -109,6 +129,30 @@ impl StatusReport {
                 b.last_error.as_deref().unwrap_or("")
             );
         }
+        if !self.monitors.is_empty() {
+            out += &format!(
+                "\n{:<16} {:<28} {:<5} {:<15} {:>12} {:>9}  {}\n",
+                "monitor", "target", "type", "state", "availability", "last ms", "last error"
+            );
+        }
+        for m in &self.monitors {
+            let state = match m.up {
+                None => "not probed yet".to_string(),
+                Some(up) => format!("{} {}s", if up { "up" } else { "DOWN" }, now_secs.saturating_sub(m.since)),
+            };
+            let total = m.probes_ok + m.probes_failed;
+            let availability = if total == 0 { "-".to_string() } else { format!("{:.1}% of {total}", m.probes_ok as f64 * 100.0 / total as f64) };
+            out += &format!(
+                "{:<16} {:<28} {:<5} {:<15} {:>12} {:>9}  {}\n",
+                m.name,
+                m.target.to_string(),
+                m.kind,
+                state,
+                availability,
+                m.last_rtt_ms.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
+                m.last_error.as_deref().unwrap_or("")
+            );
+        }
         out
     }
 }
@@ -140,6 +184,17 @@ mod tests {
             }],
             backends: vec![],
             datapath: Some(DatapathStatus { prog_id: 77, loaded_at: Some(100), object_sha256: "f366ccdbc97b0cb1fb3d01ea".into() }),
+            monitors: vec![MonitorStatus {
+                name: "fra1".into(),
+                target: "198.51.100.1:53".parse().unwrap(),
+                kind: "dns".into(),
+                up: Some(false),
+                since: 130,
+                probes_ok: 3,
+                probes_failed: 1,
+                last_rtt_ms: Some(1.5),
+                last_error: Some("no answer within 1000 ms".into()),
+            }],
         };
         let wire = serde_json::to_value(&report).unwrap();
         assert_eq!(wire["vips"][0]["vip"], "203.0.113.53");
@@ -149,6 +204,10 @@ mod tests {
         assert!(text.contains("adding it to the interface failed 3 time(s), retrying: injected"), "{text}");
         assert!(text.contains("service web: 0 of min 1 backends up -> UNHEALTHY"), "{text}");
         assert!(text.contains("XDP program id 77 (loaded 42s ago), object sha256:f366ccdbc97b\n"), "{text}");
+        assert!(
+            text.contains("fra1             198.51.100.1:53              dns   DOWN 12s          75.0% of 4      1.50  no answer within 1000 ms"),
+            "{text}"
+        );
         // Without [anycast] the controller may leave the VIPs out.
         let bare: StatusReport = serde_json::from_str(r#"{"pop":"x","services":[],"backends":[]}"#).unwrap();
         assert!(bare.vips.is_empty());

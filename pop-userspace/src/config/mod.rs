@@ -11,6 +11,7 @@ mod anycast;
 mod dns;
 mod error;
 mod http;
+mod monitor;
 mod pop;
 mod service;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use self::{
     dns::{DEFAULT_DNS_RATE_LIMIT, DEFAULT_ZONE_MAX_BYTES, DNS_PORT, DnsBlock, MAX_DNS_BLOCKS, ZoneLimits},
     error::{ConfigError, ConfigErrors},
     http::{HttpReply, HttpRoute, HttpSite},
+    monitor::{MAX_MONITORS, Monitor},
     pop::{BpfLogLevel, DEFAULT_BPFFS_DIR, DEFAULT_CONFIG, DEFAULT_RUN_DIR, FAULT_STEPS, Interface, PopSection, XdpMode},
     service::{Backend, DEFAULT_TABLE_SIZE, HealthCheck, MAX_BACKENDS, MAX_SERVICES, MAX_WEIGHT, ProbeKind, Protocol, Service, rcode_number},
 };
@@ -50,6 +52,8 @@ pub struct Config {
     pub http: Vec<HttpSite>,
     /// `[anycast]`: when present, pop announces VIPs by managing their addresses.
     pub anycast: Option<AnycastConfig>,
+    /// `[[monitor]]`: endpoints probed for the operator (other PoPs, any endpoint).
+    pub monitors: Vec<Monitor>,
 }
 
 /// Consecutive checks to change state, for backends and for VIPs alike.
@@ -73,6 +77,8 @@ struct RawConfig {
     #[serde(default)]
     http: Vec<Spanned<http::RawHttp>>,
     anycast: Option<Spanned<AnycastConfig>>,
+    #[serde(default)]
+    monitor: Vec<Spanned<monitor::RawMonitor>>,
 }
 
 impl Config {
@@ -107,6 +113,7 @@ impl Config {
         let services = service::validate(&mut v, &mut listeners, &mut names, raw.service);
         let http = http::validate(&mut v, &mut listeners, &mut names, raw.http);
         let anycast = anycast::validate(&mut v, raw.anycast);
+        let monitors = monitor::validate(&mut v, raw.monitor);
         if listeners.0.len() > pop_common::MAX_VIPS as usize {
             v.errors.push(ConfigError {
                 file: path.into(),
@@ -126,7 +133,7 @@ impl Config {
         if !v.errors.is_empty() {
             return Err(ConfigErrors(v.errors));
         }
-        Ok(Config { path: path.into(), pop, interfaces, dns, services, http, anycast })
+        Ok(Config { path: path.into(), pop, interfaces, dns, services, http, anycast, monitors })
     }
 
     /// `file:line: message` for something found wrong after parsing (e.g. on the host).

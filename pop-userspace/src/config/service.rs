@@ -59,6 +59,8 @@ pub struct HealthCheck {
     pub qtype: String,
     #[serde(default = "default_rcode")]
     pub rcode: String,
+    /// dns: an answer record whose data must read exactly this (e.g. "192.0.2.10").
+    pub answer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

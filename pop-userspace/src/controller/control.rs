@@ -147,11 +147,12 @@ pub struct Context<'a> {
     pub lb: &'a mut LbRuntime,
     pub anycast: Option<&'a mut Anycast>,
     pub datapath: &'a DatapathStatus,
+    pub monitors: &'a crate::monitor::MonitorBoard,
 }
 
 /// Answers one control-socket request.
 pub async fn answer(req: Request, cx: Context<'_>) -> Result<serde_json::Value, String> {
-    let Context { config, board, lb, anycast, datapath } = cx;
+    let Context { config, board, lb, anycast, datapath, monitors } = cx;
     let drain = matches!(req, Request::Drain { .. });
     match req {
         Request::Status => {
@@ -172,6 +173,7 @@ pub async fn answer(req: Request, cx: Context<'_>) -> Result<serde_json::Value, 
                     .collect(),
                 backends: board.snapshot(),
                 datapath: Some(datapath.clone()),
+                monitors: monitors.snapshot(),
             };
             serde_json::to_value(report).map_err(|e| e.to_string())
         }

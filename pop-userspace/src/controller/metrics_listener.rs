@@ -16,6 +16,7 @@ pub struct Shared {
     pub config: tokio::sync::watch::Receiver<Arc<Config>>,
     pub maps: Arc<PinnedMaps>,
     pub board: Arc<crate::health::Board>,
+    pub monitors: Arc<crate::monitor::MonitorBoard>,
     pub spikes: Arc<Mutex<u64>>,
     pub announced: Arc<Mutex<Vec<crate::anycast::runtime::VipStatus>>>,
 }
@@ -31,7 +32,7 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, shared: Shared) -> Result
         loop {
             let Ok((mut s, _)) = listener.accept().await else { continue };
             let Some(ticket) = gate.admit() else { continue };
-            let Shared { config, maps, board, spikes, announced } = shared.clone();
+            let Shared { config, maps, board, monitors, spikes, announced } = shared.clone();
             tokio::spawn(async move {
                 let head = tokio::select! {
                     _ = ticket.evicted.notified() => return,
@@ -46,7 +47,8 @@ pub async fn serve_metrics(addr: std::net::SocketAddr, shared: Shared) -> Result
                     let config = config.borrow().clone();
                     let rendered = tokio::task::spawn_blocking(move || {
                         let announced = announced.lock().unwrap().clone();
-                        let state = ControllerState { health: &board, spikes_total: *spikes.lock().unwrap(), announced: &announced };
+                        let state =
+                            ControllerState { health: &board, monitors: &monitors, spikes_total: *spikes.lock().unwrap(), announced: &announced };
                         crate::metrics::prometheus::render(&config, &maps, &state)
                     })
                     .await;

@@ -128,6 +128,8 @@ pub async fn run(config: Config) -> Result<()> {
     let board = std::sync::Arc::new(crate::health::Board::default());
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
+    let monitor_board = std::sync::Arc::new(crate::monitor::MonitorBoard::default());
+    let mut monitors = crate::monitor::start(&config, monitor_board.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
     control::listen(&config.pop.run_dir, ctl_tx)?;
     let spikes = std::sync::Arc::new(std::sync::Mutex::new(0u64));
@@ -142,6 +144,7 @@ pub async fn run(config: Config) -> Result<()> {
             config: current_rx.clone(),
             maps: pinned.clone(),
             board: board.clone(),
+            monitors: monitor_board.clone(),
             spikes: spikes.clone(),
             announced: announced.clone(),
         };
@@ -195,7 +198,14 @@ pub async fn run(config: Config) -> Result<()> {
                 }
             }
             Some((req, reply)) = ctl_rx.recv() => {
-                let cx = control::Context { config: &config, board: &board, lb: &mut live.lb, anycast: anycast.as_mut(), datapath: &datapath_status };
+                let cx = control::Context {
+                    config: &config,
+                    board: &board,
+                    lb: &mut live.lb,
+                    anycast: anycast.as_mut(),
+                    datapath: &datapath_status,
+                    monitors: &monitor_board,
+                };
                 let _ = reply.send(control::answer(req, cx).await);
             }
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
@@ -219,6 +229,7 @@ pub async fn run(config: Config) -> Result<()> {
                     Ok(new)
                 }).map(|new| {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
+                    monitors = crate::monitor::start(&new, monitor_board.clone());
                     let _ = current_tx.send(std::sync::Arc::new(new.clone()));
                     config = new;
                 });
@@ -243,6 +254,7 @@ pub async fn run(config: Config) -> Result<()> {
     live.dns.shutdown();
     analysis.abort();
     drop(checks);
+    drop(monitors);
     let _ = fs::remove_file(control::socket_path(&config.pop.run_dir));
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");

@@ -66,6 +66,9 @@ pub const FAMILIES: &[Family] = &[
     counter("pop_http_route_responses_total", "Requests answered in XDP per HTTP route."),
     counter("pop_traffic_spikes_total", "VIP rates far above their moving baseline."),
     gauge("pop_vip_announced", "1 while the VIP is announced (its address on the anycast interface)."),
+    gauge("pop_monitor_up", "1 while the [[monitor]] target's last probe got the expected answer (absent before the first probe)."),
+    counter("pop_monitor_probes_total", "Probes of each [[monitor]] target, by result (ok, failed); ok / all is its availability."),
+    Family { name: "pop_monitor_rtt_seconds", kind: "histogram", help: "Round-trip time of successful [[monitor]] probes." },
 ];
 
 /// Where one data-path counter goes: its family and labels, from its `pop stats` name.
@@ -136,9 +139,21 @@ impl Exposition {
     }
 }
 
+/// One histogram's buckets (cumulative, `le` in seconds), sum and count.
+fn histogram(x: &mut Exposition, family: &'static str, labels: &[(&'static str, String)], h: &crate::health::RttHistogram) {
+    let with_le = |le: String| labels.iter().cloned().chain([("le", le)]).collect::<Vec<_>>();
+    for (bound, n) in crate::health::RTT_BUCKETS.iter().zip(h.buckets) {
+        x.sample(family, "_bucket", &with_le(bound.to_string()), n);
+    }
+    x.sample(family, "_bucket", &with_le("+Inf".into()), h.count);
+    x.sample(family, "_sum", labels, h.sum_seconds);
+    x.sample(family, "_count", labels, h.count);
+}
+
 /// What the controller adds to the maps' figures.
 pub struct ControllerState<'a> {
     pub health: &'a Board,
+    pub monitors: &'a crate::monitor::MonitorBoard,
     pub spikes_total: u64,
     pub announced: &'a [VipStatus],
 }
@@ -182,14 +197,7 @@ pub fn render(config: &Config, maps: &PinnedMaps, state: &ControllerState<'_>) -
         x.sample("pop_backend_up", "", &be, (b.state == crate::health::State::Up) as u8);
     }
     for (service, address, h) in state.health.rtt_histograms() {
-        let be = [("service", service), ("backend", address.to_string())];
-        for (bound, n) in crate::health::RTT_BUCKETS.iter().zip(h.buckets) {
-            let labels = [be[0].clone(), be[1].clone(), ("le", bound.to_string())];
-            x.sample("pop_backend_probe_rtt_seconds", "_bucket", &labels, n);
-        }
-        x.sample("pop_backend_probe_rtt_seconds", "_bucket", &[be[0].clone(), be[1].clone(), ("le", "+Inf".into())], h.count);
-        x.sample("pop_backend_probe_rtt_seconds", "_sum", &be, h.sum_seconds);
-        x.sample("pop_backend_probe_rtt_seconds", "_count", &be, h.count);
+        histogram(&mut x, "pop_backend_probe_rtt_seconds", &[("service", service), ("backend", address.to_string())], &h);
     }
     for (route, n) in http_route_rows(maps, config)? {
         x.sample("pop_http_route_responses_total", "", &[("route", route)], n);
@@ -197,6 +205,18 @@ pub fn render(config: &Config, maps: &PinnedMaps, state: &ControllerState<'_>) -
     x.sample("pop_traffic_spikes_total", "", &[], state.spikes_total);
     for v in state.announced {
         x.sample("pop_vip_announced", "", &[("vip", v.vip.to_string())], v.announced as u8);
+    }
+    for m in state.monitors.snapshot() {
+        let id = [("monitor", m.name.clone()), ("target", m.target.to_string())];
+        if let Some(up) = m.up {
+            x.sample("pop_monitor_up", "", &id, up as u8);
+        }
+        for (result, n) in [("ok", m.probes_ok), ("failed", m.probes_failed)] {
+            x.sample("pop_monitor_probes_total", "", &[id[0].clone(), id[1].clone(), ("result", result.into())], n);
+        }
+    }
+    for (name, target, h) in state.monitors.rtt_histograms() {
+        histogram(&mut x, "pop_monitor_rtt_seconds", &[("monitor", name), ("target", target.to_string())], &h);
     }
     Ok(x.render())
 }
