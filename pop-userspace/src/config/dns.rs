@@ -22,8 +22,28 @@ pub struct DnsBlock {
     pub fast_path: bool,
     /// How far zone files may reach with `$INCLUDE`, and how big they may be.
     pub zone_limits: ZoneLimits,
+    /// Zones received by transfer from their primaries (`[[dns.secondary]]`).
+    pub secondaries: Vec<Secondary>,
     /// Line of the block's `[[dns]]` header.
     pub line: usize,
+}
+
+/// `[[dns.secondary]]`: a zone this PoP receives from its primaries by AXFR, refreshes
+/// on their NOTIFY and on the SOA timers, and stores under `pop.state_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secondary {
+    /// The zone's apex, lowercase, with the final dot.
+    pub zone: String,
+    /// Where transfers come from, in order; NOTIFY is accepted from these addresses only.
+    pub primaries: Vec<std::net::SocketAddr>,
+    pub line: usize,
+}
+
+impl Secondary {
+    /// The stored copy of the last transfer (wire format, as received).
+    pub fn file(&self, state_dir: &std::path::Path) -> PathBuf {
+        state_dir.join("secondary").join(format!("{}axfr", self.zone))
+    }
 }
 
 /// Default response rate limit per client prefix (responses/s).
@@ -53,6 +73,7 @@ impl Default for ZoneLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDns {
     vips: Vec<Spanned<String>>,
+    #[serde(default)]
     zones: Vec<Spanned<String>>,
     rate_limit: Option<u32>,
     fast_path: Option<bool>,
@@ -60,6 +81,15 @@ pub(super) struct RawDns {
     #[serde(default)]
     include_dirs: Vec<Spanned<String>>,
     zone_max_bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    secondary: Vec<Spanned<RawSecondary>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecondary {
+    zone: Spanned<String>,
+    primaries: Spanned<Vec<Spanned<String>>>,
 }
 
 /// Checks every `[[dns]]` block; each VIP claims port 53 over UDP and TCP.
@@ -75,9 +105,10 @@ pub(super) fn validate(v: &mut Validator, listeners: &mut Listeners, raw: Vec<Sp
         if block.vips.is_empty() {
             v.error(span.clone(), "[[dns]] needs at least one address in vips".into());
         }
-        if block.zones.is_empty() {
-            v.error(span.clone(), "[[dns]] needs at least one zone file in zones".into());
+        if block.zones.is_empty() && block.secondary.is_empty() {
+            v.error(span.clone(), "[[dns]] needs at least one zone: a file in zones, or a [[dns.secondary]]".into());
         }
+        let secondaries = secondaries(v, block.secondary);
         let mut vips = Vec::new();
         for vip in &block.vips {
             let Some(ip) = v.vip(vip) else { continue };
@@ -104,8 +135,40 @@ pub(super) fn validate(v: &mut Validator, listeners: &mut Listeners, raw: Vec<Sp
             rate_limit: block.rate_limit.unwrap_or(DEFAULT_DNS_RATE_LIMIT),
             fast_path: block.fast_path.unwrap_or(true),
             zone_limits: ZoneLimits { include_dirs, max_bytes },
+            secondaries,
             line,
         });
     }
     dns
+}
+
+fn secondaries(v: &mut Validator, raw: Vec<Spanned<RawSecondary>>) -> Vec<Secondary> {
+    let mut out: Vec<Secondary> = Vec::new();
+    for s in raw {
+        let line = v.line(s.span().start);
+        let s = s.into_inner();
+        let zone = match hickory_proto::rr::Name::from_ascii(s.zone.get_ref()) {
+            Ok(n) if !n.is_root() => format!("{}", n.to_lowercase()).trim_end_matches('.').to_string() + ".",
+            _ => {
+                v.error(s.zone.span(), format!("dns.secondary zone {:?} is not a domain name", s.zone.get_ref()));
+                continue;
+            }
+        };
+        if out.iter().any(|o| o.zone == zone) {
+            v.error(s.zone.span(), format!("dns.secondary zone {zone} is listed twice"));
+        }
+        if s.primaries.get_ref().is_empty() {
+            v.error(s.primaries.span(), format!("dns.secondary {zone}: primaries needs at least one address"));
+        }
+        let mut primaries = Vec::new();
+        for p in s.primaries.into_inner() {
+            let text = p.get_ref();
+            match text.parse::<std::net::SocketAddr>().or_else(|_| text.parse::<IpAddr>().map(|ip| std::net::SocketAddr::new(ip, DNS_PORT))) {
+                Ok(a) => primaries.push(a),
+                Err(_) => v.error(p.span(), format!("dns.secondary {zone}: primary {text:?} is not an address or address:port")),
+            }
+        }
+        out.push(Secondary { zone, primaries, line });
+    }
+    out
 }

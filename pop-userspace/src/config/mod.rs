@@ -31,11 +31,11 @@ use toml::Spanned;
 use self::validator::{Listeners, Validator, line_of};
 pub use self::{
     anycast::AnycastConfig,
-    dns::{DEFAULT_DNS_RATE_LIMIT, DEFAULT_ZONE_MAX_BYTES, DNS_PORT, DnsBlock, MAX_DNS_BLOCKS, ZoneLimits},
+    dns::{DEFAULT_DNS_RATE_LIMIT, DEFAULT_ZONE_MAX_BYTES, DNS_PORT, DnsBlock, MAX_DNS_BLOCKS, Secondary, ZoneLimits},
     error::{ConfigError, ConfigErrors},
     http::{HttpReply, HttpRoute, HttpSite},
     monitor::{MAX_MONITORS, Monitor},
-    pop::{BpfLogLevel, DEFAULT_BPFFS_DIR, DEFAULT_CONFIG, DEFAULT_RUN_DIR, FAULT_STEPS, Interface, PopSection, XdpMode},
+    pop::{BpfLogLevel, DEFAULT_BPFFS_DIR, DEFAULT_CONFIG, DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, FAULT_STEPS, Interface, PopSection, XdpMode},
     service::{Backend, DEFAULT_TABLE_SIZE, HealthCheck, MAX_BACKENDS, MAX_SERVICES, MAX_WEIGHT, ProbeKind, Protocol, Service, rcode_number},
 };
 pub use crate::addr::normalise;

@@ -14,6 +14,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/pop/pop.toml";
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/pop";
 /// Default directory for the daemon's lock and (later) control socket.
 pub const DEFAULT_RUN_DIR: &str = "/run/pop";
+/// Default directory for what must survive a reboot (transferred zones).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/pop";
 
 /// Where `pop.fault_inject` can make an apply fail (test hook of debug builds).
 pub const FAULT_STEPS: [&str; 6] = ["dns-bind", "dns-table", "maglev", "http-routes", "vip-sync", "netlink"];
@@ -24,6 +26,8 @@ pub struct PopSection {
     pub name: String,
     pub bpffs_dir: PathBuf,
     pub run_dir: PathBuf,
+    /// Kept across restarts and reboots: zones received by transfer (`secondary/`).
+    pub state_dir: PathBuf,
     pub bpf_log: BpfLogLevel,
     /// Where Prometheus scrapes `/metrics` (off when not set).
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -89,6 +93,7 @@ pub(super) struct RawPop {
     name: Option<Spanned<String>>,
     bpffs_dir: Option<Spanned<String>>,
     run_dir: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
     #[serde(default)]
     bpf_log: BpfLogLevel,
     metrics_listen: Option<Spanned<String>>,
@@ -125,6 +130,7 @@ pub(super) fn validate(v: &mut Validator, raw: RawPop) -> (PopSection, Vec<Spann
     };
     let bpffs_dir = v.absolute_dir(raw.bpffs_dir, "pop.bpffs_dir", DEFAULT_BPFFS_DIR);
     let run_dir = v.absolute_dir(raw.run_dir, "pop.run_dir", DEFAULT_RUN_DIR);
+    let state_dir = v.absolute_dir(raw.state_dir, "pop.state_dir", DEFAULT_STATE_DIR);
     let flow_table_size = v.table_size(raw.flow_table_size, "pop.flow_table_size", pop_common::LB_FLOWS_MAX);
     let dns_table_size = v.table_size(raw.dns_table_size, "pop.dns_table_size", pop_common::DNS_TABLE_MAX);
     let metrics_listen = raw.metrics_listen.and_then(|m| match m.get_ref().parse() {
@@ -149,6 +155,7 @@ pub(super) fn validate(v: &mut Validator, raw: RawPop) -> (PopSection, Vec<Spann
         name,
         bpffs_dir,
         run_dir,
+        state_dir,
         bpf_log: raw.bpf_log,
         metrics_listen,
         flow_table_size,

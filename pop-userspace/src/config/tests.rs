@@ -122,8 +122,30 @@ fn dns_block_errors() {
     );
     assert_eq!(e.len(), 3, "{e:?}");
     assert!(e[0].starts_with("pop.toml:4: \"not-an-ip\" is not an IPv4 or IPv6 address"), "{e:?}");
-    assert!(e[1].starts_with("pop.toml:6: [[dns]] needs at least one zone file"), "{e:?}");
+    assert!(e[1].starts_with("pop.toml:6: [[dns]] needs at least one zone: a file in zones, or a [[dns.secondary]]"), "{e:?}");
     assert_eq!(e[2], "pop.toml:7: 203.0.113.53 port 53/udp for [[dns]] is already served by [[dns]] at pop.toml:4");
+}
+
+#[test]
+fn secondary_zones() {
+    let ok = "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\"]\n\
+              [[dns.secondary]]\nzone = \"Example.NET\"\nprimaries = [\"192.0.2.1\", \"[2001:db8::1]:5353\"]\n";
+    let dir = std::env::temp_dir().join(format!("pop-secondary-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pop.toml"), ok).unwrap();
+    let c = Config::load(&dir.join("pop.toml")).unwrap();
+    let s = &c.dns[0].secondaries[0];
+    assert_eq!(s.zone, "example.net.");
+    assert_eq!(s.primaries, ["192.0.2.1:53".parse().unwrap(), "[2001:db8::1]:5353".parse().unwrap()]);
+    assert_eq!(s.file(&c.pop.state_dir), std::path::Path::new("/var/lib/pop/secondary/example.net.axfr"));
+    let e = errors(
+        "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\"]\n\
+         [[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"primary.example\"]\n\
+         [[dns.secondary]]\nzone = \"example.net.\"\nprimaries = []\n",
+    );
+    assert!(e.iter().any(|e| e.starts_with("pop.toml:7: dns.secondary example.net.: primary \"primary.example\" is not an address")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("pop.toml:9: dns.secondary zone example.net. is listed twice")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("pop.toml:10: dns.secondary example.net.: primaries needs at least one address")), "{e:?}");
 }
 
 #[test]

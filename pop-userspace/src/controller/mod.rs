@@ -99,6 +99,9 @@ pub async fn run(config: Config) -> Result<()> {
     let _lock = RunLock::acquire(&config.pop.run_dir)?;
     // Zones are parsed and compiled before the data path is touched: a broken zone
     // stops the start with its file and line, and nothing gets attached.
+    // A secondary zone never transferred is fetched first, so a new PoP serves it from
+    // the first apply; one stored before is served as stored and refreshed later.
+    crate::dns::secondary::first_transfers(&config).await;
     let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut datapath = loader::attach(&config)?;
 
@@ -130,6 +133,9 @@ pub async fn run(config: Config) -> Result<()> {
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let monitor_board = std::sync::Arc::new(crate::monitor::MonitorBoard::default());
     let mut monitors = crate::monitor::start(&config, monitor_board.clone());
+    // A secondary zone that changed (or expired) is applied by an ordinary reload.
+    let (zone_tx, mut zone_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut secondaries = crate::dns::secondary::start(&config, zone_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
     control::listen(&config.pop.run_dir, ctl_tx)?;
     let spikes = std::sync::Arc::new(std::sync::Mutex::new(0u64));
@@ -210,9 +216,15 @@ pub async fn run(config: Config) -> Result<()> {
             }
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
-            _ = hup.recv() => {
+            reason = async {
+                tokio::select! {
+                    _ = hup.recv() => "SIGHUP".to_string(),
+                    Some(zone) = zone_rx.recv() => format!("secondary zone {zone} changed"),
+                }
+            } => {
                 // The heavy part (zones parsed, tables compiled and staged) runs off this
                 // loop; one reload at a time, a signal meanwhile starts another after it.
+                info!("reload requested: {reason}");
                 if reload_in_flight {
                     reload_again = true;
                 } else {
@@ -230,6 +242,7 @@ pub async fn run(config: Config) -> Result<()> {
                 }).map(|new| {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     monitors = crate::monitor::start(&new, monitor_board.clone());
+                    secondaries = crate::dns::secondary::start(&new, zone_tx.clone());
                     let _ = current_tx.send(std::sync::Arc::new(new.clone()));
                     config = new;
                 });
@@ -255,6 +268,7 @@ pub async fn run(config: Config) -> Result<()> {
     analysis.abort();
     drop(checks);
     drop(monitors);
+    drop(secondaries);
     let _ = fs::remove_file(control::socket_path(&config.pop.run_dir));
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");

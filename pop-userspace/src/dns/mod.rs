@@ -12,6 +12,7 @@ mod dnssec;
 mod dnssec_text;
 pub mod fastpath;
 pub mod runtime;
+pub mod secondary;
 pub mod server;
 pub mod table;
 #[allow(clippy::collapsible_if)] // until issue 14's rewrite lands

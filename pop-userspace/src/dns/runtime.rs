@@ -35,8 +35,9 @@ pub struct Prepared {
 pub fn prepare(config: &Config) -> Result<Vec<Prepared>, String> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for block in &config.dns {
-        let responder = match load_responder(&block.zones, &block.zone_limits, &config.pop.name) {
+    for (i, block) in config.dns.iter().enumerate() {
+        let sources = super::secondary::zone_sources(config, i);
+        let responder = match load_responder(&sources, &block.zone_limits, &config.pop.name) {
             Ok(r) => r,
             Err(e) => {
                 errors.push(e.to_string());

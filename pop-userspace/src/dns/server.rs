@@ -40,7 +40,13 @@ pub fn load_responder(zone_paths: &[PathBuf], limits: &ZoneLimits, identity: &st
     let mut zones = Vec::new();
     let mut errors = Vec::new();
     for path in zone_paths {
-        match load_zone_with(path, None, limits) {
+        // A secondary zone's stored transfer, or a zone file.
+        let loaded = if path.extension().is_some_and(|e| e == "axfr") {
+            super::secondary::load_stored(path, limits)
+        } else {
+            load_zone_with(path, None, limits)
+        };
+        match loaded {
             Ok(z) => zones.push(z),
             Err(e) => errors.extend(e.0),
         }
@@ -249,7 +255,8 @@ async fn serve_udp(sock: UdpSocket, responder: Arc<ArcSwap<Responder>>, mut shut
             STATS.unseen_by_xdp.fetch_add(1, Relaxed);
             continue;
         }
-        let Some(resp) = responder.load().respond(&buf[..len], Transport::Udp) else {
+        let answer = super::secondary::answer_notify(&buf[..len], peer.ip()).or_else(|| responder.load().respond(&buf[..len], Transport::Udp));
+        let Some(resp) = answer else {
             continue;
         };
         STATS.count(Transport::Udp, &resp);
@@ -383,7 +390,10 @@ async fn tcp_connection(mut stream: TcpStream, responder: &ArcSwap<Responder>) -
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Ok(r) => r?,
         };
-        let Some(resp) = responder.load().respond(&buf[..len], Transport::Tcp) else {
+        // Primaries may send NOTIFY over TCP (Knot does).
+        let peer = stream.peer_addr()?.ip();
+        let answer = super::secondary::answer_notify(&buf[..len], peer).or_else(|| responder.load().respond(&buf[..len], Transport::Tcp));
+        let Some(resp) = answer else {
             continue;
         };
         STATS.count(Transport::Tcp, &resp);

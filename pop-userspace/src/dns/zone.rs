@@ -458,6 +458,27 @@ pub fn load_zone_with(path: &Path, origin: Option<&str>, limits: &ZoneLimits) ->
     build_zone(path, &apex, records).map_err(|m| one(None, m))
 }
 
+/// A zone from the records of a zone transfer (RFC 5936; the closing SOA already
+/// dropped), checked as a zone file is. `file` names it in errors (the stored copy).
+pub fn zone_from_transfer(file: &Path, apex: &Name, received: Vec<Record>) -> Result<Zone, ZoneErrors> {
+    let mut records = ParsedRecords::new();
+    for r in received {
+        let rtype = r.record_type();
+        let owner = r.name.clone();
+        records.entry(RrKey::new(LowerName::new(&owner), rtype)).or_insert_with(|| RecordSet::new(owner, rtype, 0)).insert(r, 0);
+    }
+    let issues = check(&records, apex);
+    let fail = |message: String| ZoneErrors(vec![ZoneError { file: file.to_path_buf(), line: None, message }]);
+    if let Some(first) = issues.first() {
+        return Err(fail(format!(
+            "transferred zone {apex}: {}{}",
+            first.message,
+            if issues.len() > 1 { format!(" (and {} more)", issues.len() - 1) } else { String::new() }
+        )));
+    }
+    build_zone(file, apex, records).map_err(fail)
+}
+
 /// Why a zone's text did not parse.
 enum ParseFailure {
     /// A DNSSEC entry, at this line of the text.

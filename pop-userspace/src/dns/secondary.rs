@@ -1,0 +1,382 @@
+//! Secondary zones (`[[dns.secondary]]`): received from their primaries by AXFR
+//! (RFC 5936), kept under `pop.state_dir` exactly as received (so a restart serves them
+//! before the first refresh), refreshed when a primary's NOTIFY arrives (RFC 1996, from
+//! the primaries only) and on the zone's SOA refresh and retry timers (RFC 1034 4.3.5),
+//! and no longer served once the SOA expire time passes without reaching a primary.
+//!
+//! A changed zone is applied through the controller's ordinary transactional reload:
+//! the stored copy is a zone source like a file, so it is parsed, checked, compiled and
+//! flipped all or nothing.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use hickory_proto::{
+    op::{Message, MessageType, OpCode, Query, ResponseCode},
+    rr::{Name, RData, Record, RecordType},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::{TcpStream, UdpSocket},
+    sync::{mpsc, watch},
+};
+
+use super::zone::{Zone, ZoneErrors, ZoneLimits, zone_from_transfer};
+use crate::config::{Config, Secondary};
+
+/// A transfer or SOA query that takes longer than this has failed.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// SOA timers are clamped to these bounds: a zone's refresh of 0 must not spin, and
+/// one of a week must not leave a PoP without NOTIFY stale for a week.
+const MIN_TIMER: Duration = Duration::from_secs(1);
+const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
+
+/// The SOA fields a secondary runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoaTimers {
+    pub serial: u32,
+    pub refresh: Duration,
+    pub retry: Duration,
+    pub expire: Duration,
+}
+
+impl SoaTimers {
+    fn of(record: &Record) -> Option<SoaTimers> {
+        let RData::SOA(soa) = &record.data else { return None };
+        let secs = |s: i32| Duration::from_secs(s.max(0) as u64).clamp(MIN_TIMER, MAX_TIMER);
+        Some(SoaTimers { serial: soa.serial, refresh: secs(soa.refresh), retry: secs(soa.retry), expire: secs(soa.expire) })
+    }
+}
+
+/// Whether serial `a` is newer than `b` (RFC 1982 arithmetic).
+pub fn serial_newer(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 0x8000_0000
+}
+
+fn zone_name(zone: &str) -> Result<Name> {
+    Name::from_ascii(zone).map_err(|e| anyhow!("zone {zone:?}: {e}"))
+}
+
+/// The SOA serial `primary` has for `zone` (one UDP query).
+pub async fn primary_serial(zone: &str, primary: SocketAddr) -> Result<u32> {
+    let mut q = Message::query();
+    q.metadata.recursion_desired = false;
+    q.add_query(Query::query(zone_name(zone)?, RecordType::SOA));
+    let bytes = q.to_vec()?;
+    let bind: SocketAddr = if primary.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
+    let sock = UdpSocket::bind(bind).await?;
+    sock.connect(primary).await?;
+    sock.send(&bytes).await?;
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + TRANSFER_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, sock.recv(&mut buf)).await.map_err(|_| anyhow!("no SOA answer from {primary}"))??;
+        let Ok(m) = Message::from_vec(&buf[..n]) else { continue };
+        if m.metadata.id != q.metadata.id {
+            continue;
+        }
+        ensure!(m.metadata.response_code == ResponseCode::NoError, "{primary} answered the SOA query with {}", m.metadata.response_code);
+        return m.answers.iter().find_map(SoaTimers::of).map(|t| t.serial).ok_or_else(|| anyhow!("{primary} sent no SOA for {zone}"));
+    }
+}
+
+/// One AXFR of `zone` from `primary`: the response messages as received, at most
+/// `max_bytes` of them, checked to open and close with the zone's SOA.
+pub async fn axfr(zone: &str, primary: SocketAddr, max_bytes: u64) -> Result<Vec<Vec<u8>>> {
+    let apex = zone_name(zone)?;
+    let mut q = Message::query();
+    q.add_query(Query::query(apex.clone(), RecordType::AXFR));
+    let bytes = q.to_vec()?;
+    let work = async {
+        let mut s = TcpStream::connect(primary).await.with_context(|| format!("connecting to {primary}"))?;
+        s.write_all(&(bytes.len() as u16).to_be_bytes()).await?;
+        s.write_all(&bytes).await?;
+        let (mut messages, mut total, mut soas) = (Vec::new(), 0u64, 0);
+        while soas < 2 {
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.context("the primary closed the transfer before its closing SOA")?;
+            let len = u16::from_be_bytes(len) as usize;
+            total += len as u64 + 2;
+            ensure!(total <= max_bytes, "the transfer is over the zone's limit of {max_bytes} bytes (dns.zone_max_bytes)");
+            let mut msg = vec![0u8; len];
+            s.read_exact(&mut msg).await?;
+            let m = Message::from_vec(&msg).context("an unreadable transfer message")?;
+            ensure!(m.metadata.id == q.metadata.id, "a transfer message for another query");
+            if m.metadata.response_code != ResponseCode::NoError {
+                bail!("{primary} refused the transfer: {}", m.metadata.response_code);
+            }
+            for r in &m.answers {
+                if r.record_type() == RecordType::SOA && r.name == apex {
+                    soas += 1;
+                } else if soas == 0 {
+                    bail!("the transfer does not start with the SOA of {zone}");
+                }
+            }
+            messages.push(msg);
+        }
+        Ok::<_, anyhow::Error>(messages)
+    };
+    tokio::time::timeout(TRANSFER_TIMEOUT, work).await.map_err(|_| anyhow!("the transfer from {primary} took over {TRANSFER_TIMEOUT:?}"))?
+}
+
+/// Writes the messages of a transfer to `path` (each with its 2-byte length, as on the
+/// wire), through a temporary file and a rename: a crash leaves the old copy or the new.
+pub fn store(path: &Path, messages: &[Vec<u8>]) -> Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().ok_or_else(|| anyhow!("{} has no directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("axfr.tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    for m in messages {
+        f.write_all(&(m.len() as u16).to_be_bytes())?;
+        f.write_all(m)?;
+    }
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// The records of a stored transfer (the closing SOA dropped) and its SOA timers.
+fn read_stored(path: &Path, limits: &ZoneLimits) -> Result<(Name, Vec<Record>, SoaTimers)> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    ensure!(meta.len() <= limits.max_bytes, "{} is over the zone's limit of {} bytes", path.display(), limits.max_bytes);
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        ensure!(at + 2 <= bytes.len(), "{} is cut short", path.display());
+        let len = u16::from_be_bytes([bytes[at], bytes[at + 1]]) as usize;
+        let msg = bytes.get(at + 2..at + 2 + len).ok_or_else(|| anyhow!("{} is cut short", path.display()))?;
+        records.extend(Message::from_vec(msg).with_context(|| format!("{}: an unreadable message", path.display()))?.answers);
+        at += 2 + len;
+    }
+    let first = records.first().ok_or_else(|| anyhow!("{} holds no records", path.display()))?;
+    let timers = SoaTimers::of(first).ok_or_else(|| anyhow!("{} does not start with an SOA", path.display()))?;
+    let apex = first.name.clone();
+    // The closing SOA repeats the opening one.
+    if records.len() > 1 && records.last().is_some_and(|r| r.record_type() == RecordType::SOA && r.name == apex) {
+        records.pop();
+    }
+    Ok((apex, records, timers))
+}
+
+/// A stored transfer as a zone to serve, checked like a zone file.
+pub fn load_stored(path: &Path, limits: &ZoneLimits) -> Result<Zone, ZoneErrors> {
+    let fail = |e: anyhow::Error| ZoneErrors(vec![crate::dns::zone::ZoneError { file: path.to_path_buf(), line: None, message: format!("{e:#}") }]);
+    let (apex, records, _) = read_stored(path, limits).map_err(fail)?;
+    zone_from_transfer(path, &apex, records)
+}
+
+/// Every zone source of `config`'s block `i`: its files, then the stored copies of its
+/// secondaries that have been transferred (one not transferred yet is not served).
+pub fn zone_sources(config: &Config, i: usize) -> Vec<PathBuf> {
+    let block = &config.dns[i];
+    let stored = block.secondaries.iter().map(|s| s.file(&config.pop.state_dir)).filter(|f| f.exists());
+    block.zones.iter().cloned().chain(stored).collect()
+}
+
+/// Transfers every secondary that has no stored copy yet, before the first apply (so a
+/// new PoP answers its zones from the start); one that fails is retried by its task.
+pub async fn first_transfers(config: &Config) {
+    for block in &config.dns {
+        for s in &block.secondaries {
+            let file = s.file(&config.pop.state_dir);
+            if file.exists() {
+                continue;
+            }
+            match transfer_from_any(s, &file, block.zone_limits.max_bytes).await {
+                Ok(serial) => log::info!("secondary {}: transferred serial {serial}", s.zone),
+                Err(e) => log::warn!("secondary {}: not served until a transfer succeeds: {e:#}", s.zone),
+            }
+        }
+    }
+}
+
+/// AXFR from the first primary that answers; stores it; its serial.
+async fn transfer_from_any(s: &Secondary, file: &Path, max_bytes: u64) -> Result<u32> {
+    let mut errors = Vec::new();
+    for &p in &s.primaries {
+        match axfr(&s.zone, p, max_bytes).await {
+            Ok(messages) => {
+                store(file, &messages)?;
+                let (_, _, timers) = read_stored(file, &ZoneLimits { include_dirs: Vec::new(), max_bytes })?;
+                return Ok(timers.serial);
+            }
+            Err(e) => errors.push(format!("{p}: {e:#}")),
+        }
+    }
+    bail!("{}", errors.join("; "))
+}
+
+/// NOTIFY senders allowed per zone, and how to wake that zone's task.
+type NotifyTable = HashMap<String, (Vec<IpAddr>, mpsc::UnboundedSender<()>)>;
+
+/// The running secondaries' NOTIFY table, read by the DNS server (which has no handle
+/// on the controller's tasks).
+static NOTIFY: Mutex<Option<NotifyTable>> = Mutex::new(None);
+
+/// The server's answer to a NOTIFY (opcode 4) from `peer`, or None if `msg` is not one.
+/// From a primary of a secondary zone: NOERROR, and that zone is checked at once. Any
+/// other sender or zone: REFUSED, and nothing happens (RFC 1996 section 3.10).
+pub fn answer_notify(msg: &[u8], peer: IpAddr) -> Option<Vec<u8>> {
+    if msg.len() < 12 || (msg[2] >> 3) & 0x0f != 4 || msg[2] & 0x80 != 0 {
+        return None;
+    }
+    let q = Message::from_vec(msg).ok()?;
+    let zone = q.queries.first().map(|q| q.name.to_lowercase().to_string())?;
+    let zone = if zone.ends_with('.') { zone } else { zone + "." };
+    let accepted = NOTIFY.lock().unwrap().as_ref().and_then(|t| t.get(&zone).filter(|(from, _)| from.contains(&peer)).map(|(_, wake)| wake.send(())));
+    let rcode = if accepted.is_some() {
+        log::info!("NOTIFY for {zone} from {peer}: checking the primary");
+        ResponseCode::NoError
+    } else {
+        log::debug!("NOTIFY for {zone} from {peer} refused: not a primary of a secondary zone here");
+        ResponseCode::Refused
+    };
+    let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Notify);
+    r.metadata.authoritative = true;
+    r.metadata.response_code = rcode;
+    r.queries = q.queries;
+    r.to_vec().ok()
+}
+
+/// The running secondary tasks; dropping this stops them. (The NOTIFY table is
+/// replaced by the next [`start`], which runs before the old tasks are dropped.)
+pub struct Secondaries {
+    _stop: watch::Sender<bool>,
+}
+
+/// Starts one refresh task per secondary zone of `config`. Each sends the zone's name
+/// on `changed` after storing a new transfer or after the zone expired: the controller
+/// then reloads.
+pub fn start(config: &Config, changed: mpsc::UnboundedSender<String>) -> Secondaries {
+    let (stop, stopped) = watch::channel(false);
+    let mut table = NotifyTable::new();
+    for block in &config.dns {
+        for s in &block.secondaries {
+            let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+            table.insert(s.zone.clone(), (s.primaries.iter().map(|p| p.ip()).collect(), wake_tx));
+            let task =
+                Task { secondary: s.clone(), file: s.file(&config.pop.state_dir), max_bytes: block.zone_limits.max_bytes, changed: changed.clone() };
+            tokio::spawn(task.run(wake_rx, stopped.clone()));
+        }
+    }
+    *NOTIFY.lock().unwrap() = Some(table);
+    Secondaries { _stop: stop }
+}
+
+struct Task {
+    secondary: Secondary,
+    file: PathBuf,
+    max_bytes: u64,
+    changed: mpsc::UnboundedSender<String>,
+}
+
+impl Task {
+    fn stored(&self) -> Option<(SoaTimers, SystemTime)> {
+        let limits = ZoneLimits { include_dirs: Vec::new(), max_bytes: self.max_bytes };
+        let (_, _, timers) = read_stored(&self.file, &limits).ok()?;
+        // The file's modification time is when a primary last confirmed the data.
+        let confirmed = std::fs::metadata(&self.file).and_then(|m| m.modified()).ok()?;
+        Some((timers, confirmed))
+    }
+
+    async fn run(self, mut wake: mpsc::UnboundedReceiver<()>, mut stopped: watch::Receiver<bool>) {
+        let zone = &self.secondary.zone;
+        loop {
+            let stored = self.stored();
+            let wait = match self.check(stored).await {
+                Ok(timers) => timers.refresh,
+                Err(e) => {
+                    let (retry, expired) = match stored {
+                        Some((t, confirmed)) => (t.retry, confirmed.elapsed().unwrap_or_default() > t.expire),
+                        None => (Duration::from_secs(5), false),
+                    };
+                    log::warn!("secondary {zone}: no primary reached ({e:#}); retrying in {retry:?}");
+                    if expired {
+                        log::error!("secondary {zone}: expired (no primary reached within the SOA expire time): no longer served");
+                        let _ = std::fs::rename(&self.file, self.file.with_extension("axfr.expired"));
+                        let _ = self.changed.send(zone.clone());
+                    }
+                    retry
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                Some(()) = wake.recv() => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+
+    /// Asks the primaries for their serial; transfers when it is newer than the stored
+    /// one (or nothing is stored). The timers now in force.
+    async fn check(&self, stored: Option<(SoaTimers, SystemTime)>) -> Result<SoaTimers> {
+        let zone = &self.secondary.zone;
+        let mut errors = Vec::new();
+        for &p in &self.secondary.primaries {
+            let serial = match primary_serial(zone, p).await {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(format!("{p}: {e:#}"));
+                    continue;
+                }
+            };
+            if let Some((t, _)) = stored.filter(|(t, _)| !serial_newer(serial, t.serial)) {
+                // Up to date: the primary confirmed the data, which restarts expiry.
+                if let Ok(f) = std::fs::File::options().append(true).open(&self.file) {
+                    let _ = f.set_modified(SystemTime::now());
+                }
+                return Ok(t);
+            }
+            match axfr(zone, p, self.max_bytes).await.and_then(|m| store(&self.file, &m)) {
+                Ok(()) => {
+                    let (t, _) = self.stored().ok_or_else(|| anyhow!("the stored transfer of {zone} is unreadable"))?;
+                    log::info!("secondary {zone}: transferred serial {} from {p}", t.serial);
+                    let _ = self.changed.send(zone.clone());
+                    return Ok(t);
+                }
+                Err(e) => errors.push(format!("{p}: {e:#}")),
+            }
+        }
+        bail!("{}", errors.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_compare_in_rfc_1982_arithmetic() {
+        assert!(serial_newer(2, 1));
+        assert!(!serial_newer(1, 1));
+        assert!(!serial_newer(1, 2));
+        assert!(serial_newer(1, u32::MAX), "wraps");
+        assert!(!serial_newer(0x8000_0001, 1), "half the space away is not newer");
+    }
+
+    #[test]
+    fn notify_is_answered_only_for_a_secondary_zone_and_from_its_primaries() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        *NOTIFY.lock().unwrap() = Some([("example.net.".to_string(), (vec!["192.0.2.1".parse().unwrap()], tx))].into());
+        let mut n = Message::new(7, MessageType::Query, OpCode::Notify);
+        n.add_query(Query::query(Name::from_ascii("Example.NET.").unwrap(), RecordType::SOA));
+        let bytes = n.to_vec().unwrap();
+        let ok = Message::from_vec(&answer_notify(&bytes, "192.0.2.1".parse().unwrap()).unwrap()).unwrap();
+        assert_eq!((ok.metadata.id, ok.metadata.op_code, ok.metadata.response_code), (7, OpCode::Notify, ResponseCode::NoError));
+        assert!(rx.try_recv().is_ok(), "the zone's task is woken");
+        let no = Message::from_vec(&answer_notify(&bytes, "198.51.100.9".parse().unwrap()).unwrap()).unwrap();
+        assert_eq!(no.metadata.response_code, ResponseCode::Refused);
+        assert!(rx.try_recv().is_err(), "a stranger's NOTIFY wakes nothing");
+        assert!(answer_notify(&Message::query().to_vec().unwrap(), "192.0.2.1".parse().unwrap()).is_none(), "a query is not a NOTIFY");
+        *NOTIFY.lock().unwrap() = None;
+    }
+}

@@ -1,0 +1,112 @@
+//! pop as a secondary of a hidden primary (Knot DNS in the lab): AXFR at start, a
+//! change on the primary reaches pop's answers through NOTIFY, the transferred copy
+//! survives a restart with the primary down, and the zone expires as the SOA says.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use pop_lab::{Host, Lab, wait_until};
+
+const VIP: &str = "203.0.113.53";
+const PRIMARY: &str = "192.0.2.1";
+
+/// refresh 60 s (so a change seen sooner came by NOTIFY), retry 1 s, expire 8 s.
+fn zone_text(serial: u32, www: &str) -> String {
+    format!(
+        "$ORIGIN example.net.\n$TTL 300\n@ IN SOA ns1.example.net. hostmaster.example.net. {serial} 60 1 8 300\n\
+         @ IN NS ns1\nns1 IN A 192.0.2.53\nwww IN A {www}\ntxt IN TXT \"v=spf1 -all\" \"two words\"\n"
+    )
+}
+
+fn dig(client: &Host, name: &str, qtype: &str) -> Result<String> {
+    client.stdout(&["dig", "+tries=1", "+time=1", "+norec", "+short", &format!("@{VIP}"), name, qtype])
+}
+
+fn status_line(client: &Host, name: &str) -> Result<String> {
+    let out = client.stdout(&["dig", "+tries=1", "+time=1", "+norec", &format!("@{VIP}"), name, "A"])?;
+    Ok(out.lines().find(|l| l.contains("status:")).unwrap_or("").to_string())
+}
+
+fn knot_conf(lab: &Lab, run: &Path, zone: &Path) -> Result<std::path::PathBuf> {
+    lab.write(
+        "knot-primary.conf",
+        &format!(
+            "server:\n    rundir: \"{r}\"\n    listen: {PRIMARY}@53\n    udp-workers: 1\n    tcp-workers: 1\n\
+             control:\n    listen: \"{r}/knot.sock\"\n\
+             database:\n    storage: \"{r}/db\"\nlog:\n  - target: stderr\n    any: info\n\
+             remote:\n  - id: pop\n    address: {VIP}@53\n\
+             acl:\n  - id: pop-xfr\n    address: 192.0.2.2\n    action: transfer\n\
+             zone:\n  - domain: example.net\n    file: \"{z}\"\n    notify: pop\n    acl: pop-xfr\n\
+             \x20   journal-content: none\n    zonefile-sync: -1\n",
+            r = run.display(),
+            z = zone.display()
+        ),
+    )
+}
+
+#[test]
+fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let (client, pop) = lab.client_and_pop()?;
+    lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
+    lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+
+    // The hidden primary (Knot) on the client host.
+    let run = lab.dir.join("knot-primary");
+    std::fs::create_dir_all(run.join("db"))?;
+    let zone = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
+    let conf = knot_conf(&lab, &run, &zone)?;
+    lab.spawn(&client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
+    wait_until(Duration::from_secs(20), "knotd serving example.net", || {
+        client
+            .stdout(&["dig", "+tries=1", "+time=1", "+short", &format!("@{PRIMARY}"), "www.example.net", "A"])
+            .ok()
+            .filter(|o| o.contains("192.0.2.80"))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("knot").unwrap_or_default()))?;
+
+    let state = lab.dir.join("state");
+    let config = lab.pop_config_with(
+        &pop,
+        &format!("state_dir = \"{}\"", state.display()),
+        &format!("[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"{VIP}\"]\nrate_limit = 0\n[[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"{PRIMARY}\"]\n"),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+
+    // Transferred before the first apply: answered at once, every record as the primary has it.
+    assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.80");
+    assert_eq!(dig(&client, "txt.example.net", "TXT")?.trim(), "\"v=spf1 -all\" \"two words\"");
+    let stored = state.join("secondary").join("example.net.axfr");
+    assert!(stored.is_file(), "no stored copy at {}", stored.display());
+
+    // A change at the primary: its NOTIFY brings it to pop's answers.
+    std::fs::write(&zone, zone_text(2, "192.0.2.81"))?;
+    let changed = Instant::now();
+    let reload = client.stdout(&["knotc", "-s", run.join("knot.sock").to_str().unwrap(), "zone-reload", "example.net"])?;
+    assert!(reload.contains("OK"), "knotc: {reload}");
+    wait_until(Duration::from_secs(5), "the new address answered", || dig(&client, "www.example.net", "A").ok().filter(|o| o.trim() == "192.0.2.81"))
+        .map_err(|e| anyhow::anyhow!("{e}: {}\nknot:\n{}", lab.daemon_log("pop").unwrap_or_default(), lab.daemon_log("knot").unwrap_or_default()))?;
+    let took = changed.elapsed();
+    println!("primary change answered by pop after {took:?}");
+    let log = lab.daemon_log("pop").unwrap_or_default();
+    assert!(
+        log.contains("NOTIFY for example.net. from 192.0.2.1"),
+        "the change did not come by NOTIFY:\n{log}\nknot:\n{}",
+        lab.daemon_log("knot").unwrap_or_default()
+    );
+
+    // The primary goes away and pop restarts: the stored copy is served.
+    lab.stop_daemon("knot")?;
+    lab.stop_daemon("pop")?;
+    lab.start_pop(&pop, "pop", &config)?;
+    assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.81", "the stored transfer is not served after a restart");
+
+    // Still unreachable after the SOA expire time (8 s): no longer served.
+    wait_until(Duration::from_secs(20), "the zone expired", || status_line(&client, "www.example.net").ok().filter(|l| !l.contains("NOERROR")))
+        .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("pop").unwrap_or_default()))?;
+    assert!(lab.daemon_log("pop").unwrap_or_default().contains("secondary example.net.: expired"));
+    Ok(())
+}
