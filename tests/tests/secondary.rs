@@ -51,7 +51,7 @@ fn knot_conf(lab: &Lab, run: &Path, zone: &Path) -> Result<std::path::PathBuf> {
 fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     let mut lab = Lab::new()?;
     let (client, pop) = lab.client_and_pop()?;
-    lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
+    // The VIP is on lo only while announced: [anycast] manages it.
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
 
     // The hidden primary (Knot) on the client host.
@@ -72,9 +72,18 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     let config = lab.pop_config_with(
         &pop,
         &format!("state_dir = \"{}\"", state.display()),
-        &format!("[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"{VIP}\"]\nrate_limit = 0\n[[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"{PRIMARY}\"]\n"),
+        &format!(
+            "[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"{VIP}\"]\nrate_limit = 0\n[[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"{PRIMARY}\"]\n\
+             [anycast]\ninterface = \"lo\"\nrise = 1\nfall = 1\nhold_ms = 0\ncheck_ms = 200\n"
+        ),
     )?;
     lab.start_pop(&pop, "pop", &config)?;
+    let announced = |lab: &Lab| -> Option<(bool, String)> {
+        let out = lab.pop(&pop, &config, &["status", "--json"]).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some((v["vips"][0]["announced"].as_bool()?, v["vips"][0]["why"].as_str()?.to_string()))
+    };
+    wait_until(Duration::from_secs(10), "the VIP announced", || announced(&lab).filter(|(a, _)| *a))?;
 
     // Transferred before the first apply: answered at once, every record as the primary has it.
     assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.80");
@@ -103,10 +112,14 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     lab.stop_daemon("pop")?;
     lab.start_pop(&pop, "pop", &config)?;
     assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.81", "the stored transfer is not served after a restart");
+    wait_until(Duration::from_secs(10), "the VIP announced from the stored copy", || announced(&lab).filter(|(a, _)| *a))?;
 
     // Still unreachable after the SOA expire time (8 s): no longer served.
     wait_until(Duration::from_secs(20), "the zone expired", || status_line(&client, "www.example.net").ok().filter(|l| !l.contains("NOERROR")))
         .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("pop").unwrap_or_default()))?;
     assert!(lab.daemon_log("pop").unwrap_or_default().contains("secondary example.net.: expired"));
+    // An expired zone makes its block unhealthy: the VIP is withdrawn, saying why.
+    let (_, why) = wait_until(Duration::from_secs(10), "the VIP withdrawn", || announced(&lab).filter(|(a, _)| !*a))?;
+    assert!(why.contains("secondary zone example.net. is not served"), "{why}");
     Ok(())
 }

@@ -75,6 +75,10 @@ struct Server {
 /// A block as served: the responder its servers use.
 struct Served {
     responder: Arc<Responder>,
+    /// Secondary zones configured for the block (apex text, final dot): each must be
+    /// served for the block to count as healthy (one not transferred yet, or expired,
+    /// is not).
+    secondaries: Vec<String>,
 }
 
 pub struct DnsRuntime {
@@ -258,7 +262,7 @@ impl DnsRuntime {
                     self.servers.insert(vip, Server { responder: swap, shutdown: tx });
                 }
             }
-            served.push(Served { responder });
+            served.push(Served { responder, secondaries: block.secondaries.iter().map(|s| s.zone.clone()).collect() });
         }
         self.servers.retain(|vip, s| {
             let keep = wanted.contains(vip);
@@ -274,14 +278,24 @@ impl DnsRuntime {
     /// The block's server answering its own probe: the SOA of its first zone, in
     /// process, with the responder the server uses right now.
     pub fn self_check(&self, block: usize) -> Result<(), String> {
-        let responder = &self.blocks.get(block).ok_or("not running")?.responder;
-        let zone = responder.zones().zones().first().ok_or("no zone")?;
-        let mut q = vec![0x70, 0x6f, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        q.extend_from_slice(zone.apex());
-        q.extend_from_slice(&[0, 6, 0, 1]);
-        let a = responder.respond(&q, super::Transport::Udp).ok_or("no answer")?;
-        if a.len() < 12 || a[3] & 0x0f != 0 || u16::from_be_bytes([a[6], a[7]]) == 0 {
-            return Err(format!("SOA probe of {} failed", zone.apex_text()));
+        let served = self.blocks.get(block).ok_or("not running")?;
+        let responder = &served.responder;
+        let zones = responder.zones().zones();
+        let norm = |z: &str| z.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(missing) = served.secondaries.iter().find(|s| !zones.iter().any(|z| norm(z.apex_text()) == norm(s))) {
+            return Err(format!("secondary zone {missing} is not served (not transferred yet, or expired)"));
+        }
+        if zones.is_empty() {
+            return Err("no zone".into());
+        }
+        for zone in zones {
+            let mut q = vec![0x70, 0x6f, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            q.extend_from_slice(zone.apex());
+            q.extend_from_slice(&[0, 6, 0, 1]);
+            let a = responder.respond(&q, super::Transport::Udp).ok_or("no answer")?;
+            if a.len() < 12 || a[3] & 0x0f != 0 || u16::from_be_bytes([a[6], a[7]]) == 0 {
+                return Err(format!("SOA probe of {} failed", zone.apex_text()));
+            }
         }
         Ok(())
     }
