@@ -26,6 +26,8 @@ pub struct AnycastLab {
     pub pops: Vec<Host>,
     pub backends: Vec<Host>,
     pub configs: Vec<PathBuf>,
+    /// The router's BIRD control socket (`birdc -s`).
+    pub router_bird: PathBuf,
 }
 
 fn data(name: &str) -> PathBuf {
@@ -147,7 +149,13 @@ impl AnycastLab {
         let sock = lab.dir.join("bird-router.ctl");
         let pid = lab.dir.join("bird-router.pid");
         lab.spawn(&router, "bird-router", &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()])?;
-        Ok(AnycastLab { lab, client, router, pops, backends, configs })
+        Ok(AnycastLab { lab, client, router, pops, backends, configs, router_bird: sock })
+    }
+
+    /// Whether the router's BIRD holds a route to the VIP learned from PoP `pop` ("a" or
+    /// "b"), best or not: what the BGP peer itself knows, before any kernel table.
+    pub fn peer_learned(&self, pop: &str) -> Result<bool> {
+        peer_learned(&self.router, &self.router_bird, pop)
     }
 
     /// Which PoP the router sends the VIP to right now ("a", "b" or None).
@@ -186,4 +194,14 @@ impl AnycastLab {
     pub fn who_serves(&self) -> Result<String> {
         Ok(self.client.stdout(&["curl", "-sS", "--max-time", "2", &format!("http://{VIP}/")])?.trim().to_string())
     }
+}
+
+/// [`AnycastLab::peer_learned`] for a thread of its own (a clone of the router host).
+pub fn peer_learned(router: &Host, bird_ctl: &std::path::Path, pop: &str) -> Result<bool> {
+    let text = router.stdout(&["birdc", "-s", bird_ctl.to_str().unwrap(), "show", "route", "for", &format!("{VIP}/32"), "all"])?;
+    if !text.contains("BIRD") {
+        anyhow::bail!("birdc failed: {text}");
+    }
+    // One line per path: `203.0.113.10/32 unicast [pop_a 10:01:02.003] * (200) [AS65001i]`.
+    Ok(text.lines().any(|l| l.contains(&format!("[pop_{pop} "))))
 }

@@ -59,6 +59,8 @@ pub struct Anycast {
     /// The loaded XDP program's id: a VIP is healthy only while every configured
     /// interface runs it.
     prog_id: u32,
+    /// Each announced address's lifetime (`anycast.lease_s`), renewed by [`Anycast::renew`].
+    lifetime: netlink::Lifetime,
 }
 
 impl Anycast {
@@ -86,10 +88,12 @@ impl Anycast {
             record_file,
             fault: cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("netlink"),
             prog_id,
+            lifetime: if a.lease_s == 0 { netlink::Lifetime::Forever } else { netlink::Lifetime::Secs(a.lease_s) },
         };
         let present = any.list_with_retry().await?;
         let recorded = any.read_record();
         let health = any.vip_health(config, board, dns).await;
+        let mut adopted = Vec::new();
         for addr in present {
             let configured = health.get(&addr);
             if configured.is_none() && !recorded.contains(&addr) {
@@ -99,6 +103,7 @@ impl Anycast {
                 Some((true, _)) if !maintenance => {
                     info!("{addr} found on {} and healthy: stays announced", any.iface);
                     any.vips.insert(addr, Vip { announcer: Announcer::adopted(policy), since: SystemTime::now(), on_interface: true, pending: None });
+                    adopted.push(addr);
                 }
                 _ => {
                     let why = match configured {
@@ -117,8 +122,34 @@ impl Anycast {
                 }
             }
         }
+        // The earlier controller's lease on an adopted address may be about to run out:
+        // it is ours now, on our lease.
+        for addr in adopted {
+            any.set(addr, true).await;
+        }
         any.write_record();
         Ok(Some(any))
+    }
+
+    /// Renews the lease of every VIP that is announced and on the interface (the
+    /// kernel removes an address `anycast.lease_s` after its last renewal, so the route
+    /// lapses once no controller renews it). Adding again also restores an address that
+    /// lapsed anyway (the loop stalled for a whole lease) or that someone removed. A
+    /// failure is retried with backoff, as any change.
+    pub async fn renew(&mut self) {
+        if self.lifetime == netlink::Lifetime::Forever {
+            return;
+        }
+        let due: Vec<IpAddr> =
+            self.vips.iter().filter(|(_, v)| v.announcer.announced() && v.on_interface && v.pending.is_none()).map(|(ip, _)| *ip).collect();
+        for vip in due {
+            self.set(vip, true).await;
+        }
+    }
+
+    /// The VIPs pop has on the interface now.
+    pub fn on_interface(&self) -> Vec<IpAddr> {
+        self.vips.iter().filter(|(_, v)| v.on_interface).map(|(ip, _)| *ip).collect()
     }
 
     async fn list_with_retry(&self) -> Result<Vec<IpAddr>> {
@@ -259,7 +290,7 @@ impl Anycast {
         if self.fault {
             anyhow::bail!("injected netlink failure");
         }
-        if up { netlink::add_address(self.ifindex, vip).await } else { netlink::del_address(self.ifindex, vip).await }
+        if up { netlink::add_address(self.ifindex, vip, self.lifetime).await } else { netlink::del_address(self.ifindex, vip).await }
     }
 
     /// Puts `vip` on the interface or takes it off; a failure is retried by later

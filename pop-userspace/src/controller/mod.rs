@@ -126,6 +126,7 @@ pub async fn run(config: Config) -> Result<()> {
         http_routes: crate::http::routes_map(&mut datapath.ebpf)?,
     };
     let board = std::sync::Arc::new(crate::health::Board::default());
+    restore_state(&config, &board);
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -147,6 +148,12 @@ pub async fn run(config: Config) -> Result<()> {
     let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns, datapath.prog_id).await?;
     let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
     let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
+    // Lease renewals, and the saved state's heartbeat: three per lease (once a second
+    // without leases, for the state alone).
+    let renew_every = config.anycast.as_ref().and_then(|a| a.renew_every()).unwrap_or(std::time::Duration::from_secs(1));
+    let mut renew_tick = tokio::time::interval(renew_every);
+    renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    save_state(&config, &board, anycast.as_ref());
 
     let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
     info!(
@@ -189,16 +196,28 @@ pub async fn run(config: Config) -> Result<()> {
                 if let Err(failed) = live.lb.apply_health(&config, &board) {
                     warn!("applying a backend health change failed:\n{}", failed.join("\n"));
                 }
+                save_state(&config, &board, anycast.as_ref());
             }
             _ = anycast_tick.tick(), if anycast.is_some() => {
                 if let Some(a) = anycast.as_mut() {
+                    let before = a.on_interface();
                     a.tick(&config, &board, &live.dns).await;
                     *announced.lock().unwrap() = a.status();
+                    if a.on_interface() != before {
+                        save_state(&config, &board, Some(a));
+                    }
                 }
+            }
+            _ = renew_tick.tick() => {
+                if let Some(a) = anycast.as_mut() {
+                    a.renew().await;
+                }
+                save_state(&config, &board, anycast.as_ref());
             }
             Some((req, reply)) = ctl_rx.recv() => {
                 let cx = control::Context { config: &config, board: &board, lb: &mut live.lb, anycast: anycast.as_mut(), datapath: &datapath_status };
                 let _ = reply.send(control::answer(req, cx).await);
+                save_state(&config, &board, anycast.as_ref());
             }
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
@@ -241,12 +260,38 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(a) = anycast.as_mut() {
         a.shutdown().await;
     }
+    save_state(&config, &board, anycast.as_ref());
     live.dns.shutdown();
     drop(checks);
     let _ = fs::remove_file(control::socket_path(&config.pop.run_dir));
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");
     Ok(())
+}
+
+/// Leaves what a restarted controller needs in `<run_dir>/state.json`.
+fn save_state(config: &Config, board: &crate::health::Board, anycast: Option<&crate::anycast::runtime::Anycast>) {
+    let announced = anycast.map(|a| a.on_interface()).unwrap_or_default();
+    run_state::write_state(&config.pop.run_dir, &run_state::SavedState::new(board.saved(), announced));
+}
+
+/// Starts the board from the state the previous controller left: drain always, the
+/// backends' health if that state is recent (see [`run_state::max_state_age`]), instead
+/// of every checked backend down until `rise` probes pass, which would withdraw every
+/// VIP a quick restart could have kept announced.
+fn restore_state(config: &Config, board: &crate::health::Board) {
+    board.sync(config);
+    let Some(saved) = run_state::read_state(&config.pop.run_dir) else { return };
+    let max_age = run_state::max_state_age(config);
+    let age = saved.age(std::time::SystemTime::now());
+    let fresh = saved.is_fresh(std::time::SystemTime::now(), max_age);
+    let restored = board.restore(&saved.backends, fresh);
+    let age = age.map_or("of unknown age".to_string(), |a| format!("{} ms old", a.as_millis()));
+    if fresh {
+        info!("restored {restored} backend(s)' health and drain from the previous controller's state ({age})");
+    } else {
+        info!("restored {restored} backend(s)' drain only: the previous controller's state is {age}, over {max_age:?}");
+    }
 }
 
 /// What a reload task hands the controller loop: its sequence number, and the new
