@@ -5,7 +5,8 @@
 //! rate, and means no long-lived connection state can go stale or die.
 //!
 //! Postconditions are what the controller reconciles against:
-//! after `add_address` returns `Ok`, the address is on the interface;
+//! after `add_address` returns `Ok`, the address is on the interface with the
+//! lifetime asked for (adding again renews it);
 //! after `del_address` returns `Ok`, it is not. Both are idempotent.
 
 use std::net::IpAddr;

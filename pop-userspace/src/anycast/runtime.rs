@@ -3,7 +3,10 @@
 //! server answers its own SOA probe; an HTTP site: loaded). An [`Announcer`] per VIP
 //! applies rise/fall and the hold time; announcing puts the address on the anycast
 //! interface (BIRD `protocol direct` / FRR `redistribute connected` export it),
-//! withdrawing removes it. Maintenance (`pop withdraw`) persists in run_dir.
+//! withdrawing removes it. Each address is an `anycast.lease_s` lease that
+//! [`Anycast::renew`] renews three times per lease: the kernel removes it, and the route
+//! goes, once the controller stops (SIGKILL included). Maintenance (`pop withdraw`)
+//! persists in run_dir.
 
 use std::{
     collections::BTreeMap,
