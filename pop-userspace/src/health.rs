@@ -66,6 +66,9 @@ pub struct SavedBackend {
     pub since: u64,
     pub last_error: Option<String>,
     pub drained: bool,
+    /// Whether `state` came from health checks: an unchecked backend counts as up,
+    /// which says nothing once the new config checks it.
+    pub checked: bool,
 }
 
 /// Health of every configured backend, shared by the probe loops and the controller.
@@ -154,6 +157,7 @@ impl Board {
                 since: e.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                 last_error: e.last_error.clone(),
                 drained: e.drained,
+                checked: e.checked,
             })
             .collect();
         v.sort_by(|a, b| (&a.service, a.address).cmp(&(&b.service, b.address)));
@@ -172,7 +176,7 @@ impl Board {
         for s in saved {
             let Some(e) = m.get_mut(&(s.service.clone(), s.address)) else { continue };
             e.drained = s.drained;
-            if health && e.checked {
+            if health && e.checked && s.checked {
                 e.state = s.state;
                 e.since = UNIX_EPOCH + Duration::from_secs(s.since);
                 e.last_error = s.last_error.clone();
@@ -452,7 +456,7 @@ mod tests {
         let mut saved = old.saved();
         assert_eq!(saved.iter().map(|s| (s.state, s.drained)).collect::<Vec<_>>(), [(State::Up, false), (State::Down, true)]);
         // A backend the new config no longer has is ignored.
-        saved.push(SavedBackend { service: "gone".into(), address: b1, state: State::Up, since: 1, last_error: None, drained: true });
+        saved.push(SavedBackend { service: "gone".into(), address: b1, state: State::Up, since: 1, last_error: None, drained: true, checked: true });
 
         let new = Board::default();
         new.sync(&cfg);
@@ -471,5 +475,13 @@ mod tests {
         assert_eq!(stale.restore(&saved, false), 2);
         assert!(!stale.is_up("web", b1));
         assert!(stale.is_drained("web", b2));
+
+        // Up only because it was not checked before: no evidence for a checked one.
+        let unchecked = Board::default();
+        unchecked.sync(&cfg);
+        let mut was_unchecked = saved.clone();
+        was_unchecked[0].checked = false;
+        unchecked.restore(&was_unchecked, true);
+        assert!(!unchecked.is_up("web", b1));
     }
 }

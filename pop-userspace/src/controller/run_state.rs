@@ -166,6 +166,7 @@ mod tests {
             since: 5,
             last_error: None,
             drained: true,
+            checked: true,
         };
         let state = SavedState::new(vec![backend], vec!["203.0.113.10".parse().unwrap()]);
         write_state(&dir, &state);
