@@ -326,6 +326,7 @@ mod lease {
         eprintln!("restart took {restart:?}; the peer was polled {polls} times, lost A's route {lost} times");
         let log = w.lab.daemon_log("pop-a2").unwrap();
         assert_eq!(lost, 0, "the peer lost A's route during a {restart:?} restart; log:\n{log}");
+        assert!(log.contains(&format!("renewed the lease of {VIP} while starting")), "{log}");
         assert!(log.contains("restored 2 backend(s)' health and drain"), "{log}");
         assert!(log.contains(&format!("{VIP} found on lo and healthy: stays announced")), "{log}");
         assert!(!log.contains(&format!("withdrawing {VIP}")), "{log}");

@@ -66,6 +66,63 @@ pub struct Anycast {
     lifetime: netlink::Lifetime,
 }
 
+/// The first thing a starting controller does with the anycast interface, before the
+/// slow part of its start (loading and verifying the XDP object, compiling zones):
+/// renew, for one more lease, the VIPs the previous controller had announced when it
+/// saved its state `age` ago, if that lease may still be running (`age` within one
+/// lease), the VIP is still configured and on the interface, no maintenance is set and
+/// an XDP program still serves every configured interface. Without it a restart would
+/// have to reach [`Anycast::new`] within what is left of the old lease. The bet is
+/// bounded: health is judged again at [`Anycast::new`], and if the start fails the
+/// address lapses one lease later. Returns the VIPs renewed.
+pub async fn bridge_leases(config: &Config, announced: &[IpAddr], age: Duration) -> Vec<IpAddr> {
+    let Some(a) = config.anycast.as_ref() else { return Vec::new() };
+    let maintenance = config.pop.run_dir.join("maintenance").exists();
+    if bridge_candidates(config, announced, age, maintenance, announced).is_empty() {
+        return Vec::new(); // nothing to bridge: no netlink calls at all
+    }
+    for iface in &config.interfaces {
+        if !matches!(netlink::xdp_prog_id(&iface.name).await, Ok(Some(_))) {
+            return Vec::new();
+        }
+    }
+    let Ok(ifindex) = netlink::interface_index(&a.interface).await else { return Vec::new() };
+    let Ok(present) = netlink::addresses(ifindex).await else { return Vec::new() };
+    let present: Vec<IpAddr> = present.into_iter().map(|(ip, _)| ip).collect();
+    let mut renewed = Vec::new();
+    for vip in bridge_candidates(config, announced, age, maintenance, &present) {
+        match netlink::add_address(ifindex, vip, netlink::Lifetime::Secs(a.lease_s)).await {
+            Ok(()) => renewed.push(vip),
+            Err(e) => warn!("renewing {vip}'s lease while starting: {e:#}"),
+        }
+    }
+    if !renewed.is_empty() {
+        let list: Vec<String> = renewed.iter().map(|v| v.to_string()).collect();
+        info!(
+            "renewed the lease of {} while starting (announced by the previous controller {} ms ago; health is checked again before it is adopted)",
+            list.join(", "),
+            age.as_millis()
+        );
+    }
+    renewed
+}
+
+/// Which of the `announced` VIPs [`bridge_leases`] renews: with leases on, none in
+/// maintenance or when the state is older than one lease (the addresses have lapsed:
+/// nothing to keep), else those still configured and `present` on the interface.
+fn bridge_candidates(config: &Config, announced: &[IpAddr], age: Duration, maintenance: bool, present: &[IpAddr]) -> Vec<IpAddr> {
+    let Some(a) = config.anycast.as_ref().filter(|a| a.lease_s > 0) else { return Vec::new() };
+    if maintenance || age > Duration::from_secs(u64::from(a.lease_s)) {
+        return Vec::new();
+    }
+    let configured = |vip: &IpAddr| {
+        config.services.iter().any(|s| s.vips.contains(vip))
+            || config.dns.iter().any(|d| d.vips.contains(vip))
+            || config.http.iter().any(|h| h.vips.contains(vip))
+    };
+    announced.iter().filter(|v| configured(v) && present.contains(v)).copied().collect()
+}
+
 impl Anycast {
     /// Takes over the anycast interface: lists its addresses and removes every pop VIP
     /// (configured now, or recorded as announced by an earlier controller) that is not
@@ -385,6 +442,31 @@ impl Anycast {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_bridges_only_fresh_configured_present_announcements() {
+        let cfg = |anycast: &str| {
+            Config::parse(
+                std::path::Path::new("pop.toml"),
+                &format!(
+                    "[[interface]]\nname = \"e\"\n{anycast}\n[[service]]\nname = \"web\"\nvips = [\"203.0.113.1\"]\nport = 80\n\
+                     backends = [{{ address = \"198.51.100.1\" }}]\n"
+                ),
+            )
+            .unwrap()
+        };
+        let (web, gone): (IpAddr, IpAddr) = ("203.0.113.1".parse().unwrap(), "203.0.113.2".parse().unwrap());
+        let c = cfg("[anycast]\nlease_s = 2");
+        let ms = Duration::from_millis;
+        assert_eq!(bridge_candidates(&c, &[web, gone], ms(1500), false, &[web, gone]), [web], "no longer configured: not bridged");
+        assert_eq!(bridge_candidates(&c, &[web], ms(2000), false, &[web]), [web], "the old lease may still run");
+        assert!(bridge_candidates(&c, &[web], ms(2001), false, &[web]).is_empty(), "older than a lease: lapsed already");
+        assert!(bridge_candidates(&c, &[web], ms(10), true, &[web]).is_empty(), "maintenance");
+        assert!(bridge_candidates(&c, &[web], ms(10), false, &[]).is_empty(), "not on the interface");
+        assert!(bridge_candidates(&c, &[], ms(10), false, &[web]).is_empty(), "not announced");
+        assert!(bridge_candidates(&cfg("[anycast]\nlease_s = 0"), &[web], ms(10), false, &[web]).is_empty(), "no leases");
+        assert!(bridge_candidates(&cfg(""), &[web], ms(10), false, &[web]).is_empty(), "no [anycast]");
+    }
 
     #[test]
     fn retries_back_off_from_200_ms_to_at_most_30_s() {

@@ -97,6 +97,14 @@ fn dns_tables_fit(config: &Config, prepared: &[runtime::Prepared]) -> Result<(),
 
 pub async fn run(config: Config) -> Result<()> {
     let _lock = RunLock::acquire(&config.pop.run_dir)?;
+    // Before anything slow: keep the previous controller's announcements from lapsing
+    // while this one starts (see `bridge_leases`).
+    let saved = run_state::read_state(&config.pop.run_dir);
+    if let Some(s) = &saved
+        && let Some(age) = s.age(std::time::SystemTime::now())
+    {
+        crate::anycast::runtime::bridge_leases(&config, &s.announced, age).await;
+    }
     // Zones are parsed and compiled before the data path is touched: a broken zone
     // stops the start with its file and line, and nothing gets attached.
     let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -126,7 +134,7 @@ pub async fn run(config: Config) -> Result<()> {
         http_routes: crate::http::routes_map(&mut datapath.ebpf)?,
     };
     let board = std::sync::Arc::new(crate::health::Board::default());
-    restore_state(&config, &board);
+    restore_state(&config, &board, saved);
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -279,9 +287,9 @@ fn save_state(config: &Config, board: &crate::health::Board, anycast: Option<&cr
 /// backends' health if that state is recent (see [`run_state::max_state_age`]), instead
 /// of every checked backend down until `rise` probes pass, which would withdraw every
 /// VIP a quick restart could have kept announced.
-fn restore_state(config: &Config, board: &crate::health::Board) {
+fn restore_state(config: &Config, board: &crate::health::Board, saved: Option<run_state::SavedState>) {
     board.sync(config);
-    let Some(saved) = run_state::read_state(&config.pop.run_dir) else { return };
+    let Some(saved) = saved else { return };
     let max_age = run_state::max_state_age(config);
     let age = saved.age(std::time::SystemTime::now());
     let fresh = saved.is_fresh(std::time::SystemTime::now(), max_age);
