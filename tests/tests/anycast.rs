@@ -232,6 +232,7 @@ mod lease {
     //! BIRD withdraws the route: the BGP peer loses it within 3 s with no process alive
     //! to help. A controller restarted at once takes the addresses over before they
     //! lapse, starting from the state the killed one saved (backends' health, drain).
+    //! Each with BIRD and with FRR exporting the PoPs' VIPs (the router runs BIRD).
 
     use std::{
         sync::{
@@ -244,7 +245,7 @@ mod lease {
     use anyhow::Result;
     use pop_lab::{
         Host,
-        anycast_lab::{AnycastLab, VIP, peer_learned},
+        anycast_lab::{AnycastLab, Speaker, VIP, peer_learned},
         wait_until,
     };
 
@@ -265,7 +266,26 @@ mod lease {
 
     #[test]
     fn a_killed_controllers_route_is_gone_at_the_bgp_peer_within_3_s() -> Result<()> {
-        let mut w = AnycastLab::new(1)?;
+        killed_controllers_route_lapses(Speaker::Bird)
+    }
+
+    #[test]
+    fn a_killed_controllers_route_is_gone_at_the_bgp_peer_within_3_s_with_frr() -> Result<()> {
+        killed_controllers_route_lapses(Speaker::Frr)
+    }
+
+    #[test]
+    fn a_quick_restart_keeps_the_route_at_the_peer_and_the_drain() -> Result<()> {
+        quick_restart_keeps_the_route(Speaker::Bird)
+    }
+
+    #[test]
+    fn a_quick_restart_keeps_the_route_at_the_peer_with_frr() -> Result<()> {
+        quick_restart_keeps_the_route(Speaker::Frr)
+    }
+
+    fn killed_controllers_route_lapses(speaker: Speaker) -> Result<()> {
+        let mut w = AnycastLab::with_speaker(1, speaker)?;
         wait_until(Duration::from_secs(40), "the router's BIRD to learn A's route", || w.peer_learned("a").ok()?.then_some(()))?;
         let left = vip_lifetime(&w.pops[0])?.expect("A announces: the VIP is on lo");
         assert!(left <= 2, "the VIP is a 2 s lease, renewed: {left} s left");
@@ -276,7 +296,7 @@ mod lease {
         // kernel's address lifetime can take the route away.
         wait_until(Duration::from_secs(3), "A's route to leave the router's BIRD", || (!w.peer_learned("a").ok()?).then_some(()))?;
         let took = killed.elapsed();
-        eprintln!("A's route gone at the peer {took:?} after SIGKILL");
+        eprintln!("{speaker:?} on A: A's route gone at the peer {took:?} after SIGKILL");
         assert_eq!(vip_lifetime(&w.pops[0])?, None, "the kernel removed the VIP from lo");
         // B still announces: the router sends the VIP there, and B answers.
         w.wait_route(Some("b"), Duration::from_secs(2))?;
@@ -284,9 +304,8 @@ mod lease {
         Ok(())
     }
 
-    #[test]
-    fn a_quick_restart_keeps_the_route_at_the_peer_and_the_drain() -> Result<()> {
-        let mut w = AnycastLab::new(2)?;
+    fn quick_restart_keeps_the_route(speaker: Speaker) -> Result<()> {
+        let mut w = AnycastLab::with_speaker(2, speaker)?;
         wait_until(Duration::from_secs(40), "the router's BIRD to learn A's route", || w.peer_learned("a").ok()?.then_some(()))?;
         // Drain A's first backend: the other keeps the service (and so the VIP) healthy.
         let drained = "198.51.100.18";
@@ -323,7 +342,7 @@ mod lease {
         stop.store(true, Ordering::Relaxed);
         watcher.join().unwrap();
         let (lost, polls) = (lost.load(Ordering::Relaxed), polls.load(Ordering::Relaxed));
-        eprintln!("restart took {restart:?}; the peer was polled {polls} times, lost A's route {lost} times");
+        eprintln!("{speaker:?} on A: restart took {restart:?}; the peer was polled {polls} times, lost A's route {lost} times");
         let log = w.lab.daemon_log("pop-a2").unwrap();
         assert_eq!(lost, 0, "the peer lost A's route during a {restart:?} restart; log:\n{log}");
         assert!(log.contains(&format!("renewed the lease of {VIP} while starting")), "{log}");
