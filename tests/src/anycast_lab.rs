@@ -235,6 +235,7 @@ fn start_frr_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &s
              route-map EXPORT-VIPS permit 10\n match ip address prefix-list VIPS\n!\n\
              router bgp 65001\n bgp router-id {p_ip}\n no bgp ebgp-requires-policy\n\
               neighbor {r_ip} remote-as 65000\n neighbor {r_ip} timers 2 6\n neighbor {r_ip} timers connect 1\n\
+              neighbor {r_ip} advertisement-interval 0\n\
               address-family ipv4 unicast\n  redistribute connected route-map EXPORT-VIPS\n\
                neighbor {r_ip} route-map EXPORT-VIPS out\n exit-address-family\n!\n"
         ),

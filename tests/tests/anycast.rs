@@ -294,10 +294,18 @@ mod lease {
         let killed = Instant::now();
         // Nothing of pop runs on A now (its XDP program stays attached): only the
         // kernel's address lifetime can take the route away.
-        wait_until(Duration::from_secs(3), "A's route to leave the router's BIRD", || (!w.peer_learned("a").ok()?).then_some(()))?;
-        let took = killed.elapsed();
-        eprintln!("{speaker:?} on A: A's route gone at the peer {took:?} after SIGKILL");
-        assert_eq!(vip_lifetime(&w.pops[0])?, None, "the kernel removed the VIP from lo");
+        let (mut off_lo, mut off_peer) = (None, None);
+        wait_until(Duration::from_secs(3), "the VIP to leave A's lo and A's route the router's BIRD", || {
+            if off_lo.is_none() && vip_lifetime(&w.pops[0]).ok()?.is_none() {
+                off_lo = Some(killed.elapsed());
+            }
+            if off_peer.is_none() && !w.peer_learned("a").ok()? {
+                off_peer = Some(killed.elapsed());
+            }
+            off_lo.zip(off_peer)
+        })
+        .map_err(|e| e.context(format!("{speaker:?} on A: off lo after {off_lo:?}, off the peer after {off_peer:?}")))?;
+        eprintln!("{speaker:?} on A: after SIGKILL the VIP left lo in {off_lo:?}, A's route left the peer in {off_peer:?}");
         // B still announces: the router sends the VIP there, and B answers.
         w.wait_route(Some("b"), Duration::from_secs(2))?;
         assert_eq!(w.who_answers()?, "pop-b");
