@@ -235,7 +235,6 @@ fn start_frr_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &s
              route-map EXPORT-VIPS permit 10\n match ip address prefix-list VIPS\n!\n\
              router bgp 65001\n bgp router-id {p_ip}\n no bgp ebgp-requires-policy\n\
               neighbor {r_ip} remote-as 65000\n neighbor {r_ip} timers 2 6\n neighbor {r_ip} timers connect 1\n\
-              neighbor {r_ip} advertisement-interval 0\n\
               address-family ipv4 unicast\n  redistribute connected route-map EXPORT-VIPS\n\
                neighbor {r_ip} route-map EXPORT-VIPS out\n exit-address-family\n!\n"
         ),
@@ -253,9 +252,14 @@ fn start_frr_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &s
 
 /// [`AnycastLab::peer_learned`] for a thread of its own (a clone of the router host).
 pub fn peer_learned(router: &Host, bird_ctl: &std::path::Path, pop: &str) -> Result<bool> {
-    let text = router.stdout(&["birdc", "-s", bird_ctl.to_str().unwrap(), "show", "route", "for", &format!("{VIP}/32"), "all"])?;
-    if !text.contains("BIRD") {
-        anyhow::bail!("birdc failed: {text}");
+    let out = router.output(&["birdc", "-s", bird_ctl.to_str().unwrap(), "show", "route", "for", &format!("{VIP}/32"), "all"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // No route at all from any PoP: birdc says so and exits non-zero.
+    if text.contains("Network not found") {
+        return Ok(false);
+    }
+    if !out.status.success() || !text.contains("BIRD") {
+        anyhow::bail!("birdc failed ({}): {text}{}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     // One line per path: `203.0.113.10/32 unicast [pop_a 10:01:02.003] * (200) [AS65001i]`.
     Ok(text.lines().any(|l| l.contains(&format!("[pop_{pop} "))))

@@ -286,7 +286,9 @@ mod lease {
 
     fn killed_controllers_route_lapses(speaker: Speaker) -> Result<()> {
         let mut w = AnycastLab::with_speaker(1, speaker)?;
-        wait_until(Duration::from_secs(40), "the router's BIRD to learn A's route", || w.peer_learned("a").ok()?.then_some(()))?;
+        wait_until(Duration::from_secs(40), "the router's BIRD to learn A's and B's routes", || {
+            (w.peer_learned("a").ok()? && w.peer_learned("b").ok()?).then_some(())
+        })?;
         let left = vip_lifetime(&w.pops[0])?.expect("A announces: the VIP is on lo");
         assert!(left <= 2, "the VIP is a 2 s lease, renewed: {left} s left");
 
@@ -304,7 +306,10 @@ mod lease {
             }
             off_lo.zip(off_peer)
         })
-        .map_err(|e| e.context(format!("{speaker:?} on A: off lo after {off_lo:?}, off the peer after {off_peer:?}")))?;
+        .map_err(|e| {
+            let logs: String = ["zebra-a", "bgpd-a", "bird-a"].iter().filter_map(|d| w.lab.daemon_log(d).map(|l| format!("== {d}\n{l}\n"))).collect();
+            e.context(format!("{speaker:?} on A: off lo after {off_lo:?}, off the peer after {off_peer:?}\n{logs}"))
+        })?;
         eprintln!("{speaker:?} on A: after SIGKILL the VIP left lo in {off_lo:?}, A's route left the peer in {off_peer:?}");
         // B still announces: the router sends the VIP there, and B answers.
         w.wait_route(Some("b"), Duration::from_secs(2))?;
