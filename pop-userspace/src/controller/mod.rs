@@ -312,6 +312,9 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
     let path = running.path.clone();
     let names = |c: &Config| (c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>(), c.pop.bpffs_dir.clone());
     let before = names(running);
+    // The announcer's policy, its tick and the lease renewal interval are set at start.
+    let timing = |c: &Config| c.anycast.clone().map(|a| crate::config::AnycastConfig { line: 0, ..a });
+    let anycast_before = timing(running);
     let maps = live.dns.maps();
     let cleanup = live.dns.take_cleanup();
     tokio::spawn(async move {
@@ -322,6 +325,9 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
             let config = Config::load(&path)?;
             if names(&config) != before {
                 warn!("interface and bpffs changes take effect when the controller restarts");
+            }
+            if timing(&config) != anycast_before {
+                warn!("[anycast] changes take effect when the controller restarts");
             }
             let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             let stage = DnsRuntime::stage(&maps, prepared).map_err(|error| apply::ApplyError {
