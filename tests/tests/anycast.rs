@@ -291,6 +291,7 @@ mod lease {
         })?;
         let left = vip_lifetime(&w.pops[0])?.expect("A announces: the VIP is on lo");
         assert!(left <= 2, "the VIP is a 2 s lease, renewed: {left} s left");
+        assert_eq!(pop_json(&w, &["status", "--json"])?["vips"][0]["lease_s"], 2);
 
         w.lab.daemon("pop-a").unwrap().stop_with(libc::SIGKILL, Duration::from_secs(5))?;
         let killed = Instant::now();

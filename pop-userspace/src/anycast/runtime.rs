@@ -430,6 +430,10 @@ impl Anycast {
                 on_interface: v.on_interface,
                 netlink_error: v.pending.as_ref().map(|p| p.error.clone()),
                 netlink_attempts: v.pending.as_ref().map_or(0, |p| p.attempts),
+                lease_s: match self.lifetime {
+                    netlink::Lifetime::Secs(s) if v.on_interface && v.announcer.announced() => Some(s),
+                    _ => None,
+                },
             })
             .collect()
     }
