@@ -84,6 +84,21 @@ impl RttHistogram {
     }
 }
 
+/// One backend's state as a controller leaves it for the next one (`<run_dir>/state.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SavedBackend {
+    pub service: String,
+    pub address: IpAddr,
+    pub state: State,
+    /// Seconds since the Unix epoch when `state` began.
+    pub since: u64,
+    pub last_error: Option<String>,
+    pub drained: bool,
+    /// Whether `state` came from health checks: an unchecked backend counts as up,
+    /// which says nothing once the new config checks it.
+    pub checked: bool,
+}
+
 /// Health of every configured backend, shared by the probe loops and the controller.
 #[derive(Default)]
 pub struct Board {
@@ -157,6 +172,49 @@ impl Board {
         let e = m.get_mut(&(service.to_string(), addr)).ok_or_else(|| format!("no backend {addr} in service {service:?}"))?;
         e.drained = on;
         Ok(())
+    }
+
+    /// What a restarted controller needs to carry on from this board.
+    pub fn saved(&self) -> Vec<SavedBackend> {
+        let m = self.inner.lock().unwrap();
+        let mut v: Vec<SavedBackend> = m
+            .iter()
+            .map(|((service, address), e)| SavedBackend {
+                service: service.clone(),
+                address: *address,
+                state: e.state,
+                since: e.since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                last_error: e.last_error.clone(),
+                drained: e.drained,
+                checked: e.checked,
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.service, a.address).cmp(&(&b.service, b.address)));
+        v
+    }
+
+    /// Takes over what an earlier controller left for backends still configured (call
+    /// after [`Board::sync`], before the probes start): drain always (an operator's
+    /// decision stands until undone), health only when `health` (the state is recent
+    /// enough to trust), so that backends do not all start down and flap the route.
+    /// Probes then go on from there: `fall` failures take a restored-up backend down,
+    /// `rise` successes bring a restored-down one up. Returns how many were restored.
+    pub fn restore(&self, saved: &[SavedBackend], health: bool) -> usize {
+        let mut m = self.inner.lock().unwrap();
+        let mut restored = 0;
+        for s in saved {
+            let Some(e) = m.get_mut(&(s.service.clone(), s.address)) else { continue };
+            e.drained = s.drained;
+            if health && e.checked && s.checked {
+                e.state = s.state;
+                e.since = UNIX_EPOCH + Duration::from_secs(s.since);
+                e.last_error = s.last_error.clone();
+                e.ok_run = 0;
+                e.fail_run = 0;
+            }
+            restored += 1;
+        }
+        restored
     }
 
     /// Records one probe; true if the backend's state changed.
@@ -437,5 +495,56 @@ mod tests {
         assert_eq!((s.state, s.last_error.as_deref()), (State::Down, Some("refused")));
         assert_eq!(s.rtt_p50_ms, Some(3.0));
         assert!(board.set_drain("web", "192.0.2.9".parse().unwrap(), true).is_err());
+    }
+
+    fn two_backends() -> Config {
+        crate::config::Config::parse(
+            std::path::Path::new("pop.toml"),
+            "[[interface]]\nname = \"e\"\n[[service]]\nname = \"web\"\nvips = [\"203.0.113.1\"]\nport = 80\n\
+             backends = [{ address = \"198.51.100.1\" }, { address = \"198.51.100.2\" }]\n[service.health]\ntype = \"tcp\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_restored_board_carries_on_from_the_saved_state() {
+        let cfg = two_backends();
+        let c = cfg.services[0].health.clone().unwrap();
+        let (b1, b2): (IpAddr, IpAddr) = ("198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+        let old = Board::default();
+        old.sync(&cfg);
+        old.record("web", b1, Ok(Duration::from_millis(1)), &c);
+        old.record("web", b1, Ok(Duration::from_millis(1)), &c);
+        old.set_drain("web", b2, true).unwrap();
+        let mut saved = old.saved();
+        assert_eq!(saved.iter().map(|s| (s.state, s.drained)).collect::<Vec<_>>(), [(State::Up, false), (State::Down, true)]);
+        // A backend the new config no longer has is ignored.
+        saved.push(SavedBackend { service: "gone".into(), address: b1, state: State::Up, since: 1, last_error: None, drained: true, checked: true });
+
+        let new = Board::default();
+        new.sync(&cfg);
+        assert_eq!(new.restore(&saved, true), 2);
+        assert!(new.is_up("web", b1), "restored up: no start from all down");
+        assert!(!new.is_up("web", b2) && new.is_drained("web", b2));
+        assert_eq!(new.up_count("web"), 1);
+        assert_eq!(new.saved()[..], saved[..2]);
+        // From there, probes decide as usual: fall = 2 failures take it down.
+        assert!(!new.record("web", b1, Err("refused".into()), &c));
+        assert!(new.record("web", b1, Err("refused".into()), &c));
+
+        // Stale state: drain is kept, health is not (checked backends start down).
+        let stale = Board::default();
+        stale.sync(&cfg);
+        assert_eq!(stale.restore(&saved, false), 2);
+        assert!(!stale.is_up("web", b1));
+        assert!(stale.is_drained("web", b2));
+
+        // Up only because it was not checked before: no evidence for a checked one.
+        let unchecked = Board::default();
+        unchecked.sync(&cfg);
+        let mut was_unchecked = saved.clone();
+        was_unchecked[0].checked = false;
+        unchecked.restore(&was_unchecked, true);
+        assert!(!unchecked.is_up("web", b1));
     }
 }

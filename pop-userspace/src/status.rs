@@ -77,6 +77,10 @@ pub struct VipStatus {
     pub netlink_error: Option<String>,
     /// Failed attempts of that change so far.
     pub netlink_attempts: u32,
+    /// The address's lifetime in seconds while pop keeps it on the interface and
+    /// renews it (None: not there, or leases are off and it never lapses).
+    #[serde(default)]
+    pub lease_s: Option<u32>,
 }
 
 impl StatusReport {
@@ -89,11 +93,12 @@ impl StatusReport {
         }
         for v in &self.vips {
             out += &format!(
-                "VIP {:<24} {:<13} for {}s: {}\n",
+                "VIP {:<24} {:<13} for {}s: {}{}\n",
                 v.vip.to_string(),
                 if v.announced { "ANNOUNCED" } else { "withdrawn" },
                 now_secs.saturating_sub(v.since),
-                v.why
+                v.why,
+                v.lease_s.map(|s| format!(" (a {s} s lease, renewed)")).unwrap_or_default()
             );
             if let Some(e) = &v.netlink_error {
                 out += &format!(
@@ -173,6 +178,7 @@ mod tests {
                 on_interface: false,
                 netlink_error: Some("injected".into()),
                 netlink_attempts: 3,
+                lease_s: None,
             }],
             services: vec![ServiceStatus {
                 name: "web".into(),
@@ -202,6 +208,10 @@ mod tests {
         let text = back.render(142);
         assert!(text.contains("VIP 203.0.113.53             ANNOUNCED     for 42s: healthy"), "{text}");
         assert!(text.contains("adding it to the interface failed 3 time(s), retrying: injected"), "{text}");
+        assert!(!text.contains("lease"), "not on the interface: no lease to show: {text}");
+        let mut leased = back.clone();
+        leased.vips[0].lease_s = Some(2);
+        assert!(leased.render(142).contains("for 42s: healthy (a 2 s lease, renewed)\n"), "{}", leased.render(142));
         assert!(text.contains("service web: 0 of min 1 backends up -> UNHEALTHY"), "{text}");
         assert!(text.contains("XDP program id 77 (loaded 42s ago), object sha256:f366ccdbc97b\n"), "{text}");
         assert!(

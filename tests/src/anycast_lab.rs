@@ -19,6 +19,16 @@ use crate::{Host, Lab, wait_until};
 
 pub const VIP: &str = "203.0.113.10";
 
+/// The routing daemon on each PoP that exports the VIPs pop puts on lo to the router
+/// (which always runs BIRD).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speaker {
+    /// BIRD 2: `protocol direct` on lo.
+    Bird,
+    /// FRR (zebra and bgpd): `redistribute connected`, filtered to the VIP range.
+    Frr,
+}
+
 pub struct AnycastLab {
     pub lab: Lab,
     pub client: Host,
@@ -26,6 +36,8 @@ pub struct AnycastLab {
     pub pops: Vec<Host>,
     pub backends: Vec<Host>,
     pub configs: Vec<PathBuf>,
+    /// The router's BIRD control socket (`birdc -s`).
+    pub router_bird: PathBuf,
 }
 
 fn data(name: &str) -> PathBuf {
@@ -33,8 +45,13 @@ fn data(name: &str) -> PathBuf {
 }
 
 impl AnycastLab {
-    /// The world with `per_pop` backends behind each PoP.
+    /// The world with `per_pop` backends behind each PoP, BIRD on every PoP.
     pub fn new(per_pop: usize) -> Result<AnycastLab> {
+        Self::with_speaker(per_pop, Speaker::Bird)
+    }
+
+    /// The world with `per_pop` backends behind each PoP and `speaker` on every PoP.
+    pub fn with_speaker(per_pop: usize, speaker: Speaker) -> Result<AnycastLab> {
         let mut lab = Lab::new()?;
         let client = lab.host("client")?;
         let router = lab.host("router")?;
@@ -97,22 +114,10 @@ impl AnycastLab {
                 backends.push(backend);
             }
 
-            // BIRD on the PoP: export /32s of 203.0.113.0/24 present on lo.
-            let bird = lab.write(
-                &format!("bird-{name}.conf"),
-                &format!(
-                    "router id {p_ip};\nprotocol device {{ scan time 1; }}\nprotocol direct vip {{ ipv4; interface \"lo\"; }}\n\
-                     protocol bgp rtr {{\n  local {p_ip} as 65001; neighbor {r_ip} as 65000;\n  hold time 6; connect retry time 1;\n\
-                       ipv4 {{ import none; export where net ~ [ 203.0.113.0/24{{32,32}} ]; }};\n}}\n"
-                ),
-            )?;
-            let sock = lab.dir.join(format!("bird-{name}.ctl"));
-            let pid = lab.dir.join(format!("bird-{name}.pid"));
-            lab.spawn(
-                &pop,
-                &format!("bird-{name}"),
-                &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()],
-            )?;
+            match speaker {
+                Speaker::Bird => start_bird_speaker(&mut lab, &pop, name, &p_ip, &r_ip)?,
+                Speaker::Frr => start_frr_speaker(&mut lab, &pop, name, &p_ip, &r_ip)?,
+            }
             // The router prefers A (local preference), so B is the backup.
             router_bgp += &format!(
                 "protocol bgp pop_{name} {{\n  local {r_ip} as 65000; neighbor {p_ip} as 65001;\n  hold time 6; connect retry time 1;\n\
@@ -147,7 +152,13 @@ impl AnycastLab {
         let sock = lab.dir.join("bird-router.ctl");
         let pid = lab.dir.join("bird-router.pid");
         lab.spawn(&router, "bird-router", &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()])?;
-        Ok(AnycastLab { lab, client, router, pops, backends, configs })
+        Ok(AnycastLab { lab, client, router, pops, backends, configs, router_bird: sock })
+    }
+
+    /// Whether the router's BIRD holds a route to the VIP learned from PoP `pop` ("a" or
+    /// "b"), best or not: what the BGP peer itself knows, before any kernel table.
+    pub fn peer_learned(&self, pop: &str) -> Result<bool> {
+        peer_learned(&self.router, &self.router_bird, pop)
     }
 
     /// Which PoP the router sends the VIP to right now ("a", "b" or None).
@@ -186,4 +197,70 @@ impl AnycastLab {
     pub fn who_serves(&self) -> Result<String> {
         Ok(self.client.stdout(&["curl", "-sS", "--max-time", "2", &format!("http://{VIP}/")])?.trim().to_string())
     }
+}
+
+/// BIRD on PoP `name`: export /32s of 203.0.113.0/24 present on lo.
+fn start_bird_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &str) -> Result<()> {
+    let bird = lab.write(
+        &format!("bird-{name}.conf"),
+        &format!(
+            "router id {p_ip};\nprotocol device {{ scan time 1; }}\nprotocol direct vip {{ ipv4; interface \"lo\"; }}\n\
+             protocol bgp rtr {{\n  local {p_ip} as 65001; neighbor {r_ip} as 65000;\n  hold time 6; connect retry time 1;\n\
+               ipv4 {{ import none; export where net ~ [ 203.0.113.0/24{{32,32}} ]; }};\n}}\n"
+        ),
+    )?;
+    let sock = lab.dir.join(format!("bird-{name}.ctl"));
+    let pid = lab.dir.join(format!("bird-{name}.pid"));
+    lab.spawn(
+        pop,
+        &format!("bird-{name}"),
+        &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()],
+    )?;
+    Ok(())
+}
+
+/// FRR on PoP `name`, as examples/full-pop/frr.conf (without BFD): zebra learns lo's
+/// addresses as connected routes, bgpd redistributes the /32s of 203.0.113.0/24. The
+/// daemons drop to user frr, so their files live in a directory of frr's; the zebra
+/// socket and vty sockets are there too, so PoPs do not share Debian's /run/frr.
+fn start_frr_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &str) -> Result<()> {
+    let dir = lab.dir.join(format!("frr-{name}"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("zebra.conf"), format!("hostname pop-{name}\n"))?;
+    std::fs::write(
+        dir.join("bgpd.conf"),
+        format!(
+            "hostname pop-{name}\n\
+             ip prefix-list VIPS seq 10 permit 203.0.113.0/24 ge 32 le 32\n\
+             route-map EXPORT-VIPS permit 10\n match ip address prefix-list VIPS\n!\n\
+             router bgp 65001\n bgp router-id {p_ip}\n no bgp ebgp-requires-policy\n\
+              neighbor {r_ip} remote-as 65000\n neighbor {r_ip} timers 2 6\n neighbor {r_ip} timers connect 1\n\
+              address-family ipv4 unicast\n  redistribute connected route-map EXPORT-VIPS\n\
+               neighbor {r_ip} route-map EXPORT-VIPS out\n exit-address-family\n!\n"
+        ),
+    )?;
+    crate::run(std::process::Command::new("chown").args(["-R", "frr:frr"]).arg(&dir))?;
+    let d = dir.to_str().unwrap();
+    let zserv = format!("{d}/zserv.api");
+    for daemon in ["zebra", "bgpd"] {
+        let (conf, pid) = (format!("{d}/{daemon}.conf"), format!("{d}/{daemon}.pid"));
+        let bin = format!("/usr/lib/frr/{daemon}");
+        lab.spawn(pop, &format!("{daemon}-{name}"), &[&bin, "-f", &conf, "-i", &pid, "-z", &zserv, "--vty_socket", d, "--log", "stdout"])?;
+    }
+    Ok(())
+}
+
+/// [`AnycastLab::peer_learned`] for a thread of its own (a clone of the router host).
+pub fn peer_learned(router: &Host, bird_ctl: &std::path::Path, pop: &str) -> Result<bool> {
+    let out = router.output(&["birdc", "-s", bird_ctl.to_str().unwrap(), "show", "route", "for", &format!("{VIP}/32"), "all"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // No route at all from any PoP: birdc says so and exits non-zero.
+    if text.contains("Network not found") {
+        return Ok(false);
+    }
+    if !out.status.success() || !text.contains("BIRD") {
+        anyhow::bail!("birdc failed ({}): {text}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    // One line per path: `203.0.113.10/32 unicast [pop_a 10:01:02.003] * (200) [AS65001i]`.
+    Ok(text.lines().any(|l| l.contains(&format!("[pop_{pop} "))))
 }

@@ -112,13 +112,15 @@ mod restart {
     const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
 
     /// `dns_vips` served, and service `web` on C, health-checked (towards a backend that
-    /// does not exist: unhealthy) when `checked`.
+    /// does not exist: unhealthy) when `checked`. Leases long enough that what a killed
+    /// controller left is still there for the next one to sort out (see `lease` below for
+    /// addresses that lapse).
     fn config(zone: &Path, dns_vips: &[&str], checked: bool) -> String {
         let vips: Vec<String> = dns_vips.iter().map(|v| format!("\"{v}\"")).collect();
         let health = if checked { "[service.health]\ntype = \"tcp\"\ninterval_ms = 100\ntimeout_ms = 100\n" } else { "" };
         format!(
             "[[interface]]\nname = \"p0\"\n\
-             [anycast]\ninterface = \"lo\"\nrise = 1\nfall = 1\nhold_ms = 0\ncheck_ms = 100\n\
+             [anycast]\ninterface = \"lo\"\nrise = 1\nfall = 1\nhold_ms = 0\ncheck_ms = 100\nlease_s = 60\n\
              [[dns]]\nvips = [{}]\nzones = [\"{}\"]\n\
              [[service]]\nname = \"web\"\nvips = [\"{C}\"]\nport = 80\nbackends = [{{ address = \"198.51.100.11\" }}]\n{health}",
             vips.join(", "),
@@ -219,6 +221,157 @@ mod restart {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let a = v["vips"].as_array().into_iter().flatten().find(|x| x["vip"] == A).cloned().unwrap_or_default();
         assert!(a["why"].as_str().unwrap_or_default().contains("p0: network interface \"p0\" not found"), "{a}");
+        Ok(())
+    }
+}
+
+mod lease {
+    //! Announcements are leases: pop puts each VIP on `lo` with a finite lifetime
+    //! (`anycast.lease_s`, 2 s by default) and renews it three times per lease. A
+    //! controller killed with SIGKILL renews nothing, the kernel removes the address and
+    //! BIRD withdraws the route: the BGP peer loses it within 3 s with no process alive
+    //! to help. A controller restarted at once takes the addresses over before they
+    //! lapse, starting from the state the killed one saved (backends' health, drain).
+    //! Each with BIRD and with FRR exporting the PoPs' VIPs (the router runs BIRD).
+
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+
+    use anyhow::Result;
+    use pop_lab::{
+        Host,
+        anycast_lab::{AnycastLab, Speaker, VIP, peer_learned},
+        wait_until,
+    };
+
+    /// The VIP's valid lifetime left on `pop`'s lo, in seconds (None: not there;
+    /// u64::MAX: forever).
+    fn vip_lifetime(pop: &Host) -> Result<Option<u64>> {
+        let out = pop.stdout(&["ip", "-o", "-4", "addr", "show", "dev", "lo"])?;
+        let Some(line) = out.lines().find(|l| l.contains(&format!(" {VIP}/32 "))) else { return Ok(None) };
+        let lft = line.split_whitespace().skip_while(|w| *w != "valid_lft").nth(1).unwrap_or_default();
+        Ok(Some(if lft == "forever" { u64::MAX } else { lft.trim_end_matches("sec").parse()? }))
+    }
+
+    fn pop_json(w: &AnycastLab, args: &[&str]) -> Result<serde_json::Value> {
+        let out = w.lab.pop(&w.pops[0], &w.configs[0], args)?;
+        anyhow::ensure!(out.status.success(), "pop {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    #[test]
+    fn a_killed_controllers_route_is_gone_at_the_bgp_peer_within_3_s() -> Result<()> {
+        killed_controllers_route_lapses(Speaker::Bird)
+    }
+
+    #[test]
+    fn a_killed_controllers_route_is_gone_at_the_bgp_peer_within_3_s_with_frr() -> Result<()> {
+        killed_controllers_route_lapses(Speaker::Frr)
+    }
+
+    #[test]
+    fn a_quick_restart_keeps_the_route_at_the_peer_and_the_drain() -> Result<()> {
+        quick_restart_keeps_the_route(Speaker::Bird)
+    }
+
+    #[test]
+    fn a_quick_restart_keeps_the_route_at_the_peer_with_frr() -> Result<()> {
+        quick_restart_keeps_the_route(Speaker::Frr)
+    }
+
+    fn killed_controllers_route_lapses(speaker: Speaker) -> Result<()> {
+        let mut w = AnycastLab::with_speaker(1, speaker)?;
+        wait_until(Duration::from_secs(40), "the router's BIRD to learn A's and B's routes", || {
+            (w.peer_learned("a").ok()? && w.peer_learned("b").ok()?).then_some(())
+        })?;
+        let left = vip_lifetime(&w.pops[0])?.expect("A announces: the VIP is on lo");
+        assert!(left <= 2, "the VIP is a 2 s lease, renewed: {left} s left");
+        assert_eq!(pop_json(&w, &["status", "--json"])?["vips"][0]["lease_s"], 2);
+
+        w.lab.daemon("pop-a").unwrap().stop_with(libc::SIGKILL, Duration::from_secs(5))?;
+        let killed = Instant::now();
+        // Nothing of pop runs on A now (its XDP program stays attached): only the
+        // kernel's address lifetime can take the route away.
+        let (mut off_lo, mut off_peer) = (None, None);
+        wait_until(Duration::from_secs(3), "the VIP to leave A's lo and A's route the router's BIRD", || {
+            if off_lo.is_none() && vip_lifetime(&w.pops[0]).ok()?.is_none() {
+                off_lo = Some(killed.elapsed());
+            }
+            if off_peer.is_none() && !w.peer_learned("a").ok()? {
+                off_peer = Some(killed.elapsed());
+            }
+            off_lo.zip(off_peer)
+        })
+        .map_err(|e| {
+            let logs: String = ["zebra-a", "bgpd-a", "bird-a"].iter().filter_map(|d| w.lab.daemon_log(d).map(|l| format!("== {d}\n{l}\n"))).collect();
+            e.context(format!("{speaker:?} on A: off lo after {off_lo:?}, off the peer after {off_peer:?}\n{logs}"))
+        })?;
+        eprintln!("{speaker:?} on A: after SIGKILL the VIP left lo in {off_lo:?}, A's route left the peer in {off_peer:?}");
+        // B still announces: the router sends the VIP there, and B answers.
+        w.wait_route(Some("b"), Duration::from_secs(2))?;
+        assert_eq!(w.who_answers()?, "pop-b");
+        Ok(())
+    }
+
+    fn quick_restart_keeps_the_route(speaker: Speaker) -> Result<()> {
+        let mut w = AnycastLab::with_speaker(2, speaker)?;
+        wait_until(Duration::from_secs(40), "the router's BIRD to learn A's route", || w.peer_learned("a").ok()?.then_some(()))?;
+        // Drain A's first backend: the other keeps the service (and so the VIP) healthy.
+        let drained = "198.51.100.18";
+        let out = w.lab.pop(&w.pops[0], &w.configs[0], &["drain", "web", drained])?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        // Watch the peer from before the kill until well after the restart: A's route
+        // must never leave it (a birdc failure counts as a loss too).
+        let (stop, lost, polls) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let watcher = {
+            let (router, ctl, stop, lost, polls) = (w.router.clone(), w.router_bird.clone(), stop.clone(), lost.clone(), polls.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if !peer_learned(&router, &ctl, "a").unwrap_or(false) {
+                        lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    polls.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        wait_until(Duration::from_secs(2), "the watcher's first polls", || (polls.load(Ordering::Relaxed) >= 3).then_some(()))?;
+
+        w.lab.daemon("pop-a").unwrap().stop_with(libc::SIGKILL, Duration::from_secs(5))?;
+        let killed = Instant::now();
+        let (pa, ca) = (w.pops[0].clone(), w.configs[0].clone());
+        w.lab.start_pop(&pa, "pop-a2", &ca)?;
+        let restart = killed.elapsed();
+        // Three leases after the restart: the new controller must be renewing by now.
+        let watched_from = polls.load(Ordering::Relaxed);
+        wait_until(Duration::from_secs(10), "three leases of watching after the restart", || {
+            (killed.elapsed() >= restart + Duration::from_secs(6) && polls.load(Ordering::Relaxed) > watched_from + 10).then_some(())
+        })?;
+        stop.store(true, Ordering::Relaxed);
+        watcher.join().unwrap();
+        let (lost, polls) = (lost.load(Ordering::Relaxed), polls.load(Ordering::Relaxed));
+        eprintln!("{speaker:?} on A: restart took {restart:?}; the peer was polled {polls} times, lost A's route {lost} times");
+        let log = w.lab.daemon_log("pop-a2").unwrap();
+        assert_eq!(lost, 0, "the peer lost A's route during a {restart:?} restart; log:\n{log}");
+        assert!(log.contains(&format!("renewed the lease of {VIP} while starting")), "{log}");
+        assert!(log.contains("restored 2 backend(s)' health and drain"), "{log}");
+        assert!(log.contains(&format!("{VIP} found on lo and healthy: stays announced")), "{log}");
+        assert!(!log.contains(&format!("withdrawing {VIP}")), "{log}");
+        assert!(vip_lifetime(&w.pops[0])?.is_some_and(|s| s <= 2), "the new controller renews the 2 s lease");
+
+        // The drain survived the restart.
+        let v = pop_json(&w, &["status", "--json"])?;
+        let backend = v["backends"].as_array().into_iter().flatten().find(|b| b["address"] == drained).cloned().unwrap_or_default();
+        assert_eq!(backend["drained"], true, "{v}");
+        let text = String::from_utf8_lossy(&w.lab.pop(&w.pops[0], &w.configs[0], &["status"])?.stdout).into_owned();
+        let line = text.lines().find(|l| l.contains(drained)).unwrap_or_default();
+        assert!(line.contains(" yes "), "drained shown in `pop status`: {text}");
         Ok(())
     }
 }

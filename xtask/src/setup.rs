@@ -31,6 +31,7 @@ pub const APT_PACKAGES: &[(&str, &str)] = &[
     ("nginx-light", "the HTTP backend `cargo xtask bench` balances to"),
     ("wget", "HTTP client in tests"),
     ("bird2", "BGP: the router and PoP speakers in the anycast tests and the demo"),
+    ("frr", "FRR (zebra, bgpd): the other PoP-side BGP speaker the anycast tests run pop under"),
     ("hping3", "SYN flood in the HTTP responder test"),
     ("nftables", "nftables DNAT, the kernel baseline `cargo xtask bench` compares the LB with"),
     ("prometheus", "promtool: linting the metrics exposition and checking deploy/prometheus's alert rules in tests"),

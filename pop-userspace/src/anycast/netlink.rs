@@ -5,14 +5,15 @@
 //! rate, and means no long-lived connection state can go stale or die.
 //!
 //! Postconditions are what the controller reconciles against:
-//! after `add_address` returns `Ok`, the address is on the interface;
+//! after `add_address` returns `Ok`, the address is on the interface with the
+//! lifetime asked for (adding again renews it);
 //! after `del_address` returns `Ok`, it is not. Both are idempotent.
 
 use std::net::IpAddr;
 
 use anyhow::{Context, Result, bail};
 use futures_util::TryStreamExt;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, CacheInfo};
 use rtnetlink::Handle;
 
 /// Linux's IFNAMSIZ, including the trailing NUL.
@@ -155,25 +156,65 @@ pub async fn addresses(ifindex: u32) -> Result<Vec<(IpAddr, u8)>> {
     Ok(msgs.iter().filter_map(|m| local_address(m).map(|ip| (ip, m.header.prefix_len))).collect())
 }
 
-/// Put `addr` on interface `ifindex` as a /32 or /128.
+/// How long the kernel keeps an address pop put on an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Until removed (`valid_lft forever`).
+    Forever,
+    /// A lease: the kernel removes the address by itself this many seconds after the
+    /// last add or renewal (`valid_lft`/`preferred_lft`), so an announcement cannot
+    /// outlive the controller that keeps renewing it.
+    Secs(u32),
+}
+
+impl Lifetime {
+    /// The kernel's value for IFA_CACHEINFO's lifetimes (INFINITY_LIFE_TIME is all ones).
+    fn kernel_secs(self) -> u32 {
+        match self {
+            Lifetime::Forever => u32::MAX,
+            Lifetime::Secs(s) => s.max(1),
+        }
+    }
+}
+
+/// Put `addr` on interface `ifindex` as a /32 or /128 with `lifetime`, or renew the
+/// lifetime of the /32 or /128 already there (NLM_F_REPLACE resets valid_lft and
+/// preferred_lft, so calling this again before the lease runs out keeps the address).
 ///
-/// Already present (at any prefix length) is success: the interface owns the
-/// address either way, and adding a second entry for it would only leave a
-/// duplicate for `del_address` to clean up.
-pub async fn add_address(ifindex: u32, addr: IpAddr) -> Result<()> {
+/// Present at another prefix length is success and left alone: the interface owns the
+/// address either way (an operator's subnet address, not pop's to lease), and adding a
+/// second entry for it would only leave a duplicate for `del_address` to clean up.
+pub async fn add_address(ifindex: u32, addr: IpAddr, lifetime: Lifetime) -> Result<()> {
     let conn = Conn::open()?;
-    let present = address_messages(&conn, ifindex).await?.iter().any(|m| local_address(m) == Some(addr));
-    if present {
-        log::debug!("{addr} already on interface index {ifindex}");
+    let prefix = host_prefix(addr);
+    let entries = address_messages(&conn, ifindex).await?;
+    if entries.iter().any(|m| local_address(m) == Some(addr) && m.header.prefix_len != prefix) {
+        log::debug!("{addr} already on interface index {ifindex} at another prefix length");
         return Ok(());
     }
-    let prefix = host_prefix(addr);
-    match conn.handle.address().add(ifindex, addr, prefix).execute().await {
-        Ok(()) => Ok(()),
-        // Someone added it between our dump and our request: same outcome.
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("adding {addr}/{prefix} to interface index {ifindex}")),
-    }
+    let mut req = conn.handle.address().add(ifindex, addr, prefix).replace();
+    let mut lifetimes = CacheInfo::default();
+    lifetimes.ifa_valid = lifetime.kernel_secs();
+    lifetimes.ifa_preferred = lifetime.kernel_secs();
+    req.message_mut().attributes.push(AddressAttribute::CacheInfo(lifetimes));
+    req.execute().await.with_context(|| format!("adding {addr}/{prefix} to interface index {ifindex}"))
+}
+
+/// The valid lifetime left of `addr` on interface `ifindex`, in seconds (u32::MAX:
+/// forever), or None if it is not there.
+pub async fn valid_lifetime(ifindex: u32, addr: IpAddr) -> Result<Option<u32>> {
+    let conn = Conn::open()?;
+    let msgs = address_messages(&conn, ifindex).await?;
+    let Some(m) = msgs.iter().find(|m| local_address(m) == Some(addr)) else { return Ok(None) };
+    Ok(Some(
+        m.attributes
+            .iter()
+            .find_map(|a| match a {
+                AddressAttribute::CacheInfo(c) => Some(c.ifa_valid),
+                _ => None,
+            })
+            .unwrap_or(u32::MAX),
+    ))
 }
 
 /// Remove `addr` from interface `ifindex`.
@@ -259,15 +300,15 @@ mod tests {
             assert_eq!(count(&before, V4), 0, "fresh namespace: {before:?}");
             assert_eq!(count(&before, V6), 0, "fresh namespace: {before:?}");
 
-            add_address(lo, V4).await.unwrap();
-            add_address(lo, V6).await.unwrap();
+            add_address(lo, V4, Lifetime::Forever).await.unwrap();
+            add_address(lo, V6, Lifetime::Forever).await.unwrap();
             let list = addresses(lo).await.unwrap();
             assert!(list.contains(&(V4, 32)), "{list:?}");
             assert!(list.contains(&(V6, 128)), "{list:?}");
 
             // Idempotent: no error, no duplicate entry.
-            add_address(lo, V4).await.unwrap();
-            add_address(lo, V6).await.unwrap();
+            add_address(lo, V4, Lifetime::Forever).await.unwrap();
+            add_address(lo, V6, Lifetime::Forever).await.unwrap();
             let list = addresses(lo).await.unwrap();
             assert_eq!(count(&list, V4), 1, "{list:?}");
             assert_eq!(count(&list, V6), 1, "{list:?}");
@@ -294,13 +335,49 @@ mod tests {
             let conn = Conn::open().unwrap();
             conn.handle.address().add(lo, addr, 24).execute().await.unwrap();
 
-            add_address(lo, addr).await.unwrap();
+            add_address(lo, addr, Lifetime::Secs(5)).await.unwrap();
             let list = addresses(lo).await.unwrap();
             assert_eq!(count(&list, addr), 1, "{list:?}");
             assert!(list.contains(&(addr, 24)), "{list:?}");
+            assert_eq!(valid_lifetime(lo, addr).await.unwrap(), Some(u32::MAX), "the operator's address keeps its lifetime");
 
             del_address(lo, addr).await.unwrap();
             assert_eq!(count(&addresses(lo).await.unwrap(), addr), 0);
+        });
+    }
+
+    #[test]
+    fn a_lease_is_renewed_by_adding_again_and_lapses_without_renewal() {
+        in_fresh_netns(|| async {
+            let lo = lo_up().await;
+            add_address(lo, V4, Lifetime::Secs(60)).await.unwrap();
+            add_address(lo, V6, Lifetime::Secs(60)).await.unwrap();
+            for vip in [V4, V6] {
+                let left = valid_lifetime(lo, vip).await.unwrap().expect("leased address present");
+                assert!((50..=60).contains(&left), "{vip}: {left} s left of a 60 s lease");
+                // Renewing replaces the lifetime (no second entry): longer now.
+                add_address(lo, vip, Lifetime::Secs(600)).await.unwrap();
+                let left = valid_lifetime(lo, vip).await.unwrap().unwrap();
+                assert!((590..=600).contains(&left), "{vip}: {left} s left after renewing for 600 s");
+                add_address(lo, vip, Lifetime::Forever).await.unwrap();
+                assert_eq!(valid_lifetime(lo, vip).await.unwrap(), Some(u32::MAX));
+                assert_eq!(count(&addresses(lo).await.unwrap(), vip), 1);
+            }
+
+            // A 1 s lease nobody renews: the kernel removes the address by itself
+            // (its lifetime check runs at most ~1 s late).
+            add_address(lo, V4, Lifetime::Secs(1)).await.unwrap();
+            add_address(lo, V6, Lifetime::Secs(1)).await.unwrap();
+            let added = std::time::Instant::now();
+            loop {
+                let list = addresses(lo).await.unwrap();
+                if count(&list, V4) == 0 && count(&list, V6) == 0 {
+                    break;
+                }
+                assert!(added.elapsed() < std::time::Duration::from_secs(4), "a 1 s lease still there after 4 s: {list:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert!(added.elapsed() >= std::time::Duration::from_millis(900), "lapsed early: {:?}", added.elapsed());
         });
     }
 
@@ -315,7 +392,7 @@ mod tests {
             // No interface has index 4242 in a fresh namespace (only lo, 1).
             let err = addresses(4242).await.unwrap_err();
             assert!(format!("{err:#}").contains("index 4242"), "{err:#}");
-            let err = add_address(4242, V4).await.unwrap_err();
+            let err = add_address(4242, V4, Lifetime::Forever).await.unwrap_err();
             assert!(format!("{err:#}").contains("index 4242"), "{err:#}");
             let err = del_address(4242, V6).await.unwrap_err();
             assert!(format!("{err:#}").contains("index 4242"), "{err:#}");
@@ -333,7 +410,7 @@ mod tests {
             let before = fds();
             for _ in 0..50 {
                 addresses(lo).await.unwrap();
-                add_address(lo, V4).await.unwrap();
+                add_address(lo, V4, Lifetime::Forever).await.unwrap();
                 del_address(lo, V4).await.unwrap();
             }
             tokio::task::yield_now().await;

@@ -3,7 +3,10 @@
 //! server answers its own SOA probe; an HTTP site: loaded). An [`Announcer`] per VIP
 //! applies rise/fall and the hold time; announcing puts the address on the anycast
 //! interface (BIRD `protocol direct` / FRR `redistribute connected` export it),
-//! withdrawing removes it. Maintenance (`pop withdraw`) persists in run_dir.
+//! withdrawing removes it. Each address is an `anycast.lease_s` lease that
+//! [`Anycast::renew`] renews three times per lease: the kernel removes it, and the route
+//! goes, once the controller stops (SIGKILL included). Maintenance (`pop withdraw`)
+//! persists in run_dir.
 
 use std::{
     collections::BTreeMap,
@@ -59,6 +62,65 @@ pub struct Anycast {
     /// The loaded XDP program's id: a VIP is healthy only while every configured
     /// interface runs it.
     prog_id: u32,
+    /// Each announced address's lifetime (`anycast.lease_s`), renewed by [`Anycast::renew`].
+    lifetime: netlink::Lifetime,
+}
+
+/// The first thing a starting controller does with the anycast interface, before the
+/// slow part of its start (loading and verifying the XDP object, compiling zones):
+/// renew, for one more lease, the VIPs the previous controller had announced when it
+/// saved its state `age` ago, if that lease may still be running (`age` within one
+/// lease), the VIP is still configured and on the interface, no maintenance is set and
+/// an XDP program still serves every configured interface. Without it a restart would
+/// have to reach [`Anycast::new`] within what is left of the old lease. The bet is
+/// bounded: health is judged again at [`Anycast::new`], and if the start fails the
+/// address lapses one lease later. Returns the VIPs renewed.
+pub async fn bridge_leases(config: &Config, announced: &[IpAddr], age: Duration) -> Vec<IpAddr> {
+    let Some(a) = config.anycast.as_ref() else { return Vec::new() };
+    let maintenance = config.pop.run_dir.join("maintenance").exists();
+    if bridge_candidates(config, announced, age, maintenance, announced).is_empty() {
+        return Vec::new(); // nothing to bridge: no netlink calls at all
+    }
+    for iface in &config.interfaces {
+        if !matches!(netlink::xdp_prog_id(&iface.name).await, Ok(Some(_))) {
+            return Vec::new();
+        }
+    }
+    let Ok(ifindex) = netlink::interface_index(&a.interface).await else { return Vec::new() };
+    let Ok(present) = netlink::addresses(ifindex).await else { return Vec::new() };
+    let present: Vec<IpAddr> = present.into_iter().map(|(ip, _)| ip).collect();
+    let mut renewed = Vec::new();
+    for vip in bridge_candidates(config, announced, age, maintenance, &present) {
+        match netlink::add_address(ifindex, vip, netlink::Lifetime::Secs(a.lease_s)).await {
+            Ok(()) => renewed.push(vip),
+            Err(e) => warn!("renewing {vip}'s lease while starting: {e:#}"),
+        }
+    }
+    if !renewed.is_empty() {
+        let list: Vec<String> = renewed.iter().map(|v| v.to_string()).collect();
+        info!(
+            "renewed the lease of {} while starting (announced by the previous controller {} ms ago; health is checked again before it is adopted)",
+            list.join(", "),
+            age.as_millis()
+        );
+    }
+    renewed
+}
+
+/// Which of the `announced` VIPs [`bridge_leases`] renews: with leases on, none in
+/// maintenance or when the state is older than one lease (the addresses have lapsed:
+/// nothing to keep), else those still configured and `present` on the interface.
+fn bridge_candidates(config: &Config, announced: &[IpAddr], age: Duration, maintenance: bool, present: &[IpAddr]) -> Vec<IpAddr> {
+    let Some(a) = config.anycast.as_ref().filter(|a| a.lease_s > 0) else { return Vec::new() };
+    if maintenance || age > Duration::from_secs(u64::from(a.lease_s)) {
+        return Vec::new();
+    }
+    let configured = |vip: &IpAddr| {
+        config.services.iter().any(|s| s.vips.contains(vip))
+            || config.dns.iter().any(|d| d.vips.contains(vip))
+            || config.http.iter().any(|h| h.vips.contains(vip))
+    };
+    announced.iter().filter(|v| configured(v) && present.contains(v)).copied().collect()
 }
 
 impl Anycast {
@@ -86,10 +148,12 @@ impl Anycast {
             record_file,
             fault: cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("netlink"),
             prog_id,
+            lifetime: if a.lease_s == 0 { netlink::Lifetime::Forever } else { netlink::Lifetime::Secs(a.lease_s) },
         };
         let present = any.list_with_retry().await?;
         let recorded = any.read_record();
         let health = any.vip_health(config, board, dns).await;
+        let mut adopted = Vec::new();
         for addr in present {
             let configured = health.get(&addr);
             if configured.is_none() && !recorded.contains(&addr) {
@@ -99,6 +163,7 @@ impl Anycast {
                 Some((true, _)) if !maintenance => {
                     info!("{addr} found on {} and healthy: stays announced", any.iface);
                     any.vips.insert(addr, Vip { announcer: Announcer::adopted(policy), since: SystemTime::now(), on_interface: true, pending: None });
+                    adopted.push(addr);
                 }
                 _ => {
                     let why = match configured {
@@ -117,8 +182,34 @@ impl Anycast {
                 }
             }
         }
+        // The earlier controller's lease on an adopted address may be about to run out:
+        // it is ours now, on our lease.
+        for addr in adopted {
+            any.set(addr, true).await;
+        }
         any.write_record();
         Ok(Some(any))
+    }
+
+    /// Renews the lease of every VIP that is announced and on the interface (the
+    /// kernel removes an address `anycast.lease_s` after its last renewal, so the route
+    /// lapses once no controller renews it). Adding again also restores an address that
+    /// lapsed anyway (the loop stalled for a whole lease) or that someone removed. A
+    /// failure is retried with backoff, as any change.
+    pub async fn renew(&mut self) {
+        if self.lifetime == netlink::Lifetime::Forever {
+            return;
+        }
+        let due: Vec<IpAddr> =
+            self.vips.iter().filter(|(_, v)| v.announcer.announced() && v.on_interface && v.pending.is_none()).map(|(ip, _)| *ip).collect();
+        for vip in due {
+            self.set(vip, true).await;
+        }
+    }
+
+    /// The VIPs pop has on the interface now.
+    pub fn on_interface(&self) -> Vec<IpAddr> {
+        self.vips.iter().filter(|(_, v)| v.on_interface).map(|(ip, _)| *ip).collect()
     }
 
     async fn list_with_retry(&self) -> Result<Vec<IpAddr>> {
@@ -259,7 +350,7 @@ impl Anycast {
         if self.fault {
             anyhow::bail!("injected netlink failure");
         }
-        if up { netlink::add_address(self.ifindex, vip).await } else { netlink::del_address(self.ifindex, vip).await }
+        if up { netlink::add_address(self.ifindex, vip, self.lifetime).await } else { netlink::del_address(self.ifindex, vip).await }
     }
 
     /// Puts `vip` on the interface or takes it off; a failure is retried by later
@@ -339,6 +430,10 @@ impl Anycast {
                 on_interface: v.on_interface,
                 netlink_error: v.pending.as_ref().map(|p| p.error.clone()),
                 netlink_attempts: v.pending.as_ref().map_or(0, |p| p.attempts),
+                lease_s: match self.lifetime {
+                    netlink::Lifetime::Secs(s) if v.on_interface && v.announcer.announced() => Some(s),
+                    _ => None,
+                },
             })
             .collect()
     }
@@ -351,6 +446,31 @@ impl Anycast {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_bridges_only_fresh_configured_present_announcements() {
+        let cfg = |anycast: &str| {
+            Config::parse(
+                std::path::Path::new("pop.toml"),
+                &format!(
+                    "[[interface]]\nname = \"e\"\n{anycast}\n[[service]]\nname = \"web\"\nvips = [\"203.0.113.1\"]\nport = 80\n\
+                     backends = [{{ address = \"198.51.100.1\" }}]\n"
+                ),
+            )
+            .unwrap()
+        };
+        let (web, gone): (IpAddr, IpAddr) = ("203.0.113.1".parse().unwrap(), "203.0.113.2".parse().unwrap());
+        let c = cfg("[anycast]\nlease_s = 2");
+        let ms = Duration::from_millis;
+        assert_eq!(bridge_candidates(&c, &[web, gone], ms(1500), false, &[web, gone]), [web], "no longer configured: not bridged");
+        assert_eq!(bridge_candidates(&c, &[web], ms(2000), false, &[web]), [web], "the old lease may still run");
+        assert!(bridge_candidates(&c, &[web], ms(2001), false, &[web]).is_empty(), "older than a lease: lapsed already");
+        assert!(bridge_candidates(&c, &[web], ms(10), true, &[web]).is_empty(), "maintenance");
+        assert!(bridge_candidates(&c, &[web], ms(10), false, &[]).is_empty(), "not on the interface");
+        assert!(bridge_candidates(&c, &[], ms(10), false, &[web]).is_empty(), "not announced");
+        assert!(bridge_candidates(&cfg("[anycast]\nlease_s = 0"), &[web], ms(10), false, &[web]).is_empty(), "no leases");
+        assert!(bridge_candidates(&cfg(""), &[web], ms(10), false, &[web]).is_empty(), "no [anycast]");
+    }
 
     #[test]
     fn retries_back_off_from_200_ms_to_at_most_30_s() {

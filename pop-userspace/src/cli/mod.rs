@@ -39,6 +39,7 @@ A small config (every section is optional except [[interface]]; unknown keys are
   location = \"https://www.example.com\"
   append_path = true
   [anycast]                         # announce VIPs (addresses on lo) only while healthy
+  lease_s = 2                       # each a 2 s lease: a killed controller's routes lapse
 
 The README documents every key, the counters, and how to set up backends.";
 

@@ -283,3 +283,21 @@ fn aya_levels_match_aya_log_common() {
     assert_eq!(BpfLogLevel::Off.aya_level(), 0);
     assert_eq!(BpfLogLevel::Debug.aya_level(), 4);
 }
+
+#[test]
+fn anycast_lease_has_a_default_a_bound_and_an_off_switch() {
+    let base = "[[interface]]\nname = \"eth0\"\n[anycast]\n";
+    let a = parse(base).unwrap().anycast.unwrap();
+    assert_eq!(a.lease_s, DEFAULT_LEASE_S);
+    assert_eq!(a.renew_every(), Some(std::time::Duration::from_millis(666)));
+    let a = parse(&format!("{base}lease_s = 30\n")).unwrap().anycast.unwrap();
+    assert_eq!(a.renew_every(), Some(std::time::Duration::from_secs(10)));
+    let a = parse(&format!("{base}lease_s = 0\n")).unwrap().anycast.unwrap();
+    assert_eq!(a.renew_every(), None, "0: addresses never lapse");
+    let e = errors(&format!("{base}check_ms = 100\nlease_s = 3601\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    // Errors found in the section name its header line, as for the other [anycast] keys.
+    assert!(e[0].starts_with("pop.toml:3: anycast.lease_s must be at most 3600"), "{e:?}");
+    let e = errors(&format!("{base}lease_s = -1\n"));
+    assert!(e[0].starts_with("pop.toml:4:"), "{e:?}");
+}

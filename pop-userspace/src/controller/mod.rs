@@ -97,6 +97,14 @@ fn dns_tables_fit(config: &Config, prepared: &[runtime::Prepared]) -> Result<(),
 
 pub async fn run(config: Config) -> Result<()> {
     let _lock = RunLock::acquire(&config.pop.run_dir)?;
+    // Before anything slow: keep the previous controller's announcements from lapsing
+    // while this one starts (see `bridge_leases`).
+    let saved = run_state::read_state(&config.pop.run_dir);
+    if let Some(s) = &saved
+        && let Some(age) = s.age(std::time::SystemTime::now())
+    {
+        crate::anycast::runtime::bridge_leases(&config, &s.announced, age).await;
+    }
     // Zones are parsed and compiled before the data path is touched: a broken zone
     // stops the start with its file and line, and nothing gets attached.
     // A secondary zone never transferred is fetched first, so a new PoP serves it from
@@ -129,6 +137,7 @@ pub async fn run(config: Config) -> Result<()> {
         http_routes: crate::http::routes_map(&mut datapath.ebpf)?,
     };
     let board = std::sync::Arc::new(crate::health::Board::default());
+    restore_state(&config, &board, saved);
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let monitor_board = std::sync::Arc::new(crate::monitor::MonitorBoard::default());
@@ -169,6 +178,12 @@ pub async fn run(config: Config) -> Result<()> {
     let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns, datapath.prog_id).await?;
     let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
     let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
+    // Lease renewals, and the saved state's heartbeat: three per lease (once a second
+    // without leases, for the state alone).
+    let renew_every = config.anycast.as_ref().and_then(|a| a.renew_every()).unwrap_or(std::time::Duration::from_secs(1));
+    let mut renew_tick = tokio::time::interval(renew_every);
+    renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    save_state(&config, &board, anycast.as_ref());
 
     let names: Vec<&str> = config.interfaces.iter().map(|i| i.name.as_str()).collect();
     info!(
@@ -196,12 +211,23 @@ pub async fn run(config: Config) -> Result<()> {
                 if let Err(failed) = live.lb.apply_health(&config, &board) {
                     warn!("applying a backend health change failed:\n{}", failed.join("\n"));
                 }
+                save_state(&config, &board, anycast.as_ref());
             }
             _ = anycast_tick.tick(), if anycast.is_some() => {
                 if let Some(a) = anycast.as_mut() {
+                    let before = a.on_interface();
                     a.tick(&config, &board, &live.dns).await;
                     *announced.lock().unwrap() = a.status();
+                    if a.on_interface() != before {
+                        save_state(&config, &board, Some(a));
+                    }
                 }
+            }
+            _ = renew_tick.tick() => {
+                if let Some(a) = anycast.as_mut() {
+                    a.renew().await;
+                }
+                save_state(&config, &board, anycast.as_ref());
             }
             Some((req, reply)) = ctl_rx.recv() => {
                 let cx = control::Context {
@@ -213,6 +239,7 @@ pub async fn run(config: Config) -> Result<()> {
                     monitors: &monitor_board,
                 };
                 let _ = reply.send(control::answer(req, cx).await);
+                save_state(&config, &board, anycast.as_ref());
             }
             _ = term.recv() => { info!("SIGTERM: controller stopping"); break }
             _ = int.recv() => { info!("SIGINT: controller stopping"); break }
@@ -264,6 +291,7 @@ pub async fn run(config: Config) -> Result<()> {
     if let Some(a) = anycast.as_mut() {
         a.shutdown().await;
     }
+    save_state(&config, &board, anycast.as_ref());
     live.dns.shutdown();
     analysis.abort();
     drop(checks);
@@ -273,6 +301,31 @@ pub async fn run(config: Config) -> Result<()> {
     drop(datapath);
     info!("controller stopped; the XDP program stays attached (pinned)");
     Ok(())
+}
+
+/// Leaves what a restarted controller needs in `<run_dir>/state.json`.
+fn save_state(config: &Config, board: &crate::health::Board, anycast: Option<&crate::anycast::runtime::Anycast>) {
+    let announced = anycast.map(|a| a.on_interface()).unwrap_or_default();
+    run_state::write_state(&config.pop.run_dir, &run_state::SavedState::new(board.saved(), announced));
+}
+
+/// Starts the board from the state the previous controller left: drain always, the
+/// backends' health if that state is recent (see [`run_state::max_state_age`]), instead
+/// of every checked backend down until `rise` probes pass, which would withdraw every
+/// VIP a quick restart could have kept announced.
+fn restore_state(config: &Config, board: &crate::health::Board, saved: Option<run_state::SavedState>) {
+    board.sync(config);
+    let Some(saved) = saved else { return };
+    let max_age = run_state::max_state_age(config);
+    let age = saved.age(std::time::SystemTime::now());
+    let fresh = saved.is_fresh(std::time::SystemTime::now(), max_age);
+    let restored = board.restore(&saved.backends, fresh);
+    let age = age.map_or("of unknown age".to_string(), |a| format!("{} ms old", a.as_millis()));
+    if fresh {
+        info!("restored {restored} backend(s)' health and drain from the previous controller's state ({age})");
+    } else {
+        info!("restored {restored} backend(s)' drain only: the previous controller's state is {age}, over {max_age:?}");
+    }
 }
 
 /// What a reload task hands the controller loop: its sequence number, and the new
@@ -285,6 +338,9 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
     let path = running.path.clone();
     let names = |c: &Config| (c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>(), c.pop.bpffs_dir.clone());
     let before = names(running);
+    // The announcer's policy, its tick and the lease renewal interval are set at start.
+    let timing = |c: &Config| c.anycast.clone().map(|a| crate::config::AnycastConfig { line: 0, ..a });
+    let anycast_before = timing(running);
     let maps = live.dns.maps();
     let cleanup = live.dns.take_cleanup();
     tokio::spawn(async move {
@@ -295,6 +351,9 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
             let config = Config::load(&path)?;
             if names(&config) != before {
                 warn!("interface and bpffs changes take effect when the controller restarts");
+            }
+            if timing(&config) != anycast_before {
+                warn!("[anycast] changes take effect when the controller restarts");
             }
             let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             let stage = DnsRuntime::stage(&maps, prepared).map_err(|error| apply::ApplyError {
