@@ -84,6 +84,21 @@ pub fn run() -> Result<()> {
     let took = w.wait_route(Some("a"), Duration::from_secs(20))?;
     println!("    {:.1} s later the route is back on PoP A; id.server says {:?}", took.as_secs_f64(), w.who_answers()?);
 
+    say("PoP A's controller crashes (SIGKILL). Nothing of pop runs there now, yet the route");
+    println!("    must not stay: each VIP is an address lease (valid_lft) the controller renews, so");
+    println!("    the kernel removes it on its own and BIRD withdraws it.");
+    w.lab.daemon("pop-a").expect("PoP A's controller").stop_with(libc::SIGKILL, Duration::from_secs(5))?;
+    let killed = Instant::now();
+    w.wait_route(Some("b"), Duration::from_secs(10))?;
+    println!("    {:.1} s after the kill the router sends the VIP to PoP B; id.server says {:?}", killed.elapsed().as_secs_f64(), w.who_answers()?);
+
+    say("PoP A's controller is started again: it finds the XDP program still attached, takes");
+    println!("    the interface over, and announces once its checks pass.");
+    let (pop_a, config_a) = (w.pops[0].clone(), w.configs[0].clone());
+    w.lab.start_pop(&pop_a, "pop-a-restarted", &config_a)?;
+    let took = w.wait_route(Some("a"), Duration::from_secs(20))?;
+    println!("    {:.1} s later the route is back on PoP A; id.server says {:?}", took.as_secs_f64(), w.who_answers()?);
+
     say("Tearing everything down (BIRD, pop, servers, namespaces, pins).");
     drop(w);
     println!("    Done. `cargo xtask test` runs every check behind what you just saw.");
