@@ -30,15 +30,20 @@ fn status_line(client: &Host, name: &str) -> Result<String> {
     Ok(out.lines().find(|l| l.contains("status:")).unwrap_or("").to_string())
 }
 
-fn knot_conf(lab: &Lab, run: &Path, zone: &Path) -> Result<std::path::PathBuf> {
+/// Knot as the primary; with `key`, transfers need TSIG with that (base64) secret.
+fn knot_conf(lab: &Lab, run: &Path, zone: &Path, key: Option<&str>) -> Result<std::path::PathBuf> {
+    let (keys, acl_key) = match key {
+        Some(secret) => (format!("key:\n  - id: xfr.example.\n    algorithm: hmac-sha256\n    secret: {secret}\n"), "    key: xfr.example.\n"),
+        None => (String::new(), ""),
+    };
     lab.write(
         "knot-primary.conf",
         &format!(
             "server:\n    rundir: \"{r}\"\n    listen: {PRIMARY}@53\n    udp-workers: 1\n    tcp-workers: 1\n\
              control:\n    listen: \"{r}/knot.sock\"\n\
-             database:\n    storage: \"{r}/db\"\nlog:\n  - target: stderr\n    any: info\n\
+             database:\n    storage: \"{r}/db\"\nlog:\n  - target: stderr\n    any: info\n{keys}\
              remote:\n  - id: pop\n    address: {VIP}@53\n\
-             acl:\n  - id: pop-xfr\n    address: 192.0.2.2\n    action: transfer\n\
+             acl:\n  - id: pop-xfr\n    address: 192.0.2.2\n{acl_key}    action: transfer\n\
              zone:\n  - domain: example.net\n    file: \"{z}\"\n    notify: pop\n    acl: pop-xfr\n\
              \x20   journal-content: none\n    zonefile-sync: -1\n",
             r = run.display(),
@@ -58,7 +63,7 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     let run = lab.dir.join("knot-primary");
     std::fs::create_dir_all(run.join("db"))?;
     let zone = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
-    let conf = knot_conf(&lab, &run, &zone)?;
+    let conf = knot_conf(&lab, &run, &zone, None)?;
     lab.spawn(&client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
     wait_until(Duration::from_secs(20), "knotd serving example.net", || {
         client
@@ -121,5 +126,58 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     // An expired zone makes its block unhealthy: the VIP is withdrawn, saying why.
     let (_, why) = wait_until(Duration::from_secs(10), "the VIP withdrawn", || announced(&lab).filter(|(a, _)| !*a))?;
     assert!(why.contains("secondary zone example.net. is not served"), "{why}");
+    Ok(())
+}
+
+/// Transfers signed with TSIG (hmac-sha256): a wrong secret gets nothing served and says
+/// why; the right one, applied by `pop reload`, gets the zone.
+#[test]
+fn a_secondary_with_tsig_is_refused_with_the_wrong_secret_and_served_with_the_right_one() -> Result<()> {
+    const SECRET: &str = "cG9wLXRlc3Qtc2VjcmV0LW9mLTMyLWJ5dGVzLWxvbmchIQ==";
+    const WRONG: &str = "d3Jvbmctc2VjcmV0LW9mLTMyLWJ5dGVzLWxvbmchISEhIQ==";
+    let mut lab = Lab::new()?;
+    let (client, pop) = lab.client_and_pop()?;
+    lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
+    lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+    let run = lab.dir.join("knot-primary");
+    std::fs::create_dir_all(run.join("db"))?;
+    let zone = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
+    let conf = knot_conf(&lab, &run, &zone, Some(SECRET))?;
+    lab.spawn(&client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
+    wait_until(Duration::from_secs(20), "knotd serving example.net", || {
+        client
+            .stdout(&["dig", "+tries=1", "+time=1", "+short", &format!("@{PRIMARY}"), "www.example.net", "A"])
+            .ok()
+            .filter(|o| o.contains("192.0.2.80"))
+    })?;
+    // An unsigned transfer is refused by the primary: the ACL wants the key.
+    let unsigned = client.stdout(&["dig", "+tries=1", "+time=2", &format!("@{PRIMARY}"), "example.net", "AXFR"])?;
+    assert!(!unsigned.contains("192.0.2.80"), "the primary gave an unsigned transfer:\n{unsigned}");
+
+    let state = lab.dir.join("state");
+    let body = |secret: &str| {
+        format!(
+            "[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"{VIP}\"]\nrate_limit = 0\n[[dns.secondary]]\nzone = \"example.net\"\n\
+             primaries = [\"{PRIMARY}\"]\ntsig = {{ name = \"xfr.example\", secret = \"{secret}\" }}\n"
+        )
+    };
+    let config = lab.pop_config_with(&pop, &format!("state_dir = \"{}\"", state.display()), &body(WRONG))?;
+    lab.start_pop(&pop, "pop", &config)?;
+    let log = lab.daemon_log("pop").unwrap_or_default();
+    assert!(log.contains("secondary example.net.: not served until a transfer succeeds") && log.contains("TSIG"), "{log}");
+    assert!(!dig(&client, "www.example.net", "A")?.contains("192.0.2.80"), "served without a transfer");
+
+    let text = std::fs::read_to_string(&config)?.replace(WRONG, SECRET);
+    std::fs::write(&config, text)?;
+    let out = lab.pop(&pop, &config, &["reload"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until(Duration::from_secs(10), "the signed transfer served", || {
+        dig(&client, "www.example.net", "A").ok().filter(|o| o.trim() == "192.0.2.80")
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}\nknot:\n{}", lab.daemon_log("pop").unwrap_or_default(), lab.daemon_log("knot").unwrap_or_default()))?;
+    // The primary sent the zone only to the signed request (its ACL refuses others, as
+    // the unsigned dig above shows), and pop checked every message's signature.
+    let knot = lab.daemon_log("knot").unwrap_or_default();
+    assert!(knot.contains("AXFR, outgoing, remote 192.0.2.2") && knot.contains("finished"), "knot logged no transfer to pop:\n{knot}");
     Ok(())
 }

@@ -36,7 +36,16 @@ pub struct Secondary {
     pub zone: String,
     /// Where transfers come from, in order; NOTIFY is accepted from these addresses only.
     pub primaries: Vec<std::net::SocketAddr>,
+    /// TSIG (hmac-sha256) on SOA queries and transfers, when the primaries require it.
+    pub tsig: Option<TsigKey>,
     pub line: usize,
+}
+
+/// A TSIG key: its name (lowercase, final dot) and the decoded secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsigKey {
+    pub name: String,
+    pub secret: Vec<u8>,
 }
 
 impl Secondary {
@@ -90,6 +99,21 @@ pub(super) struct RawDns {
 pub(super) struct RawSecondary {
     zone: Spanned<String>,
     primaries: Spanned<Vec<Spanned<String>>>,
+    tsig: Option<Spanned<RawTsig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTsig {
+    name: String,
+    #[serde(default = "default_tsig_algorithm")]
+    algorithm: String,
+    /// base64, as `keymgr -t` and `tsig-keygen` print it.
+    secret: String,
+}
+
+fn default_tsig_algorithm() -> String {
+    "hmac-sha256".into()
 }
 
 /// Checks every `[[dns]]` block; each VIP claims port 53 over UDP and TCP.
@@ -168,7 +192,29 @@ fn secondaries(v: &mut Validator, raw: Vec<Spanned<RawSecondary>>) -> Vec<Second
                 Err(_) => v.error(p.span(), format!("dns.secondary {zone}: primary {text:?} is not an address or address:port")),
             }
         }
-        out.push(Secondary { zone, primaries, line });
+        let tsig = s.tsig.and_then(|t| {
+            let span = t.span();
+            let t = t.into_inner();
+            let name = t.name.trim_end_matches('.').to_ascii_lowercase() + ".";
+            if !t.algorithm.eq_ignore_ascii_case("hmac-sha256") {
+                v.error(span.clone(), format!("dns.secondary {zone}: tsig algorithm {:?}: only hmac-sha256 is supported", t.algorithm));
+            }
+            if hickory_proto::rr::Name::from_ascii(&name).is_err() || name == "." {
+                v.error(span.clone(), format!("dns.secondary {zone}: tsig name {:?} is not a domain name", t.name));
+            }
+            match data_encoding::BASE64.decode(t.secret.trim().as_bytes()) {
+                Ok(secret) if secret.len() >= 16 => Some(TsigKey { name, secret }),
+                Ok(_) => {
+                    v.error(span, format!("dns.secondary {zone}: tsig secret is shorter than 16 bytes (RFC 8945 asks for the hash's size)"));
+                    None
+                }
+                Err(e) => {
+                    v.error(span, format!("dns.secondary {zone}: tsig secret is not base64: {e}"));
+                    None
+                }
+            }
+        });
+        out.push(Secondary { zone, primaries, tsig, line });
     }
     out
 }

@@ -31,7 +31,7 @@ use toml::Spanned;
 use self::validator::{Listeners, Validator, line_of};
 pub use self::{
     anycast::{AnycastConfig, DEFAULT_LEASE_S, MAX_LEASE_S},
-    dns::{DEFAULT_DNS_RATE_LIMIT, DEFAULT_ZONE_MAX_BYTES, DNS_PORT, DnsBlock, MAX_DNS_BLOCKS, Secondary, ZoneLimits},
+    dns::{DEFAULT_DNS_RATE_LIMIT, DEFAULT_ZONE_MAX_BYTES, DNS_PORT, DnsBlock, MAX_DNS_BLOCKS, Secondary, TsigKey, ZoneLimits},
     error::{ConfigError, ConfigErrors},
     http::{HttpReply, HttpRoute, HttpSite},
     monitor::{MAX_MONITORS, Monitor},

@@ -146,6 +146,14 @@ fn secondary_zones() {
     assert!(e.iter().any(|e| e.starts_with("pop.toml:7: dns.secondary example.net.: primary \"primary.example\" is not an address")), "{e:?}");
     assert!(e.iter().any(|e| e.starts_with("pop.toml:9: dns.secondary zone example.net. is listed twice")), "{e:?}");
     assert!(e.iter().any(|e| e.starts_with("pop.toml:10: dns.secondary example.net.: primaries needs at least one address")), "{e:?}");
+    let e = errors(
+        "[[interface]]\nname = \"eth0\"\n[[dns]]\nvips = [\"203.0.113.53\"]\n\
+         [[dns.secondary]]\nzone = \"a.example\"\nprimaries = [\"192.0.2.1\"]\ntsig = { name = \"k\", algorithm = \"hmac-md5\", secret = \"c2hvcnQ=\" }\n\
+         [[dns.secondary]]\nzone = \"b.example\"\nprimaries = [\"192.0.2.1\"]\ntsig = { name = \"k\", secret = \"not base64!\" }\n",
+    );
+    assert!(e.iter().any(|e| e.starts_with("pop.toml:8: dns.secondary a.example.: tsig algorithm \"hmac-md5\": only hmac-sha256")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("pop.toml:8: dns.secondary a.example.: tsig secret is shorter than 16 bytes")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("pop.toml:12: dns.secondary b.example.: tsig secret is not base64")), "{e:?}");
 }
 
 #[test]

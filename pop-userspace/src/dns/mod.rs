@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod secondary;
 pub mod server;
 pub mod table;
+pub mod tsig;
 #[allow(clippy::collapsible_if)] // until issue 14's rewrite lands
 pub mod zone;
 

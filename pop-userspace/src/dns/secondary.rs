@@ -27,6 +27,7 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
+use super::tsig::{TsigKey, Verifier};
 use super::zone::{Zone, ZoneErrors, ZoneLimits, zone_from_transfer};
 use crate::config::{Config, Secondary};
 
@@ -63,12 +64,12 @@ fn zone_name(zone: &str) -> Result<Name> {
     Name::from_ascii(zone).map_err(|e| anyhow!("zone {zone:?}: {e}"))
 }
 
-/// The SOA serial `primary` has for `zone` (one UDP query).
-pub async fn primary_serial(zone: &str, primary: SocketAddr) -> Result<u32> {
+/// The SOA serial `primary` has for `zone` (one UDP query, signed with `tsig` if set).
+pub async fn primary_serial(zone: &str, primary: SocketAddr, tsig: Option<&TsigKey>) -> Result<u32> {
     let mut q = Message::query();
     q.metadata.recursion_desired = false;
     q.add_query(Query::query(zone_name(zone)?, RecordType::SOA));
-    let bytes = q.to_vec()?;
+    let (bytes, request_mac) = signed(q.to_vec()?, tsig)?;
     let bind: SocketAddr = if primary.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
     let sock = UdpSocket::bind(bind).await?;
     sock.connect(primary).await?;
@@ -82,18 +83,23 @@ pub async fn primary_serial(zone: &str, primary: SocketAddr) -> Result<u32> {
         if m.metadata.id != q.metadata.id {
             continue;
         }
+        if let Some(key) = tsig {
+            Verifier::new(key, request_mac.clone()).check(&buf[..n]).with_context(|| format!("{primary}'s SOA answer"))?;
+        }
         ensure!(m.metadata.response_code == ResponseCode::NoError, "{primary} answered the SOA query with {}", m.metadata.response_code);
         return m.answers.iter().find_map(SoaTimers::of).map(|t| t.serial).ok_or_else(|| anyhow!("{primary} sent no SOA for {zone}"));
     }
 }
 
 /// One AXFR of `zone` from `primary`: the response messages as received, at most
-/// `max_bytes` of them, checked to open and close with the zone's SOA.
-pub async fn axfr(zone: &str, primary: SocketAddr, max_bytes: u64) -> Result<Vec<Vec<u8>>> {
+/// `max_bytes` of them, checked to open and close with the zone's SOA (and, with
+/// `tsig`, every signed message verified in its chain).
+pub async fn axfr(zone: &str, primary: SocketAddr, max_bytes: u64, tsig: Option<&TsigKey>) -> Result<Vec<Vec<u8>>> {
     let apex = zone_name(zone)?;
     let mut q = Message::query();
     q.add_query(Query::query(apex.clone(), RecordType::AXFR));
-    let bytes = q.to_vec()?;
+    let (bytes, request_mac) = signed(q.to_vec()?, tsig)?;
+    let mut verifier = tsig.map(|k| Verifier::new(k, request_mac));
     let work = async {
         let mut s = TcpStream::connect(primary).await.with_context(|| format!("connecting to {primary}"))?;
         s.write_all(&(bytes.len() as u16).to_be_bytes()).await?;
@@ -107,6 +113,9 @@ pub async fn axfr(zone: &str, primary: SocketAddr, max_bytes: u64) -> Result<Vec
             ensure!(total <= max_bytes, "the transfer is over the zone's limit of {max_bytes} bytes (dns.zone_max_bytes)");
             let mut msg = vec![0u8; len];
             s.read_exact(&mut msg).await?;
+            if let Some(v) = verifier.as_mut() {
+                v.check(&msg).context("the transfer's TSIG")?;
+            }
             let m = Message::from_vec(&msg).context("an unreadable transfer message")?;
             ensure!(m.metadata.id == q.metadata.id, "a transfer message for another query");
             if m.metadata.response_code != ResponseCode::NoError {
@@ -124,6 +133,14 @@ pub async fn axfr(zone: &str, primary: SocketAddr, max_bytes: u64) -> Result<Vec
         Ok::<_, anyhow::Error>(messages)
     };
     tokio::time::timeout(TRANSFER_TIMEOUT, work).await.map_err(|_| anyhow!("the transfer from {primary} took over {TRANSFER_TIMEOUT:?}"))?
+}
+
+/// `msg` signed with `tsig` (and the request MAC the answer chains from), or as is.
+fn signed(msg: Vec<u8>, tsig: Option<&TsigKey>) -> Result<(Vec<u8>, Vec<u8>)> {
+    match tsig {
+        Some(k) => k.sign(&msg),
+        None => Ok((msg, Vec::new())),
+    }
 }
 
 /// Writes the messages of a transfer to `path` (each with its 2-byte length, as on the
@@ -203,7 +220,7 @@ pub async fn first_transfers(config: &Config) {
 async fn transfer_from_any(s: &Secondary, file: &Path, max_bytes: u64) -> Result<u32> {
     let mut errors = Vec::new();
     for &p in &s.primaries {
-        match axfr(&s.zone, p, max_bytes).await {
+        match axfr(&s.zone, p, max_bytes, s.tsig.as_ref()).await {
             Ok(messages) => {
                 store(file, &messages)?;
                 let (_, _, timers) = read_stored(file, &ZoneLimits { include_dirs: Vec::new(), max_bytes })?;
@@ -322,7 +339,7 @@ impl Task {
         let zone = &self.secondary.zone;
         let mut errors = Vec::new();
         for &p in &self.secondary.primaries {
-            let serial = match primary_serial(zone, p).await {
+            let serial = match primary_serial(zone, p, self.secondary.tsig.as_ref()).await {
                 Ok(s) => s,
                 Err(e) => {
                     errors.push(format!("{p}: {e:#}"));
@@ -336,7 +353,7 @@ impl Task {
                 }
                 return Ok(t);
             }
-            match axfr(zone, p, self.max_bytes).await.and_then(|m| store(&self.file, &m)) {
+            match axfr(zone, p, self.max_bytes, self.secondary.tsig.as_ref()).await.and_then(|m| store(&self.file, &m)) {
                 Ok(()) => {
                     let (t, _) = self.stored().ok_or_else(|| anyhow!("the stored transfer of {zone} is unreadable"))?;
                     log::info!("secondary {zone}: transferred serial {} from {p}", t.serial);
