@@ -8,7 +8,7 @@ use aya_ebpf::{
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, FlowKey,
     FlowValue, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend,
-    LbService, LbStats, MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue, dns_tail_capacity,
+    LbService, LbStats, MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipFilter, VipKey, VipTraffic, VipValue, dns_tail_capacity,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
@@ -24,6 +24,11 @@ pub static VIPS: HashMap<VipKey, VipValue> = HashMap::pinned(MAX_VIPS, 0);
 /// of reaching the host's own services bound to the wildcard address.
 #[map(name = "VIP_ADDRS")]
 pub static VIP_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_VIPS, 0);
+
+/// Which addresses may be in VIP_ADDRS (see VipFilter): most packets to no VIP are
+/// passed on after one array read instead of two hash lookups.
+#[map(name = "VIP_FILTER")]
+pub static VIP_FILTER: Array<VipFilter> = Array::pinned(1, 0);
 
 /// Packets and bytes per VIP key (entries created by the controller with the VIP).
 #[map(name = "VIP_STATS")]
