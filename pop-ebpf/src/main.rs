@@ -15,6 +15,7 @@ mod http;
 mod icmp;
 mod lb;
 mod maps;
+mod nexthop;
 mod packet;
 mod parse;
 mod rrl;

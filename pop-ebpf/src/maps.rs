@@ -2,6 +2,7 @@
 //! under the controller's bpffs directory so counters and tables survive a restart.
 
 use aya_ebpf::{
+    bindings::bpf_fib_lookup as FibParams,
     macros::map,
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap},
 };
@@ -118,6 +119,35 @@ pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(LB_FLOW
 /// dispatcher (kept off the verifier's 512-byte stack of that deeper call chain).
 #[map(name = "LB_SCRATCH")]
 pub static LB_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
+
+/// Next hop toward each backend (index = backend id), per CPU: what bpf_fib_lookup
+/// last said, re-used for NEXT_HOP_TTL_NS (see `nexthop`). Not pinned: a cache.
+#[map(name = "LB_NEXT_HOPS")]
+pub static LB_NEXT_HOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(LB_MAX_BACKENDS, 0);
+
+/// Per-CPU scratch: the parameter block of a route lookup (`nexthop::refresh`), off the
+/// verifier's 512-byte stack of the forwarding call chain.
+#[map(name = "LB_FIB_SCRATCH")]
+pub static LB_FIB_SCRATCH: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1, 0);
+
+/// One cached route lookup toward a backend.
+#[repr(C)]
+pub struct NextHop {
+    /// bpf_ktime_get_ns() of the lookup; 0 = never looked up.
+    pub stamp_ns: u64,
+    /// The backend address it was for (ids are reused) and the receiving interface.
+    pub addr: [u8; 16],
+    pub ingress: u32,
+    /// Interface the lookup sends out of.
+    pub ifindex: u32,
+    /// Largest outer packet the lookup accepted: anything larger asks the FIB again,
+    /// which answers fragmentation-needed with the path's MTU.
+    pub max_len: u32,
+    /// Our source address on that path (IPv4 in the first word), network byte order.
+    pub src: [u32; 4],
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
 
 /// Per-service packets, bytes, new flows (per CPU).
 #[map(name = "LB_SERVICE_STATS")]
