@@ -204,6 +204,8 @@ pub struct HttpScan {
     pub done: u32,
     pub dup_host: u32,
     pub parity: u32,
+    /// Target bytes `sum_target` adds.
+    pub count: u32,
     pub sum: u64,
 }
 
