@@ -38,7 +38,6 @@ const ACK: u8 = 0x10;
 const ECE_CWR: u8 = 0xc0;
 const IPPROTO_TCP: u8 = 6;
 const WINDOW: u16 = 65535;
-static ZEROS: [u8; 256] = [0; 256];
 
 /// What the reply needs of the received segment (its headers are in HTTP_SCRATCH).
 struct Seg {
@@ -520,10 +519,9 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
     // Key: host and path as sent (host lowercased), or a marker.
     let key = &mut sc.key;
     key.site = site;
-    unsafe {
-        bpf_probe_read_kernel(key.host.as_mut_ptr() as *mut _, HTTP_HOST_LEN as u32, ZEROS.as_ptr() as *const _);
-        bpf_probe_read_kernel(key.path.as_mut_ptr() as *mut _, HTTP_PATH_LEN as u32, ZEROS.as_ptr() as *const _);
-    }
+    // Plain stores (LLVM writes them inline): a helper call per clear costs more.
+    key.host = [0; HTTP_HOST_LEN];
+    key.path = [0; HTTP_PATH_LEN];
     let target_start = sc.scan.start as usize;
     let target_len = (sc.scan.end as usize).saturating_sub(target_start);
     let path_len = (sc.scan.path_end as usize).saturating_sub(target_start);
@@ -546,7 +544,7 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
                 }
                 found = HTTP_ROUTES.get_ptr(&*key);
                 if found.is_none() {
-                    unsafe { bpf_probe_read_kernel(key.host.as_mut_ptr() as *mut _, HTTP_HOST_LEN as u32, ZEROS.as_ptr() as *const _) };
+                    key.host = [0; HTTP_HOST_LEN];
                 }
             }
             if found.is_none() {
@@ -554,7 +552,7 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
             }
         }
         if found.is_none() {
-            unsafe { bpf_probe_read_kernel(key.path.as_mut_ptr() as *mut _, HTTP_PATH_LEN as u32, ZEROS.as_ptr() as *const _) };
+            key.path = [0; HTTP_PATH_LEN];
             key.path[0] = HTTP_PATH_DEFAULT;
             found = HTTP_ROUTES.get_ptr(&*key);
         }
