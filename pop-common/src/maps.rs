@@ -25,6 +25,7 @@ pub const MAP_LB_BACKENDS: &str = "LB_BACKENDS";
 pub const MAP_LB_SERVICE_STATS: &str = "LB_SERVICE_STATS";
 pub const MAP_LB_BACKEND_STATS: &str = "LB_BACKEND_STATS";
 pub const MAP_VIP_ADDRS: &str = "VIP_ADDRS";
+pub const MAP_VIP_FILTER: &str = "VIP_FILTER";
 pub const MAP_LB_FLOWS: &str = "LB_FLOWS";
 
 /// `pop decap`'s program and maps (pop-ebpf/src/decap.rs).

@@ -19,7 +19,7 @@ use crate::{
     counters::Stats,
     csum, frame,
     maps::{DNS_BLOCKS, DNS_NAME_WORDS, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S, DnsScratch},
-    packet::{load, store},
+    packet::{load, ptr_at},
     parse::Packet,
     rrl,
     verdict::{drop, pass},
@@ -205,7 +205,16 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     if dns > MAX_OFFSET {
         return pass(stats, Counter::PassMalformed);
     }
-    let Some(udp_len) = load::<[u8; 2]>(ctx, udp + 4) else { return pass(stats, Counter::PassMalformed) };
+    // UDP and DNS headers read in place when the frame holds both (offsets bounded for
+    // the verifier: IPv4 options or IPv6, behind at most two VLAN tags).
+    let direct = if udp <= frame::MAX_L3 + 60 { ptr_at::<[u8; UDP_HLEN + DNS_HLEN]>(ctx, udp).map(|p| unsafe { *p }) } else { None };
+    let udp_len = match direct {
+        Some(h) => [h[4], h[5]],
+        None => match load::<[u8; 2]>(ctx, udp + 4) {
+            Some(l) => l,
+            None => return pass(stats, Counter::PassMalformed),
+        },
+    };
     let udp_len = u16::from_be_bytes(udp_len) as usize;
     if udp_len < UDP_HLEN + DNS_HLEN {
         return drop(stats, Counter::DnsDropRunt);
@@ -217,7 +226,13 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
         return pass(stats, Counter::DnsPassIpLength);
     }
     let dns_len = udp_len - UDP_HLEN;
-    let Some(hdr) = load::<[u8; DNS_HLEN]>(ctx, dns) else { return drop(stats, Counter::DnsDropRunt) };
+    let hdr = match direct {
+        Some(h) => [h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]],
+        None => match load::<[u8; DNS_HLEN]>(ctx, dns) {
+            Some(h) => h,
+            None => return drop(stats, Counter::DnsDropRunt),
+        },
+    };
     let flags = u16::from_be_bytes([hdr[2], hdr[3]]);
     if flags & QR != 0 {
         return drop(stats, Counter::DnsDropResponse);
@@ -258,8 +273,15 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     }
     let off = measure.off as usize;
     let name_len = (off + 1) & 0xff;
-    let Some(q) = load::<[u8; 4]>(ctx, qname + name_len) else {
-        return pass(stats, Counter::DnsPassName);
+    // Type and class: copied with the name when the copy reached them.
+    let q = if name_len + 4 <= cap {
+        let r = &scratch.raw;
+        [r[name_len & 0xff], r[(name_len + 1) & 0xff], r[(name_len + 2) & 0xff], r[(name_len + 3) & 0xff]]
+    } else {
+        let Some(q) = load::<[u8; 4]>(ctx, qname + name_len) else {
+            return pass(stats, Counter::DnsPassName);
+        };
+        q
     };
     let qtype = u16::from_be_bytes([q[0], q[1]]);
     let qclass = u16::from_be_bytes([q[2], q[3]]);
@@ -436,8 +458,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     // Pseudo-header, then the UDP length once more as a header field.
     let mut sum = frame::pseudo_sum(pkt, 17, udp_out) + udp_out as u64;
     sum += u16::from_be(pkt.dport_be) as u64; // the new source port
-    let Some(client_port) = load::<[u8; 2]>(ctx, udp) else { return xdp_action::XDP_ABORTED };
-    sum += u16::from_be_bytes(client_port) as u64;
+    sum += u16::from_be(pkt.sport_be) as u64; // the new destination port
     sum += u16::from_be_bytes([hdr[0], hdr[1]]) as u64;
     sum += out_flags as u64 + 1 + out_an as u64 + out_ns as u64 + out_ar as u64;
     sum += qsum;
@@ -474,13 +495,16 @@ fn rewrite_headers(ctx: &XdpContext, pkt: &Packet, udp_len: u16, udp_csum: u16) 
     if frame::turn_ip_around(ctx, pkt, udp_len) != 0 {
         return 1;
     }
-    let Some(mut udp) = load::<[u8; 8]>(ctx, pkt.l4) else { return 1 };
+    // Direct packet access: IPv4 without options or IPv6 (answer refuses the rest).
+    let l4 = pkt.l4;
+    if l4 > frame::MAX_L3 + 40 {
+        return 1;
+    }
+    let Some(udp) = ptr_at::<[u8; 8]>(ctx, l4) else { return 1 };
+    let udp = unsafe { &mut *(udp as *mut [u8; 8]) };
     udp.swap(0, 2);
     udp.swap(1, 3);
     udp[4..6].copy_from_slice(&udp_len.to_be_bytes());
     udp[6..8].copy_from_slice(&udp_csum.to_be_bytes());
-    match store(ctx, pkt.l4, &mut udp, 8) {
-        Some(()) => 0,
-        None => 1,
-    }
+    0
 }

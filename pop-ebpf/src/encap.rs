@@ -2,18 +2,16 @@
 //! (IPv4 in IPv4) or IPv6-in-IPv6 from our address on that path to the backend, for
 //! direct server return (the backend's `pop decap` strips it).
 
-use aya_ebpf::bindings::bpf_fib_lookup as FibParams;
-
-use crate::{csum, lb::ETH_HLEN};
+use crate::{csum, lb::ETH_HLEN, maps::NextHop};
 
 /// Writes Ethernet and the outer IP header (from the next hop and source address
-/// `fib` found, to `dst`, IPv4 v4-mapped) for an inner packet of `inner_len` bytes
+/// `nh` says, to `dst`, IPv4 v4-mapped) for an inner packet of `inner_len` bytes
 /// into `hdr`; its first ETH_HLEN + 20 (IPv4) or + 40 (IPv6) bytes are the header.
 /// Inlined: its caller's stack frame is near the verifier's limit.
 #[inline(always)]
-pub fn outer_header(hdr: &mut [u8; ETH_HLEN + 40], fib: &FibParams, v6: bool, dst: &[u8; 16], inner_len: usize) {
-    hdr[0..6].copy_from_slice(&fib.dmac);
-    hdr[6..12].copy_from_slice(&fib.smac);
+pub fn outer_header(hdr: &mut [u8; ETH_HLEN + 40], nh: &NextHop, v6: bool, dst: &[u8; 16], inner_len: usize) {
+    hdr[0..6].copy_from_slice(&nh.dmac);
+    hdr[6..12].copy_from_slice(&nh.smac);
     if v6 {
         hdr[12] = 0x86;
         hdr[13] = 0xdd;
@@ -22,7 +20,7 @@ pub fn outer_header(hdr: &mut [u8; ETH_HLEN + 40], fib: &FibParams, v6: bool, ds
         ip[4..6].copy_from_slice(&(inner_len as u16).to_be_bytes());
         ip[6] = 41; // IPv6-in-IPv6
         ip[7] = 64;
-        let src: [u8; 16] = unsafe { core::mem::transmute(fib.__bindgen_anon_3.ipv6_src) };
+        let src: [u8; 16] = unsafe { core::mem::transmute(nh.src) };
         ip[8..24].copy_from_slice(&src);
         ip[24..40].copy_from_slice(dst);
     } else {
@@ -34,7 +32,7 @@ pub fn outer_header(hdr: &mut [u8; ETH_HLEN + 40], fib: &FibParams, v6: bool, ds
         ip[6] = 0x40; // DF: path MTU discovery works end to end
         ip[8] = 64;
         ip[9] = 4; // IPIP
-        ip[12..16].copy_from_slice(&unsafe { fib.__bindgen_anon_3.ipv4_src }.to_ne_bytes());
+        ip[12..16].copy_from_slice(&nh.src[0].to_ne_bytes());
         ip[16..20].copy_from_slice(&dst[12..16]);
         let c = csum::ipv4_header(ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());

@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::{csum, parse::Packet};
+use crate::{csum, packet::ptr_at, parse::Packet};
 
 /// Headers kept while a frame grows at the front.
 #[map(name = "FRAME_SCRATCH")]
@@ -49,37 +49,33 @@ pub fn turn_ip_around(ctx: &XdpContext, pkt: &Packet, l4_len: u16) -> u32 {
     }
 }
 
+/// Most bytes in front of the IP header: Ethernet and two VLAN tags (see parse).
+pub const MAX_L3: usize = 22;
+
 #[inline(always)]
 fn turn(ctx: &XdpContext, pkt: &Packet, l4_len: u16) -> Option<()> {
-    let mut eth = [0u8; 12];
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, eth.as_mut_ptr() as *mut _, 12) } != 0 {
-        return None;
-    }
+    // In place through direct packet access: the headers sit at bounded offsets.
+    let eth = unsafe { &mut *(ptr_at::<[u8; 12]>(ctx, 0)? as *mut [u8; 12]) };
     for i in 0..6 {
         eth.swap(i, i + 6);
     }
-    if unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, eth.as_mut_ptr() as *mut _, 12) } != 0 {
+    let l3 = pkt.l3;
+    if l3 > MAX_L3 {
         return None;
     }
     if pkt.v6 {
-        let mut ip = [0u8; 40];
-        if unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, 40) } != 0 {
-            return None;
-        }
+        let ip = unsafe { &mut *(ptr_at::<[u8; 40]>(ctx, l3)? as *mut [u8; 40]) };
         for i in 8..24 {
             ip.swap(i, i + 16);
         }
         ip[4..6].copy_from_slice(&l4_len.to_be_bytes());
         ip[7] = 64;
-        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, 40) } != 0 {
-            return None;
-        }
     } else {
         const IHL: usize = 20;
-        let mut ip = [0u8; IHL];
-        if pkt.l4 - pkt.l3 != IHL || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, IHL as u32) } != 0 {
+        if pkt.l4 - l3 != IHL {
             return None;
         }
+        let ip = unsafe { &mut *(ptr_at::<[u8; IHL]>(ctx, l3)? as *mut [u8; IHL]) };
         for i in 12..16 {
             ip.swap(i, i + 4);
         }
@@ -89,11 +85,8 @@ fn turn(ctx: &XdpContext, pkt: &Packet, l4_len: u16) -> Option<()> {
         ip[8] = 64;
         ip[10] = 0;
         ip[11] = 0;
-        let c = csum::ipv4_header(&ip);
+        let c = csum::ipv4_header(ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
-        if unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l3 as u32, ip.as_mut_ptr() as *mut _, IHL as u32) } != 0 {
-            return None;
-        }
     }
     Some(())
 }

@@ -38,7 +38,6 @@ const ACK: u8 = 0x10;
 const ECE_CWR: u8 = 0xc0;
 const IPPROTO_TCP: u8 = 6;
 const WINDOW: u16 = 65535;
-static ZEROS: [u8; 256] = [0; 256];
 
 /// What the reply needs of the received segment (its headers are in HTTP_SCRATCH).
 struct Seg {
@@ -299,50 +298,109 @@ fn scratch() -> Option<&'static mut crate::maps::HttpScratch> {
     HTTP_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-/// Finds the end of the request target (and of its path, before '?').
+/// Target bytes examined per call of `scan_target` and `sum_target`: a call costs
+/// more than the few instructions a byte takes.
+const BYTES_PER_CALL: u32 = 16;
+
+/// Finds the end of the request target (and of its path, before '?'): bytes
+/// `i * BYTES_PER_CALL ..` of it.
 extern "C" fn scan_target(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(sc) = scratch() else { return 1 };
     let s = &mut sc.scan;
-    let pos = (s.start + i) as usize;
-    if pos >= s.n as usize {
-        return 1;
-    }
-    let b = sc.req[pos & (HTTP_REQUEST_MAX - 1)];
-    if b == b'?' && s.path_end == 0 {
-        s.path_end = pos as u32;
-    }
-    if b == b' ' {
-        s.end = pos as u32;
-        if s.path_end == 0 {
+    for j in 0..BYTES_PER_CALL {
+        let pos = (s.start + i * BYTES_PER_CALL + j) as usize;
+        if pos >= s.n as usize {
+            return 1;
+        }
+        let b = sc.req[pos & (HTTP_REQUEST_MAX - 1)];
+        if b == b'?' && s.path_end == 0 {
             s.path_end = pos as u32;
         }
-        s.found = 1;
-        return 1;
-    }
-    if !(0x21..=0x7e).contains(&b) {
-        return 1; // control bytes or non-ASCII in the target: bad request
+        if b == b' ' {
+            s.end = pos as u32;
+            if s.path_end == 0 {
+                s.path_end = pos as u32;
+            }
+            s.found = 1;
+            return 1;
+        }
+        if !(0x21..=0x7e).contains(&b) {
+            return 1; // control bytes or non-ASCII in the target: bad request
+        }
     }
     0
 }
 
-/// One byte of the header section: remembers the Host value, stops at the empty line.
+/// Words examined per call of `scan_header` while it looks for a line's end.
+const WORDS_PER_CALL: usize = 8;
+/// Host value bytes examined per call of `scan_header`.
+const HOST_BYTES_PER_CALL: usize = 16;
+
+/// Offset of the first '\n' in the 8 bytes of `w` (little-endian), or 8.
+#[inline(always)]
+fn first_newline(w: u64) -> usize {
+    let x = w ^ 0x0a0a_0a0a_0a0a_0a0a;
+    // High bit of each zero byte of x; bytes above the first zero may be flagged too
+    // (borrows), the lowest flag is always a real one.
+    let t = x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080;
+    if t == 0 {
+        return 8;
+    }
+    let lowest = (t & t.wrapping_neg()) >> 7;
+    (lowest.wrapping_mul(0x0001_0203_0405_0607) >> 56) as usize
+}
+
+/// The header section, from `pos`: at a line's start, the empty line (done) or a Host
+/// header; in a Host value, its bytes (the value ends at CR, ':', ' ' or LF; leading
+/// blanks skipped); anywhere else only the next LF matters, found a word at a time.
+/// The last byte of the request is never examined (CR LF needs two).
 extern "C" fn scan_header(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(sc) = scratch() else { return 1 };
     let h = &mut sc.scan;
     let req = &sc.req;
-    let pos = h.pos as usize;
-    if pos + 1 >= h.n as usize {
+    let n = h.n as usize;
+    let mut pos = h.pos as usize;
+    if pos + 1 >= n {
         return 1;
     }
-    let b = req[pos & (HTTP_REQUEST_MAX - 1)];
+    if h.in_host == 1 {
+        for _ in 0..HOST_BYTES_PER_CALL {
+            if pos + 1 >= n {
+                return 1;
+            }
+            let b = req[pos & (HTTP_REQUEST_MAX - 1)];
+            pos += 1;
+            if (b == b' ' || b == b'\t') && h.host_len == 0 {
+                continue;
+            }
+            if b == b'\r' || b == b':' || b == b' ' {
+                h.in_host = 2; // the value ends (a port or trailing space is not part of it)
+            } else {
+                if h.host_len == 0 {
+                    h.host_start = (pos - 1) as u32;
+                }
+                h.host_len += 1;
+            }
+            if b == b'\n' {
+                h.line_start = 1;
+                h.in_host = 2;
+            }
+            if h.in_host != 1 {
+                break;
+            }
+        }
+        h.pos = pos as u32;
+        return 0;
+    }
     if h.line_start != 0 {
         h.line_start = 0;
+        let b = req[pos & (HTTP_REQUEST_MAX - 1)];
         if b == b'\r' && req[(pos + 1) & (HTTP_REQUEST_MAX - 1)] == b'\n' {
             h.done = 1;
             return 1;
         }
         let lower = |k: usize| req[(pos + k) & (HTTP_REQUEST_MAX - 1)] | 0x20;
-        if pos + 5 <= h.n as usize
+        if pos + 5 <= n
             && lower(0) == b'h'
             && lower(1) == b'o'
             && lower(2) == b's'
@@ -358,35 +416,37 @@ extern "C" fn scan_header(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
             return 0;
         }
     }
-    if h.in_host == 1 {
-        if (b == b' ' || b == b'\t') && h.host_len == 0 {
-            h.pos += 1;
+    for _ in 0..WORDS_PER_CALL {
+        // SAFETY: pos is masked below HTTP_REQUEST_MAX and req has slack past it.
+        let w = u64::from_le(unsafe { core::ptr::read_unaligned(req.as_ptr().add(pos & (HTTP_REQUEST_MAX - 1)) as *const u64) });
+        let at = pos + first_newline(w);
+        // Bytes from n - 1 on are not the request's to examine.
+        if at + 1 >= n {
+            return 1;
+        }
+        if at < pos + 8 {
+            h.line_start = 1;
+            h.pos = (at + 1) as u32;
             return 0;
         }
-        if b == b'\r' || b == b':' || b == b' ' {
-            h.in_host = 2; // the value ends (a port or trailing space is not part of it)
-        } else {
-            if h.host_len == 0 {
-                h.host_start = pos as u32;
-            }
-            h.host_len += 1;
-        }
+        pos += 8;
     }
-    if b == b'\n' {
-        h.line_start = 1;
-        if h.in_host == 1 {
-            h.in_host = 2;
-        }
-    }
-    h.pos += 1;
+    h.pos = pos as u32;
     0
 }
 
-/// Adds target byte `i` to the checksum at its place in the response.
+/// Adds target bytes `i * BYTES_PER_CALL ..` (of `count`) to the checksum at their
+/// place in the response.
 extern "C" fn sum_target(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(sc) = scratch() else { return 1 };
-    let b = sc.req[((sc.scan.start + i) as usize) & (HTTP_REQUEST_MAX - 1)];
-    sc.scan.sum = csum::add_byte(sc.scan.sum, (sc.scan.parity + i) as usize, b);
+    for j in 0..BYTES_PER_CALL {
+        let k = i * BYTES_PER_CALL + j;
+        if k >= sc.scan.count {
+            return 1;
+        }
+        let b = sc.req[((sc.scan.start + k) as usize) & (HTTP_REQUEST_MAX - 1)];
+        sc.scan.sum = csum::add_byte(sc.scan.sum, (sc.scan.parity + k) as usize, b);
+    }
     0
 }
 
@@ -421,10 +481,11 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
         done: 0,
         dup_host: 0,
         parity: 0,
+        count: 0,
         sum: 0,
     };
     if (head || get) && sc.req[start as usize] == b'/' {
-        unsafe { bpf_loop((HTTP_TARGET_MAX + 1) as u32, scan_target as *mut _, core::ptr::null_mut(), 0) };
+        unsafe { bpf_loop((HTTP_TARGET_MAX as u32 + 1).div_ceil(BYTES_PER_CALL), scan_target as *mut _, core::ptr::null_mut(), 0) };
         let v = sc.scan.end as usize;
         // " HTTP/1.0\r\n" or " HTTP/1.1\r\n" after the target.
         let at = |k: usize| sc.req[(v + k) & (HTTP_REQUEST_MAX - 1)];
@@ -458,10 +519,9 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
     // Key: host and path as sent (host lowercased), or a marker.
     let key = &mut sc.key;
     key.site = site;
-    unsafe {
-        bpf_probe_read_kernel(key.host.as_mut_ptr() as *mut _, HTTP_HOST_LEN as u32, ZEROS.as_ptr() as *const _);
-        bpf_probe_read_kernel(key.path.as_mut_ptr() as *mut _, HTTP_PATH_LEN as u32, ZEROS.as_ptr() as *const _);
-    }
+    // Plain stores (LLVM writes them inline): a helper call per clear costs more.
+    key.host = [0; HTTP_HOST_LEN];
+    key.path = [0; HTTP_PATH_LEN];
     let target_start = sc.scan.start as usize;
     let target_len = (sc.scan.end as usize).saturating_sub(target_start);
     let path_len = (sc.scan.path_end as usize).saturating_sub(target_start);
@@ -484,7 +544,7 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
                 }
                 found = HTTP_ROUTES.get_ptr(&*key);
                 if found.is_none() {
-                    unsafe { bpf_probe_read_kernel(key.host.as_mut_ptr() as *mut _, HTTP_HOST_LEN as u32, ZEROS.as_ptr() as *const _) };
+                    key.host = [0; HTTP_HOST_LEN];
                 }
             }
             if found.is_none() {
@@ -492,7 +552,7 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
             }
         }
         if found.is_none() {
-            unsafe { bpf_probe_read_kernel(key.path.as_mut_ptr() as *mut _, HTTP_PATH_LEN as u32, ZEROS.as_ptr() as *const _) };
+            key.path = [0; HTTP_PATH_LEN];
             key.path[0] = HTTP_PATH_DEFAULT;
             found = HTTP_ROUTES.get_ptr(&*key);
         }
@@ -521,7 +581,8 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
     if tlen > 0 {
         sc.scan.parity = prefix_len as u32;
         sc.scan.sum = 0;
-        unsafe { bpf_loop(tlen as u32, sum_target as *mut _, core::ptr::null_mut(), 0) };
+        sc.scan.count = tlen as u32;
+        unsafe { bpf_loop((tlen as u32).div_ceil(BYTES_PER_CALL), sum_target as *mut _, core::ptr::null_mut(), 0) };
         sum += sc.scan.sum;
     }
     if suffix_len > 0 {

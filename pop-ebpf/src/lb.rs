@@ -1,14 +1,14 @@
 //! Load balancing: pick the flow's backend (connection table, else Maglev), wrap the
 //! packet in an outer IP header to the backend (IPIP / IPv6-in-IPv6, direct server
-//! return), and send it toward the next hop found by bpf_fib_lookup: XDP_TX when that
+//! return), and send it toward the next hop found by bpf_fib_lookup (cached, `nexthop`): XDP_TX when that
 //! is the receiving interface, redirect when it is another. A packet too big once
 //! wrapped is answered with ICMP fragmentation-needed / packet-too-big (`icmp`). ICMP
 //! errors about a backend's replies are tunnelled to that backend (`icmp_error`). The
 //! outer header itself is built in `encap`.
 
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup as FibParams, xdp_action},
-    helpers::{bpf_fib_lookup, bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    bindings::xdp_action,
+    helpers::{bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use pop_common::{BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, VIP_KIND_LB, VIP_KIND_PASS, VipKey, maglev_base};
@@ -16,18 +16,12 @@ use pop_common::{BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBac
 use crate::{
     counters::Stats,
     encap,
-    maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
+    maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_NEXT_HOPS, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
+    nexthop,
     parse::Packet,
     verdict::drop,
 };
 
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
-const FIB_SUCCESS: i64 = 0;
-const FIB_NO_NEIGH: i64 = 7;
-const FIB_FRAG_NEEDED: i64 = 8;
-/// Ask bpf_fib_lookup for the source address the kernel would use toward the backend.
-const BPF_FIB_LOOKUP_SRC: u64 = 16;
 pub const ETH_HLEN: usize = 14;
 /// `handle`'s result when the packet needs an ICMP too-big answer; the low 16 bits
 /// carry the MTU to report.
@@ -186,13 +180,9 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
     let ingress = unsafe { core::ptr::read_volatile(&(*ctx.ctx).ingress_ifindex) };
     let Some(svc) = LB_SERVICES.get(svc_idx) else { return drop(stats, Counter::LbDropNoBackend) };
 
-    // Length of the inner IP packet, from its own header (frames may carry padding).
-    let mut lenb = [0u8; 2];
-    let len_at = if pkt.v6 { pkt.l3 + 4 } else { pkt.l3 + 2 };
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, len_at as u32, lenb.as_mut_ptr() as *mut _, 2) } != 0 {
-        return drop(stats, Counter::LbDropNoRoom);
-    }
-    let inner_len = u16::from_be_bytes(lenb) as usize + if pkt.v6 { 40 } else { 0 };
+    // Length of the inner IP packet, from its own header as parse read it (frames may
+    // carry padding).
+    let inner_len = pkt.l3_end - pkt.l3;
     // The outer header will repeat this length: it must not claim bytes the frame lacks.
     let frame_len = core::hint::black_box(ctx.data_end() - ctx.data());
     if pkt.l3 + inner_len > frame_len || inner_len < pkt.l4 - pkt.l3 {
@@ -246,30 +236,23 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
 
     // Next hop toward the backend, and our source address on that path.
     let outer_len = if pkt.v6 { 40 } else { 20 };
-    let mut fib: FibParams = unsafe { core::mem::zeroed() };
-    fib.family = if pkt.v6 { AF_INET6 } else { AF_INET };
-    fib.__bindgen_anon_1.tot_len = (inner_len + outer_len) as u16;
-    fib.ifindex = ingress;
-    unsafe {
-        if pkt.v6 {
-            fib.__bindgen_anon_4.ipv6_dst = core::mem::transmute::<[u8; 16], [u32; 4]>(backend.addr);
-        } else {
-            fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([backend.addr[12], backend.addr[13], backend.addr[14], backend.addr[15]]);
-        }
-    }
-    let rc =
-        unsafe { bpf_fib_lookup(ctx.ctx as *mut _, &mut fib as *mut _, core::mem::size_of::<FibParams>() as i32, BPF_FIB_LOOKUP_SRC as u32) } as i64;
-    match rc {
-        FIB_SUCCESS => {}
-        FIB_FRAG_NEEDED => {
+    let len_v6 = (inner_len + outer_len) as u32 | if pkt.v6 { nexthop::V6 } else { 0 };
+    let rc = nexthop::lookup(ctx, id, &backend.addr, len_v6, ingress);
+    match rc & 0xffff {
+        nexthop::FIB_SUCCESS => {}
+        nexthop::FIB_FRAG_NEEDED => {
             // Answered by the dispatcher via `too_big`: calling it from here would stack
             // its frame on top of this one, past the verifier's 512 bytes.
-            let mtu = unsafe { fib.__bindgen_anon_1.mtu_result } as u32;
+            let mtu = rc >> nexthop::MTU_SHIFT;
             return TOO_BIG | (mtu.saturating_sub(outer_len as u32) & 0xffff);
         }
-        FIB_NO_NEIGH => return drop(stats, Counter::LbPassNoNeigh),
+        nexthop::FIB_NO_NEIGH => return drop(stats, Counter::LbPassNoNeigh),
         _ => return drop(stats, Counter::LbDropNoRoute),
     }
+    // Filled by the lookup for this CPU.
+    let Some(nh) = LB_NEXT_HOPS.get_ptr(id) else { return xdp_action::XDP_ABORTED };
+    let nh = unsafe { &*nh };
+    let out_ifindex = nh.ifindex;
 
     // Room for Ethernet + outer header in front of the inner IP packet (any VLAN tags
     // of the incoming frame are not carried over).
@@ -278,7 +261,7 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
         return drop(stats, Counter::LbDropNoRoom);
     }
     let mut hdr = [0u8; ETH_HLEN + 40];
-    encap::outer_header(&mut hdr, &fib, pkt.v6, &backend.addr, inner_len);
+    encap::outer_header(&mut hdr, nh, pkt.v6, &backend.addr, inner_len);
     let hlen = ETH_HLEN + outer_len;
     if unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, hdr.as_mut_ptr() as *mut _, hlen as u32) } != 0 {
         return xdp_action::XDP_ABORTED;
@@ -290,11 +273,11 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
     let bytes = inner_len as u64;
     add_stats(LB_SERVICE_STATS.get_ptr_mut(svc_idx), bytes, new_flow);
     add_stats(LB_BACKEND_STATS.get_ptr_mut(id), bytes, new_flow);
-    if fib.ifindex == ingress {
+    if out_ifindex == ingress {
         stats.inc(Counter::LbForwardedTx);
         xdp_action::XDP_TX
     } else {
         stats.inc(Counter::LbForwardedRedirect);
-        unsafe { bpf_redirect(fib.ifindex, 0) as u32 }
+        unsafe { bpf_redirect(out_ifindex, 0) as u32 }
     }
 }

@@ -15,6 +15,7 @@ mod http;
 mod icmp;
 mod lb;
 mod maps;
+mod nexthop;
 mod packet;
 mod parse;
 mod rrl;
@@ -56,11 +57,14 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
     let mut pkt = parse::Packet::EMPTY;
     let skip = parse::parse_into(ctx, stats, &mut pkt);
     if skip != u32::MAX {
-        if skip == Counter::PassFragment as u32 {
+        if skip == Counter::PassFragment as u32 && may_be_vip(&pkt.dst) {
             return unhandled::ipv4_fragment(stats, &pkt.dst);
         }
         stats.inc_index(skip);
         return xdp_action::XDP_PASS;
+    }
+    if !may_be_vip(&pkt.dst) {
+        return pass(stats, Counter::PassNotVip);
     }
     let key = VipKey { addr: pkt.dst, port_be: pkt.dport_be, proto: pkt.proto, _pad: 0 };
     // SAFETY: the value is plain data and only read here.
@@ -81,6 +85,15 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
             v => v,
         },
         _ => pass(stats, Counter::PassVipNoHandler),
+    }
+}
+
+/// Whether `dst` may be a VIP address (false: certainly not, see VipFilter).
+#[inline(always)]
+fn may_be_vip(dst: &[u8; 16]) -> bool {
+    match maps::VIP_FILTER.get(0) {
+        Some(f) => f.may_hold(dst),
+        None => true,
     }
 }
 

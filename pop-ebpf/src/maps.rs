@@ -2,13 +2,14 @@
 //! under the controller's bpffs directory so counters and tables survive a restart.
 
 use aya_ebpf::{
+    bindings::bpf_fib_lookup as FibParams,
     macros::map,
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, PerCpuHashMap},
 };
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, FlowKey,
     FlowValue, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend,
-    LbService, LbStats, MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipKey, VipTraffic, VipValue, dns_tail_capacity,
+    LbService, LbStats, MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipFilter, VipKey, VipTraffic, VipValue, dns_tail_capacity,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
@@ -24,6 +25,11 @@ pub static VIPS: HashMap<VipKey, VipValue> = HashMap::pinned(MAX_VIPS, 0);
 /// of reaching the host's own services bound to the wildcard address.
 #[map(name = "VIP_ADDRS")]
 pub static VIP_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_VIPS, 0);
+
+/// Which addresses may be in VIP_ADDRS (see VipFilter): most packets to no VIP are
+/// passed on after one array read instead of two hash lookups.
+#[map(name = "VIP_FILTER")]
+pub static VIP_FILTER: Array<VipFilter> = Array::pinned(1, 0);
 
 /// Packets and bytes per VIP key (entries created by the controller with the VIP).
 #[map(name = "VIP_STATS")]
@@ -114,6 +120,35 @@ pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(LB_FLOW
 #[map(name = "LB_SCRATCH")]
 pub static LB_SCRATCH: PerCpuArray<FlowKey> = PerCpuArray::with_max_entries(1, 0);
 
+/// Next hop toward each backend (index = backend id), per CPU: what bpf_fib_lookup
+/// last said, re-used for NEXT_HOP_TTL_NS (see `nexthop`). Not pinned: a cache.
+#[map(name = "LB_NEXT_HOPS")]
+pub static LB_NEXT_HOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(LB_MAX_BACKENDS, 0);
+
+/// Per-CPU scratch: the parameter block of a route lookup (`nexthop::refresh`), off the
+/// verifier's 512-byte stack of the forwarding call chain.
+#[map(name = "LB_FIB_SCRATCH")]
+pub static LB_FIB_SCRATCH: PerCpuArray<FibParams> = PerCpuArray::with_max_entries(1, 0);
+
+/// One cached route lookup toward a backend.
+#[repr(C)]
+pub struct NextHop {
+    /// bpf_ktime_get_ns() of the lookup; 0 = never looked up.
+    pub stamp_ns: u64,
+    /// The backend address it was for (ids are reused) and the receiving interface.
+    pub addr: [u8; 16],
+    pub ingress: u32,
+    /// Interface the lookup sends out of.
+    pub ifindex: u32,
+    /// Largest outer packet the lookup accepted: anything larger asks the FIB again,
+    /// which answers fragmentation-needed with the path's MTU.
+    pub max_len: u32,
+    /// Our source address on that path (IPv4 in the first word), network byte order.
+    pub src: [u32; 4],
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+
 /// Per-service packets, bytes, new flows (per CPU).
 #[map(name = "LB_SERVICE_STATS")]
 pub static LB_SERVICE_STATS: PerCpuArray<LbStats> = PerCpuArray::pinned(LB_MAX_SERVICES, 0);
@@ -169,6 +204,8 @@ pub struct HttpScan {
     pub done: u32,
     pub dup_host: u32,
     pub parity: u32,
+    /// Target bytes `sum_target` adds.
+    pub count: u32,
     pub sum: u64,
 }
 

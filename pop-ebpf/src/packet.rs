@@ -1,13 +1,10 @@
 //! Checked packet access: direct reads at offsets the verifier can bound, and copies
-//! through bpf_xdp_load_bytes / bpf_xdp_store_bytes at offsets computed from packet
-//! contents (which direct access cannot follow).
+//! through bpf_xdp_load_bytes at offsets computed from packet contents (which direct
+//! access cannot follow).
 
 use core::mem::size_of;
 
-use aya_ebpf::{
-    helpers::{bpf_xdp_load_bytes, bpf_xdp_store_bytes},
-    programs::XdpContext,
-};
+use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
 
 /// Returns a pointer to a `T` at `offset` bytes into the packet, if it fits.
 #[inline(always)]
@@ -34,11 +31,4 @@ pub fn load<T: Copy>(ctx: &XdpContext, offset: usize) -> Option<T> {
     let r = unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, v.as_mut_ptr() as *mut _, size_of::<T>() as u32) };
     // SAFETY: on success the helper wrote all size_of::<T>() bytes.
     if r == 0 { Some(unsafe { v.assume_init() }) } else { None }
-}
-
-/// Writes the first `len` bytes of `v` at a variable packet offset.
-#[inline(always)]
-pub fn store<T>(ctx: &XdpContext, offset: usize, v: &mut T, len: usize) -> Option<()> {
-    let r = unsafe { bpf_xdp_store_bytes(ctx.ctx, offset as u32, v as *mut T as *mut _, len as u32) };
-    if r == 0 { Some(()) } else { None }
 }

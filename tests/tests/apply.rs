@@ -90,9 +90,10 @@ struct Observed {
 
 /// Every map an apply writes and the data path reads, except the idle Maglev halves
 /// and the seeds of unflipped generations, which a stage may write by design.
-const MAPS: [&str; 10] = [
+const MAPS: [&str; 11] = [
     pop_common::MAP_VIPS,
     pop_common::MAP_VIP_ADDRS,
+    pop_common::MAP_VIP_FILTER,
     pop_common::MAP_HTTP_ROUTES,
     pop_common::MAP_LB_SERVICES,
     pop_common::MAP_LB_BACKENDS,

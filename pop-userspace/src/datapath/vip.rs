@@ -6,11 +6,11 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::{Result, anyhow, bail};
 use aya::{
-    maps::{HashMap, MapData, PerCpuHashMap, PerCpuValues},
+    maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues},
     util::nr_cpus,
 };
 use pop_common::{
-    IPPROTO_TCP, IPPROTO_UDP, VIP_ADDR_PASS_UNHANDLED, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipKey, VipTraffic, VipValue, v4_mapped,
+    IPPROTO_TCP, IPPROTO_UDP, VIP_ADDR_PASS_UNHANDLED, VIP_KIND_DNS, VIP_KIND_LB, VIP_KIND_PASS, VipFilter, VipKey, VipTraffic, VipValue, v4_mapped,
 };
 
 use crate::{config::Config, datapath::undo::HashUndo};
@@ -79,15 +79,30 @@ impl Default for VipUndo {
     }
 }
 
-/// VIPS, VIP_STATS and VIP_ADDRS.
-pub struct VipTable(pub HashMap<MapData, VipKey, VipValue>, pub PerCpuHashMap<MapData, VipKey, VipTraffic>, pub HashMap<MapData, [u8; 16], u32>);
+/// VIPS, VIP_STATS, VIP_ADDRS and VIP_FILTER.
+pub struct VipTable(
+    pub HashMap<MapData, VipKey, VipValue>,
+    pub PerCpuHashMap<MapData, VipKey, VipTraffic>,
+    pub HashMap<MapData, [u8; 16], u32>,
+    pub Array<MapData, VipFilter>,
+);
 
 impl VipTable {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<VipTable> {
         let map = ebpf.take_map(pop_common::MAP_VIPS).ok_or_else(|| anyhow!("VIPS map missing"))?;
         let stats = ebpf.take_map(pop_common::MAP_VIP_STATS).ok_or_else(|| anyhow!("VIP_STATS map missing"))?;
         let addrs = ebpf.take_map(pop_common::MAP_VIP_ADDRS).ok_or_else(|| anyhow!("VIP_ADDRS map missing"))?;
-        Ok(VipTable(HashMap::try_from(map)?, PerCpuHashMap::try_from(stats)?, HashMap::try_from(addrs)?))
+        let filter = ebpf.take_map(pop_common::MAP_VIP_FILTER).ok_or_else(|| anyhow!("VIP_FILTER map missing"))?;
+        Ok(VipTable(HashMap::try_from(map)?, PerCpuHashMap::try_from(stats)?, HashMap::try_from(addrs)?, Array::try_from(filter)?))
+    }
+
+    /// Writes VIP_FILTER for `extra` and every address VIP_ADDRS holds now. Before
+    /// addresses are added it must hold old and new ones: a packet to an address the
+    /// filter lacks is passed to the kernel without looking at VIP_ADDRS.
+    fn write_filter(&mut self, extra: &BTreeMap<[u8; 16], u32>) -> Result<()> {
+        let held: Vec<[u8; 16]> = self.2.keys().filter_map(|k| k.ok()).collect();
+        let filter = VipFilter::of(held.iter().chain(extra.keys()));
+        self.3.set(0, filter, 0).map_err(|e| anyhow!("writing the VIP filter: {e}"))
     }
 
     /// Refuses `desired` if VIPS or VIP_ADDRS could not hold it while old and new
@@ -108,6 +123,7 @@ impl VipTable {
     /// never let through while its entries change. `fault` is the test hook: fail
     /// after the first entry. Counters of removed VIPs stay until [`VipTable::finish`].
     pub fn commit(&mut self, desired: &Desired, undo: &mut VipUndo, fault: bool) -> Result<()> {
+        self.write_filter(&desired.addrs)?;
         for (addr, flags) in &desired.addrs {
             undo.addrs.insert(&mut self.2, *addr, *flags).map_err(|e| anyhow!("{e:#} ({} entries at most)", pop_common::MAX_VIPS))?;
         }
@@ -134,13 +150,22 @@ impl VipTable {
         for k in stale {
             undo.addrs.remove(&mut self.2, k)?;
         }
-        Ok(())
+        self.write_filter(&BTreeMap::new())
     }
 
     /// Undoes a [`VipTable::commit`].
     pub fn rollback(&mut self, undo: &mut VipUndo) -> Vec<String> {
-        let mut failed = undo.keys.restore(&mut self.0);
+        // Every address is looked up while the old ones come back, then the filter is
+        // exactly theirs again (the commit may have widened or narrowed it).
+        let mut failed = Vec::new();
+        if let Err(e) = self.3.set(0, VipFilter::EMPTY, 0) {
+            failed.push(format!("opening the VIP filter: {e}"));
+        }
+        failed.extend(undo.keys.restore(&mut self.0));
         failed.extend(undo.addrs.restore(&mut self.2));
+        if let Err(e) = self.write_filter(&BTreeMap::new()) {
+            failed.push(format!("{e:#}"));
+        }
         for k in undo.stats_created.drain(..) {
             let _ = self.1.remove(&k);
         }
