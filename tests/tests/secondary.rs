@@ -76,7 +76,7 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     let state = lab.dir.join("state");
     let config = lab.pop_config_with(
         &pop,
-        &format!("state_dir = \"{}\"", state.display()),
+        &format!("state_dir = \"{}\"\nmetrics_listen = \"127.0.0.1:9188\"", state.display()),
         &format!(
             "[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"{VIP}\"]\nrate_limit = 0\n[[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"{PRIMARY}\"]\n\
              [anycast]\ninterface = \"lo\"\nrise = 1\nfall = 1\nhold_ms = 0\ncheck_ms = 200\n"
@@ -95,6 +95,15 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     assert_eq!(dig(&client, "txt.example.net", "TXT")?.trim(), "\"v=spf1 -all\" \"two words\"");
     let stored = state.join("secondary").join("example.net.axfr");
     assert!(stored.is_file(), "no stored copy at {}", stored.display());
+    let metric = |name: &str| -> Option<f64> {
+        let text = pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"]).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name}{{zone=\"example.net.\"}} "))).and_then(|v| v.parse().ok())
+    };
+    let metrics = pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
+    assert_eq!((metric("pop_dns_secondary_served"), metric("pop_dns_secondary_serial")), (Some(1.0), Some(1.0)), "{metrics}");
+    assert!(metric("pop_dns_secondary_expiry_seconds").is_some_and(|s| s > 0.0 && s <= 8.0), "{metrics}");
+    let lint = pop_lab::promtool_check_metrics(&metrics)?;
+    assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
 
     // A change at the primary: its NOTIFY brings it to pop's answers.
     std::fs::write(&zone, zone_text(2, "192.0.2.81"))?;
@@ -126,6 +135,7 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     // An expired zone makes its block unhealthy: the VIP is withdrawn, saying why.
     let (_, why) = wait_until(Duration::from_secs(10), "the VIP withdrawn", || announced(&lab).filter(|(a, _)| !*a))?;
     assert!(why.contains("secondary zone example.net. is not served"), "{why}");
+    assert_eq!(metric("pop_dns_secondary_served"), Some(0.0), "Prometheus still calls the expired zone served");
     Ok(())
 }
 

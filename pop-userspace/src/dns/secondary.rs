@@ -264,6 +264,22 @@ pub fn answer_notify(msg: &[u8], peer: IpAddr) -> Option<Vec<u8>> {
     r.to_vec().ok()
 }
 
+/// A secondary zone's stored copy as Prometheus shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneState {
+    pub serial: u32,
+    /// When it stops being served unless a primary confirms it first.
+    pub expires_at: SystemTime,
+}
+
+/// Every configured secondary zone and its stored copy (None: nothing stored).
+static STATES: Mutex<Option<std::collections::BTreeMap<String, Option<ZoneState>>>> = Mutex::new(None);
+
+/// The secondary zones of the running config, with their stored copies.
+pub fn states() -> Vec<(String, Option<ZoneState>)> {
+    STATES.lock().unwrap().as_ref().map(|m| m.iter().map(|(z, s)| (z.clone(), *s)).collect()).unwrap_or_default()
+}
+
 /// The running secondary tasks; dropping this stops them. (The NOTIFY table is
 /// replaced by the next [`start`], which runs before the old tasks are dropped.)
 pub struct Secondaries {
@@ -286,6 +302,8 @@ pub fn start(config: &Config, changed: mpsc::UnboundedSender<String>) -> Seconda
         }
     }
     *NOTIFY.lock().unwrap() = Some(table);
+    let zones = config.dns.iter().flat_map(|b| &b.secondaries).map(|s| (s.zone.clone(), None));
+    *STATES.lock().unwrap() = Some(zones.collect());
     Secondaries { _stop: stop }
 }
 
@@ -325,11 +343,20 @@ impl Task {
                     retry
                 }
             };
+            self.publish();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Some(()) = wake.recv() => {}
                 _ = stopped.changed() => return,
             }
+        }
+    }
+
+    /// Records the stored copy's serial and expiry for Prometheus.
+    fn publish(&self) {
+        let state = self.stored().map(|(t, confirmed)| ZoneState { serial: t.serial, expires_at: confirmed + t.expire });
+        if let Some(states) = STATES.lock().unwrap().as_mut() {
+            states.insert(self.secondary.zone.clone(), state);
         }
     }
 

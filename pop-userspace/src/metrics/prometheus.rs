@@ -66,6 +66,9 @@ pub const FAMILIES: &[Family] = &[
     counter("pop_http_route_responses_total", "Requests answered in XDP per HTTP route."),
     counter("pop_traffic_spikes_total", "VIP rates far above their moving baseline."),
     gauge("pop_vip_announced", "1 while the VIP is announced (its address on the anycast interface)."),
+    gauge("pop_dns_secondary_serial", "SOA serial of the stored copy of each secondary zone."),
+    gauge("pop_dns_secondary_expiry_seconds", "Seconds until a secondary zone stops being served unless a primary confirms it (negative: expired)."),
+    gauge("pop_dns_secondary_served", "1 while a secondary zone has a stored copy it serves (0: never transferred, or expired)."),
     gauge("pop_monitor_up", "1 while the [[monitor]] target's last probe got the expected answer (absent before the first probe)."),
     counter("pop_monitor_probes_total", "Probes of each [[monitor]] target, by result (ok, failed); ok / all is its availability."),
     Family { name: "pop_monitor_rtt_seconds", kind: "histogram", help: "Round-trip time of successful [[monitor]] probes." },
@@ -205,6 +208,19 @@ pub fn render(config: &Config, maps: &PinnedMaps, state: &ControllerState<'_>) -
     x.sample("pop_traffic_spikes_total", "", &[], state.spikes_total);
     for v in state.announced {
         x.sample("pop_vip_announced", "", &[("vip", v.vip.to_string())], v.announced as u8);
+    }
+    let now = std::time::SystemTime::now();
+    for (zone, stored) in crate::dns::secondary::states() {
+        let z = [("zone", zone)];
+        x.sample("pop_dns_secondary_served", "", &z, stored.is_some() as u8);
+        if let Some(s) = stored {
+            x.sample("pop_dns_secondary_serial", "", &z, s.serial);
+            let left = match s.expires_at.duration_since(now) {
+                Ok(d) => d.as_secs_f64(),
+                Err(e) => -e.duration().as_secs_f64(),
+            };
+            x.sample("pop_dns_secondary_expiry_seconds", "", &z, format!("{left:.3}"));
+        }
     }
     for m in state.monitors.snapshot() {
         let id = [("monitor", m.name.clone()), ("target", m.target.to_string())];
