@@ -310,13 +310,7 @@ pub fn start(config: &Config, board: Arc<Board>, changed: mpsc::UnboundedSender<
                         _ = tick.tick() => {}
                         _ = stopped.changed() => return,
                     }
-                    let started = Instant::now();
-                    let result = match tokio::time::timeout(Duration::from_millis(check.timeout_ms), probe(&check, target)).await {
-                        Ok(Ok(())) => Ok(started.elapsed()),
-                        Ok(Err(e)) => Err(e),
-                        Err(_) => Err(format!("no answer within {} ms", check.timeout_ms)),
-                    };
-                    if board.record(&service, target.ip(), result, &check) {
+                    if board.record(&service, target.ip(), timed_probe(&check, target).await, &check) {
                         let _ = changed.send(());
                     }
                 }
@@ -326,8 +320,18 @@ pub fn start(config: &Config, board: Arc<Board>, changed: mpsc::UnboundedSender<
     Checks { _stop: stop }
 }
 
-/// One probe of `target` as `check` says (shared with [`crate::monitor`]).
-pub(crate) async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
+/// One probe of `target` within `check.timeout_ms`: its round trip, or why it failed
+/// (shared with [`crate::monitor`]).
+pub(crate) async fn timed_probe(check: &HealthCheck, target: SocketAddr) -> Result<Duration, String> {
+    let started = Instant::now();
+    match tokio::time::timeout(Duration::from_millis(check.timeout_ms), probe(check, target)).await {
+        Ok(Ok(())) => Ok(started.elapsed()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {} ms", check.timeout_ms)),
+    }
+}
+
+async fn probe(check: &HealthCheck, target: SocketAddr) -> Result<(), String> {
     match check.kind {
         ProbeKind::Tcp => TcpStream::connect(target).await.map(|_| ()).map_err(|e| format!("tcp connect {target}: {e}")),
         ProbeKind::Http => {

@@ -7,14 +7,14 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use tokio::sync::watch;
 
 use crate::{
     config::{Config, Monitor},
-    health::{RttHistogram, probe},
+    health::{RttHistogram, timed_probe},
     status::MonitorStatus,
 };
 
@@ -136,13 +136,7 @@ pub fn start(config: &Config, board: Arc<MonitorBoard>) -> Monitors {
                     _ = tick.tick() => {}
                     _ = stopped.changed() => return,
                 }
-                let started = Instant::now();
-                let result = match tokio::time::timeout(Duration::from_millis(m.probe.timeout_ms), probe(&m.probe, m.target)).await {
-                    Ok(Ok(())) => Ok(started.elapsed()),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(format!("no answer within {} ms", m.probe.timeout_ms)),
-                };
-                board.record(&m.name, result);
+                board.record(&m.name, timed_probe(&m.probe, m.target).await);
             }
         });
     }

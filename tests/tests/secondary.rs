@@ -52,6 +52,24 @@ fn knot_conf(lab: &Lab, run: &Path, zone: &Path, key: Option<&str>) -> Result<st
     )
 }
 
+/// Starts Knot as the primary of example.net (serial 1) on the client host, and waits
+/// until it answers; its run directory and zone file.
+fn start_primary(lab: &mut Lab, client: &Host, key: Option<&str>) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let run = lab.dir.join("knot-primary");
+    std::fs::create_dir_all(run.join("db"))?;
+    let zone = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
+    let conf = knot_conf(lab, &run, &zone, key)?;
+    lab.spawn(client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
+    wait_until(Duration::from_secs(20), "knotd serving example.net", || {
+        client
+            .stdout(&["dig", "+tries=1", "+time=1", "+short", &format!("@{PRIMARY}"), "www.example.net", "A"])
+            .ok()
+            .filter(|o| o.contains("192.0.2.80"))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("knot").unwrap_or_default()))?;
+    Ok((run, zone))
+}
+
 #[test]
 fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     let mut lab = Lab::new()?;
@@ -60,18 +78,7 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
 
     // The hidden primary (Knot) on the client host.
-    let run = lab.dir.join("knot-primary");
-    std::fs::create_dir_all(run.join("db"))?;
-    let zone = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
-    let conf = knot_conf(&lab, &run, &zone, None)?;
-    lab.spawn(&client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
-    wait_until(Duration::from_secs(20), "knotd serving example.net", || {
-        client
-            .stdout(&["dig", "+tries=1", "+time=1", "+short", &format!("@{PRIMARY}"), "www.example.net", "A"])
-            .ok()
-            .filter(|o| o.contains("192.0.2.80"))
-    })
-    .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("knot").unwrap_or_default()))?;
+    let (run, zone) = start_primary(&mut lab, &client, None)?;
 
     let state = lab.dir.join("state");
     let config = lab.pop_config_with(
@@ -149,17 +156,7 @@ fn a_secondary_with_tsig_is_refused_with_the_wrong_secret_and_served_with_the_ri
     let (client, pop) = lab.client_and_pop()?;
     lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
-    let run = lab.dir.join("knot-primary");
-    std::fs::create_dir_all(run.join("db"))?;
-    let zone = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
-    let conf = knot_conf(&lab, &run, &zone, Some(SECRET))?;
-    lab.spawn(&client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
-    wait_until(Duration::from_secs(20), "knotd serving example.net", || {
-        client
-            .stdout(&["dig", "+tries=1", "+time=1", "+short", &format!("@{PRIMARY}"), "www.example.net", "A"])
-            .ok()
-            .filter(|o| o.contains("192.0.2.80"))
-    })?;
+    start_primary(&mut lab, &client, Some(SECRET))?;
     // An unsigned transfer is refused by the primary: the ACL wants the key.
     let unsigned = client.stdout(&["dig", "+tries=1", "+time=2", &format!("@{PRIMARY}"), "example.net", "AXFR"])?;
     assert!(!unsigned.contains("192.0.2.80"), "the primary gave an unsigned transfer:\n{unsigned}");

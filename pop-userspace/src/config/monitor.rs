@@ -7,7 +7,7 @@ use std::{collections::HashSet, net::SocketAddr};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::service::{HealthCheck, ProbeKind, rcode_number};
+use super::service::{HealthCheck, ProbeKind, default_method, default_path, default_rcode, default_status, rcode_number};
 use super::{Validator, default_rise_fall};
 
 /// One `[[monitor]]`: a target, what to ask it and what it must answer.
@@ -58,20 +58,8 @@ fn default_interval() -> u64 {
 fn default_timeout() -> u64 {
     1000
 }
-fn default_method() -> String {
-    "GET".into()
-}
-fn default_path() -> String {
-    "/".into()
-}
-fn default_status() -> u16 {
-    200
-}
 fn default_qtype() -> String {
     "SOA".into()
-}
-fn default_rcode() -> String {
-    "NOERROR".into()
 }
 
 /// Checks every `[[monitor]]`: unique names, `address:port` targets, probes that can

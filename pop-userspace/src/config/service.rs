@@ -76,19 +76,19 @@ fn default_interval() -> u64 {
 fn default_timeout() -> u64 {
     500
 }
-fn default_method() -> String {
+pub(super) fn default_method() -> String {
     "GET".into()
 }
-fn default_path() -> String {
+pub(super) fn default_path() -> String {
     "/".into()
 }
-fn default_status() -> u16 {
+pub(super) fn default_status() -> u16 {
     200
 }
 fn default_qtype() -> String {
     "A".into()
 }
-fn default_rcode() -> String {
+pub(super) fn default_rcode() -> String {
     "NOERROR".into()
 }
 

@@ -160,6 +160,24 @@ pub fn store(path: &Path, messages: &[Vec<u8>]) -> Result<()> {
     Ok(())
 }
 
+/// The SOA timers of a transfer: its first message's first record.
+fn first_soa(first_message: &[u8]) -> Result<SoaTimers> {
+    let m = Message::from_vec(first_message).context("an unreadable transfer message")?;
+    m.answers.first().and_then(SoaTimers::of).ok_or_else(|| anyhow!("the transfer does not start with an SOA"))
+}
+
+/// The SOA timers of a stored transfer, from its first message only: the refresh task
+/// needs them every cycle and must not decode the whole zone for them.
+fn stored_timers(path: &Path) -> Result<SoaTimers> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut len = [0u8; 2];
+    f.read_exact(&mut len).with_context(|| format!("{} is cut short", path.display()))?;
+    let mut first = vec![0u8; u16::from_be_bytes(len) as usize];
+    f.read_exact(&mut first).with_context(|| format!("{} is cut short", path.display()))?;
+    first_soa(&first).with_context(|| path.display().to_string())
+}
+
 /// The records of a stored transfer (the closing SOA dropped) and its SOA timers.
 fn read_stored(path: &Path, limits: &ZoneLimits) -> Result<(Name, Vec<Record>, SoaTimers)> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
@@ -223,8 +241,7 @@ async fn transfer_from_any(s: &Secondary, file: &Path, max_bytes: u64) -> Result
         match axfr(&s.zone, p, max_bytes, s.tsig.as_ref()).await {
             Ok(messages) => {
                 store(file, &messages)?;
-                let (_, _, timers) = read_stored(file, &ZoneLimits { include_dirs: Vec::new(), max_bytes })?;
-                return Ok(timers.serial);
+                return Ok(first_soa(&messages[0])?.serial);
             }
             Err(e) => errors.push(format!("{p}: {e:#}")),
         }
@@ -316,8 +333,7 @@ struct Task {
 
 impl Task {
     fn stored(&self) -> Option<(SoaTimers, SystemTime)> {
-        let limits = ZoneLimits { include_dirs: Vec::new(), max_bytes: self.max_bytes };
-        let (_, _, timers) = read_stored(&self.file, &limits).ok()?;
+        let timers = stored_timers(&self.file).ok()?;
         // The file's modification time is when a primary last confirmed the data.
         let confirmed = std::fs::metadata(&self.file).and_then(|m| m.modified()).ok()?;
         Some((timers, confirmed))
@@ -343,7 +359,7 @@ impl Task {
                     retry
                 }
             };
-            self.publish();
+            self.publish(self.stored());
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Some(()) = wake.recv() => {}
@@ -353,8 +369,8 @@ impl Task {
     }
 
     /// Records the stored copy's serial and expiry for Prometheus.
-    fn publish(&self) {
-        let state = self.stored().map(|(t, confirmed)| ZoneState { serial: t.serial, expires_at: confirmed + t.expire });
+    fn publish(&self, stored: Option<(SoaTimers, SystemTime)>) {
+        let state = stored.map(|(t, confirmed)| ZoneState { serial: t.serial, expires_at: confirmed + t.expire });
         if let Some(states) = STATES.lock().unwrap().as_mut() {
             states.insert(self.secondary.zone.clone(), state);
         }
