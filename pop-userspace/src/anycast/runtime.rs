@@ -66,28 +66,35 @@ pub struct Anycast {
     lifetime: netlink::Lifetime,
 }
 
+/// The longest a start is bridged, in leases: a start that hangs (or is this slow)
+/// lets the addresses lapse, as a dead controller's do.
+pub const BRIDGE_MAX_LEASES: u32 = 5;
+
 /// The first thing a starting controller does with the anycast interface, before the
 /// slow part of its start (loading and verifying the XDP object, compiling zones):
-/// renew, for one more lease, the VIPs the previous controller had announced when it
-/// saved its state `age` ago, if that lease may still be running (`age` within one
-/// lease), the VIP is still configured and on the interface, no maintenance is set and
-/// an XDP program still serves every configured interface. Without it a restart would
-/// have to reach [`Anycast::new`] within what is left of the old lease. The bet is
-/// bounded: health is judged again at [`Anycast::new`], and if the start fails the
-/// address lapses one lease later. Returns the VIPs renewed.
-pub async fn bridge_leases(config: &Config, announced: &[IpAddr], age: Duration) -> Vec<IpAddr> {
-    let Some(a) = config.anycast.as_ref() else { return Vec::new() };
+/// renew the VIPs the previous controller had announced when it saved its state `age`
+/// ago, if that lease may still be running (`age` within one lease), the VIP is still
+/// configured and on the interface, no maintenance is set and an XDP program still
+/// serves every configured interface. The returned [`Bridge`] goes on renewing them,
+/// three times per lease, until [`Anycast::new`] takes over (the bridge is ended just
+/// before) or for at most [`BRIDGE_MAX_LEASES`] leases. Without it a restart would have
+/// to reach [`Anycast::new`] within what is left of the old lease, which a loaded host
+/// verifying the XDP object misses. The bet is bounded: health is judged again at
+/// [`Anycast::new`]; a start that fails drops the bridge, and a start that hangs
+/// outlives it, and either way the addresses lapse one lease later.
+pub async fn bridge_leases(config: &Config, announced: &[IpAddr], age: Duration) -> Bridge {
+    let Some(a) = config.anycast.as_ref() else { return Bridge::default() };
     let maintenance = config.pop.run_dir.join("maintenance").exists();
     if bridge_candidates(config, announced, age, maintenance, announced).is_empty() {
-        return Vec::new(); // nothing to bridge: no netlink calls at all
+        return Bridge::default(); // nothing to bridge: no netlink calls at all
     }
     for iface in &config.interfaces {
         if !matches!(netlink::xdp_prog_id(&iface.name).await, Ok(Some(_))) {
-            return Vec::new();
+            return Bridge::default();
         }
     }
-    let Ok(ifindex) = netlink::interface_index(&a.interface).await else { return Vec::new() };
-    let Ok(present) = netlink::addresses(ifindex).await else { return Vec::new() };
+    let Ok(ifindex) = netlink::interface_index(&a.interface).await else { return Bridge::default() };
+    let Ok(present) = netlink::addresses(ifindex).await else { return Bridge::default() };
     let present: Vec<IpAddr> = present.into_iter().map(|(ip, _)| ip).collect();
     let mut renewed = Vec::new();
     for vip in bridge_candidates(config, announced, age, maintenance, &present) {
@@ -96,15 +103,75 @@ pub async fn bridge_leases(config: &Config, announced: &[IpAddr], age: Duration)
             Err(e) => warn!("renewing {vip}'s lease while starting: {e:#}"),
         }
     }
-    if !renewed.is_empty() {
-        let list: Vec<String> = renewed.iter().map(|v| v.to_string()).collect();
-        info!(
-            "renewed the lease of {} while starting (announced by the previous controller {} ms ago; health is checked again before it is adopted)",
-            list.join(", "),
-            age.as_millis()
-        );
+    if renewed.is_empty() {
+        return Bridge::default();
     }
-    renewed
+    let list: Vec<String> = renewed.iter().map(|v| v.to_string()).collect();
+    info!(
+        "renewed the lease of {} while starting (announced by the previous controller {} ms ago; renewed until the \
+         takeover, for at most {BRIDGE_MAX_LEASES} leases; health is checked again before it is adopted)",
+        list.join(", "),
+        age.as_millis()
+    );
+    Bridge::spawn(ifindex, renewed, a.lease_s)
+}
+
+/// The renewals that carry the previous controller's announcements through a start
+/// (see [`bridge_leases`]): a thread of its own with its own runtime, so a start
+/// blocking the controller's runtime (the verifier, a zone compile) cannot starve it.
+/// Ended by [`Bridge::end`] or by being dropped; either waits for a renewal in flight,
+/// so nothing is re-added after the takeover has decided.
+#[derive(Default)]
+pub struct Bridge {
+    running: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
+}
+
+impl Bridge {
+    fn spawn(ifindex: u32, vips: Vec<IpAddr>, lease_s: u32) -> Bridge {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let every = Duration::from_millis(u64::from(lease_s) * 1000 / 3);
+        let until = Instant::now() + Duration::from_secs(u64::from(lease_s) * u64::from(BRIDGE_MAX_LEASES));
+        let thread = std::thread::Builder::new().name("lease-bridge".into()).spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                warn!("the lease bridge has no runtime: the previous controller's VIPs lapse unless the start is quick");
+                return;
+            };
+            // Waiting on the channel is the renewal timer; a message or a dropped
+            // sender ends the bridge.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
+                if Instant::now() >= until {
+                    warn!("the start took more than {BRIDGE_MAX_LEASES} leases: no longer renewing the previous controller's VIPs");
+                    return;
+                }
+                for &vip in &vips {
+                    if let Err(e) = rt.block_on(netlink::add_address(ifindex, vip, netlink::Lifetime::Secs(lease_s))) {
+                        warn!("renewing {vip}'s lease while starting: {e:#}");
+                    }
+                }
+            }
+        });
+        match thread {
+            Ok(handle) => Bridge { running: Some((stop_tx, handle)) },
+            Err(e) => {
+                warn!("starting the lease bridge: {e}");
+                Bridge::default()
+            }
+        }
+    }
+
+    /// Stops the renewals (waiting for one in flight); the takeover renews from here.
+    pub fn end(&mut self) {
+        if let Some((stop, handle)) = self.running.take() {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.end();
+    }
 }
 
 /// Which of the `announced` VIPs [`bridge_leases`] renews: with leases on, none in

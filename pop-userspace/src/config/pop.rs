@@ -17,8 +17,10 @@ pub const DEFAULT_RUN_DIR: &str = "/run/pop";
 /// Default directory for what must survive a reboot (transferred zones).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pop";
 
-/// Where `pop.fault_inject` can make an apply fail (test hook of debug builds).
-pub const FAULT_STEPS: [&str; 6] = ["dns-bind", "dns-table", "maglev", "http-routes", "vip-sync", "netlink"];
+/// Where `pop.fault_inject` can make an apply fail (test hook of debug builds), and
+/// `slow-start`: the start waits 3 s (more than a default lease) before loading the
+/// XDP object, as a busy host's verifier can.
+pub const FAULT_STEPS: [&str; 7] = ["dns-bind", "dns-table", "maglev", "http-routes", "vip-sync", "netlink", "slow-start"];
 
 #[derive(Debug, Clone)]
 pub struct PopSection {

@@ -100,16 +100,21 @@ pub async fn run(config: Config) -> Result<()> {
     // Before anything slow: keep the previous controller's announcements from lapsing
     // while this one starts (see `bridge_leases`).
     let saved = run_state::read_state(&config.pop.run_dir);
+    let mut bridge = crate::anycast::runtime::Bridge::default();
     if let Some(s) = &saved
         && let Some(age) = s.age(std::time::SystemTime::now())
     {
-        crate::anycast::runtime::bridge_leases(&config, &s.announced, age).await;
+        bridge = crate::anycast::runtime::bridge_leases(&config, &s.announced, age).await;
     }
     // Zones are parsed and compiled before the data path is touched: a broken zone
     // stops the start with its file and line, and nothing gets attached.
     // A secondary zone never transferred is fetched first, so a new PoP serves it from
     // the first apply; one stored before is served as stored and refreshed later.
     crate::dns::secondary::first_transfers(&config).await;
+    if cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("slow-start") {
+        warn!("pop.fault_inject = \"slow-start\": waiting 3 s before loading the XDP object");
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
     let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut datapath = loader::attach(&config)?;
 
@@ -175,6 +180,7 @@ pub async fn run(config: Config) -> Result<()> {
         loaded_at: datapath.loaded_at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs()),
         object_sha256: env!("POP_XDP_SHA256").into(),
     };
+    bridge.end(); // the takeover decides from here, with nothing renewing behind it
     let mut anycast = crate::anycast::runtime::Anycast::new(&config, &board, &live.dns, datapath.prog_id).await?;
     let check_ms = config.anycast.as_ref().map(|a| a.check_ms).unwrap_or(1000);
     let mut anycast_tick = tokio::time::interval(std::time::Duration::from_millis(check_ms));
