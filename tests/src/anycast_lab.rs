@@ -52,6 +52,17 @@ impl AnycastLab {
 
     /// The world with `per_pop` backends behind each PoP and `speaker` on every PoP.
     pub fn with_speaker(per_pop: usize, speaker: Speaker) -> Result<AnycastLab> {
+        Self::build(per_pop, speaker, false)
+    }
+
+    /// As [`AnycastLab::with_speaker`], with BFD between the router and each PoP: the
+    /// PoPs' routing daemons run examples/full-pop's bird.conf or frr.conf as shipped,
+    /// with the lab's addresses, and the router's BIRD runs BFD (100 ms x 3) toward them.
+    pub fn with_bfd(per_pop: usize, speaker: Speaker) -> Result<AnycastLab> {
+        Self::build(per_pop, speaker, true)
+    }
+
+    fn build(per_pop: usize, speaker: Speaker, bfd: bool) -> Result<AnycastLab> {
         let mut lab = Lab::new()?;
         let client = lab.host("client")?;
         let router = lab.host("router")?;
@@ -114,14 +125,17 @@ impl AnycastLab {
                 backends.push(backend);
             }
 
-            match speaker {
-                Speaker::Bird => start_bird_speaker(&mut lab, &pop, name, &p_ip, &r_ip)?,
-                Speaker::Frr => start_frr_speaker(&mut lab, &pop, name, &p_ip, &r_ip)?,
+            match (speaker, bfd) {
+                (Speaker::Bird, false) => start_bird_speaker(&mut lab, &pop, name, &p_ip, &r_ip)?,
+                (Speaker::Frr, false) => start_frr_speaker(&mut lab, &pop, name, &p_ip, &r_ip)?,
+                (Speaker::Bird, true) => start_example_bird(&mut lab, &pop, name, &p_ip, &r_ip)?,
+                (Speaker::Frr, true) => start_example_frr(&mut lab, &pop, name, &p_ip, &r_ip)?,
             }
             // The router prefers A (local preference), so B is the backup.
             router_bgp += &format!(
-                "protocol bgp pop_{name} {{\n  local {r_ip} as 65000; neighbor {p_ip} as 65001;\n  hold time 6; connect retry time 1;\n\
+                "protocol bgp pop_{name} {{\n  local {r_ip} as 65000; neighbor {p_ip} as 65001;\n  hold time 6; connect retry time 1; error wait time 1, 5;{}\n\
                    ipv4 {{ import filter {{ bgp_local_pref = {}; accept; }}; export none; }};\n}}\n",
+                if bfd { " bfd on;" } else { "" },
                 if i == 0 { 200 } else { 100 }
             );
 
@@ -142,6 +156,9 @@ impl AnycastLab {
             lab.start_pop(&pop, &format!("pop-{name}"), &config)?;
             pops.push(pop);
             configs.push(config);
+        }
+        if bfd {
+            router_bgp += "protocol bfd { interface \"r*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }\n";
         }
         let bird = lab.write(
             "bird-router.conf",
@@ -179,6 +196,13 @@ impl AnycastLab {
         wait_until(timeout, &format!("the router's route to the VIP to be {pop:?}"), || (self.route_to_vip() == pop).then_some(()))
             .with_context(|| format!("router routes: {}", self.router.stdout(&["ip", "route"]).unwrap_or_default()))?;
         Ok(started.elapsed())
+    }
+
+    /// Whether the router's BFD session toward PoP `pop` ("a" or "b") is up.
+    pub fn router_bfd_up(&self, pop: &str) -> Result<bool> {
+        let p_ip = if pop == "a" { "198.51.100.2" } else { "198.51.100.10" };
+        let text = self.router.stdout(&["birdc", "-s", self.router_bird.to_str().unwrap(), "show", "bfd", "sessions"])?;
+        Ok(text.lines().any(|l| l.split_whitespace().next() == Some(p_ip) && l.split_whitespace().nth(2) == Some("Up")))
     }
 
     /// The PoP answering DNS on the VIP (CH TXT id.server), as the client sees it.
@@ -219,7 +243,89 @@ fn start_bird_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &
     Ok(())
 }
 
-/// FRR on PoP `name`, as examples/full-pop/frr.conf (without BFD): zebra learns lo's
+/// examples/full-pop/`file` with the lab's addresses: the example's PoP (198.51.100.1)
+/// becomes `p_ip`, its router (198.51.100.2) `r_ip`, its uplink eth0 up0.
+fn example(file: &str, p_ip: &str, r_ip: &str) -> Result<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/full-pop").join(file);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    // Whole addresses only: 198.51.100.1 must not rewrite 198.51.100.10.
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("198.51.100.") {
+        out += &rest[..at];
+        let digits: String = rest[at + 11..].chars().take_while(|c| c.is_ascii_digit()).collect();
+        out += match digits.as_str() {
+            "1" => p_ip,
+            "2" => r_ip,
+            _ => anyhow::bail!("{}: unexpected address 198.51.100.{digits}", path.display()),
+        };
+        rest = &rest[at + 11 + digits.len()..];
+    }
+    out += rest;
+    Ok(out.replace("\"eth0\"", "\"up0\""))
+}
+
+/// BIRD on PoP `name` running examples/full-pop/bird.conf (BFD included), with the
+/// lab's addresses and its BGP timers (hold 6 s, retry 1 s) so sessions come up fast.
+fn start_example_bird(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &str) -> Result<()> {
+    let text = example("bird.conf", p_ip, r_ip)?;
+    let neighbor = format!("neighbor {r_ip} as 65000;");
+    anyhow::ensure!(text.contains(&neighbor), "bird.conf has no `{neighbor}`");
+    let text = text.replace(&neighbor, &format!("{neighbor}\n    hold time 6; connect retry time 1;"));
+    let bird = lab.write(&format!("bird-{name}.conf"), &text)?;
+    let sock = lab.dir.join(format!("bird-{name}.ctl"));
+    let pid = lab.dir.join(format!("bird-{name}.pid"));
+    lab.spawn(
+        pop,
+        &format!("bird-{name}"),
+        &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()],
+    )?;
+    Ok(())
+}
+
+/// FRR (zebra, bfdd, bgpd) on PoP `name` running examples/full-pop/frr.conf, with the
+/// lab's addresses and BGP timers: the integrated file split at its `bfd` section into
+/// bgpd's and bfdd's files, every socket in a directory of this PoP's.
+fn start_example_frr(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &str) -> Result<()> {
+    let text = example("frr.conf", p_ip, r_ip)?;
+    let at = text.find("\nbfd\n").context("frr.conf has no bfd section")?;
+    let (bgp, bfd) = (&text[..at + 1], &text[at + 1..]);
+    let remote = format!(" neighbor {r_ip} remote-as 65000\n");
+    anyhow::ensure!(bgp.contains(&remote), "frr.conf has no `{}`", remote.trim());
+    let bgp = bgp.replace(&remote, &format!("{remote} neighbor {r_ip} timers 2 6\n neighbor {r_ip} timers connect 1\n"));
+    let dir = lab.dir.join(format!("frr-{name}"));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("zebra.conf"), format!("hostname pop-{name}\n"))?;
+    std::fs::write(dir.join("bgpd.conf"), bgp)?;
+    std::fs::write(dir.join("bfdd.conf"), format!("hostname pop-{name}\n{bfd}"))?;
+    crate::run(std::process::Command::new("chown").args(["-R", "frr:frr"]).arg(&dir))?;
+    let d = dir.to_str().unwrap();
+    let zserv = format!("{d}/zserv.api");
+    for daemon in ["zebra", "bfdd", "bgpd"] {
+        let (conf, pid) = (format!("{d}/{daemon}.conf"), format!("{d}/{daemon}.pid"));
+        let bin = format!("/usr/lib/frr/{daemon}");
+        let mut argv = vec![bin.as_str(), "-f", &conf, "-i", &pid, "-z", &zserv, "--vty_socket", d, "--log", "stdout"];
+        let ctl = format!("{d}/bfdd.sock");
+        if daemon == "bfdd" {
+            argv.extend(["--bfdctl", ctl.as_str()]);
+        }
+        lab.spawn(pop, &format!("{daemon}-{name}"), &argv)?;
+        // As watchfrr starts them: zebra, then its clients once its socket is up. bgpd
+        // registers its BFD sessions once, at start; one sent before zebra listens is
+        // lost, and the session never gets BFD.
+        let ready = match daemon {
+            "zebra" => zserv.clone(),
+            "bfdd" => ctl.clone(),
+            _ => continue,
+        };
+        wait_until(Duration::from_secs(10), &format!("{daemon} on pop-{name} to listen on {ready}"), || {
+            std::path::Path::new(&ready).exists().then_some(())
+        })?;
+    }
+    Ok(())
+}
+
+/// FRR on PoP `name`, as examples/full-pop/frr.conf without BFD: zebra learns lo's
 /// addresses as connected routes, bgpd redistributes the /32s of 203.0.113.0/24. The
 /// daemons drop to user frr, so their files live in a directory of frr's; the zebra
 /// socket and vty sockets are there too, so PoPs do not share Debian's /run/frr.

@@ -385,3 +385,80 @@ mod lease {
         Ok(())
     }
 }
+
+/// Losing the whole PoP host: BFD toward the router, as in examples/full-pop, takes A's
+/// route away at the router within a second even though nothing on A noticed (its
+/// controller still renews the lease, its BGP daemon still thinks the session is up).
+mod host_loss {
+    use std::time::{Duration, Instant};
+
+    use anyhow::Result;
+    use pop_lab::{
+        anycast_lab::{AnycastLab, Speaker},
+        wait_until,
+    };
+
+    #[test]
+    fn a_lost_pop_host_loses_its_route_at_the_router_within_a_second_through_bfd() -> Result<()> {
+        lose_host(Speaker::Bird)
+    }
+
+    #[test]
+    fn a_lost_pop_host_loses_its_route_at_the_router_within_a_second_through_bfd_with_frr() -> Result<()> {
+        lose_host(Speaker::Frr)
+    }
+
+    /// The routing examples parse as the daemons read them (FRR daemons skip a line they
+    /// do not understand and run on, so the lab alone would not catch one).
+    #[test]
+    fn the_shipped_bird_and_frr_examples_parse() -> Result<()> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/full-pop");
+        for (tool, args) in [("bird", ["-p", "-c"]), ("vtysh", ["-C", "-f"])] {
+            let file = dir.join(if tool == "bird" { "bird.conf" } else { "frr.conf" });
+            let out = std::process::Command::new(tool).args(args).arg(&file).output()?;
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && !said.contains("Unknown command"), "{tool} on {}: {said}", file.display());
+        }
+        Ok(())
+    }
+
+    fn lose_host(speaker: Speaker) -> Result<()> {
+        let w = AnycastLab::with_bfd(1, speaker)?;
+        wait_until(Duration::from_secs(40), "the router to learn A's and B's routes, with BFD up toward both", || {
+            (w.peer_learned("a").ok()? && w.peer_learned("b").ok()? && w.router_bfd_up("a").ok()? && w.router_bfd_up("b").ok()?).then_some(())
+        })
+        .map_err(|e| {
+            let bfd = w.router.output(&["birdc", "-s", w.router_bird.to_str().unwrap(), "show", "bfd", "sessions"]);
+            let bgp = w.router.output(&["birdc", "-s", w.router_bird.to_str().unwrap(), "show", "protocols"]);
+            let text = |o: Result<std::process::Output>| o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            let logs: String = ["bfdd-a", "bgpd-a", "bfdd-b", "bgpd-b", "bird-a", "bird-b"]
+                .iter()
+                .filter_map(|d| w.lab.daemon_log(d).map(|l| format!("== {d}\n{l}\n")))
+                .collect();
+            e.context(format!("router BFD:\n{}\nrouter protocols:\n{}\n{logs}", text(bfd), text(bgp)))
+        })?;
+        w.wait_route(Some("a"), Duration::from_secs(5))?;
+        assert_eq!(w.who_answers()?, "pop-a");
+
+        // A dies as a host behind a switch does: its link goes silent both ways while
+        // the router's port stays up (no carrier loss to react to). The BGP hold time
+        // is 6 s: only BFD can take the route away within a second.
+        w.router.run(&[
+            "nft",
+            "add table inet lost; \
+             add chain inet lost inbound { type filter hook input priority 0; iifname \"ra\" drop; }; \
+             add chain inet lost outbound { type filter hook output priority 0; oifname \"ra\" drop; }; \
+             add chain inet lost forwarded { type filter hook forward priority 0; iifname \"ra\" drop; oifname \"ra\" drop; }",
+        ])?;
+        let lost = Instant::now();
+        wait_until(Duration::from_secs(1), "A's route to leave the router's BIRD", || (!w.peer_learned("a").ok()?).then_some(()))
+            .map_err(|e| e.context(format!("{speaker:?} on the PoPs; router BFD up toward A: {:?}", w.router_bfd_up("a"))))?;
+        let gone = lost.elapsed();
+        assert!(!w.router_bfd_up("a")?, "the router's BFD session toward A is down");
+        w.wait_route(Some("b"), Duration::from_secs(2))?;
+        assert_eq!(w.who_answers()?, "pop-b", "B answers the VIP");
+        assert!(w.peer_learned("b")?, "B's route stays");
+        eprintln!("{speaker:?} on the PoPs: A's host lost; its route left the router in {gone:?}");
+        Ok(())
+    }
+}
