@@ -113,6 +113,8 @@ counters! {
     DnsPassIpOptions = "dns.pass.ip_options": "passed to the server: IPv4 options (a reply must not echo them; the kernel's does not)",
     // New counters go last: a slot's meaning never moves under pinned counters.
     HttpDropLater = "drop.http_later_segment": "dropped: the rest of a request already answered from its first segment",
+    RttMeasured = "rtt.measured": "client round trips measured in the path (HTTP: SYN-ACK to request; LB: SYN to the handshake's ACK)",
+    RttUnrecorded = "rtt.unrecorded": "round trips measured but not recorded: the per-VIP histogram table is full",
 }
 
 impl Counters {

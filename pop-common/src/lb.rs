@@ -57,7 +57,9 @@ pub struct FlowKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowValue {
     pub backend: u32,
-    pub _pad: u32,
+    /// When the SYN that made this entry passed (µs of bpf_ktime_get_ns, never 0), until
+    /// the handshake's ACK records the round trip and clears it; 0 otherwise.
+    pub syn_us: u32,
 }
 
 /// Packets, bytes and new flows of one service or backend (per CPU).

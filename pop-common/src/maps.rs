@@ -27,6 +27,8 @@ pub const MAP_LB_BACKEND_STATS: &str = "LB_BACKEND_STATS";
 pub const MAP_VIP_ADDRS: &str = "VIP_ADDRS";
 pub const MAP_VIP_FILTER: &str = "VIP_FILTER";
 pub const MAP_LB_FLOWS: &str = "LB_FLOWS";
+pub const MAP_CLIENT_RTT: &str = "CLIENT_RTT";
+pub const MAP_CLIENT_RTT_PREFIXES: &str = "CLIENT_RTT_PREFIXES";
 
 /// `pop decap`'s program and maps (pop-ebpf/src/decap.rs).
 pub const DECAP_PROGRAM: &str = "pop_decap";

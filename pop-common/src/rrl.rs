@@ -20,10 +20,11 @@ pub struct RrlBucket {
     pub tat_ns: u64,
 }
 
-/// The client prefix RRL counts a source address under (/24 for IPv4, /56 for IPv6),
+/// The client prefix a source address counts under (/24 for IPv4, /56 for IPv6) for
+/// RRL, `pop top` and round trips,
 /// in VipKey form (IPv4 v4-mapped).
 #[inline(always)]
-pub fn rrl_prefix(src: [u8; 16], v6: bool) -> [u8; 16] {
+pub fn client_prefix(src: [u8; 16], v6: bool) -> [u8; 16] {
     let mut prefix = src;
     if v6 {
         let mut i = 7;
@@ -52,13 +53,13 @@ mod tests {
 
     #[test]
     fn rrl_buckets_spread_prefixes_and_depend_on_the_secret() {
-        let v4 = |a: u8, b: u8, c: u8, d: u8| rrl_prefix(v4_mapped([a, b, c, d]), false);
+        let v4 = |a: u8, b: u8, c: u8, d: u8| client_prefix(v4_mapped([a, b, c, d]), false);
         // One /24 is one client; /56 for IPv6.
         assert_eq!(v4(192, 0, 2, 1), v4(192, 0, 2, 200));
         let v6 = |last7: u8, low: u8| {
             let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, last7, 0, 0, 0, 0, 0, 0, 0, 0, low];
             a[8] = low;
-            rrl_prefix(a, true)
+            client_prefix(a, true)
         };
         assert_eq!(v6(1, 1), v6(1, 9));
         assert_ne!(v6(1, 1), v6(2, 1));

@@ -20,3 +20,4 @@ unsafe impl aya::Pod for crate::FlowValue {}
 unsafe impl aya::Pod for crate::LbStats {}
 unsafe impl bytemuck::Zeroable for crate::Counters {}
 unsafe impl bytemuck::Pod for crate::Counters {}
+unsafe impl aya::Pod for crate::RttHist {}

@@ -22,7 +22,7 @@ use pop_common::{
 
 use crate::{
     counters::Stats,
-    csum, frame,
+    csum, frame, latency,
     maps::{HTTP_ROUTE_STATS, HTTP_ROUTES, HTTP_SCRATCH, HTTP_SYN_SECRET},
     parse::Packet,
     secret,
@@ -72,7 +72,7 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
         // Every response fits HTTP_RESPONSE_MAX (checked at config time): a client
         // asking for a smaller MSS cannot be served without splitting the answer,
         // which takes state.
-        let mss = syn_mss(sc, seg.tcp_len);
+        let (mss, syn_ts) = syn_options(sc, seg.tcp_len);
         if mss.is_some_and(|mss| (mss as usize) < HTTP_RESPONSE_MAX) {
             return drop(stats, Counter::HttpDropSmallMss);
         }
@@ -84,8 +84,12 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
             Some(_) => most,
             None => 536,
         };
+        // Timestamps, for the client's round trip (see `latency`): echoed when the SYN
+        // offers them and the client's MSS leaves room for the 12 option bytes every
+        // later segment of ours then carries beside a whole response.
+        let ts = syn_ts && mss.is_some_and(|m| m as usize >= HTTP_RESPONSE_MAX + TS_OPTION_LEN);
         let Some(isn) = syn_isn(pkt, &seg) else { return drop(stats, Counter::HttpDropMalformed) };
-        return syn_ack(ctx, stats, pkt, &seg, isn as u64 | (ours as u64) << 32);
+        return syn_ack(ctx, stats, pkt, &seg, isn as u64 | (ours as u64) << 32 | (ts as u64) << 48);
     }
     if seg.flags & ACK == 0 {
         return drop(stats, Counter::HttpDropMalformed);
@@ -95,7 +99,12 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     }
     match verify(pkt, &seg) {
         FIRST if seg.payload_len == 0 => fin_ack(ctx, stats, pkt, &seg),
-        FIRST => respond(ctx, stats, pkt, site, &seg),
+        FIRST => match respond(ctx, stats, pkt, site, &seg) {
+            // TSecr is the TSval of our SYN-ACK: the segment answering it is one client
+            // round trip (and its think time) later.
+            xdp_action::XDP_TX if sc.ts.has != 0 => xdp_action::XDP_TX | latency::measured(latency::now_us().wrapping_sub(sc.ts.ecr)),
+            v => v,
+        },
         // The client's FIN after our answer (with the rest of its request, maybe):
         // acknowledged, so its socket closes at once.
         LATER if seg.flags & FIN != 0 => close_ack(ctx, stats, pkt, &seg),
@@ -171,23 +180,37 @@ fn read_segment(ctx: &XdpContext, pkt: &Packet, sc: &mut crate::maps::HttpScratc
     seg.seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
     seg.ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
     seg.flags = t[13];
+    // Kept in scratch, not in `seg`: flags in map memory do not multiply the states the
+    // verifier walks the answer paths with.
+    sc.ts.has = (tcp_len >= 32 && t[20] == 1 && t[21] == 1 && t[22] == 8 && t[23] == 10) as u32;
+    sc.ts.val = u32::from_be_bytes([t[24], t[25], t[26], t[27]]);
+    sc.ts.ecr = u32::from_be_bytes([t[28], t[29], t[30], t[31]]);
     Some(seg)
 }
 
-/// The MSS option of the SYN in scratch (TCP header of `tcp_len` bytes), if it has one.
-/// A bpf_loop, so the verifier checks the option walk once, not once per position.
+/// Bytes of the timestamp option with its two NOPs of padding.
+const TS_OPTION_LEN: usize = 12;
+
+/// `HttpScan::found` bits of `scan_options`.
+const FOUND_MSS: u32 = 1;
+const FOUND_TS: u32 = 2;
+
+/// The MSS option of the SYN in scratch (TCP header of `tcp_len` bytes), if it has one,
+/// and whether it offers timestamps (its TSval left in `scan.ts`). A bpf_loop, so the
+/// verifier checks the option walk once, not once per position.
 #[inline(always)]
-fn syn_mss(sc: &mut crate::maps::HttpScratch, tcp_len: usize) -> Option<u16> {
+fn syn_options(sc: &mut crate::maps::HttpScratch, tcp_len: usize) -> (Option<u16>, bool) {
     sc.scan.pos = 20;
     sc.scan.n = tcp_len as u32;
     sc.scan.found = 0;
-    unsafe { bpf_loop(40, scan_mss as *mut _, core::ptr::null_mut(), 0) };
-    if sc.scan.found != 0 { Some(sc.scan.end as u16) } else { None }
+    unsafe { bpf_loop(40, scan_options as *mut _, core::ptr::null_mut(), 0) };
+    let mss = if sc.scan.found & FOUND_MSS != 0 { Some(sc.scan.end as u16) } else { None };
+    (mss, sc.scan.found & FOUND_TS != 0)
 }
 
-/// One TCP option: stops at the MSS option (value in `end`), the end of the list, or
-/// a malformed length.
-extern "C" fn scan_mss(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
+/// One TCP option: notes MSS (value in `end`) and timestamps (TSval in `ts`); stops at
+/// the end of the list or a malformed length.
+extern "C" fn scan_options(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     let Some(sc) = scratch() else { return 1 };
     let i = sc.scan.pos as usize;
     let n = sc.scan.n as usize;
@@ -205,13 +228,27 @@ extern "C" fn scan_mss(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
             }
             if kind == 2 && len == 4 && i + 4 <= n {
                 sc.scan.end = u16::from_be_bytes([at(2), at(3)]) as u32;
-                sc.scan.found = 1;
-                return 1;
+                sc.scan.found |= FOUND_MSS;
+            }
+            if kind == 8 && len == 10 && i + 10 <= n {
+                sc.scan.ts = u32::from_be_bytes([at(2), at(3), at(4), at(5)]);
+                sc.scan.found |= FOUND_TS;
             }
             sc.scan.pos += len as u32;
         }
     }
     0
+}
+
+/// Our timestamp option in `th[20..32]`: NOP, NOP, TSval (our clock), TSecr (`echo`).
+#[inline(always)]
+fn timestamps(th: &mut [u8], at: usize, echo: u32) {
+    th[at] = 1;
+    th[at + 1] = 1;
+    th[at + 2] = 8;
+    th[at + 3] = 10;
+    th[at + 4..at + 8].copy_from_slice(&latency::now_us().to_be_bytes());
+    th[at + 8..at + 12].copy_from_slice(&echo.to_be_bytes());
 }
 
 /// Our ISN for the SYN `seg`: its cookie. A call of its own, like `verify`.
@@ -223,14 +260,28 @@ fn syn_isn(pkt: &Packet, seg: &Seg) -> Option<u32> {
 /// SYN-ACK with our ISN (low half of `isn_mss`, see `syn_isn`) and MSS (high half):
 /// one argument, as BPF passes at most five.
 #[inline(never)]
-fn syn_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, isn_mss: u64) -> u32 {
-    let (isn, mss) = (isn_mss as u32, (isn_mss >> 32) as u16);
-    let mut th = [0u8; 24];
+fn syn_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, isn_mss_ts: u64) -> u32 {
+    let (isn, mss) = (isn_mss_ts as u32, (isn_mss_ts >> 32) as u16);
+    let mss_option = |th: &mut [u8]| {
+        th[20] = 2;
+        th[21] = 4;
+        th[22..24].copy_from_slice(&mss.to_be_bytes());
+    };
+    // One buffer for both shapes: the verifier's stack budget is 512 bytes for the
+    // whole call chain.
+    let mut th = [0u8; 36];
+    if isn_mss_ts >> 48 != 0 {
+        let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
+        let echo = sc.scan.ts;
+        header(&mut th, seg, isn, seg.seq.wrapping_add(1), SYN | ACK, 9);
+        mss_option(&mut th);
+        timestamps(&mut th, 24, echo);
+        return send_segment(ctx, stats, pkt, &mut th, Counter::HttpSynAnswered);
+    }
     header(&mut th, seg, isn, seg.seq.wrapping_add(1), SYN | ACK, 6);
-    th[20] = 2; // MSS option
-    th[21] = 4;
-    th[22..24].copy_from_slice(&mss.to_be_bytes());
-    send_segment(ctx, stats, pkt, &mut th, Counter::HttpSynAnswered)
+    mss_option(&mut th);
+    // SAFETY: the first 24 bytes of `th`, as an array of that length.
+    send_segment(ctx, stats, pkt, unsafe { &mut *(th.as_mut_ptr() as *mut [u8; 24]) }, Counter::HttpSynAnswered)
 }
 
 /// Checksums `th` (a whole TCP segment without payload) and sends it back in place of
@@ -276,18 +327,33 @@ fn add_words(mut sum: u64, b: &[u8]) -> u64 {
 /// (at most 5 arguments: BPF passes no more in registers).
 #[inline(never)]
 fn fin_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
-    let mut th = [0u8; 20];
-    header(&mut th, seg, seg.ack, seg.seq.wrapping_add(1), FIN | ACK, 5);
-    send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinAcked)
+    control_segment(ctx, stats, pkt, seg, seg.ack, seg.seq.wrapping_add(1), FIN | ACK, Counter::HttpFinAcked)
+}
+
+/// A segment without data in answer to `seg`, with our timestamps when `seg` has them
+/// (RFC 7323: once negotiated, every segment carries them; see `HttpScratch::ts`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn control_segment(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, seq: u32, ack: u32, flags: u8, counter: Counter) -> u32 {
+    let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
+    let mut th = [0u8; 32];
+    if sc.ts.has != 0 {
+        let echo = sc.ts.val;
+        header(&mut th, seg, seq, ack, flags, 8);
+        timestamps(&mut th, 20, echo);
+        send_segment(ctx, stats, pkt, &mut th, counter)
+    } else {
+        header(&mut th, seg, seq, ack, flags, 5);
+        // SAFETY: the first 20 bytes of `th`, as an array of that length.
+        send_segment(ctx, stats, pkt, unsafe { &mut *(th.as_mut_ptr() as *mut [u8; 20]) }, counter)
+    }
 }
 
 /// The ACK of a verified FIN after our answer (and of any data with it): nothing more
 /// will come from us, so this ends the client's connection.
 #[inline(never)]
 fn close_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
-    let mut th = [0u8; 20];
-    header(&mut th, seg, seg.ack, seg.seq.wrapping_add(seg.payload_len as u32 + 1), ACK, 5);
-    send_segment(ctx, stats, pkt, &mut th, Counter::HttpFinClosed)
+    control_segment(ctx, stats, pkt, seg, seg.ack, seg.seq.wrapping_add(seg.payload_len as u32 + 1), ACK, Counter::HttpFinClosed)
 }
 
 // ---- request parsing (bpf_loop bodies) ---------------------------------------------------
@@ -482,6 +548,7 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
         dup_host: 0,
         parity: 0,
         count: 0,
+        ts: 0,
         sum: 0,
     };
     if (head || get) && sc.req[start as usize] == b'/' {
@@ -569,12 +636,22 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
         return drop(stats, Counter::HttpDropMalformed);
     }
     let resp_len = prefix_len + tlen + suffix_len;
-    let tcp_len = 20 + resp_len;
+    // With timestamps the header carries them (12 bytes); without, those bytes stay
+    // zero and add nothing to the checksum.
+    let ts = sc.ts.has != 0;
+    let hdr_len = if ts { 20 + TS_OPTION_LEN } else { 20 };
+    let tcp_len = hdr_len + resp_len;
     let fin = if seg.flags & FIN != 0 { 1 } else { 0 };
-    let mut th = [0u8; 20];
-    header(&mut th, seg, seg.ack, seg.seq.wrapping_add(n as u32).wrapping_add(fin), PSH | ACK | FIN, 5);
+    // The header is built in scratch: this frame is deep in a call chain the verifier
+    // allows 512 bytes of stack.
+    let th = &mut sc.reply;
+    *th = [0u8; 20 + TS_OPTION_LEN];
+    header(th, seg, seg.ack, seg.seq.wrapping_add(n as u32).wrapping_add(fin), PSH | ACK | FIN, (hdr_len / 4) as u8);
+    if ts {
+        timestamps(th, 20, sc.ts.val);
+    }
     let mut sum = frame::pseudo_sum(pkt, IPPROTO_TCP, tcp_len as u16);
-    sum = add_words(sum, &th);
+    sum = add_words(sum, th);
     if prefix_len > 0 {
         sum = csum::add_run(sum, 0, resp.prefix_sum as u64);
     }
@@ -591,11 +668,15 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
     let c = !csum::fold(sum);
     th[16..18].copy_from_slice(&c.to_be_bytes());
 
-    let at = pkt.l4 + 20;
-    if !frame::resize(ctx, pkt.l4, at + resp_len)
-        || frame::turn_ip_around(ctx, pkt, tcp_len as u16) != 0
-        || unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_mut_ptr() as *mut _, 20) } != 0
-    {
+    let at = pkt.l4 + hdr_len;
+    let stored = |ctx: &XdpContext, th: &[u8; 20 + TS_OPTION_LEN]| unsafe {
+        if ts {
+            bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_ptr() as *mut _, (20 + TS_OPTION_LEN) as u32)
+        } else {
+            bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_ptr() as *mut _, 20)
+        }
+    };
+    if !frame::resize(ctx, pkt.l4, at + resp_len) || frame::turn_ip_around(ctx, pkt, tcp_len as u16) != 0 || stored(ctx, &sc.reply) != 0 {
         return drop(stats, Counter::HttpDropNoRoom);
     }
     // Each length is bounded right before its copy (black_box keeps LLVM from moving

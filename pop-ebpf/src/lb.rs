@@ -15,7 +15,7 @@ use pop_common::{BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBac
 
 use crate::{
     counters::Stats,
-    encap,
+    encap, latency,
     maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_NEXT_HOPS, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
     nexthop,
     parse::Packet,
@@ -191,8 +191,12 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
 
     let mut chosen: Option<(u32, LbBackend)> = None;
     let mut known = false;
-    if let Some(flow) = if flags & OPENS != 0 { None } else { unsafe { LB_FLOWS.get(key) } } {
+    // latency::RECORD once the handshake's ACK measured a round trip.
+    let mut record = 0;
+    if let Some(flow) = if flags & OPENS != 0 { None } else { LB_FLOWS.get_ptr_mut(key) } {
         known = true;
+        // SAFETY: the entry's value, this CPU's until the program returns.
+        let flow = unsafe { &mut *flow };
         let id = flow.backend;
         if let Some(b) = LB_BACKENDS.get(id) {
             // Ids are reused once a backend is gone: the remembered one must still be a
@@ -201,6 +205,12 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
                 chosen = Some((id, *b));
                 if !icmp_error {
                     stats.inc(Counter::LbFlowHit);
+                    // The handshake's ACK (ACK, no SYN) of a flow its SYN made: one
+                    // round trip of the client (and the backend's SYN-ACK) since.
+                    if flow.syn_us != 0 && pkt.proto == 6 && pkt.tcp_flags & 0x12 == 0x10 {
+                        record = latency::measured(latency::now_us().wrapping_sub(flow.syn_us));
+                        flow.syn_us = 0;
+                    }
                 }
             }
         }
@@ -223,7 +233,8 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
             }
             // An error about a flow does not make one: its next packet gets the same slot.
             if !icmp_error {
-                let _ = LB_FLOWS.insert(key, &FlowValue { backend: id, _pad: 0 }, 0);
+                let syn_us = if flags & OPENS != 0 { latency::now_us() | 1 } else { 0 };
+                let _ = LB_FLOWS.insert(key, &FlowValue { backend: id, syn_us }, 0);
                 stats.inc(if known { Counter::LbRehashed } else { Counter::LbNewFlow });
                 new_flow = true;
             }
@@ -275,9 +286,9 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
     add_stats(LB_BACKEND_STATS.get_ptr_mut(id), bytes, new_flow);
     if out_ifindex == ingress {
         stats.inc(Counter::LbForwardedTx);
-        xdp_action::XDP_TX
+        xdp_action::XDP_TX | record
     } else {
         stats.inc(Counter::LbForwardedRedirect);
-        unsafe { bpf_redirect(out_ifindex, 0) as u32 }
+        unsafe { bpf_redirect(out_ifindex, 0) as u32 | record }
     }
 }

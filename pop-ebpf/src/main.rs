@@ -13,6 +13,7 @@ mod encap;
 mod frame;
 mod http;
 mod icmp;
+mod latency;
 mod lb;
 mod maps;
 mod nexthop;
@@ -76,7 +77,7 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
     };
     trace_vip(ctx, pkt.dport_be, pkt.proto, vip.kind);
     count_vip_traffic(&key, &pkt, frame_len);
-    match vip.kind {
+    let verdict = match vip.kind {
         VIP_KIND_PASS => pass(stats, Counter::PassVipKernel),
         VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
         VIP_KIND_HTTP => http::handle(ctx, stats, &pkt, vip.index),
@@ -85,7 +86,12 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
             v => v,
         },
         _ => pass(stats, Counter::PassVipNoHandler),
+    };
+    if verdict & latency::RECORD != 0 {
+        latency::record(stats, &pkt);
+        return verdict & !latency::RECORD;
     }
+    verdict
 }
 
 /// Whether `dst` may be a VIP address (false: certainly not, see VipFilter).
@@ -115,14 +121,7 @@ fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
     if unsafe { aya_ebpf::helpers::bpf_get_prandom_u32() } % TOP_PREFIX_SAMPLE != 0 {
         return;
     }
-    let mut prefix = pkt.src;
-    if pkt.v6 {
-        for b in prefix[7..].iter_mut() {
-            *b = 0;
-        }
-    } else {
-        prefix[15] = 0;
-    }
+    let prefix = pop_common::client_prefix(pkt.src, pkt.v6);
     match maps::TOP_PREFIXES.get_ptr_mut(&prefix) {
         Some(c) => unsafe { *c += TOP_PREFIX_SAMPLE as u64 },
         None => {

@@ -9,7 +9,7 @@ use aya_ebpf::{
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, FlowKey,
     FlowValue, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend,
-    LbService, LbStats, MAX_VIPS, RrlBucket, TOP_PREFIXES_MAX, VipFilter, VipKey, VipTraffic, VipValue, dns_tail_capacity,
+    LbService, LbStats, MAX_VIPS, RTT_PREFIXES_MAX, RrlBucket, RttHist, TOP_PREFIXES_MAX, VipFilter, VipKey, VipTraffic, VipValue, dns_tail_capacity,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
@@ -39,6 +39,27 @@ pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(
 /// TOP_PREFIX_SAMPLE): bounded, least recently seen prefixes are evicted.
 #[map(name = "TOP_PREFIXES")]
 pub static TOP_PREFIXES: LruPerCpuHashMap<[u8; 16], u64> = LruPerCpuHashMap::pinned(TOP_PREFIXES_MAX, 0);
+
+/// Client round trips per VIP key (see `latency`); entries made by the first round trip.
+#[map(name = "CLIENT_RTT")]
+pub static CLIENT_RTT: PerCpuHashMap<VipKey, RttHist> = PerCpuHashMap::pinned(MAX_VIPS, 0);
+
+/// Client round trips per client prefix (/24, /56), sampled (RTT_PREFIX_SAMPLE), for
+/// `pop top`: bounded, least recently seen prefixes are evicted.
+#[map(name = "CLIENT_RTT_PREFIXES")]
+pub static CLIENT_RTT_PREFIXES: LruPerCpuHashMap<[u8; 16], RttHist> = LruPerCpuHashMap::pinned(RTT_PREFIXES_MAX, 0);
+
+/// Per-CPU scratch of `latency`: the round trip a handler measured, and a fresh
+/// histogram to insert (too big for the stack).
+#[map(name = "LATENCY_SCRATCH")]
+pub static LATENCY_SCRATCH: PerCpuArray<LatencyScratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct LatencyScratch {
+    pub rtt_us: u32,
+    pub _pad: u32,
+    pub fresh: RttHist,
+}
 
 /// DNS answers compiled by the controller from its own server's responses; see DnsKey.
 /// Sized by `pop.dns_table_size`; memory is taken per entry, not up front.
@@ -184,9 +205,21 @@ pub struct HttpScratch {
     pub ip4: [u8; 20],
     pub ip6: [u8; 40],
     pub tcp: [u8; 60],
+    /// The segment's TCP timestamps (RFC 7323), in the layout every stack sends after
+    /// the SYN (NOP, NOP, TS first): TSval, and TSecr (pop's clock echoed back).
+    pub ts: SegmentTimestamps,
+    /// The TCP header of `http::respond`'s answer (with room for timestamps).
+    pub reply: [u8; 32],
     pub key: HttpKey,
     /// Request bytes, with slack so a bounded copy from any offset stays inside.
     pub req: [u8; HTTP_REQUEST_MAX + 512],
+}
+
+#[repr(C)]
+pub struct SegmentTimestamps {
+    pub has: u32,
+    pub val: u32,
+    pub ecr: u32,
 }
 
 #[repr(C)]
@@ -206,6 +239,8 @@ pub struct HttpScan {
     pub parity: u32,
     /// Target bytes `sum_target` adds.
     pub count: u32,
+    /// `scan_options`: the SYN's TSval, if `found` has FOUND_TS.
+    pub ts: u32,
     pub sum: u64,
 }
 

@@ -9,7 +9,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
 };
-use pop_common::{Counter, DNS_RRL_BUCKETS, rrl_bucket, rrl_prefix};
+use pop_common::{Counter, DNS_RRL_BUCKETS, client_prefix, rrl_bucket};
 
 use crate::{
     counters::Stats,
@@ -34,7 +34,7 @@ const CAS_TRIES: usize = 4;
 #[inline(never)]
 pub fn rate_limit(pkt: &Packet, block: u32, cost_ns: u64) -> u32 {
     let Some(secret) = secret::key(&DNS_RRL_SECRET) else { return ALLOW };
-    let prefix = rrl_prefix(pkt.src, pkt.v6);
+    let prefix = client_prefix(pkt.src, pkt.v6);
     let index = block.wrapping_mul(DNS_RRL_BUCKETS) + rrl_bucket(secret, &prefix);
     let Some(bucket) = DNS_RRL.get_ptr_mut(index) else { return ALLOW };
     // SAFETY: an array value lives as long as the map, 8-aligned, so a plain load of it

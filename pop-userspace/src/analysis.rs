@@ -7,7 +7,7 @@ use std::{
 };
 
 use aya::maps::{MapData, PerCpuHashMap};
-use pop_common::VipKey;
+use pop_common::{RttHist, VipKey};
 
 use crate::addr::unmapped;
 
@@ -26,11 +26,37 @@ pub fn prefix_packets(map: &PerCpuHashMap<MapData, [u8; 16], u64>) -> HashMap<St
     let mut out = HashMap::new();
     for entry in map.iter().filter_map(|e| e.ok()) {
         let (k, per_cpu) = entry;
-        let ip = unmapped(&k);
-        let name = if ip.is_ipv4() { format!("{ip}/24") } else { format!("{ip}/56") };
-        *out.entry(name).or_default() += per_cpu.iter().sum::<u64>();
+        *out.entry(prefix_name(&k)).or_default() += per_cpu.iter().sum::<u64>();
     }
     out
+}
+
+/// A client prefix as the data path keys it (v4-mapped /24, or /56), as text.
+fn prefix_name(key: &[u8; 16]) -> String {
+    let ip = unmapped(key);
+    if ip.is_ipv4() { format!("{ip}/24") } else { format!("{ip}/56") }
+}
+
+/// Client round trips per VIP key, summed over CPUs.
+pub fn vip_rtts(map: &PerCpuHashMap<MapData, VipKey, RttHist>) -> Vec<(VipKey, RttHist)> {
+    map.iter().filter_map(|e| e.ok()).map(|(k, per_cpu)| (k, merged(per_cpu.iter()))).collect()
+}
+
+/// Client round trips (sampled) per client prefix, summed over CPUs.
+pub fn prefix_rtts(map: &PerCpuHashMap<MapData, [u8; 16], RttHist>) -> HashMap<String, RttHist> {
+    let mut out: HashMap<String, RttHist> = HashMap::new();
+    for (k, per_cpu) in map.iter().filter_map(|e| e.ok()) {
+        out.entry(prefix_name(&k)).or_default().merge(&merged(per_cpu.iter()));
+    }
+    out
+}
+
+fn merged<'a>(hists: impl Iterator<Item = &'a RttHist>) -> RttHist {
+    let mut all = RttHist::default();
+    for h in hists {
+        all.merge(h);
+    }
+    all
 }
 
 /// Rates between two samples `secs` apart, busiest first.

@@ -23,8 +23,9 @@ fn http_lab() -> Result<HttpLab> {
     lab.route(&client, &format!("{VIP6}/128 via 2001:db8::2"))?;
     lab.addr(&pop, "lo", &format!("{VIP4}/32"))?;
     lab.addr(&pop, "lo", &format!("{VIP6}/128"))?;
-    let config = lab.pop_config(
+    let config = lab.pop_config_with(
         &pop,
+        "metrics_listen = \"127.0.0.1:9188\"",
         &format!(
             "[[interface]]\nname = \"p0\"\n\n[[http]]\nname = \"edge\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n\
              [http.default]\nstatus = 301\nlocation = \"https://www.example.com\"\nappend_path = true\n\
@@ -486,5 +487,111 @@ fn later_segments_and_fins_are_never_answered_twice_or_acked_blindly() -> Result
     assert_eq!(tcp(&out.frame), (cookie.wrapping_add(1), 9002, F_FIN | F_ACK, 0));
     // The ACK of our answer (or any bare ACK) is dropped.
     assert_eq!(testrun::run(&prog, &tcp4_frame(&[], &[], 40021, 9002, cookie.wrapping_add(2), F_ACK, &[]))?.verdict, testrun::XDP_DROP);
+    Ok(())
+}
+
+/// The timestamp option (NOP, NOP, TS) of a TCP header `t`, if it has one there.
+fn ts_option(t: &[u8]) -> Option<(u32, u32)> {
+    let hl = (t[12] >> 4) as usize * 4;
+    let opts = &t[20..hl];
+    let at = opts.windows(2).position(|w| w == [8, 10])?;
+    let v = |i: usize| u32::from_be_bytes(opts[at + i..at + i + 4].try_into().unwrap());
+    Some((v(2), v(6)))
+}
+
+/// TCP timestamps on the wire: a SYN offering them (and an MSS with room for them)
+/// gets them back in the SYN-ACK, with its TSval echoed; the answer to a request that
+/// carries them echoes the request's TSval, and pop's clock never runs backwards. A
+/// SYN whose MSS leaves no room for the 12 option bytes beside a whole answer, or that
+/// offers none, gets a SYN-ACK without them.
+#[test]
+fn timestamps_are_echoed_when_offered_and_there_is_room() -> Result<()> {
+    use pop_lab::testrun;
+    let h = http_lab()?;
+    let prog = testrun::pinned_program(&h.lab.bpffs_dir().join("pop").join("prog"))?;
+    // As Linux sends them: MSS, SACK permitted, timestamps, NOP, window scale.
+    let syn_opts = |mss: u16, tsval: u32| {
+        let mut o = vec![2, 4];
+        o.extend(mss.to_be_bytes());
+        o.extend([4, 2, 8, 10]);
+        o.extend(tsval.to_be_bytes());
+        o.extend([0, 0, 0, 0, 1, 3, 3, 7]);
+        o
+    };
+    let syn = testrun::run(&prog, &tcp4_frame(&[], &syn_opts(1460, 0x1122_3344), 40020, 7000, 0, F_SYN, &[]))?;
+    assert_eq!(syn.verdict, testrun::XDP_TX);
+    let t = &syn.frame[34..];
+    assert_eq!(&t[20..24], &[2, 4, 0x05, 0xb4], "MSS first");
+    let (our_ts, echo) = ts_option(t).expect("the SYN-ACK carries timestamps");
+    assert_eq!(echo, 0x1122_3344, "TSecr is the SYN's TSval");
+    let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+
+    let mut opts = vec![1, 1, 8, 10];
+    opts.extend(0x1122_3400u32.to_be_bytes());
+    opts.extend(our_ts.to_be_bytes());
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let resp = testrun::run(&prog, &tcp4_frame(&[], &opts, 40020, 7001, cookie.wrapping_add(1), F_ACK | F_PSH, request))?;
+    assert_eq!(resp.verdict, testrun::XDP_TX);
+    let t = &resp.frame[34..];
+    let (their_ts, echo) = ts_option(t).expect("the answer carries timestamps");
+    assert_eq!(echo, 0x1122_3400, "TSecr is the request's TSval");
+    assert!(their_ts.wrapping_sub(our_ts) < 1 << 31, "pop's TSval went backwards: {our_ts} then {their_ts}");
+    assert!(String::from_utf8_lossy(&t[32..]).starts_with("HTTP/1.1 200 OK\r\n"), "the answer follows the 32-byte header");
+
+    for (what, opts) in [("MSS 540, no room", syn_opts(540, 5)), ("no timestamps offered", MSS_1460.to_vec())] {
+        let syn = testrun::run(&prog, &tcp4_frame(&[], &opts, 40021, 7000, 0, F_SYN, &[]))?;
+        assert_eq!(syn.verdict, testrun::XDP_TX, "{what}");
+        assert_eq!(ts_option(&syn.frame[34..]), None, "{what}: no timestamps in the SYN-ACK");
+    }
+    Ok(())
+}
+
+/// Real clients' round trips, measured in the path: every curl connection (Linux
+/// offers timestamps) is one round trip in the VIP's Prometheus histogram, and `pop
+/// top` shows the client prefix's p50 and p99.
+#[test]
+fn client_round_trips_are_measured_per_vip_and_shown_per_prefix() -> Result<()> {
+    let h = http_lab()?;
+    let before = h.counters()?;
+    let n = 40;
+    for _ in 0..n {
+        let out = h.client.stdout(&["curl", "-sS", "--max-time", "2", &format!("http://{VIP4}/healthz")])?;
+        assert_eq!(out, "ok\n");
+    }
+    let after = h.counters()?;
+    assert_eq!(after["rtt.measured"] - before["rtt.measured"], n, "one round trip per connection: {after:?}");
+
+    let metrics = h.pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
+    let series = format!("{{vip=\"{VIP4}\",port=\"80\",path=\"http\"}}");
+    let value = |name: &str| -> f64 {
+        metrics.lines().find_map(|l| l.strip_prefix(&format!("{name}{series} "))).and_then(|v| v.parse().ok()).unwrap_or(-1.0)
+    };
+    assert_eq!(value("pop_client_rtt_seconds_count"), n as f64, "{metrics}");
+    let mean = value("pop_client_rtt_seconds_sum") / n as f64;
+    // A veth round trip and curl's turn-around: well under 100 ms even on a busy host.
+    assert!(mean > 0.0 && mean < 0.1, "mean round trip {mean} s\n{metrics}");
+    let lint = pop_lab::promtool_check_metrics(&metrics)?;
+    assert!(lint.is_empty(), "promtool check metrics:\n{lint}");
+
+    // `pop top` lists prefixes with traffic in its window: keep some coming.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, stop) = (h.client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.output(&["curl", "-sS", "--max-time", "1", &format!("http://{VIP4}/healthz")]);
+            }
+        })
+    };
+    let top = h.lab.pop(&h.pop, &h.config, &["top", "--count", "1", "--interval", "1"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    let top = String::from_utf8_lossy(&top?.stdout).into_owned();
+    assert!(top.contains("rtt p50 ms") && top.contains("rtt p99 ms"), "{top}");
+    let row = top.lines().find(|l| l.starts_with("192.0.2.0/24")).unwrap_or_else(|| panic!("no row for the client's prefix:\n{top}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    let p50: f64 = cols[2].parse().unwrap_or_else(|_| panic!("p50 of {row:?}"));
+    let p99: f64 = cols[3].parse().unwrap_or_else(|_| panic!("p99 of {row:?}"));
+    assert!(p50 > 0.0 && p50 <= p99 && p99 < 1000.0, "{row}");
     Ok(())
 }

@@ -769,3 +769,34 @@ fn decap_replaces_a_pin_whose_interface_is_gone() -> Result<()> {
     assert_eq!(backend.xdp_prog_id("e0")?, Some(second));
     Ok(())
 }
+
+/// Load-balanced TCP connections' round trips, measured in the path: the SYN's
+/// connection-table entry remembers when it passed and the handshake's ACK closes it,
+/// once per connection, into the VIP's Prometheus histogram (path "lb").
+#[test]
+fn load_balanced_connections_have_their_round_trips_measured() -> Result<()> {
+    let l = lb_lab_full(2, &[(1, 1), (2, 1)], false, "", "metrics_listen = \"127.0.0.1:9188\"")?;
+    let series = format!("{{vip=\"{VIP4}\",port=\"80\",path=\"lb\"}}");
+    let scrape = || -> Result<String> { l.pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"]) };
+    let value = |metrics: &str, name: &str| -> f64 {
+        metrics.lines().find_map(|line| line.strip_prefix(&format!("{name}{series} "))).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+    };
+    let (count0, sum0) = {
+        let m = scrape()?;
+        (value(&m, "pop_client_rtt_seconds_count"), value(&m, "pop_client_rtt_seconds_sum"))
+    };
+    let before = l.lab.pop_counters(&l.pop, &l.config)?;
+    let n = 30;
+    for _ in 0..n {
+        let name = http_get(&l.client, VIP4, "/", None)?;
+        assert!(name == "b1" || name == "b2", "{name}");
+    }
+    let after = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert_eq!(after["rtt.measured"] - before["rtt.measured"], n, "one round trip per connection: {after:?}");
+    let metrics = scrape()?;
+    assert_eq!(value(&metrics, "pop_client_rtt_seconds_count") - count0, n as f64, "{metrics}");
+    let mean = (value(&metrics, "pop_client_rtt_seconds_sum") - sum0) / n as f64;
+    assert!(mean > 0.0 && mean < 0.1, "mean SYN-to-ACK {mean} s\n{metrics}");
+    eprintln!("load-balanced: {n} connections, mean SYN to ACK {:.0} us", mean * 1e6);
+    Ok(())
+}

@@ -95,7 +95,9 @@ pub enum Command {
         json: bool,
     },
     /// Live view of traffic to the VIPs: per-VIP rates and the busiest client prefixes
-    /// (counted in the data path with bounded memory). Refreshes until interrupted.
+    /// (counted in the data path with bounded memory), each prefix with the p50 and p99
+    /// of its clients' round trips measured in the path (HTTP answered in XDP: TCP
+    /// timestamps; load-balanced TCP: SYN to ACK). Refreshes until interrupted.
     Top {
         /// Seconds between refreshes.
         #[arg(long, default_value_t = 1.0)]

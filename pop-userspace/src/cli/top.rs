@@ -30,9 +30,14 @@ pub fn run(config: &Config, interval: f64, count: u32, limit: usize) -> Result<(
                 println!("{b:<40} {r:>12.1}");
             }
         }
-        println!("{:<40} {:>12}", "client prefix", "packets/s");
+        // Round trips since the start of the run, sampled (see RTT_PREFIX_SAMPLE): the
+        // bound of the bucket holding p50 and p99, "-" for a prefix none was measured of.
+        let rtts = maps.client_rtt_prefixes.as_ref().map(analysis::prefix_rtts).unwrap_or_default();
+        let ms = |us: Option<u64>| us.map(|us| format!("{:.3}", us as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+        println!("{:<40} {:>12} {:>10} {:>10}", "client prefix", "packets/s", "rtt p50 ms", "rtt p99 ms");
         for (p, r) in analysis::rates(&prefixes, &p2, interval).into_iter().take(limit) {
-            println!("{p:<40} {r:>12.1}");
+            let h = rtts.get(&p);
+            println!("{p:<40} {r:>12.1} {:>10} {:>10}", ms(h.and_then(|h| h.quantile_us(500))), ms(h.and_then(|h| h.quantile_us(990))));
         }
         println!();
         (vips, prefixes, backends) = (v2, p2, b2);

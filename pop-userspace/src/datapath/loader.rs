@@ -174,6 +174,11 @@ pub fn attach(config: &Config) -> Result<DataPath> {
     program.load().map_err(verifier_error)?;
     let info = program.info().context("reading the loaded program's id")?;
     let (prog_id, loaded_at) = (info.id(), info.loaded_at());
+    // How close the program is to the verifier's limit: what a change to the data path
+    // costs in verification shows here first.
+    if let Some(n) = info.verified_instruction_count() {
+        info!("XDP program {prog_id} verified: {n} instructions processed of the verifier's 1000000");
+    }
 
     let mut newly_attached: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<()> {

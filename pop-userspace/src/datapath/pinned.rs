@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap};
-use pop_common::{Counters, LbBackend, LbStats, VipKey, VipTraffic};
+use pop_common::{Counters, LbBackend, LbStats, RttHist, VipKey, VipTraffic};
 
 use super::loader::Pins;
 
@@ -31,6 +31,11 @@ pub struct PinnedMaps {
     pub lb_backends: Array<MapData, LbBackend>,
     /// Per-CPU requests answered per HTTP route slot.
     pub http_route_stats: PerCpuArray<MapData, u64>,
+    /// Per-CPU client round trips per VIP key; None under a data path pinned by a
+    /// build without them (until the controller loads this build's object).
+    pub client_rtt: Option<PerCpuHashMap<MapData, VipKey, RttHist>>,
+    /// Per-CPU sampled client round trips per client prefix; None as `client_rtt`.
+    pub client_rtt_prefixes: Option<PerCpuHashMap<MapData, [u8; 16], RttHist>>,
 }
 
 impl PinnedMaps {
@@ -54,6 +59,14 @@ impl PinnedMaps {
             lb_backend_stats: PerCpuArray::try_from(open(pop_common::MAP_LB_BACKEND_STATS)?)?,
             lb_backends: Array::try_from(open(pop_common::MAP_LB_BACKENDS)?)?,
             http_route_stats: PerCpuArray::try_from(open(pop_common::MAP_HTTP_ROUTE_STATS)?)?,
+            client_rtt: match pins.map(pop_common::MAP_CLIENT_RTT).exists() {
+                true => Some(PerCpuHashMap::try_from(open(pop_common::MAP_CLIENT_RTT)?)?),
+                false => None,
+            },
+            client_rtt_prefixes: match pins.map(pop_common::MAP_CLIENT_RTT_PREFIXES).exists() {
+                true => Some(PerCpuHashMap::try_from(open(pop_common::MAP_CLIENT_RTT_PREFIXES)?)?),
+                false => None,
+            },
         })
     }
 }

@@ -158,3 +158,36 @@ pub fn http_route_rows(maps: &PinnedMaps, config: &crate::config::Config) -> Res
     }
     Ok(rows)
 }
+
+/// One VIP's client round trips: its address, port, where they are measured ("http":
+/// answered in XDP, "lb": a load-balanced service) and the histogram. VIP keys the
+/// config no longer names are left out.
+pub struct RttRow {
+    pub vip: std::net::IpAddr,
+    pub port: u16,
+    pub path: &'static str,
+    pub hist: pop_common::RttHist,
+}
+
+/// Client round trips per configured VIP, from the pinned map.
+pub fn client_rtt_rows(maps: &PinnedMaps, config: &crate::config::Config) -> Vec<RttRow> {
+    let Some(map) = &maps.client_rtt else { return Vec::new() };
+    let mut rows: Vec<RttRow> = crate::analysis::vip_rtts(map)
+        .into_iter()
+        .filter_map(|(key, hist)| {
+            let (vip, port) = (crate::addr::unmapped(&key.addr), u16::from_be(key.port_be));
+            let http = config.http.iter().any(|h| h.port == port && h.vips.contains(&vip));
+            let lb = config.services.iter().any(|s| s.port == port && s.vips.contains(&vip));
+            let path = if http {
+                "http"
+            } else if lb {
+                "lb"
+            } else {
+                return None;
+            };
+            Some(RttRow { vip, port, path, hist })
+        })
+        .collect();
+    rows.sort_by_key(|r| (r.vip, r.port));
+    rows
+}

@@ -72,6 +72,13 @@ pub const FAMILIES: &[Family] = &[
     gauge("pop_monitor_up", "1 while the [[monitor]] target's last probe got the expected answer (absent before the first probe)."),
     counter("pop_monitor_probes_total", "Probes of each [[monitor]] target, by result (ok, failed); ok / all is its availability."),
     Family { name: "pop_monitor_rtt_seconds", kind: "histogram", help: "Round-trip time of successful [[monitor]] probes." },
+    Family {
+        name: "pop_client_rtt_seconds",
+        kind: "histogram",
+        help: "Client round trips measured in the path, per VIP and port: path http (SYN-ACK to the request, by TCP timestamps) or lb (SYN to the handshake's ACK).",
+    },
+    counter("pop_client_rtt_measured_total", "Client round trips measured in the path."),
+    counter("pop_client_rtt_unrecorded_total", "Client round trips measured but not recorded: the per-VIP histogram table was full."),
 ];
 
 /// Where one data-path counter goes: its family and labels, from its `pop stats` name.
@@ -103,6 +110,8 @@ pub fn series(c: Counter) -> (&'static str, Vec<(&'static str, String)>) {
         ("http", "fin_acked") => ("pop_http_fins_total", l("when", "before_request")),
         ("http", "fin_closed") => ("pop_http_fins_total", l("when", "after_answer")),
         ("dns", "queries") => ("pop_dns_xdp_queries_total", vec![]),
+        ("rtt", "measured") => ("pop_client_rtt_measured_total", vec![]),
+        ("rtt", "unrecorded") => ("pop_client_rtt_unrecorded_total", vec![]),
         ("dns", "xdp.truncated") => ("pop_dns_truncated_responses_total", l("path", "xdp")),
         ("dns", "xdp.other_rcode") => ("pop_dns_responses_total", vec![("path", "xdp".into()), ("rcode", "other".into())]),
         ("dns", "rrl.slipped") => ("pop_dns_rrl_slipped_total", vec![]),
@@ -153,6 +162,23 @@ fn histogram(x: &mut Exposition, family: &'static str, labels: &[(&'static str, 
     x.sample(family, "_count", labels, h.count);
 }
 
+/// A data-path round-trip histogram: cumulative buckets with `le` in seconds (powers
+/// of two of microseconds), sum and count.
+fn client_rtt_histogram(x: &mut Exposition, labels: &[(&'static str, String)], h: &pop_common::RttHist) {
+    let family = "pop_client_rtt_seconds";
+    let with_le = |le: String| labels.iter().cloned().chain([("le", le)]).collect::<Vec<_>>();
+    let mut below = 0;
+    for (k, n) in h.counts.iter().enumerate() {
+        below += n;
+        if let Some(us) = pop_common::rtt_bucket_upper_us(k) {
+            x.sample(family, "_bucket", &with_le(format!("{}", us as f64 / 1e6)), below);
+        }
+    }
+    x.sample(family, "_bucket", &with_le("+Inf".into()), h.count());
+    x.sample(family, "_sum", labels, h.sum_us as f64 / 1e6);
+    x.sample(family, "_count", labels, h.count());
+}
+
 /// What the controller adds to the maps' figures.
 pub struct ControllerState<'a> {
     pub health: &'a Board,
@@ -201,6 +227,9 @@ pub fn render(config: &Config, maps: &PinnedMaps, state: &ControllerState<'_>) -
     }
     for (service, address, h) in state.health.rtt_histograms() {
         histogram(&mut x, "pop_backend_probe_rtt_seconds", &[("service", service), ("backend", address.to_string())], &h);
+    }
+    for r in super::client_rtt_rows(maps, config) {
+        client_rtt_histogram(&mut x, &[("vip", r.vip.to_string()), ("port", r.port.to_string()), ("path", r.path.into())], &r.hist);
     }
     for (route, n) in http_route_rows(maps, config)? {
         x.sample("pop_http_route_responses_total", "", &[("route", route)], n);
