@@ -11,9 +11,11 @@ pub const RTT_BUCKETS: usize = 24;
 /// Round trips above this are not recorded: a client's stale or invented timestamp.
 pub const RTT_MAX_US: u32 = 60_000_000;
 
-/// One round trip in RTT_PREFIX_SAMPLE also goes into CLIENT_RTT_PREFIXES (an LRU
-/// insert on a new prefix); the per-VIP histogram records every one.
-pub const RTT_PREFIX_SAMPLE: u32 = 4;
+/// One connection in RTT_SAMPLE has its round trip measured (chosen at random, at the
+/// SYN for load-balanced flows, at the request for HTTP answered in XDP) and recorded
+/// in both histograms: the cost of the hash lookups and of a new prefix's LRU insert
+/// is spread over that many connections.
+pub const RTT_SAMPLE: u32 = 8;
 
 /// Client prefixes (/24, /56) whose round trips CLIENT_RTT_PREFIXES keeps.
 pub const RTT_PREFIXES_MAX: u32 = 4096;

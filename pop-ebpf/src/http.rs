@@ -102,7 +102,9 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
         FIRST => match respond(ctx, stats, pkt, site, &seg) {
             // TSecr is the TSval of our SYN-ACK: the segment answering it is one client
             // round trip (and its think time) later.
-            xdp_action::XDP_TX if sc.ts.has != 0 => xdp_action::XDP_TX | latency::measured(latency::now_us().wrapping_sub(sc.ts.ecr)),
+            xdp_action::XDP_TX if sc.ts.has != 0 && latency::sampled() => {
+                xdp_action::XDP_TX | latency::measured(latency::now_us().wrapping_sub(sc.ts.ecr))
+            }
             v => v,
         },
         // The client's FIN after our answer (with the rest of its request, maybe):
@@ -200,6 +202,12 @@ const FOUND_TS: u32 = 2;
 /// verifier checks the option walk once, not once per position.
 #[inline(always)]
 fn syn_options(sc: &mut crate::maps::HttpScratch, tcp_len: usize) -> (Option<u16>, bool) {
+    // Linux's SYN, read in place: MSS, SACK permitted, timestamps, NOP, window scale.
+    let t = &sc.tcp;
+    if tcp_len == 40 && t[20] == 2 && t[21] == 4 && t[24] == 4 && t[25] == 2 && t[26] == 8 && t[27] == 10 {
+        sc.scan.ts = u32::from_be_bytes([t[28], t[29], t[30], t[31]]);
+        return (Some(u16::from_be_bytes([t[22], t[23]])), true);
+    }
     sc.scan.pos = 20;
     sc.scan.n = tcp_len as u32;
     sc.scan.found = 0;

@@ -2,13 +2,27 @@
 //! measurements use, and recording one into the per-VIP and per-prefix histograms.
 
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns};
-use pop_common::{Counter, RTT_MAX_US, RTT_PREFIX_SAMPLE, RttHist, VipKey, client_prefix};
+use pop_common::{Counter, RTT_MAX_US, RttHist, VipKey, client_prefix};
 
 use crate::{
     counters::Stats,
     maps::{CLIENT_RTT, CLIENT_RTT_PREFIXES, LATENCY_SCRATCH},
     parse::Packet,
 };
+
+/// One connection in this many (a power of two) has its round trip measured: set by
+/// the loader from `pop.client_rtt_sample` (default pop_common::RTT_SAMPLE).
+#[unsafe(no_mangle)]
+static RTT_SAMPLE: u32 = pop_common::RTT_SAMPLE;
+
+/// Whether this connection is one of those whose round trip is measured.
+#[inline(always)]
+pub fn sampled() -> bool {
+    // SAFETY: read-only data the loader may have set; volatile, so the compiler does not
+    // fold in the default.
+    let n = unsafe { core::ptr::read_volatile(&RTT_SAMPLE) };
+    (unsafe { bpf_get_prandom_u32() } & n.wrapping_sub(1)) == 0
+}
 
 /// Microseconds of the monotonic clock, wrapping at 2^32 (71 minutes): the TSval of
 /// pop's TCP timestamps and the SYN time of a connection-table entry. Differences of
@@ -58,9 +72,6 @@ pub fn record(stats: &Stats, pkt: &Packet) {
                 stats.inc(Counter::RttUnrecorded);
             }
         }
-    }
-    if unsafe { bpf_get_prandom_u32() } % RTT_PREFIX_SAMPLE != 0 {
-        return;
     }
     let prefix = client_prefix(pkt.src, pkt.v6);
     match CLIENT_RTT_PREFIXES.get_ptr_mut(&prefix) {

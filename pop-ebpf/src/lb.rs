@@ -233,7 +233,7 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
             }
             // An error about a flow does not make one: its next packet gets the same slot.
             if !icmp_error {
-                let syn_us = if flags & OPENS != 0 { latency::now_us() | 1 } else { 0 };
+                let syn_us = if flags & OPENS != 0 && latency::sampled() { latency::now_us() | 1 } else { 0 };
                 let _ = LB_FLOWS.insert(key, &FlowValue { backend: id, syn_us }, 0);
                 stats.inc(if known { Counter::LbRehashed } else { Counter::LbNewFlow });
                 new_flow = true;

@@ -40,11 +40,12 @@ pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(
 #[map(name = "TOP_PREFIXES")]
 pub static TOP_PREFIXES: LruPerCpuHashMap<[u8; 16], u64> = LruPerCpuHashMap::pinned(TOP_PREFIXES_MAX, 0);
 
-/// Client round trips per VIP key (see `latency`); entries made by the first round trip.
+/// Client round trips per VIP key, one connection in RTT_SAMPLE (see `latency`);
+/// entries made by the first round trip.
 #[map(name = "CLIENT_RTT")]
 pub static CLIENT_RTT: PerCpuHashMap<VipKey, RttHist> = PerCpuHashMap::pinned(MAX_VIPS, 0);
 
-/// Client round trips per client prefix (/24, /56), sampled (RTT_PREFIX_SAMPLE), for
+/// Client round trips per client prefix (/24, /56), the same sample as CLIENT_RTT, for
 /// `pop top`: bounded, least recently seen prefixes are evicted.
 #[map(name = "CLIENT_RTT_PREFIXES")]
 pub static CLIENT_RTT_PREFIXES: LruPerCpuHashMap<[u8; 16], RttHist> = LruPerCpuHashMap::pinned(RTT_PREFIXES_MAX, 0);

@@ -25,7 +25,7 @@ fn http_lab() -> Result<HttpLab> {
     lab.addr(&pop, "lo", &format!("{VIP6}/128"))?;
     let config = lab.pop_config_with(
         &pop,
-        "metrics_listen = \"127.0.0.1:9188\"",
+        "metrics_listen = \"127.0.0.1:9188\"\nclient_rtt_sample = 1",
         &format!(
             "[[interface]]\nname = \"p0\"\n\n[[http]]\nname = \"edge\"\nvips = [\"{VIP4}\", \"{VIP6}\"]\nport = 80\n\
              [http.default]\nstatus = 301\nlocation = \"https://www.example.com\"\nappend_path = true\n\

@@ -775,7 +775,7 @@ fn decap_replaces_a_pin_whose_interface_is_gone() -> Result<()> {
 /// once per connection, into the VIP's Prometheus histogram (path "lb").
 #[test]
 fn load_balanced_connections_have_their_round_trips_measured() -> Result<()> {
-    let l = lb_lab_full(2, &[(1, 1), (2, 1)], false, "", "metrics_listen = \"127.0.0.1:9188\"")?;
+    let l = lb_lab_full(2, &[(1, 1), (2, 1)], false, "", "metrics_listen = \"127.0.0.1:9188\"\nclient_rtt_sample = 1")?;
     let series = format!("{{vip=\"{VIP4}\",port=\"80\",path=\"lb\"}}");
     let scrape = || -> Result<String> { l.pop.stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"]) };
     let value = |metrics: &str, name: &str| -> f64 {

@@ -61,6 +61,34 @@ pub fn run() -> Result<()> {
     let stats = w.lab.pop(&w.pops[0], &w.configs[0], &["stats", "--interval", "0"])?;
     let text = String::from_utf8_lossy(&stats.stdout);
     indent(&text[text.find("service /").unwrap_or(0)..]);
+    say("Each connection's round trip, measured in PoP A's data path (its SYN to its handshake's ACK),");
+    println!("    no probe of its own: Prometheus (pop_client_rtt_seconds) has it per VIP, `pop top` per client prefix:");
+    let metrics = w.pops[0].stdout(&["curl", "-sSf", "http://127.0.0.1:9188/metrics"])?;
+    let rtt = |suffix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("pop_client_rtt_seconds_{suffix}{{")) && l.contains("path=\"lb\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (count, sum) = (rtt("count"), rtt("sum"));
+    println!("    {count:.0} connections to {VIP}:80, mean round trip {:.0} us", if count > 0.0 { sum / count * 1e6 } else { 0.0 });
+    // `pop top` lists the prefixes with traffic in its window: keep a client busy.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, stop) = (w.client.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.output(&["curl", "-sS", "-o", "/dev/null", "--max-time", "1", &format!("http://{VIP}/")]);
+            }
+        })
+    };
+    let top = w.lab.pop(&w.pops[0], &w.configs[0], &["top", "--count", "1", "--interval", "1"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = load.join();
+    let top = top?;
+    let text = String::from_utf8_lossy(&top.stdout);
+    indent(&text[text.find("client prefix").unwrap_or(0)..]);
 
     say("PoP A fails: both of its backends stop. Health checks notice, A withdraws the VIP,");
     println!("    BGP moves the route to PoP B.");

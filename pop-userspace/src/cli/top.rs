@@ -30,7 +30,7 @@ pub fn run(config: &Config, interval: f64, count: u32, limit: usize) -> Result<(
                 println!("{b:<40} {r:>12.1}");
             }
         }
-        // Round trips since the start of the run, sampled (see RTT_PREFIX_SAMPLE): the
+        // Round trips since the start of the run, sampled (see RTT_SAMPLE): the
         // bound of the bucket holding p50 and p99, "-" for a prefix none was measured of.
         let rtts = maps.client_rtt_prefixes.as_ref().map(analysis::prefix_rtts).unwrap_or_default();
         let ms = |us: Option<u64>| us.map(|us| format!("{:.3}", us as f64 / 1000.0)).unwrap_or_else(|| "-".into());

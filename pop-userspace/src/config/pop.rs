@@ -37,6 +37,9 @@ pub struct PopSection {
     pub flow_table_size: u32,
     /// Answers the DNS fast-path table holds (all blocks, old and new during a reload).
     pub dns_table_size: u32,
+    /// One connection in this many (a power of two) has its client round trip measured
+    /// in the path; 1 measures every one.
+    pub client_rtt_sample: u32,
     /// VIPs whose traffic no handler takes (other ports and protocols, fragments) goes
     /// to the kernel instead of being dropped in XDP.
     pub pass_unhandled_vips: Vec<IpAddr>,
@@ -101,6 +104,7 @@ pub(super) struct RawPop {
     metrics_listen: Option<Spanned<String>>,
     flow_table_size: Option<Spanned<u32>>,
     dns_table_size: Option<Spanned<u32>>,
+    client_rtt_sample: Option<Spanned<u32>>,
     #[serde(default)]
     pass_unhandled_vips: Vec<Spanned<String>>,
     /// Test hook (debug builds only): the apply step that fails on purpose.
@@ -142,6 +146,14 @@ pub(super) fn validate(v: &mut Validator, raw: RawPop) -> (PopSection, Vec<Spann
             None
         }
     });
+    let client_rtt_sample = match raw.client_rtt_sample {
+        None => pop_common::RTT_SAMPLE,
+        Some(n) if n.get_ref().is_power_of_two() && *n.get_ref() <= 1024 => n.into_inner(),
+        Some(n) => {
+            v.error(n.span(), format!("pop.client_rtt_sample = {}: use a power of two from 1 (every connection) to 1024", n.get_ref()));
+            pop_common::RTT_SAMPLE
+        }
+    };
     let fault_inject = raw.fault_inject.and_then(|f| {
         if !cfg!(debug_assertions) {
             v.error(f.span(), "pop.fault_inject is a test hook of debug builds only".to_string());
@@ -162,6 +174,7 @@ pub(super) fn validate(v: &mut Validator, raw: RawPop) -> (PopSection, Vec<Spann
         metrics_listen,
         flow_table_size,
         dns_table_size,
+        client_rtt_sample,
         pass_unhandled_vips: Vec::new(),
         fault_inject,
     };

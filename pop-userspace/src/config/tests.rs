@@ -309,3 +309,15 @@ fn anycast_lease_has_a_default_a_bound_and_an_off_switch() {
     let e = errors(&format!("{base}lease_s = -1\n"));
     assert!(e[0].starts_with("pop.toml:4:"), "{e:?}");
 }
+
+#[test]
+fn client_rtt_sample_is_a_power_of_two_with_a_default() {
+    let c = parse("[[interface]]\nname = \"eth0\"\n").unwrap();
+    assert_eq!(c.pop.client_rtt_sample, pop_common::RTT_SAMPLE);
+    let c = parse("[pop]\nclient_rtt_sample = 1\n[[interface]]\nname = \"eth0\"\n").unwrap();
+    assert_eq!(c.pop.client_rtt_sample, 1, "1: every connection");
+    for bad in ["3", "0", "2048"] {
+        let e = errors(&format!("[pop]\nclient_rtt_sample = {bad}\n[[interface]]\nname = \"eth0\"\n"));
+        assert!(e[0].starts_with(&format!("pop.toml:2: pop.client_rtt_sample = {bad}: use a power of two")), "{e:?}");
+    }
+}

@@ -196,6 +196,32 @@ fn http_request(ack: u32) -> Vec<u8> {
     )
 }
 
+/// A SYN as Linux sends it: MSS 1460, SACK permitted, timestamps, NOP, window scale.
+fn http_syn_with_timestamps() -> Vec<u8> {
+    let mut opts = vec![2, 4, 0x05, 0xb4, 4, 2, 8, 10];
+    opts.extend(0x0100_0000u32.to_be_bytes());
+    opts.extend([0, 0, 0, 0, 1, 3, 3, 7]);
+    frames::tcp4_with_options(&[], &opts, HTTP_VIP, 40000, 1000, 0, 0x02, &[])
+}
+
+/// [`http_request`] with timestamps (NOP, NOP, TS) echoing `tsecr`, pop's SYN-ACK TSval:
+/// every one is a round trip recorded (the flood lasts seconds, well under RTT_MAX_US).
+fn http_request_with_timestamps(ack: u32, tsecr: u32) -> Vec<u8> {
+    let mut opts = vec![1, 1, 8, 10];
+    opts.extend(0x0100_0010u32.to_be_bytes());
+    opts.extend(tsecr.to_be_bytes());
+    frames::tcp4_with_options(
+        &[],
+        &opts,
+        HTTP_VIP,
+        40000,
+        1001,
+        ack,
+        0x18,
+        b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
+    )
+}
+
 /// The lab (client c0 — pop p0), every path measured on floor and pop; returns rows.
 pub fn measure() -> Result<Vec<Measured>> {
     println!("[bench] per-path cost: building pop-floor");
@@ -287,6 +313,24 @@ pub fn measure() -> Result<Vec<Measured>> {
             verdict: testrun::XDP_PASS,
             goal: 1.5,
         },
+        // Real clients offer timestamps: the SYN-ACK echoes them, and the request's
+        // round trip is recorded (issue 15: at most 5% over the paths above).
+        Path_ {
+            name: "HTTP SYN with timestamps -> SYN-ACK with cookie and timestamps",
+            floor: "floor_tcp_reflect",
+            frame: http_syn_with_timestamps(),
+            vary: Vary::Nothing,
+            verdict: testrun::XDP_TX,
+            goal: 3.0,
+        },
+        Path_ {
+            name: "HTTP request with timestamps -> response + FIN, round trip recorded",
+            floor: "floor_tcp_reflect",
+            frame: http_request_with_timestamps(0, 0),
+            vary: Vary::Nothing,
+            verdict: testrun::XDP_TX,
+            goal: 5.0,
+        },
     ];
 
     // Floors first, each alone on p0.
@@ -328,6 +372,18 @@ pub fn measure() -> Result<Vec<Measured>> {
     };
     let cookie = u32::from_be_bytes(synack.frame[38..42].try_into().unwrap());
     paths[5].frame = http_request(cookie.wrapping_add(1));
+    // The same connection with timestamps: the same cookie; TSecr is the SYN-ACK's
+    // TSval when pop sends one (a build without timestamps echoes none: 0).
+    let synack_ts = {
+        let (fd, syn) = (prog.try_clone()?, paths[7].frame.clone());
+        pop.in_netns(move || testrun::run(&fd, &syn))??
+    };
+    let t = &synack_ts.frame[34..];
+    let tsval = (20..((t[12] >> 4) as usize * 4).saturating_sub(9))
+        .find(|&i| t[i] == 8 && t[i + 1] == 10)
+        .map(|i| u32::from_be_bytes(t[i + 2..i + 6].try_into().unwrap()))
+        .unwrap_or(0);
+    paths[8].frame = http_request_with_timestamps(cookie.wrapping_add(1), tsval);
 
     let mut out = Vec::new();
     for (i, p) in paths.iter().enumerate() {
