@@ -40,13 +40,30 @@ const IPPROTO_TCP: u8 = 6;
 const WINDOW: u16 = 65535;
 
 /// What the reply needs of the received segment (its headers are in HTTP_SCRATCH).
-struct Seg {
-    ports: [u8; 4],
-    tcp_len: usize,
-    payload_len: usize,
-    seq: u32,
-    ack: u32,
-    flags: u8,
+type Seg = crate::maps::HttpSeg;
+
+/// `handle`'s results for a verified segment that gets an answer, left in
+/// `HttpScratch::seg`: the dispatcher calls [`reply`], so the answering frames do not
+/// stack on the handler's (the verifier allows 512 bytes for the whole call chain).
+/// The first segment with data (the site in the low 16 bits): [`respond`].
+pub const RESPOND: u32 = 1 << 28;
+/// The first segment is a FIN without a request: [`fin_ack`].
+pub const FIN_ACK: u32 = 1 << 27;
+/// The client's FIN after our answer: [`close_ack`].
+pub const CLOSE_ACK: u32 = 1 << 26;
+/// Any of them.
+pub const REPLY: u32 = RESPOND | FIN_ACK | CLOSE_ACK;
+
+/// The dispatcher's second half of `handle` (its result is `code`, see [`REPLY`]).
+#[inline(always)]
+pub fn reply(ctx: &XdpContext, stats: &Stats, pkt: &Packet, code: u32) -> u32 {
+    if code & RESPOND != 0 {
+        respond(ctx, stats, pkt, code & 0xffff)
+    } else if code & FIN_ACK != 0 {
+        fin_ack(ctx, stats, pkt)
+    } else {
+        close_ack(ctx, stats, pkt)
+    }
 }
 
 /// A TCP segment to port `port` of a VIP of HTTP site `site`.
@@ -98,18 +115,20 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
         return drop(stats, Counter::HttpDropBareAck);
     }
     match verify(pkt, &seg) {
-        FIRST if seg.payload_len == 0 => fin_ack(ctx, stats, pkt, &seg),
-        FIRST => match respond(ctx, stats, pkt, site, &seg) {
-            // TSecr is the TSval of our SYN-ACK: the segment answering it is one client
-            // round trip (and its think time) later.
-            xdp_action::XDP_TX if sc.ts.has != 0 && latency::sampled() => {
-                xdp_action::XDP_TX | latency::measured(latency::now_us().wrapping_sub(sc.ts.ecr))
-            }
-            v => v,
-        },
+        FIRST if seg.payload_len == 0 => {
+            sc.seg = seg;
+            FIN_ACK
+        }
+        FIRST => {
+            sc.seg = seg;
+            RESPOND | (site & 0xffff)
+        }
         // The client's FIN after our answer (with the rest of its request, maybe):
         // acknowledged, so its socket closes at once.
-        LATER if seg.flags & FIN != 0 => close_ack(ctx, stats, pkt, &seg),
+        LATER if seg.flags & FIN != 0 => {
+            sc.seg = seg;
+            CLOSE_ACK
+        }
         // The rest of a request answered from its first segment: never answered again.
         LATER => drop(stats, Counter::HttpDropLater),
         _ => drop(stats, Counter::HttpDropCookie),
@@ -208,12 +227,17 @@ fn syn_options(sc: &mut crate::maps::HttpScratch, tcp_len: usize) -> (Option<u16
         sc.scan.ts = u32::from_be_bytes([t[28], t[29], t[30], t[31]]);
         return (Some(u16::from_be_bytes([t[22], t[23]])), true);
     }
-    sc.scan.pos = 20;
-    sc.scan.n = tcp_len as u32;
-    sc.scan.found = 0;
-    unsafe { bpf_loop(40, scan_options as *mut _, core::ptr::null_mut(), 0) };
-    let mss = if sc.scan.found & FOUND_MSS != 0 { Some(sc.scan.end as u16) } else { None };
-    (mss, sc.scan.found & FOUND_TS != 0)
+    // Volatile: the loop body writes scratch through a pointer of its own, which the
+    // compiler cannot see from here (it would keep or drop these as it likes).
+    unsafe {
+        core::ptr::write_volatile(&mut sc.scan.pos, 20);
+        core::ptr::write_volatile(&mut sc.scan.n, tcp_len as u32);
+        core::ptr::write_volatile(&mut sc.scan.found, 0);
+        bpf_loop(40, scan_options as *mut _, core::ptr::null_mut(), 0);
+        let found = core::ptr::read_volatile(&sc.scan.found);
+        let mss = if found & FOUND_MSS != 0 { Some(core::ptr::read_volatile(&sc.scan.end) as u16) } else { None };
+        (mss, found & FOUND_TS != 0)
+    }
 }
 
 /// One TCP option: notes MSS (value in `end`) and timestamps (TSval in `ts`); stops at
@@ -248,14 +272,17 @@ extern "C" fn scan_options(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Our timestamp option in `th[20..32]`: NOP, NOP, TSval (our clock), TSecr (`echo`).
+/// Our timestamp option at `th[at..at + 12]`: NOP, NOP, TS with `tsval` and `echo`.
+/// The SYN-ACK's TSval is our clock; every later segment repeats it (the client's TSecr
+/// gives it back): RFC 7323 asks TSval never to go backwards, and only our SYN-ACK's
+/// TSval measures anything, so no later segment pays for a clock read.
 #[inline(always)]
-fn timestamps(th: &mut [u8], at: usize, echo: u32) {
+fn timestamps(th: &mut [u8], at: usize, tsval: u32, echo: u32) {
     th[at] = 1;
     th[at + 1] = 1;
     th[at + 2] = 8;
     th[at + 3] = 10;
-    th[at + 4..at + 8].copy_from_slice(&latency::now_us().to_be_bytes());
+    th[at + 4..at + 8].copy_from_slice(&tsval.to_be_bytes());
     th[at + 8..at + 12].copy_from_slice(&echo.to_be_bytes());
 }
 
@@ -283,7 +310,7 @@ fn syn_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, isn_mss_ts:
         let echo = sc.scan.ts;
         header(&mut th, seg, isn, seg.seq.wrapping_add(1), SYN | ACK, 9);
         mss_option(&mut th);
-        timestamps(&mut th, 24, echo);
+        timestamps(&mut th, 24, latency::now_us(), echo);
         return send_segment(ctx, stats, pkt, &mut th, Counter::HttpSynAnswered);
     }
     header(&mut th, seg, isn, seg.seq.wrapping_add(1), SYN | ACK, 6);
@@ -334,8 +361,10 @@ fn add_words(mut sum: u64, b: &[u8]) -> u64 {
 /// Our FIN and the ACK of the client's, for a verified FIN that carried no request
 /// (at most 5 arguments: BPF passes no more in registers).
 #[inline(never)]
-fn fin_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
-    control_segment(ctx, stats, pkt, seg, seg.ack, seg.seq.wrapping_add(1), FIN | ACK, Counter::HttpFinAcked)
+fn fin_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
+    let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
+    let seg = sc.seg;
+    control_segment(ctx, stats, pkt, &seg, seg.ack, seg.seq.wrapping_add(1), FIN | ACK, Counter::HttpFinAcked)
 }
 
 /// A segment without data in answer to `seg`, with our timestamps when `seg` has them
@@ -344,14 +373,16 @@ fn fin_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
 #[allow(clippy::too_many_arguments)]
 fn control_segment(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, seq: u32, ack: u32, flags: u8, counter: Counter) -> u32 {
     let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
-    let mut th = [0u8; 32];
-    if sc.ts.has != 0 {
-        let echo = sc.ts.val;
-        header(&mut th, seg, seq, ack, flags, 8);
-        timestamps(&mut th, 20, echo);
-        send_segment(ctx, stats, pkt, &mut th, counter)
+    // Built in scratch, off the verifier's 512 bytes of stack (see `respond`).
+    let (has_ts, tsval, echo) = (sc.ts.has != 0, sc.ts.ecr, sc.ts.val);
+    let th = &mut sc.reply;
+    *th = [0u8; 20 + TS_OPTION_LEN];
+    if has_ts {
+        header(th, seg, seq, ack, flags, 8);
+        timestamps(th, 20, tsval, echo);
+        send_segment(ctx, stats, pkt, th, counter)
     } else {
-        header(&mut th, seg, seq, ack, flags, 5);
+        header(th, seg, seq, ack, flags, 5);
         // SAFETY: the first 20 bytes of `th`, as an array of that length.
         send_segment(ctx, stats, pkt, unsafe { &mut *(th.as_mut_ptr() as *mut [u8; 20]) }, counter)
     }
@@ -360,8 +391,10 @@ fn control_segment(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, seq
 /// The ACK of a verified FIN after our answer (and of any data with it): nothing more
 /// will come from us, so this ends the client's connection.
 #[inline(never)]
-fn close_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg) -> u32 {
-    control_segment(ctx, stats, pkt, seg, seg.ack, seg.seq.wrapping_add(seg.payload_len as u32 + 1), ACK, Counter::HttpFinClosed)
+fn close_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
+    let Some(sc) = scratch() else { return drop(stats, Counter::HttpDropMalformed) };
+    let seg = sc.seg;
+    control_segment(ctx, stats, pkt, &seg, seg.ack, seg.seq.wrapping_add(seg.payload_len as u32 + 1), ACK, Counter::HttpFinClosed)
 }
 
 // ---- request parsing (bpf_loop bodies) ---------------------------------------------------
@@ -524,14 +557,29 @@ extern "C" fn sum_target(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Parses the request in scratch and picks the response; `(response key marker
-/// or route found, is HEAD, target start, target length)`.
+/// Answers the verified first segment `handle` left in scratch (see [`REPLY`]): parses
+/// the request, picks the response, sends it with FIN; with the client's timestamps,
+/// one request in `pop.client_rtt_sample` also measures its round trip.
 #[inline(never)]
-fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) -> u32 {
+fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
+    match answer(ctx, stats, pkt, site) {
+        // TSecr is the TSval of our SYN-ACK: this segment came one client round trip (and
+        // its turn-around) after it.
+        xdp_action::XDP_TX => match scratch() {
+            Some(sc) if sc.ts.has != 0 && latency::sampled() => xdp_action::XDP_TX | latency::measured(latency::now_us().wrapping_sub(sc.ts.ecr)),
+            _ => xdp_action::XDP_TX,
+        },
+        v => v,
+    }
+}
+
+/// The request in scratch parsed and answered.
+#[inline(always)]
+fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     let Some(sc) = HTTP_SCRATCH.get_ptr_mut(0) else { return drop(stats, Counter::HttpDropMalformed) };
     let sc = unsafe { &mut *sc };
-    let payload_at = pkt.l4 + seg.tcp_len;
-    let n = seg.payload_len;
+    let payload_at = pkt.l4 + sc.seg.tcp_len;
+    let n = sc.seg.payload_len;
     // A browser's first segment is a full MSS of headers and cookies: the request line
     // and Host come first, so the first HTTP_REQUEST_MAX bytes are all we parse.
     let take = core::hint::black_box(if n > HTTP_REQUEST_MAX { HTTP_REQUEST_MAX } else { n });
@@ -649,14 +697,14 @@ fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32, seg: &Seg) 
     let ts = sc.ts.has != 0;
     let hdr_len = if ts { 20 + TS_OPTION_LEN } else { 20 };
     let tcp_len = hdr_len + resp_len;
-    let fin = if seg.flags & FIN != 0 { 1 } else { 0 };
-    // The header is built in scratch: this frame is deep in a call chain the verifier
-    // allows 512 bytes of stack.
+    let fin = if sc.seg.flags & FIN != 0 { 1 } else { 0 };
+    // The header is built in scratch, off the verifier's 512 bytes of stack.
     let th = &mut sc.reply;
     *th = [0u8; 20 + TS_OPTION_LEN];
+    let seg = &sc.seg;
     header(th, seg, seg.ack, seg.seq.wrapping_add(n as u32).wrapping_add(fin), PSH | ACK | FIN, (hdr_len / 4) as u8);
     if ts {
-        timestamps(th, 20, sc.ts.val);
+        timestamps(th, 20, sc.ts.ecr, sc.ts.val);
     }
     let mut sum = frame::pseudo_sum(pkt, IPPROTO_TCP, tcp_len as u16);
     sum = add_words(sum, th);

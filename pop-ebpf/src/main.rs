@@ -80,7 +80,10 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
     let verdict = match vip.kind {
         VIP_KIND_PASS => pass(stats, Counter::PassVipKernel),
         VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
-        VIP_KIND_HTTP => http::handle(ctx, stats, &pkt, vip.index),
+        VIP_KIND_HTTP => match http::handle(ctx, stats, &pkt, vip.index) {
+            v if v & http::REPLY != 0 => http::reply(ctx, stats, &pkt, v),
+            v => v,
+        },
         VIP_KIND_LB => match lb::handle(ctx, stats, &pkt, vip.index) {
             v if v & lb::TOO_BIG != 0 => icmp::too_big(ctx, stats, &pkt, (v & 0xffff) as usize),
             v => v,

@@ -209,11 +209,25 @@ pub struct HttpScratch {
     /// The segment's TCP timestamps (RFC 7323), in the layout every stack sends after
     /// the SYN (NOP, NOP, TS first): TSval, and TSecr (pop's clock echoed back).
     pub ts: SegmentTimestamps,
+    /// The verified first segment `http::handle` hands to `http::respond`.
+    pub seg: HttpSeg,
     /// The TCP header of `http::respond`'s answer (with room for timestamps).
     pub reply: [u8; 32],
     pub key: HttpKey,
     /// Request bytes, with slack so a bounded copy from any offset stays inside.
     pub req: [u8; HTTP_REQUEST_MAX + 512],
+}
+
+/// What an HTTP reply needs of the received segment.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct HttpSeg {
+    pub ports: [u8; 4],
+    pub tcp_len: usize,
+    pub payload_len: usize,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
 }
 
 #[repr(C)]

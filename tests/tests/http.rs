@@ -283,7 +283,8 @@ fn answers_respect_the_clients_mss() -> Result<()> {
     let prog = testrun::pinned_program(&h.lab.bpffs_dir().join("pop").join("prog"))?;
     let before = h.counters()?;
     let tiny = tcp4_frame(&[], &[1, 1, 1, 1, 2, 4, 0, 200], 40010, 5000, 0, F_SYN, &[]);
-    assert_eq!(testrun::run(&prog, &tiny)?.verdict, testrun::XDP_DROP);
+    let r = testrun::run(&prog, &tiny)?;
+    assert_eq!(r.verdict, testrun::XDP_DROP);
     let syn = testrun::run(&prog, &tcp4_frame(&[], &[2, 4, 0x02, 0x18], 40011, 5000, 0, F_SYN, &[]))?;
     assert_eq!(syn.verdict, testrun::XDP_TX);
     let t = &syn.frame[34..];
@@ -501,7 +502,7 @@ fn ts_option(t: &[u8]) -> Option<(u32, u32)> {
 
 /// TCP timestamps on the wire: a SYN offering them (and an MSS with room for them)
 /// gets them back in the SYN-ACK, with its TSval echoed; the answer to a request that
-/// carries them echoes the request's TSval, and pop's clock never runs backwards. A
+/// carries them echoes the request's TSval and repeats pop's own (never backwards). A
 /// SYN whose MSS leaves no room for the 12 option bytes beside a whole answer, or that
 /// offers none, gets a SYN-ACK without them.
 #[test]
@@ -535,8 +536,19 @@ fn timestamps_are_echoed_when_offered_and_there_is_room() -> Result<()> {
     let t = &resp.frame[34..];
     let (their_ts, echo) = ts_option(t).expect("the answer carries timestamps");
     assert_eq!(echo, 0x1122_3400, "TSecr is the request's TSval");
-    assert!(their_ts.wrapping_sub(our_ts) < 1 << 31, "pop's TSval went backwards: {our_ts} then {their_ts}");
+    // Never backwards (RFC 7323): later segments repeat the SYN-ACK's TSval, as echoed.
+    assert_eq!(their_ts, our_ts, "the answer's TSval repeats the SYN-ACK's");
     assert!(String::from_utf8_lossy(&t[32..]).starts_with("HTTP/1.1 200 OK\r\n"), "the answer follows the 32-byte header");
+
+    // macOS orders its options otherwise (MSS, NOP, WS, NOP, NOP, TS, SACK, EOL): found
+    // by the option walk rather than read in place.
+    let mut mac = vec![2, 4, 0x05, 0xb4, 1, 3, 3, 6, 1, 1, 8, 10];
+    mac.extend(0x5566_7788u32.to_be_bytes());
+    mac.extend([0, 0, 0, 0, 4, 2, 0, 0]);
+    let syn = testrun::run(&prog, &tcp4_frame(&[], &mac, 40022, 7000, 0, F_SYN, &[]))?;
+    let t = &syn.frame[34..];
+    assert_eq!(&t[20..24], &[2, 4, 0x05, 0xb4], "macOS SYN: MSS");
+    assert_eq!(ts_option(t).map(|(_, echo)| echo), Some(0x5566_7788), "macOS SYN: timestamps echoed");
 
     for (what, opts) in [("MSS 540, no room", syn_opts(540, 5)), ("no timestamps offered", MSS_1460.to_vec())] {
         let syn = testrun::run(&prog, &tcp4_frame(&[], &opts, 40021, 7000, 0, F_SYN, &[]))?;
