@@ -273,9 +273,9 @@ extern "C" fn scan_options(_i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
 }
 
 /// Our timestamp option at `th[at..at + 12]`: NOP, NOP, TS with `tsval` and `echo`.
-/// The SYN-ACK's TSval is our clock; every later segment repeats it (the client's TSecr
-/// gives it back): RFC 7323 asks TSval never to go backwards, and only our SYN-ACK's
-/// TSval measures anything, so no later segment pays for a clock read.
+/// The SYN-ACK's TSval is our clock (or 0, see `syn_ack`); every later segment repeats
+/// it (the client's TSecr gives it back): RFC 7323 asks TSval never to go backwards, and
+/// only our SYN-ACK's TSval measures anything, so no later segment reads the clock.
 #[inline(always)]
 fn timestamps(th: &mut [u8], at: usize, tsval: u32, echo: u32) {
     th[at] = 1;
@@ -310,7 +310,12 @@ fn syn_ack(ctx: &XdpContext, stats: &Stats, pkt: &Packet, seg: &Seg, isn_mss_ts:
         let echo = sc.scan.ts;
         header(&mut th, seg, isn, seg.seq.wrapping_add(1), SYN | ACK, 9);
         mss_option(&mut th);
-        timestamps(&mut th, 24, latency::now_us(), echo);
+        // The connections sampled for a round trip (drawn here, so a SYN flood does
+        // not read the clock) get our clock as TSval; the others 0, which the client
+        // echoes back as a TSecr measuring nothing. Both are valid: RFC 7323 only asks
+        // that TSval not go backwards, and every later segment repeats this one.
+        let tsval = if latency::sampled() { latency::now_us() | 1 } else { 0 };
+        timestamps(&mut th, 24, tsval, echo);
         return send_segment(ctx, stats, pkt, &mut th, Counter::HttpSynAnswered);
     }
     header(&mut th, seg, isn, seg.seq.wrapping_add(1), SYN | ACK, 6);
@@ -558,15 +563,15 @@ extern "C" fn sum_target(i: u32, _ctx: *mut core::ffi::c_void) -> i64 {
 }
 
 /// Answers the verified first segment `handle` left in scratch (see [`REPLY`]): parses
-/// the request, picks the response, sends it with FIN; with the client's timestamps,
-/// one request in `pop.client_rtt_sample` also measures its round trip.
+/// the request, picks the response, sends it with FIN; when the client echoes a TSval of
+/// our clock (one SYN-ACK in `pop.client_rtt_sample`), also measures its round trip.
 #[inline(never)]
 fn respond(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     match answer(ctx, stats, pkt, site) {
         // TSecr is the TSval of our SYN-ACK: this segment came one client round trip (and
         // its turn-around) after it.
         xdp_action::XDP_TX => match scratch() {
-            Some(sc) if sc.ts.has != 0 && latency::sampled() => xdp_action::XDP_TX | latency::measured(latency::now_us().wrapping_sub(sc.ts.ecr)),
+            Some(sc) if sc.ts.has != 0 && sc.ts.ecr != 0 => xdp_action::XDP_TX | latency::measured(latency::now_us().wrapping_sub(sc.ts.ecr)),
             _ => xdp_action::XDP_TX,
         },
         v => v,

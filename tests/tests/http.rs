@@ -525,6 +525,7 @@ fn timestamps_are_echoed_when_offered_and_there_is_room() -> Result<()> {
     assert_eq!(&t[20..24], &[2, 4, 0x05, 0xb4], "MSS first");
     let (our_ts, echo) = ts_option(t).expect("the SYN-ACK carries timestamps");
     assert_eq!(echo, 0x1122_3344, "TSecr is the SYN's TSval");
+    assert_ne!(our_ts, 0, "client_rtt_sample = 1: every SYN-ACK carries pop's clock");
     let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
 
     let mut opts = vec![1, 1, 8, 10];
