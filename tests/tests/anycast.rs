@@ -274,6 +274,29 @@ mod lease {
         killed_controllers_route_lapses(Speaker::Frr)
     }
 
+    /// `pop reload` applies new `[anycast]` timing on the same interface without a
+    /// restart or a flap: the announced VIP is renewed at once on the new lease.
+    #[test]
+    fn a_reload_applies_new_anycast_timing_without_a_flap() -> Result<()> {
+        let w = AnycastLab::with_speaker(1, Speaker::Bird)?;
+        wait_until(Duration::from_secs(40), "the router's BIRD to learn A's route", || w.peer_learned("a").ok()?.then_some(()))?;
+        assert!(vip_lifetime(&w.pops[0])?.is_some_and(|s| s <= 2), "the default 2 s lease");
+        let text = std::fs::read_to_string(&w.configs[0])?;
+        anyhow::ensure!(text.contains("[anycast]\n") && text.contains("\nrise = 2\n"), "{text}");
+        std::fs::write(&w.configs[0], text.replacen("[anycast]\n", "[anycast]\nlease_s = 9\n", 1).replacen("\nrise = 2\n", "\nrise = 3\n", 1))?;
+        let out = w.lab.pop(&w.pops[0], &w.configs[0], &["reload"])?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // Renewed within the reload: more than the old lease is left at once.
+        let left = vip_lifetime(&w.pops[0])?.expect("still announced");
+        assert!(left > 2 && left <= 9, "valid_lft {left} s after the reload");
+        assert_eq!(pop_json(&w, &["status", "--json"])?["vips"][0]["lease_s"], 9);
+        let log = w.lab.daemon_log("pop-a").unwrap();
+        assert!(log.contains("[anycast] now rise 3 fall 2 hold 1000 ms, checked every 200 ms, leases of 9 s"), "{log}");
+        assert!(!log.contains("when the controller restarts") && !log.contains("withdrawing"), "{log}");
+        assert!(w.peer_learned("a")?, "the route stayed at the peer");
+        Ok(())
+    }
+
     /// The restarted controller waits 3 s (`fault_inject = "slow-start"`) before loading
     /// the XDP object, as a busy host's verifier can: longer than the 2 s lease, so only
     /// renewals through the whole start keep the route.

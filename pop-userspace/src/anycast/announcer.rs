@@ -90,6 +90,11 @@ pub struct Announcer {
 }
 
 impl Announcer {
+    /// A reload's new rise, fall and hold, for the runs and hold under way.
+    pub fn set_policy(&mut self, policy: AnnouncePolicy) {
+        self.policy = policy;
+    }
+
     pub fn new(policy: AnnouncePolicy) -> Self {
         Self {
             policy,

@@ -263,6 +263,24 @@ impl Anycast {
     /// lapses once no controller renews it). Adding again also restores an address that
     /// lapsed anyway (the loop stalled for a whole lease) or that someone removed. A
     /// failure is retried with backoff, as any change.
+    /// Takes a reload's `[anycast]` timing (rise, fall, hold, lease; `check_ms` is the
+    /// caller's tick): every VIP's announcer goes on under the new policy, and announced
+    /// addresses are renewed at once under the new lease (a longer one, or forever, from
+    /// now; a shorter one too). The interface is the caller's to compare: moving the
+    /// addresses takes a restart.
+    pub async fn retime(&mut self, a: &crate::config::AnycastConfig) {
+        self.policy = AnnouncePolicy { rise: a.rise, fall: a.fall, min_hold: Duration::from_millis(a.hold_ms) };
+        for v in self.vips.values_mut() {
+            v.announcer.set_policy(self.policy);
+        }
+        self.lifetime = if a.lease_s == 0 { netlink::Lifetime::Forever } else { netlink::Lifetime::Secs(a.lease_s) };
+        let due: Vec<IpAddr> =
+            self.vips.iter().filter(|(_, v)| v.announcer.announced() && v.on_interface && v.pending.is_none()).map(|(ip, _)| *ip).collect();
+        for vip in due {
+            self.set(vip, true).await;
+        }
+    }
+
     pub async fn renew(&mut self) {
         if self.lifetime == netlink::Lifetime::Forever {
             return;

@@ -269,16 +269,37 @@ pub async fn run(config: Config) -> Result<()> {
             }
             Some((n, prepared)) = reload_rx.recv() => {
                 reload_in_flight = false;
+                let mut retimed: Option<crate::config::AnycastConfig> = None;
                 let result = prepared.and_then(|(new, stage)| {
                     apply::apply_staged(&mut live, &new, stage, &board)?;
                     Ok(new)
                 }).map(|new| {
+                    let timing = |c: &Config| c.anycast.clone().map(|a| crate::config::AnycastConfig { line: 0, ..a });
+                    // New rise, fall, hold, check interval or lease on the same interface.
+                    if timing(&new) != timing(&config)
+                        && anycast.is_some()
+                        && let Some(t) = new.anycast.as_ref()
+                        && config.anycast.as_ref().is_some_and(|old| old.interface == t.interface)
+                    {
+                        retimed = Some(t.clone());
+                        anycast_tick = tokio::time::interval(std::time::Duration::from_millis(t.check_ms));
+                        renew_tick = tokio::time::interval(t.renew_every().unwrap_or(std::time::Duration::from_secs(1)));
+                        renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    }
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     monitors = crate::monitor::start(&new, monitor_board.clone());
                     secondaries = crate::dns::secondary::start(&new, zone_tx.clone());
                     let _ = current_tx.send(std::sync::Arc::new(new.clone()));
                     config = new;
                 });
+                if let (Some(t), Some(a)) = (retimed, anycast.as_mut()) {
+                    a.retime(&t).await;
+                    *announced.lock().unwrap() = a.status();
+                    info!(
+                        "reload {n}: [anycast] now rise {} fall {} hold {} ms, checked every {} ms, leases of {} s",
+                        t.rise, t.fall, t.hold_ms, t.check_ms, t.lease_s
+                    );
+                }
                 match &result {
                     Ok(()) => info!("reload {n}: applied"),
                     Err(e) => warn!("reload {n} rejected, still serving the previous config and zones:\n{e:#}"),
@@ -344,9 +365,10 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
     let path = running.path.clone();
     let names = |c: &Config| (c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>(), c.pop.bpffs_dir.clone());
     let before = names(running);
-    // The announcer's policy, its tick and the lease renewal interval are set at start.
-    let timing = |c: &Config| c.anycast.clone().map(|a| crate::config::AnycastConfig { line: 0, ..a });
-    let anycast_before = timing(running);
+    // Which anycast interface, if any: taking another one over takes a restart (the
+    // timing is applied by the loop, see `retime`).
+    let anycast_iface = |c: &Config| c.anycast.as_ref().map(|a| a.interface.clone());
+    let anycast_before = anycast_iface(running);
     let maps = live.dns.maps();
     let cleanup = live.dns.take_cleanup();
     tokio::spawn(async move {
@@ -358,8 +380,8 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
             if names(&config) != before {
                 warn!("interface and bpffs changes take effect when the controller restarts");
             }
-            if timing(&config) != anycast_before {
-                warn!("[anycast] changes take effect when the controller restarts");
+            if anycast_iface(&config) != anycast_before {
+                warn!("adding or removing [anycast], or changing anycast.interface, takes effect when the controller restarts");
             }
             let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             let stage = DnsRuntime::stage(&maps, prepared).map_err(|error| apply::ApplyError {
