@@ -97,12 +97,13 @@ fn dns_tables_fit(config: &Config, prepared: &[runtime::Prepared]) -> Result<(),
 
 pub async fn run(config: Config) -> Result<()> {
     let _lock = RunLock::acquire(&config.pop.run_dir)?;
+    let started = std::time::SystemTime::now();
     // Before anything slow: keep the previous controller's announcements from lapsing
     // while this one starts (see `bridge_leases`).
     let saved = run_state::read_state(&config.pop.run_dir);
     let mut bridge = crate::anycast::runtime::Bridge::default();
     if let Some(s) = &saved
-        && let Some(age) = s.age(std::time::SystemTime::now())
+        && let Some(age) = s.age(started)
     {
         bridge = crate::anycast::runtime::bridge_leases(&config, &s.announced, age).await;
     }
@@ -112,8 +113,8 @@ pub async fn run(config: Config) -> Result<()> {
     // the first apply; one stored before is served as stored and refreshed later.
     crate::dns::secondary::first_transfers(&config).await;
     if cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("slow-start") {
-        warn!("pop.fault_inject = \"slow-start\": waiting 3 s before loading the XDP object");
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        warn!("pop.fault_inject = \"slow-start\": waiting 7 s before loading the XDP object");
+        tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     }
     let prepared = validate(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut datapath = loader::attach(&config)?;
@@ -142,7 +143,7 @@ pub async fn run(config: Config) -> Result<()> {
         http_routes: crate::http::routes_map(&mut datapath.ebpf)?,
     };
     let board = std::sync::Arc::new(crate::health::Board::default());
-    restore_state(&config, &board, saved);
+    restore_state(&config, &board, saved, started);
     let (changed_tx, mut changed_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut checks = crate::health::start(&config, board.clone(), changed_tx.clone());
     let monitor_board = std::sync::Arc::new(crate::monitor::MonitorBoard::default());
@@ -340,18 +341,22 @@ fn save_state(config: &Config, board: &crate::health::Board, anycast: Option<&cr
 /// backends' health if that state is recent (see [`run_state::max_state_age`]), instead
 /// of every checked backend down until `rise` probes pass, which would withdraw every
 /// VIP a quick restart could have kept announced.
-fn restore_state(config: &Config, board: &crate::health::Board, saved: Option<run_state::SavedState>) {
+/// Restores the saved health and drain; health only if the state was fresh when this
+/// controller `started`: the time the start itself takes (the verifier on a busy host,
+/// zones) is bridged (see `bridge_leases`) and must not age it, or a slow start would
+/// begin with every backend down and withdraw what the bridge kept announced.
+fn restore_state(config: &Config, board: &crate::health::Board, saved: Option<run_state::SavedState>, started: std::time::SystemTime) {
     board.sync(config);
     let Some(saved) = saved else { return };
     let max_age = run_state::max_state_age(config);
-    let age = saved.age(std::time::SystemTime::now());
-    let fresh = saved.is_fresh(std::time::SystemTime::now(), max_age);
+    let age = saved.age(started);
+    let fresh = saved.is_fresh(started, max_age);
     let restored = board.restore(&saved.backends, fresh);
     let age = age.map_or("of unknown age".to_string(), |a| format!("{} ms old", a.as_millis()));
     if fresh {
-        info!("restored {restored} backend(s)' health and drain from the previous controller's state ({age})");
+        info!("restored {restored} backend(s)' health and drain from the previous controller's state ({age} at start)");
     } else {
-        info!("restored {restored} backend(s)' drain only: the previous controller's state is {age}, over {max_age:?}");
+        info!("restored {restored} backend(s)' drain only: the previous controller's state was {age} at start, over {max_age:?}");
     }
 }
 
