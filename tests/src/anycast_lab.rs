@@ -233,12 +233,17 @@ fn start_bird_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &
                ipv4 {{ import none; export where net ~ [ 203.0.113.0/24{{32,32}} ]; }};\n}}\n"
         ),
     )?;
+    spawn_bird(lab, pop, name, &bird)
+}
+
+/// Starts BIRD on PoP `name` with config `conf`, its control socket bird-`name`.ctl.
+fn spawn_bird(lab: &mut Lab, pop: &Host, name: &str, conf: &std::path::Path) -> Result<()> {
     let sock = lab.dir.join(format!("bird-{name}.ctl"));
     let pid = lab.dir.join(format!("bird-{name}.pid"));
     lab.spawn(
         pop,
         &format!("bird-{name}"),
-        &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()],
+        &["bird", "-f", "-c", conf.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()],
     )?;
     Ok(())
 }
@@ -273,14 +278,7 @@ fn start_example_bird(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &
     anyhow::ensure!(text.contains(&neighbor), "bird.conf has no `{neighbor}`");
     let text = text.replace(&neighbor, &format!("{neighbor}\n    hold time 6; connect retry time 1;"));
     let bird = lab.write(&format!("bird-{name}.conf"), &text)?;
-    let sock = lab.dir.join(format!("bird-{name}.ctl"));
-    let pid = lab.dir.join(format!("bird-{name}.pid"));
-    lab.spawn(
-        pop,
-        &format!("bird-{name}"),
-        &["bird", "-f", "-c", bird.to_str().unwrap(), "-s", sock.to_str().unwrap(), "-P", pid.to_str().unwrap()],
-    )?;
-    Ok(())
+    spawn_bird(lab, pop, name, &bird)
 }
 
 /// FRR (zebra, bfdd, bgpd) on PoP `name` running examples/full-pop/frr.conf, with the

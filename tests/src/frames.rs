@@ -299,3 +299,27 @@ pub fn tcp4_with_options(ip_opts: &[u8], tcp_opts: &[u8], dst: [u8; 4], sport: u
     t[16..18].copy_from_slice(&c.to_be_bytes());
     ip4(src, dst, 6, ip_opts, &t)
 }
+
+/// The TCP timestamp option (kind 8, length 10) of the TCP header `t`: (TSval, TSecr).
+pub fn tcp_timestamps(t: &[u8]) -> Option<(u32, u32)> {
+    let hl = ((*t.get(12)? >> 4) as usize * 4).min(t.len());
+    let mut i = 20;
+    while i < hl {
+        match t[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = *t.get(i + 1)? as usize;
+                if len < 2 || i + len > hl {
+                    return None;
+                }
+                if kind == 8 && len == 10 {
+                    let v = |k: usize| u32::from_be_bytes(t[i + k..i + k + 4].try_into().unwrap());
+                    return Some((v(2), v(6)));
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}

@@ -491,15 +491,6 @@ fn later_segments_and_fins_are_never_answered_twice_or_acked_blindly() -> Result
     Ok(())
 }
 
-/// The timestamp option (NOP, NOP, TS) of a TCP header `t`, if it has one there.
-fn ts_option(t: &[u8]) -> Option<(u32, u32)> {
-    let hl = (t[12] >> 4) as usize * 4;
-    let opts = &t[20..hl];
-    let at = opts.windows(2).position(|w| w == [8, 10])?;
-    let v = |i: usize| u32::from_be_bytes(opts[at + i..at + i + 4].try_into().unwrap());
-    Some((v(2), v(6)))
-}
-
 /// TCP timestamps on the wire: a SYN offering them (and an MSS with room for them)
 /// gets them back in the SYN-ACK, with its TSval echoed; the answer to a request that
 /// carries them echoes the request's TSval and repeats pop's own (never backwards). A
@@ -523,7 +514,7 @@ fn timestamps_are_echoed_when_offered_and_there_is_room() -> Result<()> {
     assert_eq!(syn.verdict, testrun::XDP_TX);
     let t = &syn.frame[34..];
     assert_eq!(&t[20..24], &[2, 4, 0x05, 0xb4], "MSS first");
-    let (our_ts, echo) = ts_option(t).expect("the SYN-ACK carries timestamps");
+    let (our_ts, echo) = pop_lab::frames::tcp_timestamps(t).expect("the SYN-ACK carries timestamps");
     assert_eq!(echo, 0x1122_3344, "TSecr is the SYN's TSval");
     assert_ne!(our_ts, 0, "client_rtt_sample = 1: every SYN-ACK carries pop's clock");
     let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
@@ -535,7 +526,7 @@ fn timestamps_are_echoed_when_offered_and_there_is_room() -> Result<()> {
     let resp = testrun::run(&prog, &tcp4_frame(&[], &opts, 40020, 7001, cookie.wrapping_add(1), F_ACK | F_PSH, request))?;
     assert_eq!(resp.verdict, testrun::XDP_TX);
     let t = &resp.frame[34..];
-    let (their_ts, echo) = ts_option(t).expect("the answer carries timestamps");
+    let (their_ts, echo) = pop_lab::frames::tcp_timestamps(t).expect("the answer carries timestamps");
     assert_eq!(echo, 0x1122_3400, "TSecr is the request's TSval");
     // Never backwards (RFC 7323): later segments repeat the SYN-ACK's TSval, as echoed.
     assert_eq!(their_ts, our_ts, "the answer's TSval repeats the SYN-ACK's");
@@ -549,12 +540,12 @@ fn timestamps_are_echoed_when_offered_and_there_is_room() -> Result<()> {
     let syn = testrun::run(&prog, &tcp4_frame(&[], &mac, 40022, 7000, 0, F_SYN, &[]))?;
     let t = &syn.frame[34..];
     assert_eq!(&t[20..24], &[2, 4, 0x05, 0xb4], "macOS SYN: MSS");
-    assert_eq!(ts_option(t).map(|(_, echo)| echo), Some(0x5566_7788), "macOS SYN: timestamps echoed");
+    assert_eq!(pop_lab::frames::tcp_timestamps(t).map(|(_, echo)| echo), Some(0x5566_7788), "macOS SYN: timestamps echoed");
 
     for (what, opts) in [("MSS 540, no room", syn_opts(540, 5)), ("no timestamps offered", MSS_1460.to_vec())] {
         let syn = testrun::run(&prog, &tcp4_frame(&[], &opts, 40021, 7000, 0, F_SYN, &[]))?;
         assert_eq!(syn.verdict, testrun::XDP_TX, "{what}");
-        assert_eq!(ts_option(&syn.frame[34..]), None, "{what}: no timestamps in the SYN-ACK");
+        assert_eq!(pop_lab::frames::tcp_timestamps(&syn.frame[34..]), None, "{what}: no timestamps in the SYN-ACK");
     }
     Ok(())
 }

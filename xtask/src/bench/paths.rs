@@ -184,9 +184,12 @@ fn test_run(host: &Host, prog: &OwnedFd, frame: &[u8], runs: u32) -> Result<(u32
     })?
 }
 
-/// The first segment after the handshake: a curl-sized GET acknowledging `ack`.
-fn http_request(ack: u32) -> Vec<u8> {
-    frames::tcp4(
+/// The first segment after the handshake: a curl-sized GET acknowledging `ack`, with
+/// TCP options `opts`.
+fn http_request(ack: u32, opts: &[u8]) -> Vec<u8> {
+    frames::tcp4_with_options(
+        &[],
+        opts,
         HTTP_VIP,
         40000,
         1001,
@@ -210,16 +213,7 @@ fn http_request_with_timestamps(ack: u32, tsecr: u32) -> Vec<u8> {
     let mut opts = vec![1, 1, 8, 10];
     opts.extend(0x0100_0010u32.to_be_bytes());
     opts.extend(tsecr.to_be_bytes());
-    frames::tcp4_with_options(
-        &[],
-        &opts,
-        HTTP_VIP,
-        40000,
-        1001,
-        ack,
-        0x18,
-        b"GET /some/page HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
-    )
+    http_request(ack, &opts)
 }
 
 /// The lab (client c0 — pop p0), every path measured on floor and pop; returns rows.
@@ -300,7 +294,7 @@ pub fn measure() -> Result<Vec<Measured>> {
         Path_ {
             name: "HTTP request -> response + FIN",
             floor: "floor_tcp_reflect",
-            frame: http_request(0),
+            frame: http_request(0, &[]),
             vary: Vary::Nothing,
             verdict: testrun::XDP_TX,
             goal: 5.0,
@@ -371,18 +365,14 @@ pub fn measure() -> Result<Vec<Measured>> {
         pop.in_netns(move || testrun::run(&fd, &syn))??
     };
     let cookie = u32::from_be_bytes(synack.frame[38..42].try_into().unwrap());
-    paths[5].frame = http_request(cookie.wrapping_add(1));
+    paths[5].frame = http_request(cookie.wrapping_add(1), &[]);
     // The same connection with timestamps: the same cookie; TSecr is the SYN-ACK's
     // TSval when pop sends one (a build without timestamps echoes none: 0).
     let synack_ts = {
         let (fd, syn) = (prog.try_clone()?, paths[7].frame.clone());
         pop.in_netns(move || testrun::run(&fd, &syn))??
     };
-    let t = &synack_ts.frame[34..];
-    let tsval = (20..((t[12] >> 4) as usize * 4).saturating_sub(9))
-        .find(|&i| t[i] == 8 && t[i + 1] == 10)
-        .map(|i| u32::from_be_bytes(t[i + 2..i + 6].try_into().unwrap()))
-        .unwrap_or(0);
+    let tsval = frames::tcp_timestamps(&synack_ts.frame[34..]).map_or(0, |(tsval, _)| tsval);
     paths[8].frame = http_request_with_timestamps(cookie.wrapping_add(1), tsval);
 
     let mut out = Vec::new();
