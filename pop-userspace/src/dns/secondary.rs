@@ -309,19 +309,29 @@ pub struct Secondaries {
 pub fn start(config: &Config, changed: mpsc::UnboundedSender<String>) -> Secondaries {
     let (stop, stopped) = watch::channel(false);
     let mut table = NotifyTable::new();
+    let mut tasks = Vec::new();
     for block in &config.dns {
         for s in &block.secondaries {
             let (wake_tx, wake_rx) = mpsc::unbounded_channel();
             table.insert(s.zone.clone(), (s.primaries.iter().map(|p| p.ip()).collect(), wake_tx));
             let task =
                 Task { secondary: s.clone(), file: s.file(&config.pop.state_dir), max_bytes: block.zone_limits.max_bytes, changed: changed.clone() };
-            tokio::spawn(task.run(wake_rx, stopped.clone()));
+            tasks.push((task, wake_rx));
         }
     }
     *NOTIFY.lock().unwrap() = Some(table);
-    let zones = config.dns.iter().flat_map(|b| &b.secondaries).map(|s| (s.zone.clone(), None));
+    // What is stored is what is served from the first apply on: published before any
+    // task asks its primaries, so a scrape (or a reload) never shows a served zone as 0.
+    let zones = tasks.iter().map(|(t, _)| (t.secondary.zone.clone(), zone_state(t.stored())));
     *STATES.lock().unwrap() = Some(zones.collect());
+    for (task, wake_rx) in tasks {
+        tokio::spawn(task.run(wake_rx, stopped.clone()));
+    }
     Secondaries { _stop: stop }
+}
+
+fn zone_state(stored: Option<(SoaTimers, SystemTime)>) -> Option<ZoneState> {
+    stored.map(|(t, confirmed)| ZoneState { serial: t.serial, expires_at: confirmed + t.expire })
 }
 
 struct Task {
@@ -370,9 +380,8 @@ impl Task {
 
     /// Records the stored copy's serial and expiry for Prometheus.
     fn publish(&self, stored: Option<(SoaTimers, SystemTime)>) {
-        let state = stored.map(|(t, confirmed)| ZoneState { serial: t.serial, expires_at: confirmed + t.expire });
         if let Some(states) = STATES.lock().unwrap().as_mut() {
-            states.insert(self.secondary.zone.clone(), state);
+            states.insert(self.secondary.zone.clone(), zone_state(stored));
         }
     }
 
@@ -421,6 +430,30 @@ mod tests {
         assert!(!serial_newer(1, 2));
         assert!(serial_newer(1, u32::MAX), "wraps");
         assert!(!serial_newer(0x8000_0001, 1), "half the space away is not newer");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stored_copy_is_published_before_any_primary_is_asked() {
+        let dir = std::env::temp_dir().join(format!("pop-secondary-publish-{}", std::process::id()));
+        let text = format!(
+            "[pop]\nstate_dir = \"{}\"\n[[interface]]\nname = \"e\"\n[[dns]]\nvips = [\"203.0.113.53\"]\n\
+             [[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"192.0.2.1\"]\n",
+            dir.display()
+        );
+        let config = crate::config::Config::parse(Path::new("pop.toml"), &text).unwrap();
+        let file = config.dns[0].secondaries[0].file(&config.pop.state_dir);
+        let mut axfr = Message::new(1, MessageType::Response, OpCode::Query);
+        let soa = hickory_proto::rr::rdata::SOA::new(Name::root(), Name::root(), 7, 3600, 600, 86400, 300);
+        axfr.add_answer(Record::from_rdata(Name::from_ascii("example.net.").unwrap(), 300, hickory_proto::rr::RData::SOA(soa)));
+        store(&file, &[axfr.to_vec().unwrap()]).unwrap();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        // On a current-thread runtime no spawned task runs before this function yields:
+        // what states() shows here came from start() itself.
+        let _running = start(&config, tx);
+        let states = states();
+        assert_eq!(states.len(), 1);
+        assert_eq!((states[0].0.as_str(), states[0].1.map(|s| s.serial)), ("example.net.", Some(7)), "a reload shows the stored copy at once");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
