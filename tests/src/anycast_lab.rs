@@ -178,6 +178,14 @@ impl AnycastLab {
         peer_learned(&self.router, &self.router_bird, pop)
     }
 
+    /// Waits until the router's BIRD has learned the VIP from both PoPs. A failover
+    /// measured before B's session is up times B's BGP connect, not the failover.
+    pub fn wait_both_learned(&self, timeout: Duration) -> Result<()> {
+        wait_until(timeout, "the router's BIRD to learn A's and B's routes", || {
+            (self.peer_learned("a").ok()? && self.peer_learned("b").ok()?).then_some(())
+        })
+    }
+
     /// Which PoP the router sends the VIP to right now ("a", "b" or None).
     pub fn route_to_vip(&self) -> Option<&'static str> {
         let out = self.router.stdout(&["ip", "-4", "route", "show", &format!("{VIP}/32")]).ok()?;
@@ -229,7 +237,7 @@ fn start_bird_speaker(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &
         &format!("bird-{name}.conf"),
         &format!(
             "router id {p_ip};\nprotocol device {{ scan time 1; }}\nprotocol direct vip {{ ipv4; interface \"lo\"; }}\n\
-             protocol bgp rtr {{\n  local {p_ip} as 65001; neighbor {r_ip} as 65000;\n  hold time 6; connect retry time 1;\n\
+             protocol bgp rtr {{\n  local {p_ip} as 65001; neighbor {r_ip} as 65000;\n  hold time 6; connect retry time 1; error wait time 1, 5;\n\
                ipv4 {{ import none; export where net ~ [ 203.0.113.0/24{{32,32}} ]; }};\n}}\n"
         ),
     )?;
@@ -276,7 +284,7 @@ fn start_example_bird(lab: &mut Lab, pop: &Host, name: &str, p_ip: &str, r_ip: &
     let text = example("bird.conf", p_ip, r_ip)?;
     let neighbor = format!("neighbor {r_ip} as 65000;");
     anyhow::ensure!(text.contains(&neighbor), "bird.conf has no `{neighbor}`");
-    let text = text.replace(&neighbor, &format!("{neighbor}\n    hold time 6; connect retry time 1;"));
+    let text = text.replace(&neighbor, &format!("{neighbor}\n    hold time 6; connect retry time 1; error wait time 1, 5;"));
     let bird = lab.write(&format!("bird-{name}.conf"), &text)?;
     spawn_bird(lab, pop, name, &bird)
 }

@@ -17,7 +17,8 @@ use pop_lab::anycast_lab::{AnycastLab, VIP};
 fn failover_to_the_other_pop_and_back_through_bgp() -> Result<()> {
     let mut w = AnycastLab::new(1)?;
     // BGP sessions come up in a few seconds; then the router prefers A.
-    w.wait_route(Some("a"), Duration::from_secs(40))?;
+    w.wait_both_learned(Duration::from_secs(40))?;
+    w.wait_route(Some("a"), Duration::from_secs(5))?;
     assert_eq!(w.who_answers()?, "pop-a");
     assert_eq!(w.who_serves()?, "backend-a1");
     let status = w.lab.pop(&w.pops[0], &w.configs[0], &["status", "--json"])?;
@@ -314,9 +315,7 @@ mod lease {
 
     fn killed_controllers_route_lapses(speaker: Speaker) -> Result<()> {
         let mut w = AnycastLab::with_speaker(1, speaker)?;
-        wait_until(Duration::from_secs(40), "the router's BIRD to learn A's and B's routes", || {
-            (w.peer_learned("a").ok()? && w.peer_learned("b").ok()?).then_some(())
-        })?;
+        w.wait_both_learned(Duration::from_secs(40))?;
         let left = vip_lifetime(&w.pops[0])?.expect("A announces: the VIP is on lo");
         assert!(left <= 2, "the VIP is a 2 s lease, renewed: {left} s left");
         assert_eq!(pop_json(&w, &["status", "--json"])?["vips"][0]["lease_s"], 2);
