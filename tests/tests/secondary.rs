@@ -31,8 +31,10 @@ fn status_line(client: &Host, name: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).lines().find(|l| l.contains("status:")).unwrap_or("").to_string())
 }
 
-/// Knot as the primary; with `key`, transfers need TSIG with that (base64) secret.
-fn knot_conf(lab: &Lab, run: &Path, zone: &Path, key: Option<&str>) -> Result<std::path::PathBuf> {
+/// Knot as the primary; with `key`, transfers need TSIG with that (base64) secret. With
+/// `updates`, it takes dynamic updates from its own host and keeps their differences in
+/// its journal (so it can answer IXFR); without, it keeps none (IXFR gets the whole zone).
+fn knot_conf(lab: &Lab, run: &Path, zone: &Path, key: Option<&str>, updates: bool) -> Result<std::path::PathBuf> {
     let (keys, acl_key) = match key {
         Some(secret) => (format!("key:\n  - id: xfr.example.\n    algorithm: hmac-sha256\n    secret: {secret}\n"), "    key: xfr.example.\n"),
         None => (String::new(), ""),
@@ -45,21 +47,24 @@ fn knot_conf(lab: &Lab, run: &Path, zone: &Path, key: Option<&str>) -> Result<st
              database:\n    storage: \"{r}/db\"\nlog:\n  - target: stderr\n    any: info\n{keys}\
              remote:\n  - id: pop\n    address: {VIP}@53\n\
              acl:\n  - id: pop-xfr\n    address: 192.0.2.2\n{acl_key}    action: transfer\n\
-             zone:\n  - domain: example.net\n    file: \"{z}\"\n    notify: pop\n    acl: pop-xfr\n\
-             \x20   journal-content: none\n    zonefile-sync: -1\n",
+             \x20 - id: local-update\n    address: {PRIMARY}\n    action: update\n\
+             zone:\n  - domain: example.net\n    file: \"{z}\"\n    notify: pop\n    acl: [pop-xfr{update_acl}]\n\
+             \x20   journal-content: {journal}\n    zonefile-sync: -1\n",
             r = run.display(),
-            z = zone.display()
+            z = zone.display(),
+            update_acl = if updates { ", local-update" } else { "" },
+            journal = if updates { "changes" } else { "none" },
         ),
     )
 }
 
 /// Starts Knot as the primary of example.net (serial 1) on the client host, and waits
 /// until it answers; its run directory and zone file.
-fn start_primary(lab: &mut Lab, client: &Host, key: Option<&str>) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+fn start_primary(lab: &mut Lab, client: &Host, key: Option<&str>, updates: bool) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
     let run = lab.dir.join("knot-primary");
     std::fs::create_dir_all(run.join("db"))?;
     let zone = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
-    let conf = knot_conf(lab, &run, &zone, key)?;
+    let conf = knot_conf(lab, &run, &zone, key, updates)?;
     lab.spawn(client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
     wait_until(Duration::from_secs(20), "knotd serving example.net", || {
         client
@@ -79,7 +84,7 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
 
     // The hidden primary (Knot) on the client host.
-    let (run, zone) = start_primary(&mut lab, &client, None)?;
+    let (run, zone) = start_primary(&mut lab, &client, None, false)?;
 
     let state = lab.dir.join("state");
     let config = lab.pop_config_with(
@@ -128,6 +133,8 @@ fn a_secondary_follows_its_primary_keeps_its_copy_and_expires() -> Result<()> {
         "the change did not come by NOTIFY:\n{log}\nknot:\n{}",
         lab.daemon_log("knot").unwrap_or_default()
     );
+    // This primary keeps no journal, so it answers the IXFR request with the whole zone.
+    assert!(log.contains("transferred serial 2 from 192.0.2.1:53 by IXFR (answered with the whole zone)"), "{log}");
 
     // The primary goes away and pop restarts: the stored copy is served.
     lab.stop_daemon("knot")?;
@@ -161,7 +168,7 @@ fn a_secondary_with_tsig_is_refused_with_the_wrong_secret_and_served_with_the_ri
     let (client, pop) = lab.client_and_pop()?;
     lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
-    start_primary(&mut lab, &client, Some(SECRET))?;
+    start_primary(&mut lab, &client, Some(SECRET), false)?;
     // An unsigned transfer is refused by the primary: the ACL wants the key.
     let unsigned = client.stdout(&["dig", "+tries=1", "+time=2", &format!("@{PRIMARY}"), "example.net", "AXFR"])?;
     assert!(!unsigned.contains("192.0.2.80"), "the primary gave an unsigned transfer:\n{unsigned}");
@@ -191,5 +198,84 @@ fn a_secondary_with_tsig_is_refused_with_the_wrong_secret_and_served_with_the_ri
     // the unsigned dig above shows), and pop checked every message's signature.
     let knot = lab.daemon_log("knot").unwrap_or_default();
     assert!(knot.contains("AXFR, outgoing, remote 192.0.2.2") && knot.contains("finished"), "knot logged no transfer to pop:\n{knot}");
+    Ok(())
+}
+
+/// A dynamic update at the primary (knsupdate: one address changed, 1000 names added)
+/// reaches pop by NOTIFY and IXFR: only the differences cross the wire, pop answers
+/// the new data from XDP within a second, and the copy it rebuilt from them is the
+/// one served after a restart with the primary gone.
+#[test]
+fn an_update_at_the_primary_arrives_by_ixfr_and_its_result_survives_a_restart() -> Result<()> {
+    const ADDED: usize = 1000;
+    let mut lab = Lab::new()?;
+    let (client, pop) = lab.client_and_pop()?;
+    lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
+    lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+    start_primary(&mut lab, &client, None, true)?;
+    let state = lab.dir.join("state");
+    let config = lab.pop_config_with(
+        &pop,
+        &format!("state_dir = \"{}\"", state.display()),
+        &format!(
+            "[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"{VIP}\"]\nrate_limit = 0\n[[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"{PRIMARY}\"]\n"
+        ),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+    assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.80");
+
+    let mut update =
+        format!("server {PRIMARY} 53\nzone example.net.\nupdate del www.example.net. A 192.0.2.80\nupdate add www.example.net. 300 A 192.0.2.81\n");
+    for i in 0..ADDED {
+        update += &format!("update add n{i}.example.net. 300 A 198.51.{}.{}\n", 100 + i / 256, i % 256);
+    }
+    update += "send\n";
+    let script = lab.write("update.txt", &update)?;
+    let out = client.output(&["knsupdate", "-v", "-t", "5", script.to_str().unwrap()])?;
+    assert!(out.status.success(), "knsupdate: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // Knot sends its NOTIFY on its own schedule (here up to a second after the update,
+    // behind its start-up NOTIFY's retries): pop's part is timed from a NOTIFY sent now
+    // from the primary's address, whichever of the two arrives first.
+    let updated = Instant::now();
+    let notify =
+        client.stdout(&["dig", "+opcode=notify", "+norec", "+tries=1", "+time=1", "-b", PRIMARY, &format!("@{VIP}"), "example.net", "SOA"])?;
+    assert!(notify.contains("opcode: NOTIFY, status: NOERROR"), "pop did not take the NOTIFY:\n{notify}");
+    let logs = |lab: &Lab| format!("pop:\n{}\nknot:\n{}", lab.daemon_log("pop").unwrap_or_default(), lab.daemon_log("knot").unwrap_or_default());
+    wait_until(Duration::from_secs(5), "the updated address answered", || {
+        dig(&client, "www.example.net", "A").ok().filter(|o| o.trim() == "192.0.2.81")
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&lab)))?;
+    let took = updated.elapsed();
+    println!("update answered by pop {took:?} after a NOTIFY");
+    let last = format!("n{}.example.net", ADDED - 1);
+    let last_addr = format!("198.51.{}.{}", 100 + (ADDED - 1) / 256, (ADDED - 1) % 256);
+    assert_eq!(dig(&client, &last, "A")?.trim(), last_addr);
+
+    let log = lab.daemon_log("pop").unwrap_or_default();
+    assert!(
+        log.contains(&format!("transferred serial 2 from {PRIMARY}:53 by IXFR (1 change(s): 1 record(s) deleted, {} added)", ADDED + 1)),
+        "not applied as an IXFR of the update's differences:\n{}",
+        logs(&lab)
+    );
+    let knot = lab.daemon_log("knot").unwrap_or_default();
+    assert!(
+        knot.contains("IXFR, outgoing, remote 192.0.2.2") && !knot.contains("AXFR, outgoing, remote 192.0.2.2 TCP/0, started, serial 2"),
+        "{knot}"
+    );
+    // Answered from XDP, not by the server: the fast path holds the transferred names.
+    let before = lab.pop_counters(&pop, &config)?;
+    assert_eq!(dig(&client, "n7.example.net", "A")?.trim(), "198.51.100.7");
+    let after = lab.pop_counters(&pop, &config)?;
+    assert_eq!(after["dns.xdp.noerror"], before["dns.xdp.noerror"] + 1, "{after:?}");
+    assert!(took < Duration::from_secs(1), "the update was answered {took:?} after a NOTIFY\n{}", logs(&lab));
+
+    // The primary goes away and pop restarts: the copy rebuilt from the differences is served.
+    lab.stop_daemon("knot")?;
+    lab.stop_daemon("pop")?;
+    lab.start_pop(&pop, "pop", &config)?;
+    assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.81");
+    assert_eq!(dig(&client, "n500.example.net", "A")?.trim(), "198.51.101.244");
+    assert_eq!(dig(&client, &last, "A")?.trim(), last_addr);
+    assert_eq!(dig(&client, "txt.example.net", "TXT")?.trim(), "\"v=spf1 -all\" \"two words\"", "the untouched records are kept");
     Ok(())
 }

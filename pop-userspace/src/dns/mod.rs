@@ -5,12 +5,15 @@
 //! * [`fastpath`]: the precomputed responses the XDP program may send itself;
 //! * [`server`]: UDP/TCP sockets around the responder;
 //! * [`runtime`]: the servers and tables of the configured blocks, and reloads;
-//! * [`table`]: writing the fast path into the BPF maps, one generation at a time.
+//! * [`table`]: writing the fast path into the BPF maps, one generation at a time;
+//! * [`secondary`]: zones transferred from primaries (AXFR, and [`ixfr`] differences), NOTIFY, expiry;
+//! * [`tsig`]: signing the secondary's requests and checking the answers.
 
 pub mod answer;
 mod dnssec;
 mod dnssec_text;
 pub mod fastpath;
+pub mod ixfr;
 pub mod runtime;
 pub mod secondary;
 pub mod server;

@@ -1,5 +1,6 @@
 //! Secondary zones (`[[dns.secondary]]`): received from their primaries by AXFR
-//! (RFC 5936), kept under `pop.state_dir` exactly as received (so a restart serves them
+//! (RFC 5936) and then by IXFR (RFC 1995, see [`super::ixfr`]; AXFR when a primary
+//! has no differences or they do not apply), kept under `pop.state_dir` exactly as received (so a restart serves them
 //! before the first refresh), refreshed when a primary's NOTIFY arrives (RFC 1996, from
 //! the primaries only) and on the zone's SOA refresh and retry timers (RFC 1034 4.3.5),
 //! and no longer served once the SOA expire time passes without reaching a primary.
@@ -27,6 +28,7 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
+use super::ixfr;
 use super::tsig::{TsigKey, Verifier};
 use super::zone::{Zone, ZoneErrors, ZoneLimits, zone_from_transfer};
 use crate::config::{Config, Secondary};
@@ -98,14 +100,50 @@ pub async fn axfr(zone: &str, primary: SocketAddr, max_bytes: u64, tsig: Option<
     let apex = zone_name(zone)?;
     let mut q = Message::query();
     q.add_query(Query::query(apex.clone(), RecordType::AXFR));
+    let (messages, _) = transfer(&q, primary, max_bytes, tsig, |records| {
+        let soas = records.iter().filter(|r| r.record_type() == RecordType::SOA && r.name == apex).count();
+        ensure!(
+            records.first().is_none_or(|r| r.record_type() == RecordType::SOA && r.name == apex),
+            "the transfer does not start with the SOA of {zone}"
+        );
+        Ok(soas >= 2)
+    })
+    .await?;
+    Ok(messages)
+}
+
+/// One IXFR (RFC 1995) of `zone` from `primary`, asking for the differences from the
+/// stored copy whose SOA is `ours`: what the primary answered, and its messages as
+/// received (the whole zone when it answered in AXFR form).
+pub async fn ixfr(zone: &str, primary: SocketAddr, ours: &Record, max_bytes: u64, tsig: Option<&TsigKey>) -> Result<(ixfr::Answer, Vec<Vec<u8>>)> {
+    let apex = zone_name(zone)?;
+    let serial = SoaTimers::of(ours).ok_or_else(|| anyhow!("the stored copy of {zone} does not start with its SOA"))?.serial;
+    let mut q = Message::query();
+    q.add_query(Query::query(apex.clone(), RecordType::IXFR));
+    q.add_authority(ours.clone());
+    let (messages, records) = transfer(&q, primary, max_bytes, tsig, |records| ixfr::complete(records, &apex, serial)).await?;
+    Ok((ixfr::parse(records, &apex, serial)?, messages))
+}
+
+/// Sends `q` to `primary` over TCP (signed with `tsig` if set) and reads answer
+/// messages until `complete` says the records so far are the whole answer: the
+/// messages as received and their answer records. At most `max_bytes` are read, and
+/// with `tsig` every signed message is verified in its chain.
+async fn transfer(
+    q: &Message,
+    primary: SocketAddr,
+    max_bytes: u64,
+    tsig: Option<&TsigKey>,
+    mut complete: impl FnMut(&[Record]) -> Result<bool>,
+) -> Result<(Vec<Vec<u8>>, Vec<Record>)> {
     let (bytes, request_mac) = signed(q.to_vec()?, tsig)?;
     let mut verifier = tsig.map(|k| Verifier::new(k, request_mac));
     let work = async {
         let mut s = TcpStream::connect(primary).await.with_context(|| format!("connecting to {primary}"))?;
         s.write_all(&(bytes.len() as u16).to_be_bytes()).await?;
         s.write_all(&bytes).await?;
-        let (mut messages, mut total, mut soas) = (Vec::new(), 0u64, 0);
-        while soas < 2 {
+        let (mut messages, mut records, mut total) = (Vec::new(), Vec::new(), 0u64);
+        loop {
             let mut len = [0u8; 2];
             s.read_exact(&mut len).await.context("the primary closed the transfer before its closing SOA")?;
             let len = u16::from_be_bytes(len) as usize;
@@ -121,16 +159,12 @@ pub async fn axfr(zone: &str, primary: SocketAddr, max_bytes: u64, tsig: Option<
             if m.metadata.response_code != ResponseCode::NoError {
                 bail!("{primary} refused the transfer: {}", m.metadata.response_code);
             }
-            for r in &m.answers {
-                if r.record_type() == RecordType::SOA && r.name == apex {
-                    soas += 1;
-                } else if soas == 0 {
-                    bail!("the transfer does not start with the SOA of {zone}");
-                }
-            }
+            records.extend(m.answers);
             messages.push(msg);
+            if complete(&records)? {
+                return Ok::<_, anyhow::Error>((messages, records));
+            }
         }
-        Ok::<_, anyhow::Error>(messages)
     };
     tokio::time::timeout(TRANSFER_TIMEOUT, work).await.map_err(|_| anyhow!("the transfer from {primary} took over {TRANSFER_TIMEOUT:?}"))?
 }
@@ -179,9 +213,9 @@ fn stored_timers(path: &Path) -> Result<SoaTimers> {
 }
 
 /// The records of a stored transfer (the closing SOA dropped) and its SOA timers.
-fn read_stored(path: &Path, limits: &ZoneLimits) -> Result<(Name, Vec<Record>, SoaTimers)> {
+fn read_stored(path: &Path, max_bytes: u64) -> Result<(Name, Vec<Record>, SoaTimers)> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    ensure!(meta.len() <= limits.max_bytes, "{} is over the zone's limit of {} bytes", path.display(), limits.max_bytes);
+    ensure!(meta.len() <= max_bytes, "{} is over the zone's limit of {max_bytes} bytes", path.display());
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut records = Vec::new();
     let mut at = 0;
@@ -205,7 +239,7 @@ fn read_stored(path: &Path, limits: &ZoneLimits) -> Result<(Name, Vec<Record>, S
 /// A stored transfer as a zone to serve, checked like a zone file.
 pub fn load_stored(path: &Path, limits: &ZoneLimits) -> Result<Zone, ZoneErrors> {
     let fail = |e: anyhow::Error| ZoneErrors(vec![crate::dns::zone::ZoneError { file: path.to_path_buf(), line: None, message: format!("{e:#}") }]);
-    let (apex, records, _) = read_stored(path, limits).map_err(fail)?;
+    let (apex, records, _) = read_stored(path, limits.max_bytes).map_err(fail)?;
     zone_from_transfer(path, &apex, records)
 }
 
@@ -378,6 +412,28 @@ impl Task {
         }
     }
 
+    /// Brings the stored copy up to `primary`'s by IXFR: the differences applied to it,
+    /// or the whole zone when the primary answers in AXFR form. How, for the log; an
+    /// error (the primary refused, the differences do not apply) means: do an AXFR.
+    async fn incremental(&self, primary: SocketAddr) -> Result<String> {
+        let zone = &self.secondary.zone;
+        let (_, records, _) = read_stored(&self.file, self.max_bytes)?;
+        let (answer, messages) = ixfr(zone, primary, &records[0], self.max_bytes, self.secondary.tsig.as_ref()).await?;
+        match answer {
+            ixfr::Answer::UpToDate => bail!("the primary's IXFR answer says the stored copy is current, its SOA answer said otherwise"),
+            ixfr::Answer::Whole => {
+                store(&self.file, &messages)?;
+                Ok("IXFR (answered with the whole zone)".into())
+            }
+            ixfr::Answer::Changes { soa, changes } => {
+                let (deleted, added) = changes.iter().fold((0, 0), |(d, a), c| (d + c.deleted.len(), a + c.added.len()));
+                let zone = ixfr::apply(records, *soa, &changes)?;
+                store(&self.file, &ixfr::to_messages(&zone)?)?;
+                Ok(format!("IXFR ({} change(s): {deleted} record(s) deleted, {added} added)", changes.len()))
+            }
+        }
+    }
+
     /// Records the stored copy's serial and expiry for Prometheus.
     fn publish(&self, stored: Option<(SoaTimers, SystemTime)>) {
         if let Some(states) = STATES.lock().unwrap().as_mut() {
@@ -405,10 +461,23 @@ impl Task {
                 }
                 return Ok(t);
             }
-            match axfr(zone, p, self.max_bytes, self.secondary.tsig.as_ref()).await.and_then(|m| store(&self.file, &m)) {
-                Ok(()) => {
+            let how = match stored {
+                Some(_) => self.incremental(p).await,
+                None => Err(anyhow!("nothing stored")),
+            };
+            let how = match how {
+                Ok(how) => Ok(how),
+                Err(e) => {
+                    if stored.is_some() {
+                        log::info!("secondary {zone}: no IXFR from {p} ({e:#}): transferring the whole zone");
+                    }
+                    axfr(zone, p, self.max_bytes, self.secondary.tsig.as_ref()).await.and_then(|m| store(&self.file, &m)).map(|()| "AXFR".to_string())
+                }
+            };
+            match how {
+                Ok(how) => {
                     let (t, _) = self.stored().ok_or_else(|| anyhow!("the stored transfer of {zone} is unreadable"))?;
-                    log::info!("secondary {zone}: transferred serial {} from {p}", t.serial);
+                    log::info!("secondary {zone}: transferred serial {} from {p} by {how}", t.serial);
                     let _ = self.changed.send(zone.clone());
                     return Ok(t);
                 }
