@@ -31,7 +31,8 @@ fn status_line(client: &Host, name: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).lines().find(|l| l.contains("status:")).unwrap_or("").to_string())
 }
 
-/// Knot as the primary; with `key`, transfers need TSIG with that (base64) secret. With
+/// Knot as the primary; with `key`, transfers need TSIG with that (base64) secret, and
+/// its NOTIFYs are signed with it. With
 /// `updates`, it takes dynamic updates from its own host and keeps their differences in
 /// its journal (so it can answer IXFR); without, it keeps none (IXFR gets the whole zone).
 fn knot_conf(lab: &Lab, run: &Path, zone: &Path, key: Option<&str>, updates: bool) -> Result<std::path::PathBuf> {
@@ -45,13 +46,14 @@ fn knot_conf(lab: &Lab, run: &Path, zone: &Path, key: Option<&str>, updates: boo
             "server:\n    rundir: \"{r}\"\n    listen: {PRIMARY}@53\n    udp-workers: 1\n    tcp-workers: 1\n\
              control:\n    listen: \"{r}/knot.sock\"\n\
              database:\n    storage: \"{r}/db\"\nlog:\n  - target: stderr\n    any: info\n{keys}\
-             remote:\n  - id: pop\n    address: {VIP}@53\n\
+             remote:\n  - id: pop\n    address: {VIP}@53\n{remote_key}\
              acl:\n  - id: pop-xfr\n    address: 192.0.2.2\n{acl_key}    action: transfer\n\
              \x20 - id: local-update\n    address: {PRIMARY}\n    action: update\n\
              zone:\n  - domain: example.net\n    file: \"{z}\"\n    notify: pop\n    acl: [pop-xfr{update_acl}]\n\
              \x20   journal-content: {journal}\n    zonefile-sync: -1\n",
             r = run.display(),
             z = zone.display(),
+            remote_key = if key.is_some() { "    key: xfr.example.\n" } else { "" },
             update_acl = if updates { ", local-update" } else { "" },
             journal = if updates { "changes" } else { "none" },
         ),
@@ -168,7 +170,7 @@ fn a_secondary_with_tsig_is_refused_with_the_wrong_secret_and_served_with_the_ri
     let (client, pop) = lab.client_and_pop()?;
     lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
     lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
-    start_primary(&mut lab, &client, Some(SECRET), false)?;
+    let (run, zone) = start_primary(&mut lab, &client, Some(SECRET), false)?;
     // An unsigned transfer is refused by the primary: the ACL wants the key.
     let unsigned = client.stdout(&["dig", "+tries=1", "+time=2", &format!("@{PRIMARY}"), "example.net", "AXFR"])?;
     assert!(!unsigned.contains("192.0.2.80"), "the primary gave an unsigned transfer:\n{unsigned}");
@@ -198,6 +200,36 @@ fn a_secondary_with_tsig_is_refused_with_the_wrong_secret_and_served_with_the_ri
     // the unsigned dig above shows), and pop checked every message's signature.
     let knot = lab.daemon_log("knot").unwrap_or_default();
     assert!(knot.contains("AXFR, outgoing, remote 192.0.2.2") && knot.contains("finished"), "knot logged no transfer to pop:\n{knot}");
+
+    // The primary's NOTIFYs are signed: pop verifies them, answers signed (Knot checks
+    // that), and takes the change.
+    std::fs::write(&zone, zone_text(2, "192.0.2.81"))?;
+    let reload = client.stdout(&["knotc", "-s", run.join("knot.sock").to_str().unwrap(), "zone-reload", "example.net"])?;
+    assert!(reload.contains("OK"), "knotc: {reload}");
+    wait_until(Duration::from_secs(5), "the change answered", || dig(&client, "www.example.net", "A").ok().filter(|o| o.trim() == "192.0.2.81"))
+        .map_err(|e| anyhow::anyhow!("{e}: {}\nknot:\n{}", lab.daemon_log("pop").unwrap_or_default(), lab.daemon_log("knot").unwrap_or_default()))?;
+    let log = lab.daemon_log("pop").unwrap_or_default();
+    assert!(log.contains("NOTIFY for example.net. from 192.0.2.1 (TSIG xfr.example. verified)"), "{log}");
+    // Knot logs this line only for an answer whose TSIG it verified (a bad one: "failed (failed to verify TSIG)").
+    wait_until(Duration::from_secs(5), "Knot to log its NOTIFY of serial 2 answered", || {
+        lab.daemon_log("knot").filter(|k| k.contains("notify, outgoing, remote 203.0.113.53@53, serial 2\n"))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}:\n{}", lab.daemon_log("knot").unwrap_or_default()))?;
+
+    // From the primary's own address, a NOTIFY unsigned or signed with another secret
+    // is refused with NOTAUTH and wakes nothing.
+    for signing in [vec![], vec!["-y".to_string(), format!("hmac-sha256:xfr.example:{WRONG}")]] {
+        let mut argv = vec!["dig", "+opcode=notify", "+norec", "+tries=1", "+time=1", "-b", PRIMARY];
+        argv.extend(signing.iter().map(String::as_str));
+        let at = format!("@{VIP}");
+        argv.extend([at.as_str(), "example.net", "SOA"]);
+        let out = client.output(&argv)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("status: NOTAUTH"), "{argv:?}:\n{text}");
+    }
+    let log = lab.daemon_log("pop").unwrap_or_default();
+    assert!(log.contains("NOTIFY for example.net. from 192.0.2.1 refused: not signed (TSIG key xfr.example. expected)"), "{log}");
+    assert!(log.contains("NOTIFY for example.net. from 192.0.2.1 refused: TSIG signature does not verify"), "{log}");
     Ok(())
 }
 

@@ -283,16 +283,26 @@ async fn transfer_from_any(s: &Secondary, file: &Path, max_bytes: u64) -> Result
     bail!("{}", errors.join("; "))
 }
 
-/// NOTIFY senders allowed per zone, and how to wake that zone's task.
-type NotifyTable = HashMap<String, (Vec<IpAddr>, mpsc::UnboundedSender<()>)>;
+/// Who may NOTIFY one secondary zone, and how to wake its task.
+struct NotifyPolicy {
+    primaries: Vec<IpAddr>,
+    /// With a key, a NOTIFY must be signed with it, and is answered signed.
+    tsig: Option<TsigKey>,
+    wake: mpsc::UnboundedSender<()>,
+}
+
+/// The NOTIFY policy of each secondary zone, by zone name.
+type NotifyTable = HashMap<String, NotifyPolicy>;
 
 /// The running secondaries' NOTIFY table, read by the DNS server (which has no handle
 /// on the controller's tasks).
 static NOTIFY: Mutex<Option<NotifyTable>> = Mutex::new(None);
 
 /// The server's answer to a NOTIFY (opcode 4) from `peer`, or None if `msg` is not one.
-/// From a primary of a secondary zone: NOERROR, and that zone is checked at once. Any
-/// other sender or zone: REFUSED, and nothing happens (RFC 1996 section 3.10).
+/// From a primary of a secondary zone (signed with the zone's TSIG key when it has
+/// one): NOERROR, signed likewise, and that zone is checked at once. A bad or missing
+/// signature: NOTAUTH (RFC 8945 5.2). Any other sender or zone: REFUSED (RFC 1996
+/// section 3.10). Neither wakes anything.
 pub fn answer_notify(msg: &[u8], peer: IpAddr) -> Option<Vec<u8>> {
     if msg.len() < 12 || (msg[2] >> 3) & 0x0f != 4 || msg[2] & 0x80 != 0 {
         return None;
@@ -300,19 +310,38 @@ pub fn answer_notify(msg: &[u8], peer: IpAddr) -> Option<Vec<u8>> {
     let q = Message::from_vec(msg).ok()?;
     let zone = q.queries.first().map(|q| q.name.to_lowercase().to_string())?;
     let zone = if zone.ends_with('.') { zone } else { zone + "." };
-    let accepted = NOTIFY.lock().unwrap().as_ref().and_then(|t| t.get(&zone).filter(|(from, _)| from.contains(&peer)).map(|(_, wake)| wake.send(())));
-    let rcode = if accepted.is_some() {
-        log::info!("NOTIFY for {zone} from {peer}: checking the primary");
-        ResponseCode::NoError
-    } else {
-        log::debug!("NOTIFY for {zone} from {peer} refused: not a primary of a secondary zone here");
-        ResponseCode::Refused
+    let table = NOTIFY.lock().unwrap();
+    let policy = table.as_ref().and_then(|t| t.get(&zone)).filter(|p| p.primaries.contains(&peer));
+    let (rcode, sign) = match policy {
+        None => {
+            log::debug!("NOTIFY for {zone} from {peer} refused: not a primary of a secondary zone here");
+            (ResponseCode::Refused, None)
+        }
+        Some(p) => match p.tsig.as_ref().map(|k| k.verify_request(msg).map(|mac| (k.clone(), mac))).transpose() {
+            Err(e) => {
+                log::warn!("NOTIFY for {zone} from {peer} refused: {e:#}");
+                (ResponseCode::NotAuth, None)
+            }
+            Ok(signed) => {
+                log::info!(
+                    "NOTIFY for {zone} from {peer}{}: checking the primary",
+                    signed.as_ref().map(|(k, _)| format!(" (TSIG {} verified)", k.name)).unwrap_or_default()
+                );
+                let _ = p.wake.send(());
+                (ResponseCode::NoError, signed)
+            }
+        },
     };
+    drop(table);
     let mut r = Message::new(q.metadata.id, MessageType::Response, OpCode::Notify);
     r.metadata.authoritative = true;
     r.metadata.response_code = rcode;
     r.queries = q.queries;
-    r.to_vec().ok()
+    let bytes = r.to_vec().ok()?;
+    match sign {
+        Some((key, mac)) => key.sign_response(&mac, &bytes).ok(),
+        None => Some(bytes),
+    }
 }
 
 /// A secondary zone's stored copy as Prometheus shows it.
@@ -347,7 +376,10 @@ pub fn start(config: &Config, changed: mpsc::UnboundedSender<String>) -> Seconda
     for block in &config.dns {
         for s in &block.secondaries {
             let (wake_tx, wake_rx) = mpsc::unbounded_channel();
-            table.insert(s.zone.clone(), (s.primaries.iter().map(|p| p.ip()).collect(), wake_tx));
+            table.insert(
+                s.zone.clone(),
+                NotifyPolicy { primaries: s.primaries.iter().map(|p| p.ip()).collect(), tsig: s.tsig.clone(), wake: wake_tx },
+            );
             let task =
                 Task { secondary: s.clone(), file: s.file(&config.pop.state_dir), max_bytes: block.zone_limits.max_bytes, changed: changed.clone() };
             tasks.push((task, wake_rx));
@@ -528,7 +560,8 @@ mod tests {
     #[test]
     fn notify_is_answered_only_for_a_secondary_zone_and_from_its_primaries() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        *NOTIFY.lock().unwrap() = Some([("example.net.".to_string(), (vec!["192.0.2.1".parse().unwrap()], tx))].into());
+        let policy = NotifyPolicy { primaries: vec!["192.0.2.1".parse().unwrap()], tsig: None, wake: tx };
+        *NOTIFY.lock().unwrap() = Some([("example.net.".to_string(), policy)].into());
         let mut n = Message::new(7, MessageType::Query, OpCode::Notify);
         n.add_query(Query::query(Name::from_ascii("Example.NET.").unwrap(), RecordType::SOA));
         let bytes = n.to_vec().unwrap();

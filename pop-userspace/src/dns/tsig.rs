@@ -1,5 +1,6 @@
 //! TSIG (RFC 8945) with hmac-sha256, for the requests a secondary sends its primaries
-//! (SOA, AXFR) and the answers it accepts: each signed request's MAC chains into the
+//! (SOA, AXFR, IXFR) and the answers it accepts, and for the NOTIFYs it takes from them
+//! and its signed answers: each signed request's MAC chains into the
 //! first response's, and each later message of a transfer chains from the one before.
 //! Messages are handled as wire bytes: the TSIG record must be the last additional
 //! record, and the MAC covers the message as it was before that record was added.
@@ -67,6 +68,34 @@ impl TsigKey {
         h.update(&self.variables(time, 0, &[])?);
         let mac = h.finalize().into_bytes().to_vec();
         Ok((self.append(msg, time, &mac)?, mac))
+    }
+
+    /// Checks a signed request (a primary's NOTIFY): key, algorithm, MAC and time. The
+    /// request's MAC, which the answer's signature chains from.
+    pub fn verify_request(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        let f = find(msg)?.ok_or_else(|| anyhow!("not signed (TSIG key {} expected)", self.name))?;
+        let (key_name, _) = read_name(&f.key_name, 0)?;
+        ensure!(key_name == self.name, "signed with key {key_name}, not {}", self.name);
+        ensure!(f.algorithm == ALGORITHM, "signed with {}, not hmac-sha256", f.algorithm);
+        let mut h = self.mac();
+        h.update(&unsigned_form(msg, &f));
+        h.update(&self.variables(f.time, f.error, &f.other)?);
+        h.verify_slice(&f.mac).map_err(|_| anyhow!("TSIG signature does not verify (wrong secret for key {}?)", self.name))?;
+        let skew = now().abs_diff(f.time);
+        ensure!(skew <= u64::from(f.fudge), "TSIG time is {skew} s off ours (fudge {})", f.fudge);
+        Ok(f.mac)
+    }
+
+    /// `msg`, the answer to a request whose MAC was `request_mac`, signed (RFC 8945 4.3.3).
+    pub fn sign_response(&self, request_mac: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
+        ensure!(msg.len() >= 12, "a DNS message is at least 12 bytes");
+        let time = now();
+        let mut h = self.mac();
+        h.update(&(request_mac.len() as u16).to_be_bytes());
+        h.update(request_mac);
+        h.update(msg);
+        h.update(&self.variables(time, 0, &[])?);
+        self.append(msg, time, &h.finalize().into_bytes())
     }
 
     /// `msg` with a TSIG record of this key carrying `mac` signed at `time`.
@@ -191,6 +220,16 @@ fn find(msg: &[u8]) -> Result<Option<Found>> {
     Ok(Some(Found { start: last, algorithm, time, fudge, mac, original_id, error, other, key_name }))
 }
 
+/// The message as it was before its TSIG record `f` was added: ARCOUNT one less, the
+/// original ID.
+fn unsigned_form(msg: &[u8], f: &Found) -> Vec<u8> {
+    let mut unsigned = msg[..f.start].to_vec();
+    let arcount = u16::from_be_bytes([msg[10], msg[11]]) - 1;
+    unsigned[10..12].copy_from_slice(&arcount.to_be_bytes());
+    unsigned[0..2].copy_from_slice(&f.original_id);
+    unsigned
+}
+
 impl<'k> Verifier<'k> {
     pub fn new(key: &'k TsigKey, request_mac: Vec<u8>) -> Verifier<'k> {
         Verifier { key, prior: request_mac, pending: Vec::new(), first: true }
@@ -221,16 +260,11 @@ impl<'k> Verifier<'k> {
                 }
             );
         }
-        // The message as it was before the TSIG record: ARCOUNT one less, original ID.
-        let mut unsigned = msg[..f.start].to_vec();
-        let arcount = u16::from_be_bytes([msg[10], msg[11]]) - 1;
-        unsigned[10..12].copy_from_slice(&arcount.to_be_bytes());
-        unsigned[0..2].copy_from_slice(&f.original_id);
         let mut h = self.key.mac();
         h.update(&(self.prior.len() as u16).to_be_bytes());
         h.update(&self.prior);
         h.update(&self.pending);
-        h.update(&unsigned);
+        h.update(&unsigned_form(msg, &f));
         if self.first {
             h.update(&self.key.variables(f.time, f.error, &f.other)?);
         } else {
@@ -255,17 +289,6 @@ mod tests {
         TsigKey { name: "xfr.example.".into(), secret: secret.to_vec() }
     }
 
-    /// A response signed as a primary signs it, for the verifier to check.
-    fn sign_response(k: &TsigKey, request_mac: &[u8], msg: &[u8]) -> Vec<u8> {
-        let time = now();
-        let mut h = k.mac();
-        h.update(&(request_mac.len() as u16).to_be_bytes());
-        h.update(request_mac);
-        h.update(msg);
-        h.update(&k.variables(time, 0, &[]).unwrap());
-        k.append(msg, time, &h.finalize().into_bytes()).unwrap()
-    }
-
     #[test]
     fn a_signed_exchange_verifies_and_a_wrong_secret_or_a_changed_byte_does_not() {
         let query = [0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 252, 0, 1];
@@ -275,7 +298,7 @@ mod tests {
         assert!(find(&signed).unwrap().is_some());
         let mut response = query.to_vec();
         response[2] |= 0x80;
-        let answer = sign_response(&k, &mac, &response);
+        let answer = k.sign_response(&mac, &response).unwrap();
         assert!(Verifier::new(&k, mac.clone()).check(&answer).is_ok());
         let other = key(b"another secret entirely");
         assert!(Verifier::new(&other, mac.clone()).check(&answer).unwrap_err().to_string().contains("does not verify"));
@@ -283,5 +306,20 @@ mod tests {
         tampered[13] ^= 1;
         assert!(Verifier::new(&k, mac.clone()).check(&tampered).is_err());
         assert!(Verifier::new(&k, mac).check(&response).unwrap_err().to_string().contains("not signed"));
+    }
+
+    #[test]
+    fn a_signed_request_verifies_as_a_server_sees_it_and_a_wrong_key_or_none_does_not() {
+        let notify = [0x12, 0x34, 0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0, 0, 6, 0, 1];
+        let k = key(b"0123456789abcdef0123456789abcdef");
+        let (signed, mac) = k.sign(&notify).unwrap();
+        assert_eq!(k.verify_request(&signed).unwrap(), mac, "the MAC the answer chains from");
+        assert!(key(b"another secret").verify_request(&signed).unwrap_err().to_string().contains("does not verify"));
+        assert!(k.verify_request(&notify).unwrap_err().to_string().contains("not signed"));
+        let other_name = TsigKey { name: "other.example.".into(), secret: k.secret.clone() };
+        assert!(other_name.verify_request(&signed).unwrap_err().to_string().contains("signed with key xfr.example."));
+        let mut tampered = signed.clone();
+        tampered[14] ^= 1;
+        assert!(k.verify_request(&tampered).is_err());
     }
 }
