@@ -66,9 +66,11 @@ pub struct Anycast {
     lifetime: netlink::Lifetime,
 }
 
-/// The longest a start is bridged, in leases: a start that hangs (or is this slow)
-/// lets the addresses lapse, as a dead controller's do.
-pub const BRIDGE_MAX_LEASES: u32 = 5;
+/// The longest a start is bridged, in leases (30 s by default): a start that hangs (or
+/// is this slow) lets the addresses lapse, as a dead controller's do. Meanwhile the
+/// attached XDP program keeps answering from the previous controller's maps; 5 leases
+/// were too few for a start that loads the XDP object on a busy host (11.5 s seen in CI).
+pub const BRIDGE_MAX_LEASES: u32 = 15;
 
 /// The first thing a starting controller does with the anycast interface, before the
 /// slow part of its start (loading and verifying the XDP object, compiling zones):
