@@ -311,3 +311,84 @@ fn an_update_at_the_primary_arrives_by_ixfr_and_its_result_survives_a_restart() 
     assert_eq!(dig(&client, "txt.example.net", "TXT")?.trim(), "\"v=spf1 -all\" \"two words\"", "the untouched records are kept");
     Ok(())
 }
+
+/// A catalog zone (RFC 9432) at the primary names the zones pop serves: the config
+/// names only the catalog; a zone added to it at the primary is served with no config
+/// edit, and one removed from it stops being served.
+#[test]
+fn zones_added_to_and_removed_from_a_catalog_at_the_primary_are_served_and_dropped() -> Result<()> {
+    let mut lab = Lab::new()?;
+    let (client, pop) = lab.client_and_pop()?;
+    lab.addr(&pop, "lo", &format!("{VIP}/32"))?;
+    lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+    let run = lab.dir.join("knot-primary");
+    std::fs::create_dir_all(run.join("db"))?;
+    let net = lab.write("example.net.zone", &zone_text(1, "192.0.2.80"))?;
+    let org = lab.write("example.org.zone", &zone_text(1, "192.0.2.90").replace("example.net.", "example.org."))?;
+    let catalog = lab.write(
+        "catalog.example.zone",
+        "$ORIGIN catalog.example.\n$TTL 0\n@ IN SOA invalid. invalid. 1 60 1 8 0\n@ IN NS invalid.\n\
+         version IN TXT \"2\"\nnet.zones IN PTR example.net.\n",
+    )?;
+    let zone = |domain: &str, file: &Path| {
+        format!("  - domain: {domain}\n    file: \"{}\"\n    notify: pop\n    acl: [pop-xfr, local-update]\n    zonefile-sync: -1\n", file.display())
+    };
+    let conf = lab.write(
+        "knot-primary.conf",
+        &format!(
+            "server:\n    rundir: \"{r}\"\n    listen: {PRIMARY}@53\n    udp-workers: 1\n    tcp-workers: 1\n\
+             control:\n    listen: \"{r}/knot.sock\"\ndatabase:\n    storage: \"{r}/db\"\nlog:\n  - target: stderr\n    any: info\n\
+             remote:\n  - id: pop\n    address: {VIP}@53\n\
+             acl:\n  - id: pop-xfr\n    address: 192.0.2.2\n    action: transfer\n  - id: local-update\n    address: {PRIMARY}\n    action: update\n\
+             zone:\n{}{}{}",
+            zone("catalog.example", &catalog),
+            zone("example.net", &net),
+            zone("example.org", &org),
+            r = run.display()
+        ),
+    )?;
+    lab.spawn(&client, "knot", &["knotd", "-c", conf.to_str().unwrap()])?;
+    wait_until(Duration::from_secs(20), "knotd serving the catalog", || {
+        client
+            .stdout(&["dig", "+tries=1", "+time=1", "+short", &format!("@{PRIMARY}"), "version.catalog.example", "TXT"])
+            .ok()
+            .filter(|o| o.contains("2"))
+    })?;
+
+    let state = lab.dir.join("state");
+    let config = lab.pop_config_with(
+        &pop,
+        &format!("state_dir = \"{}\"", state.display()),
+        &format!(
+            "[[interface]]\nname = \"p0\"\n[[dns]]\nvips = [\"{VIP}\"]\nrate_limit = 0\n\
+             [[dns.secondary]]\nzone = \"catalog.example\"\ncatalog = true\nprimaries = [\"{PRIMARY}\"]\n"
+        ),
+    )?;
+    lab.start_pop(&pop, "pop", &config)?;
+    let logs = |lab: &Lab| format!("pop:\n{}\nknot:\n{}", lab.daemon_log("pop").unwrap_or_default(), lab.daemon_log("knot").unwrap_or_default());
+    // The catalog's member is served from the start; the catalog itself is not served.
+    assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.80", "{}", logs(&lab));
+    assert!(status_line(&client, "www.example.org")?.contains("REFUSED"), "example.org is not in the catalog yet");
+    let out = client.stdout(&["dig", "+tries=1", "+time=1", "+norec", &format!("@{VIP}"), "version.catalog.example", "TXT"])?;
+    assert!(out.contains("status: REFUSED"), "the catalog zone is answered:\n{out}");
+
+    let update = |lab: &Lab, line: &str| -> Result<()> {
+        let script = lab.write("update.txt", &format!("server {PRIMARY} 53\nzone catalog.example.\n{line}\nsend\n"))?;
+        let out = client.output(&["knsupdate", "-t", "5", script.to_str().unwrap()])?;
+        anyhow::ensure!(out.status.success(), "knsupdate: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        Ok(())
+    };
+    // Added at the primary: served, with no config edit.
+    update(&lab, "update add org.zones.catalog.example. 0 PTR example.org.")?;
+    wait_until(Duration::from_secs(10), "example.org served", || dig(&client, "www.example.org", "A").ok().filter(|o| o.trim() == "192.0.2.90"))
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&lab)))?;
+    assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.80", "the first member stays");
+    // Removed at the primary: no longer served.
+    update(&lab, "update del net.zones.catalog.example. PTR example.net.")?;
+    wait_until(Duration::from_secs(10), "example.net no longer served", || {
+        status_line(&client, "www.example.net").ok().filter(|l| l.contains("REFUSED"))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&lab)))?;
+    assert_eq!(dig(&client, "www.example.org", "A")?.trim(), "192.0.2.90");
+    Ok(())
+}

@@ -38,6 +38,12 @@ pub struct Secondary {
     pub primaries: Vec<std::net::SocketAddr>,
     /// TSIG (hmac-sha256) on SOA queries and transfers, when the primaries require it.
     pub tsig: Option<TsigKey>,
+    /// A catalog zone (RFC 9432, `catalog = true`): transferred and followed like any
+    /// secondary but not served; each member zone it lists becomes a secondary of the
+    /// block, from the same primaries with the same key (see `dns::catalog`).
+    pub catalog: bool,
+    /// For a member zone: the catalog that lists it (none in the config file).
+    pub member_of: Option<String>,
     pub line: usize,
 }
 
@@ -100,6 +106,8 @@ pub(super) struct RawSecondary {
     zone: Spanned<String>,
     primaries: Spanned<Vec<Spanned<String>>>,
     tsig: Option<Spanned<RawTsig>>,
+    #[serde(default)]
+    catalog: bool,
 }
 
 #[derive(Deserialize)]
@@ -214,7 +222,7 @@ fn secondaries(v: &mut Validator, raw: Vec<Spanned<RawSecondary>>) -> Vec<Second
                 }
             }
         });
-        out.push(Secondary { zone, primaries, tsig, line });
+        out.push(Secondary { zone, primaries, tsig, catalog: s.catalog, member_of: None, line });
     }
     out
 }

@@ -95,7 +95,7 @@ fn dns_tables_fit(config: &Config, prepared: &[runtime::Prepared]) -> Result<(),
     Ok(())
 }
 
-pub async fn run(config: Config) -> Result<()> {
+pub async fn run(mut config: Config) -> Result<()> {
     let _lock = RunLock::acquire(&config.pop.run_dir)?;
     let started = std::time::SystemTime::now();
     // Before anything slow: keep the previous controller's announcements from lapsing
@@ -112,6 +112,10 @@ pub async fn run(config: Config) -> Result<()> {
     // A secondary zone never transferred is fetched first, so a new PoP serves it from
     // the first apply; one stored before is served as stored and refreshed later.
     crate::dns::secondary::first_transfers(&config).await;
+    // A catalog's members are zones of the config from here on (and each reload).
+    if expand_catalogs(&mut config) {
+        crate::dns::secondary::first_transfers(&config).await;
+    }
     if cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("slow-start") {
         warn!("pop.fault_inject = \"slow-start\": waiting 7 s before loading the XDP object");
         tokio::time::sleep(std::time::Duration::from_secs(7)).await;
@@ -366,6 +370,16 @@ type Reloaded = (u64, Result<(Config, DnsStage)>);
 
 /// Re-reads the config file and every zone, compiles and stages the DNS tables, all on
 /// a blocking thread (after the previous apply's clean-up); the loop applies the rest.
+/// Adds the members of the config's catalog zones to it (see `dns::catalog`), logging
+/// what was left out; whether any catalog added a zone.
+fn expand_catalogs(config: &mut Config) -> bool {
+    let before: usize = config.dns.iter().map(|b| b.secondaries.len()).sum();
+    for note in crate::dns::catalog::expand(config) {
+        warn!("{note}");
+    }
+    config.dns.iter().map(|b| b.secondaries.len()).sum::<usize>() > before
+}
+
 fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::mpsc::UnboundedSender<Reloaded>) {
     let path = running.path.clone();
     let names = |c: &Config| (c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>(), c.pop.bpffs_dir.clone());
@@ -381,7 +395,8 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
             let _ = c.await;
         }
         let work = tokio::task::spawn_blocking(move || -> Result<(Config, DnsStage)> {
-            let config = Config::load(&path)?;
+            let mut config = Config::load(&path)?;
+            expand_catalogs(&mut config);
             if names(&config) != before {
                 warn!("interface and bpffs changes take effect when the controller restarts");
             }

@@ -7,9 +7,11 @@
 //! * [`runtime`]: the servers and tables of the configured blocks, and reloads;
 //! * [`table`]: writing the fast path into the BPF maps, one generation at a time;
 //! * [`secondary`]: zones transferred from primaries (AXFR, and [`ixfr`] differences), NOTIFY, expiry;
+//! * [`catalog`]: catalog zones (RFC 9432): their members become secondaries;
 //! * [`tsig`]: signing the secondary's requests and checking the answers.
 
 pub mod answer;
+pub mod catalog;
 mod dnssec;
 mod dnssec_text;
 pub mod fastpath;

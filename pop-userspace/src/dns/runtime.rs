@@ -262,7 +262,10 @@ impl DnsRuntime {
                     self.servers.insert(vip, Server { responder: swap, shutdown: tx });
                 }
             }
-            served.push(Served { responder, secondaries: block.secondaries.iter().map(|s| s.zone.clone()).collect() });
+            // Only the configured zones count for health: one member of a catalog not yet
+            // transferred (or broken at the primary) must not withdraw the block's VIPs.
+            let counted = block.secondaries.iter().filter(|s| !s.catalog && s.member_of.is_none());
+            served.push(Served { responder, secondaries: counted.map(|s| s.zone.clone()).collect() });
         }
         self.servers.retain(|vip, s| {
             let keep = wanted.contains(vip);

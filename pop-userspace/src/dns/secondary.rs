@@ -213,7 +213,7 @@ fn stored_timers(path: &Path) -> Result<SoaTimers> {
 }
 
 /// The records of a stored transfer (the closing SOA dropped) and its SOA timers.
-fn read_stored(path: &Path, max_bytes: u64) -> Result<(Name, Vec<Record>, SoaTimers)> {
+pub(super) fn read_stored(path: &Path, max_bytes: u64) -> Result<(Name, Vec<Record>, SoaTimers)> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     ensure!(meta.len() <= max_bytes, "{} is over the zone's limit of {max_bytes} bytes", path.display());
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -244,10 +244,11 @@ pub fn load_stored(path: &Path, limits: &ZoneLimits) -> Result<Zone, ZoneErrors>
 }
 
 /// Every zone source of `config`'s block `i`: its files, then the stored copies of its
-/// secondaries that have been transferred (one not transferred yet is not served).
+/// secondaries that have been transferred (one not transferred yet is not served; a
+/// catalog zone never is, its members are).
 pub fn zone_sources(config: &Config, i: usize) -> Vec<PathBuf> {
     let block = &config.dns[i];
-    let stored = block.secondaries.iter().map(|s| s.file(&config.pop.state_dir)).filter(|f| f.exists());
+    let stored = block.secondaries.iter().filter(|s| !s.catalog).map(|s| s.file(&config.pop.state_dir)).filter(|f| f.exists());
     block.zones.iter().cloned().chain(stored).collect()
 }
 
