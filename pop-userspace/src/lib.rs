@@ -15,7 +15,8 @@
 //! - [`addr`]: addresses as the maps key them (IPv4-mapped), converted in one place.
 //! - [`metrics`]: reading the per-CPU data-path counters and rendering them.
 //! - [`dns`]: zones (parsed by hickory), the authoritative answer engine, its UDP/TCP
-//!   server, and the compiled table the XDP fast path answers from.
+//!   server, the compiled table the XDP fast path answers from, and secondary zones
+//!   (AXFR, IXFR, NOTIFY, TSIG, catalog zones).
 //! - [`http`]: `[[http]]` sites: [`http::reply`] renders and checks each response
 //!   (pure); the module loads the XDP route table.
 //! - [`lb`]: services and backends: Maglev tables, backend ids, `pop decap`.
