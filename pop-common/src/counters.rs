@@ -115,6 +115,7 @@ counters! {
     HttpDropLater = "drop.http_later_segment": "dropped: the rest of a request already answered from its first segment",
     RttMeasured = "rtt.measured": "client round trips measured in the path (HTTP: SYN-ACK to request; LB: SYN to the handshake's ACK)",
     RttUnrecorded = "rtt.unrecorded": "round trips measured but not recorded: the per-VIP histogram table is full",
+    DnsPassSigned = "dns.pass.signed": "passed to the server: DO=1 to a signed zone without a signed answer in the table (denials), or a signed zone's answer over the client's size",
 }
 
 impl Counters {

@@ -13,6 +13,8 @@
 //!   name's entries are rewritten in the live generation, each entry by one atomic map
 //!   update; tails go to free slots before any answer points at them and are deleted
 //!   after the last answer using them, so no second generation and no extra capacity.
+//! - Signed zones: every entry carries DNS_ACTION_SIGNED and answers DO=0 queries; the
+//!   exact questions also have a DNS_KIND_ANSWER_DO entry holding the DO=1 answer.
 //!
 //! ## Not there yet (issue 13 / 14)
 //! - Answers longer than DNS_TAIL_MAX (DNSSEC answers up to 4096 bytes) are stored as
@@ -66,10 +68,18 @@ pub const DNS_KIND_ANSWER: u32 = 0;
 pub const DNS_KIND_OTHER: u32 = 1 << DNS_KIND_SHIFT;
 /// A zone apex or delegation point (the walk up the name finds it).
 pub const DNS_KIND_ZONE: u32 = 2 << DNS_KIND_SHIFT;
+/// The answer for (name, qtype, qclass) asked with DO=1, in a signed zone: with its
+/// RRSIGs (and NSEC/NSEC3 for NODATA). Looked up only after a DNS_ACTION_SIGNED hit.
+pub const DNS_KIND_ANSWER_DO: u32 = 3 << DNS_KIND_SHIFT;
 /// `DnsAnswer::action`: send this answer.
 pub const DNS_ACTION_ANSWER: u16 = 1;
 /// `DnsAnswer::action`: the server must answer (delegation, wildcard zone).
 pub const DNS_ACTION_PASS: u16 = 2;
+/// `DnsAnswer::action` flag: the entry is of a signed zone, so it answers DO=0 only. A
+/// DO=1 query looks up its DNS_KIND_ANSWER_DO entry (none for denials, whose proofs
+/// depend on the name: the server answers), and an answer over the client's size goes
+/// to the server, which truncates it as Knot does (whole RRsets that fit).
+pub const DNS_ACTION_SIGNED: u16 = 0x100;
 /// What the fast path advertises and the biggest UDP answer it sends.
 pub const DNS_EDNS_UDP_SIZE: u16 = 1232;
 

@@ -11,8 +11,9 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::error;
 use pop_common::{
-    Counter, DNS_ACTION_ANSWER, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_LABELS_MAX, DNS_TAG_MASK,
-    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey, name_hash_finish, name_hash_word, name_word_lower,
+    Counter, DNS_ACTION_ANSWER, DNS_ACTION_SIGNED, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_ANSWER_DO, DNS_KIND_OTHER, DNS_KIND_ZONE,
+    DNS_LABELS_MAX, DNS_TAG_MASK, DNS_TAIL_CLASS_SHIFT, DNS_TAIL_INDEX_MASK, DNS_TAIL_MAX, DnsAnswer, DnsTailKey, name_hash_finish, name_hash_word,
+    name_word_lower,
 };
 
 use crate::{
@@ -367,6 +368,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     key.qtype = qtype;
 
     let mut found = DNS_TABLE.get_ptr(&*key);
+    let exact = found.is_some();
     if found.is_none() {
         key.tag = DNS_KIND_OTHER | tag;
         key.qtype = 0;
@@ -384,14 +386,36 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
             found = DNS_TABLE.get_ptr(&scratch.key);
         }
     }
-    let Some(ans) = found else { return pass(stats, Counter::DnsPassUnknown) };
+    let Some(mut ans) = found else { return pass(stats, Counter::DnsPassUnknown) };
+    let opt_len = if edns { OPT_LEN } else { 0 };
+    if unsafe { (*ans).action } & DNS_ACTION_SIGNED != 0 {
+        // A signed zone's entry answers DO=0; DO=1 takes the exact question's signed
+        // answer (none for denials: the server writes their proofs).
+        if do_bit {
+            if !exact {
+                return pass(stats, Counter::DnsPassSigned);
+            }
+            let scratch = unsafe { &mut *scratch_ptr };
+            scratch.key.tag = DNS_KIND_ANSWER_DO | tag;
+            match DNS_TABLE.get_ptr(&scratch.key) {
+                Some(d) => ans = d,
+                None => return pass(stats, Counter::DnsPassSigned),
+            }
+        }
+        // Over the client's size (or stored truncated), the server truncates it as Knot
+        // does, keeping the RRsets that fit.
+        let a = unsafe { &*ans };
+        if a.flags & TC != 0 || DNS_HLEN + name_len + 4 + a.tail_len as usize + opt_len > limit {
+            return pass(stats, Counter::DnsPassSigned);
+        }
+    }
     let ans: &DnsAnswer = unsafe { &*ans };
     if ans.tail_len as usize > DNS_TAIL_MAX {
         // Only a controller bug writes this; say so in its log and let the server answer.
         error!(ctx, "DNS_TABLE entry with tail_len {} > {}", ans.tail_len, DNS_TAIL_MAX);
         return pass(stats, Counter::DnsPassUnknown);
     }
-    if ans.action != DNS_ACTION_ANSWER {
+    if ans.action & !DNS_ACTION_SIGNED != DNS_ACTION_ANSWER {
         return pass(stats, Counter::DnsPassTableSays);
     }
 
@@ -406,7 +430,6 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
 
     // Size the answer; over the client's limit it becomes TC=1 with no records.
     let qlen = name_len + 4;
-    let opt_len = if edns { OPT_LEN } else { 0 };
     let mut tail_len = ans.tail_len as usize;
     let (mut out_flags, mut out_an, mut out_ns, mut out_ar) = (ans.flags, ans.ancount, ans.nscount, ans.arcount);
     if slip || DNS_HLEN + qlen + tail_len + opt_len > limit {

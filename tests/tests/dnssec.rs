@@ -310,11 +310,22 @@ fn signed_zones_are_answered_as_knot_answers_them() -> Result<()> {
         }
     }
 
-    // None of these were answered by XDP: its table has no RRSIGs, so signed zones go
-    // to the server whole.
+    // XDP answered most of them (DO=0, and DO=1 to exact questions from the signed
+    // twins), all alike Knot's as checked above; DO=1 denials and signed answers over
+    // the client's size went to the server.
     let after = lab.pop_counters(&pop, &config)?;
     let delta = |k: &str| after[k] - before[k];
     let xdp = delta("dns.xdp.noerror") + delta("dns.xdp.nxdomain") + delta("dns.xdp.other_rcode") + delta("dns.xdp.truncated");
-    assert_eq!(xdp, 0, "XDP answered {xdp} queries for signed zones: {after:?}");
+    let signed_pass = delta("dns.pass.signed");
+    println!("XDP answered {xdp} of {} UDP queries; {signed_pass} passed as signed", queries.len());
+    // (Most of the questions are under delegations, wildcards or not there: the server's.)
+    assert!(xdp > 1000, "XDP answered only {xdp} of {} queries for signed zones: {after:?}", queries.len());
+    assert!(signed_pass > 0, "no DO=1 denial went to the server: {after:?}");
+    // One DO=1 question: its signed answer, from XDP.
+    let one = pop_lab::udp_exchange(&client, POP4, vec![query(7, "www.nsec3.test", 1, Some((1232, true)))])?.remove(0).context("no answer")?;
+    let later = lab.pop_counters(&pop, &config)?;
+    assert_eq!(later["dns.xdp.noerror"], after["dns.xdp.noerror"] + 1, "not answered by XDP: {later:?}");
+    let m = meaning(&one);
+    assert!(m.contains("do true") && m.contains("www.nsec3.test. 3600 46 "), "no RRSIG in the answer: {m}");
     Ok(())
 }

@@ -1513,11 +1513,29 @@ host  600 IN A   198.51.100.1
     }
 
     #[test]
-    fn signed_zones_are_not_in_the_xdp_table() {
+    fn a_signed_zone_answers_do0_from_its_entries_and_do1_from_their_signed_twins() {
         let r = signed_responder(&nsec_zone(), "s.zone");
         let fp = r.compile_fast_path();
-        assert!(fp.entries.iter().all(|e| e.qclass != 1), "{:?}", fp.entries.iter().map(|e| &e.qname).collect::<Vec<_>>());
-        assert!(fp.nodata_any.is_empty() && fp.zones.is_empty());
-        assert_eq!(fp.cuts, [crate::dns::zone::name_to_wire(&Name::from_ascii("s.test.").unwrap())]);
+        let wire = |n: &str| crate::dns::zone::name_to_wire(&Name::from_ascii(n).unwrap());
+        let www = wire("www.s.test.");
+        let find = |dnssec_ok: bool| fp.entries.iter().find(|e| e.qname == www && e.qtype == 1 && e.dnssec_ok == dnssec_ok).unwrap();
+        let (plain, twin) = (find(false), find(true));
+        assert!(plain.signed, "a DO=0 answer of a signed zone must not answer DO=1");
+        // The twin is the server's DO=1 answer: the A and its RRSIG, the OPT left to XDP.
+        let m = do_query(&r, "www.s.test.", 1);
+        assert_eq!((plain.ancount, twin.ancount), (1, 2));
+        assert_eq!(
+            (twin.ancount as usize, twin.nscount as usize, twin.arcount as usize + 1),
+            (m.answers.len(), m.authorities.len(), m.additionals.len() + 1)
+        );
+        assert_eq!(kinds(&m.answers), ["www.s.test. 1", "www.s.test. RRSIG(1)"]);
+        // NODATA at an existing name is fixed per (name, type): its twin carries the NSEC.
+        let mx = fp.entries.iter().find(|e| e.qname == www && e.qtype == 15 && e.dnssec_ok);
+        assert!(mx.is_none_or(|e| e.nscount >= 2), "{mx:?}");
+        assert!(fp.entries.iter().filter(|e| e.qclass == 1).all(|e| e.signed || e.dnssec_ok));
+        assert!(!fp.nodata_any.is_empty() && fp.nodata_any.iter().all(|e| e.signed), "other types: DO=0 only");
+        assert!(fp.zones.iter().all(|z| z.nxdomain.signed), "NXDOMAIN: DO=0 only");
+        assert!(!fp.cuts.contains(&wire("s.test.")), "the zone is in the table, not passed whole");
+        assert!(fp.cuts.contains(&wire("sub.s.test.")), "delegations are still the server's");
     }
 }

@@ -14,6 +14,11 @@
 //! * else pass names at or below any of `cuts` (referrals);
 //! * else, in the closest enclosing `zones` apex without a wildcard, answer `nxdomain`;
 //! * pass anything else (other classes, EDNS handling it does not implement, ...).
+//!
+//! A signed zone's entries are marked `signed`: they answer DO=0 queries only. Its
+//! exact questions also get a `dnssec_ok` twin, the DO=1 answer (RRSIGs, the NSEC or
+//! NSEC3 of a NODATA); a DO=1 query without a twin (denials, whose proofs depend on
+//! the name) goes to the server.
 
 use std::collections::BTreeSet;
 
@@ -35,6 +40,10 @@ pub struct FastEntry {
     pub arcount: u16,
     /// The bytes after the question, excluding OPT.
     pub tail: Vec<u8>,
+    /// Of a signed zone: this DO=0 answer must not answer a DO=1 query.
+    pub signed: bool,
+    /// The answer to the question asked with DO=1 (RRSIGs and proofs included).
+    pub dnssec_ok: bool,
 }
 
 /// Per zone: its apex and the NXDOMAIN response for any non-existent name.
@@ -114,6 +123,49 @@ impl Responder {
             nscount: be16(8),
             arcount: be16(10),
             tail: resp[query.len()..].to_vec(),
+            signed: false,
+            dnssec_ok: false,
+        }
+    }
+
+    /// The DO=1 answer to the question, for a signed zone's table: the server's reply
+    /// to the question with an OPT (DO=1) with that OPT cut off the end. None when the
+    /// reply does not end with the plain OPT the XDP program writes itself.
+    fn fast_entry_do(&self, qname: &[u8], qtype: u16, qclass: u16) -> Option<FastEntry> {
+        let mut query = synthetic_query(qname, qtype, qclass);
+        query[11] = 1;
+        query.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0]);
+        let resp = self.respond(&query, Transport::Tcp)?;
+        let be16 = |i: usize| u16::from_be_bytes([resp[i], resp[i + 1]]);
+        let question_end = query.len() - 11;
+        let opt = resp.len().checked_sub(11).filter(|&o| o >= question_end)?;
+        // Root owner, type OPT, any size, extended rcode 0 (the rcode fits the header),
+        // version 0, DO set, no options.
+        let r = &resp[opt..];
+        if r[0] != 0 || r[1..3] != [0, 41] || r[5] != 0 || r[6] != 0 || r[7] & 0x80 == 0 || r[9..11] != [0, 0] || be16(10) == 0 {
+            return None;
+        }
+        Some(FastEntry {
+            qname: qname.to_vec(),
+            qtype,
+            qclass,
+            flags: be16(2),
+            ancount: be16(6),
+            nscount: be16(8),
+            arcount: be16(10) - 1,
+            tail: resp[question_end..opt].to_vec(),
+            signed: false,
+            dnssec_ok: true,
+        })
+    }
+
+    /// `fp.entry` of the answer to (name, qtype, IN) and, in a signed zone, of its DO=1 answer.
+    fn entries(&self, fp: &mut impl FastSink, name: &[u8], qtype: u16, signed: bool) {
+        let mut e = self.fast_entry(name, qtype, CLASS_IN);
+        e.signed = signed;
+        fp.entry(e);
+        if signed && let Some(d) = self.fast_entry_do(name, qtype, CLASS_IN) {
+            fp.entry(d);
         }
     }
 
@@ -133,14 +185,10 @@ impl Responder {
         let all_types: BTreeSet<u16> = zones.iter().flat_map(|z| z.nodes().values()).flat_map(|n| n.rrsets.iter().map(|s| s.rtype)).collect();
 
         for z in zones {
-            // The table has no DO=1 answers (RRSIGs, proofs) and the XDP program sends its
-            // answers to DO=1 queries too: a signed zone is passed whole to the server, and
-            // so is a zone whose DS the signed parent we also serve answers.
+            // A signed zone's entries answer DO=0 queries; its exact questions also get
+            // their DO=1 answers, and DO=1 denials go to the server (see DNS_ACTION_SIGNED).
+            let signed = z.is_signed();
             let parent_signed = zone::parent(z.apex()).and_then(|p| self.zones().find(p)).is_some_and(|p| p.is_signed());
-            if z.is_signed() || parent_signed {
-                fp.cut(z.apex());
-                continue;
-            }
             // The qtype-independence check of NODATA runs on the zone's first name: the
             // engine takes the same path for a private-use qtype at every name.
             let mut verify = true;
@@ -154,28 +202,32 @@ impl Responder {
                     types.extend(all_types.iter().copied());
                 }
                 for t in types {
-                    fp.entry(self.fast_entry(name, t, CLASS_IN));
+                    self.entries(fp, name, t, signed);
                 }
                 if !node.has_cname()
-                    && let Some(e) = self.nodata_entry(name, &node.rrsets.iter().map(|s| s.rtype).collect(), std::mem::take(&mut verify))
+                    && let Some(mut e) = self.nodata_entry(name, &node.rrsets.iter().map(|s| s.rtype).collect(), std::mem::take(&mut verify))
                 {
+                    e.signed = signed;
                     fp.nodata(e);
                 }
             }
             for name in z.ents() {
                 if self.fast_servable(z, name)
-                    && let Some(e) = self.nodata_entry(name, &BTreeSet::new(), std::mem::take(&mut verify))
+                    && let Some(mut e) = self.nodata_entry(name, &BTreeSet::new(), std::mem::take(&mut verify))
                 {
+                    e.signed = signed;
                     fp.nodata(e);
                 }
             }
             // A zone apex whose parent we also serve: DS is answered from the parent,
             // unlike what `nodata_any` for the apex (from the child) would say.
             if zone::parent(z.apex()).and_then(|p| self.zones().find(p)).is_some() {
-                fp.entry(self.fast_entry(z.apex(), TYPE_DS, CLASS_IN));
+                self.entries(fp, z.apex(), TYPE_DS, parent_signed);
             }
 
-            fp.zone(FastZone { apex: z.apex().to_vec(), has_wildcard: z.has_wildcard(), nxdomain: self.nxdomain_entry(z) });
+            let mut nxdomain = self.nxdomain_entry(z);
+            nxdomain.signed = signed;
+            fp.zone(FastZone { apex: z.apex().to_vec(), has_wildcard: z.has_wildcard(), nxdomain });
 
             for cut in z.top_cuts() {
                 // A cut that is the apex of a zone we serve is answered from that zone.

@@ -17,8 +17,9 @@ use std::{
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::maps::{Array, HashMap, IterableMap as _, MapData};
 use pop_common::{
-    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_BLOCKS_MAX, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_OTHER, DNS_KIND_ZONE, DNS_TAG_MASK,
-    DNS_TAIL_CLASS_SHIFT, DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, name_hash,
+    DNS_ACTION_ANSWER, DNS_ACTION_PASS, DNS_ACTION_SIGNED, DNS_BLOCKS_MAX, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_ANSWER_DO, DNS_KIND_OTHER,
+    DNS_KIND_ZONE, DNS_TAG_MASK, DNS_TAIL_CLASS_SHIFT, DNS_TAIL_CLASSES, DNS_TAIL_INDEX_MASK, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey,
+    name_hash,
 };
 
 use super::{FastEntry, FastSink, FastZone};
@@ -167,6 +168,14 @@ impl TableBuilder {
     /// records. (For a zone's NXDOMAIN, keyed by the apex, longer names only make the
     /// answer longer, and XDP truncates whatever exceeds the client's limit anyway.)
     fn answer(&mut self, e: &FastEntry) -> Option<DnsAnswer> {
+        let mut a = self.unflagged_answer(e)?;
+        if e.signed {
+            a.action |= DNS_ACTION_SIGNED;
+        }
+        Some(a)
+    }
+
+    fn unflagged_answer(&mut self, e: &FastEntry) -> Option<DnsAnswer> {
         if always_truncated(e.qname.len(), e.tail.len()) {
             self.c.truncated += 1;
             let flags = e.flags | FLAG_TC;
@@ -230,6 +239,15 @@ impl TableBuilder {
 impl FastSink for TableBuilder {
     fn entry(&mut self, e: FastEntry) {
         let Some(name) = self.name_key(&e.qname) else { return };
+        if e.dnssec_ok {
+            // A DO=1 answer no UDP reply can hold is the server's to truncate: no entry.
+            if !always_truncated(e.qname.len(), e.tail.len())
+                && let Some(a) = self.answer(&e)
+            {
+                self.push(DNS_KIND_ANSWER_DO, name, e.qtype, e.qclass, a);
+            }
+            return;
+        }
         self.named.insert(name);
         // An answer the table cannot hold still gets an entry: sending the question to
         // the server, never on to the name's "other types" NODATA.
@@ -623,7 +641,7 @@ impl LiveTable {
         }
         for (k, a) in c.keys.iter().zip(&c.answers) {
             let kind = k.tag & !DNS_TAG_MASK;
-            if kind != DNS_KIND_ANSWER && kind != DNS_KIND_OTHER {
+            if kind != DNS_KIND_ANSWER && kind != DNS_KIND_ANSWER_DO && kind != DNS_KIND_OTHER {
                 continue;
             }
             if a.tail_len > 0
@@ -654,8 +672,12 @@ impl LiveTable {
         let mut plan = NamePlan::default();
         let mut new: Vec<(DnsKey, DnsAnswer)> = Vec::new();
         for e in answers {
-            let a = self.value(e, &mut plan)?;
-            new.push((DnsKey { tag: DNS_KIND_ANSWER | self.tag, qtype: e.qtype, qclass: e.qclass, name: name_key }, a));
+            let mut a = self.value(e, &mut plan)?;
+            if e.signed {
+                a.action |= DNS_ACTION_SIGNED;
+            }
+            let kind = if e.dnssec_ok { DNS_KIND_ANSWER_DO } else { DNS_KIND_ANSWER };
+            new.push((DnsKey { tag: kind | self.tag, qtype: e.qtype, qclass: e.qclass, name: name_key }, a));
         }
         let other = match nodata {
             Some(e) => Some(self.value(e, &mut plan)?),
@@ -790,7 +812,18 @@ mod tests {
     const SEED: DnsSeed = [7, 11];
 
     fn entry(qname: &[u8], qtype: u16, tail: Vec<u8>) -> FastEntry {
-        FastEntry { qname: qname.to_vec(), qtype, qclass: 1, flags: 0x8400, ancount: 1, nscount: 0, arcount: 0, tail }
+        FastEntry {
+            qname: qname.to_vec(),
+            qtype,
+            qclass: 1,
+            flags: 0x8400,
+            ancount: 1,
+            nscount: 0,
+            arcount: 0,
+            tail,
+            signed: false,
+            dnssec_ok: false,
+        }
     }
 
     #[test]
