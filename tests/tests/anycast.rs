@@ -486,3 +486,61 @@ mod host_loss {
         Ok(())
     }
 }
+
+mod dns_server_health {
+    //! A VIP's DNS server must really be reading its sockets: the in-process responder
+    //! answering its probe is not enough. A server that stops reading (debug builds'
+    //! `fault_inject = "dns-stall"`) gets the VIP withdrawn, saying why.
+
+    use std::time::Duration;
+
+    use anyhow::Result;
+    use pop_lab::{Lab, wait_until};
+
+    const VIP: &str = "203.0.113.53";
+    const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
+
+    #[test]
+    fn a_dns_server_that_stops_reading_its_socket_gets_its_vip_withdrawn() -> Result<()> {
+        let mut lab = Lab::new()?;
+        let (client, pop) = lab.client_and_pop()?;
+        lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+        let zone = lab.write("example.com.zone", ZONE)?;
+        let cfg = lab.pop_config_with(
+            &pop,
+            "fault_inject = \"dns-stall\"",
+            &format!(
+                "[[interface]]\nname = \"p0\"\n[anycast]\ninterface = \"lo\"\nrise = 1\nfall = 2\nhold_ms = 0\ncheck_ms = 200\n\
+                 [[dns]]\nvips = [\"{VIP}\"]\nzones = [\"{}\"]\nrate_limit = 0\n",
+                zone.display()
+            ),
+        )?;
+        lab.start_pop(&pop, "pop", &cfg)?;
+        let status = |lab: &Lab| -> Option<(bool, String)> {
+            let out = lab.pop(&pop, &cfg, &["status", "--json"]).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            Some((v["vips"][0]["announced"].as_bool()?, v["vips"][0]["why"].as_str()?.to_string()))
+        };
+        wait_until(Duration::from_secs(10), "the VIP announced", || status(&lab).filter(|(a, _)| *a))?;
+        let dig = |name: &str| client.output(&["dig", "+tries=1", "+time=1", "+norec", &format!("@{VIP}"), name, "A"]);
+        // A name in no zone goes past XDP to the server, which answers REFUSED.
+        assert!(String::from_utf8_lossy(&dig("x.invalid")?.stdout).contains("status: REFUSED"));
+        // Polled for a few seconds without a stall: the idle and the busy server stay healthy.
+        for _ in 0..10 {
+            dig("y.invalid")?;
+        }
+        assert!(status(&lab).is_some_and(|(a, _)| a), "withdrawn without a stall: {}", lab.daemon_log("pop").unwrap_or_default());
+
+        // The server stops reading; queries keep arriving (and wait on its socket).
+        dig("stall.invalid")?;
+        let (_, why) = wait_until(Duration::from_secs(10), "the VIP withdrawn", || {
+            let _ = dig("z.invalid");
+            status(&lab).filter(|(a, _)| !*a)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("pop").unwrap_or_default()))?;
+        assert!(why.contains(&format!("the DNS server is not reading its UDP socket on {VIP}:53")), "{why}");
+        let lo = pop.stdout(&["ip", "-o", "-4", "addr", "show", "dev", "lo"])?;
+        assert!(!lo.contains(VIP), "the address is still on lo:\n{lo}");
+        Ok(())
+    }
+}

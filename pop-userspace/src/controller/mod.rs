@@ -116,6 +116,9 @@ pub async fn run(mut config: Config) -> Result<()> {
     if expand_catalogs(&mut config) {
         crate::dns::secondary::first_transfers(&config).await;
     }
+    if cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("dns-stall") {
+        crate::dns::server::FAULT_STALL.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some("slow-start") {
         warn!("pop.fault_inject = \"slow-start\": waiting 7 s before loading the XDP object");
         tokio::time::sleep(std::time::Duration::from_secs(7)).await;

@@ -70,6 +70,8 @@ fn release_freed_memory() {
 struct Server {
     responder: Arc<ArcSwap<Responder>>,
     shutdown: watch::Sender<bool>,
+    /// Whether its sockets are being read (health).
+    watch: super::server::SocketWatch,
 }
 
 /// A block as served: the responder its servers use.
@@ -79,6 +81,8 @@ struct Served {
     /// served for the block to count as healthy (one not transferred yet, or expired,
     /// is not).
     secondaries: Vec<String>,
+    /// Its VIPs: their servers' sockets must be read for the block to be healthy.
+    vips: Vec<IpAddr>,
 }
 
 pub struct DnsRuntime {
@@ -258,14 +262,15 @@ impl DnsRuntime {
                 } else if let Some(l) = listeners.remove(&vip) {
                     let swap = Arc::new(ArcSwap::new(responder.clone()));
                     let (tx, rx) = watch::channel(false);
+                    let sockets = l.watch();
                     tokio::spawn(serve_bound(swap.clone(), l, rx));
-                    self.servers.insert(vip, Server { responder: swap, shutdown: tx });
+                    self.servers.insert(vip, Server { responder: swap, shutdown: tx, watch: sockets });
                 }
             }
             // Only the configured zones count for health: one member of a catalog not yet
             // transferred (or broken at the primary) must not withdraw the block's VIPs.
             let counted = block.secondaries.iter().filter(|s| !s.catalog && s.member_of.is_none());
-            served.push(Served { responder, secondaries: counted.map(|s| s.zone.clone()).collect() });
+            served.push(Served { responder, secondaries: counted.map(|s| s.zone.clone()).collect(), vips: block.vips.clone() });
         }
         self.servers.retain(|vip, s| {
             let keep = wanted.contains(vip);
@@ -278,10 +283,13 @@ impl DnsRuntime {
         tokio::task::spawn_blocking(move || drop(replaced));
     }
 
-    /// The block's server answering its own probe: the SOA of its first zone, in
-    /// process, with the responder the server uses right now.
+    /// The block's servers reading their sockets, and answering their own probe: the
+    /// SOA of every zone, in process, with the responder the server uses right now.
     pub fn self_check(&self, block: usize) -> Result<(), String> {
         let served = self.blocks.get(block).ok_or("not running")?;
+        for vip in &served.vips {
+            self.servers.get(vip).ok_or_else(|| format!("no DNS server on {vip}"))?.watch.check()?;
+        }
         let responder = &served.responder;
         let zones = responder.zones().zones();
         let norm = |z: &str| z.trim_end_matches('.').to_ascii_lowercase();

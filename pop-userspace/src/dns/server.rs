@@ -58,8 +58,70 @@ pub fn load_responder(zone_paths: &[PathBuf], limits: &ZoneLimits, identity: &st
     Ok(Responder::new(Arc::new(set), identity))
 }
 
-/// Sockets bound by [`bind_all`], ready for [`serve_bound`].
-pub struct Listeners(Vec<(SocketAddr, UdpSocket, TcpListener)>);
+/// Sockets bound by [`bind_all`], ready for [`serve_bound`]; [`Listeners::watch`]
+/// keeps an eye on them for health.
+pub struct Listeners(Vec<(SocketAddr, Arc<UdpSocket>, TcpListener)>, SocketWatch);
+
+/// Whether a server's UDP sockets are being read: a socket holding a query at two
+/// checks in a row, with nothing read between them, is stuck (the in-process
+/// responder may be fine while the server that uses it is not). Also notes a server
+/// whose tasks have all ended.
+#[derive(Clone, Default)]
+pub struct SocketWatch(Arc<WatchInner>);
+
+#[derive(Default)]
+struct WatchInner {
+    udp: Vec<(SocketAddr, Arc<UdpSocket>, AtomicU64)>,
+    /// Per socket at the last check: a query was waiting, and the reads by then.
+    last: Mutex<Vec<(bool, u64)>>,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl SocketWatch {
+    fn new(udp: Vec<(SocketAddr, Arc<UdpSocket>)>) -> SocketWatch {
+        let n = udp.len();
+        SocketWatch(Arc::new(WatchInner {
+            udp: udp.into_iter().map(|(a, s)| (a, s, AtomicU64::new(0))).collect(),
+            last: Mutex::new(vec![(false, 0); n]),
+            stopped: Default::default(),
+        }))
+    }
+
+    fn read(&self, i: usize) {
+        self.0.udp[i].2.fetch_add(1, Relaxed);
+    }
+
+    /// Ok while every socket is read; else which is not, for `pop status`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.0.stopped.load(Relaxed) {
+            return Err("the DNS server stopped".into());
+        }
+        let mut last = self.0.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stuck = None;
+        for (i, (addr, sock, reads)) in self.0.udp.iter().enumerate() {
+            let mut pending: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int; the fd stays open while the Arc lives.
+            let waiting = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&**sock), libc::FIONREAD, &mut pending) } == 0 && pending > 0;
+            let now = (waiting, reads.load(Relaxed));
+            if waiting && last[i].0 && last[i].1 == now.1 {
+                stuck.get_or_insert(format!("the DNS server is not reading its UDP socket on {addr} (queries wait, none read since the last check)"));
+            }
+            last[i] = now;
+        }
+        stuck.map_or(Ok(()), Err)
+    }
+}
+
+impl Listeners {
+    /// The health watch of these sockets (and of the server serving them).
+    pub fn watch(&self) -> SocketWatch {
+        self.1.clone()
+    }
+}
+
+/// Debug builds' `pop.fault_inject = "dns-stall"`: a UDP query for `stall.invalid.`
+/// makes its server stop reading that socket, for the health test.
+pub static FAULT_STALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Binds UDP and TCP on every address (call inside the tokio runtime). A failure names
 /// the address, and nothing stays bound.
@@ -74,9 +136,10 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
             .and_then(|s| s.listen(1024).map(|()| s))
             .with_context(|| format!("binding DNS TCP socket on {addr}"))?;
         let tcp = TcpListener::from_std(tcp.into()).with_context(|| format!("DNS TCP socket on {addr}"))?;
-        sockets.push((addr, udp, tcp));
+        sockets.push((addr, Arc::new(udp), tcp));
     }
-    Ok(Listeners(sockets))
+    let watch = SocketWatch::new(sockets.iter().map(|(a, u, _)| (*a, u.clone())).collect());
+    Ok(Listeners(sockets, watch))
 }
 
 /// Serve DNS on `addrs` (UDP and TCP each) until `shutdown` becomes true (or its sender
@@ -90,7 +153,7 @@ pub async fn serve(responder: Arc<ArcSwap<Responder>>, addrs: Vec<SocketAddr>, s
 
 /// Serves on sockets from [`bind_all`] until shutdown.
 pub async fn serve_bound(responder: Arc<ArcSwap<Responder>>, listeners: Listeners, shutdown: watch::Receiver<bool>) {
-    let sockets = listeners.0;
+    let Listeners(sockets, watch) = listeners;
     if sockets.is_empty() {
         // Nothing to serve; still behave like a server task and end on shutdown.
         let mut shutdown = shutdown;
@@ -99,9 +162,9 @@ pub async fn serve_bound(responder: Arc<ArcSwap<Responder>>, listeners: Listener
     }
     let limit = TcpLimits::new(MAX_TCP_CONNECTIONS, MAX_TCP_PER_CLIENT);
     let mut tasks = JoinSet::new();
-    for (addr, udp, tcp) in sockets {
+    for (i, (addr, udp, tcp)) in sockets.into_iter().enumerate() {
         log::info!("DNS serving on {addr} (UDP, TCP)");
-        tasks.spawn(serve_udp(udp, responder.clone(), shutdown.clone()));
+        tasks.spawn(serve_udp(udp, responder.clone(), watch.clone(), i, shutdown.clone()));
         tasks.spawn(serve_tcp(tcp, responder.clone(), limit.clone(), shutdown.clone()));
     }
     while let Some(r) = tasks.join_next().await {
@@ -109,6 +172,7 @@ pub async fn serve_bound(responder: Arc<ArcSwap<Responder>>, listeners: Listener
             log::error!("DNS server task failed: {e}");
         }
     }
+    watch.0.stopped.store(true, Relaxed);
 }
 
 /// A non-blocking socket bound with SO_REUSEADDR and FREEBIND. IPv6 sockets are
@@ -234,7 +298,7 @@ impl ServerStats {
     }
 }
 
-async fn serve_udp(sock: UdpSocket, responder: Arc<ArcSwap<Responder>>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_udp(sock: Arc<UdpSocket>, responder: Arc<ArcSwap<Responder>>, watch: SocketWatch, index: usize, mut shutdown: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 65535];
     loop {
         let (len, peer, unseen_by_xdp) = tokio::select! {
@@ -248,6 +312,11 @@ async fn serve_udp(sock: UdpSocket, responder: Arc<ArcSwap<Responder>>, mut shut
                 }
             },
         };
+        watch.read(index);
+        if cfg!(debug_assertions) && FAULT_STALL.load(Relaxed) && buf[..len].get(12..27) == Some(b"\x05stall\x07invalid\x00") {
+            log::warn!("pop.fault_inject = \"dns-stall\": no longer reading the DNS UDP socket");
+            std::future::pending::<()>().await;
+        }
         if let Some(why) = unseen_by_xdp {
             // Real queries are never fragmented nor carry extension headers; answering
             // them would bypass rate limiting.
