@@ -61,7 +61,7 @@ counters! {
     LbForwardedTx = "lb.forwarded_tx": "encapsulated to a backend and sent back out the receiving interface",
     LbForwardedRedirect = "lb.forwarded_redirect": "encapsulated to a backend and redirected to another interface",
     LbFlowHit = "lb.flow_hit": "packets of a flow found in the connection table",
-    LbNewFlow = "lb.new_flow": "flows given a backend by the Maglev table",
+    LbNewFlow = "lb.new_flow": "flows given a backend by the Maglev table and entered in the connection table",
     LbRehashed = "lb.rehashed": "flows whose backend was removed, down, or its id given to another service, moved to a live backend",
     LbDropNoBackend = "drop.lb_no_backend": "dropped: the service has no live backend",
     LbDropNoRoute = "drop.lb_no_route": "dropped: no route to the backend (fib lookup failed)",
@@ -116,6 +116,7 @@ counters! {
     RttMeasured = "rtt.measured": "client round trips measured in the path (HTTP: SYN-ACK to request; LB: SYN to the handshake's ACK)",
     RttUnrecorded = "rtt.unrecorded": "round trips measured but not recorded: the per-VIP histogram table is full",
     DnsPassSigned = "dns.pass.signed": "passed to the server: DO=1 to a signed zone without a signed answer in the table (denials), or a signed zone's answer over the client's size",
+    LbUntracked = "lb.untracked": "packets of new flows given a backend by the Maglev table but not entered in the connection table: over pop.flow_table_rate new flows a second on this CPU (a SYN flood)",
 }
 
 impl Counters {

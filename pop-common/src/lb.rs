@@ -6,6 +6,12 @@ pub const LB_MAX_BACKENDS: u32 = 1024;
 /// keeps the family), each in two halves (live and idle) of this size.
 pub const LB_TABLE_MAX: u32 = 65537;
 pub const LB_FLOWS_MAX: u32 = 1 << 20;
+/// Default `pop.flow_table_rate`: new flows a second each CPU enters in the connection
+/// table. Beyond it (a SYN flood) new flows are placed by the Maglev table alone, which
+/// gives their later packets the same backend while the table is unchanged, so a flood
+/// neither pays a table insert per packet nor evicts the entries of real connections.
+/// (Katran's MAX_CONN_RATE does the same.)
+pub const FLOW_TABLE_RATE: u32 = 20_000;
 
 /// Per service in LB_SERVICES.
 #[repr(C)]

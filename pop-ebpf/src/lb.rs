@@ -8,7 +8,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes, generated::bpf_ktime_get_coarse_ns},
     programs::XdpContext,
 };
 use pop_common::{BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, VIP_KIND_LB, VIP_KIND_PASS, VipKey, maglev_base};
@@ -16,7 +16,7 @@ use pop_common::{BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBac
 use crate::{
     counters::Stats,
     encap, latency,
-    maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOWS, LB_MAGLEV, LB_NEXT_HOPS, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
+    maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOW_RATE, LB_FLOWS, LB_MAGLEV, LB_NEXT_HOPS, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
     nexthop,
     parse::Packet,
     verdict::drop,
@@ -66,6 +66,27 @@ fn add_stats(map_stats: Option<*mut LbStats>, bytes: u64, new_flow: bool) {
             s.new_flows += 1;
         }
     }
+}
+
+/// Loaded with `pop.flow_table_rate` (see pop_common::FLOW_TABLE_RATE).
+#[unsafe(no_mangle)]
+static FLOW_TABLE_RATE: u32 = pop_common::FLOW_TABLE_RATE;
+
+/// Whether a new flow may be entered in the connection table: this CPU has entered
+/// fewer than FLOW_TABLE_RATE in the current second (coarse clock, one tick's error).
+#[inline(always)]
+fn admit() -> bool {
+    let Some(r) = LB_FLOW_RATE.get_ptr_mut(0) else { return true };
+    // SAFETY: this CPU's own entry; read-only data the loader may have set (volatile,
+    // so the compiler does not fold in the default).
+    let (r, limit) = unsafe { (&mut *r, core::ptr::read_volatile(&FLOW_TABLE_RATE) as u64) };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now.wrapping_sub(r.start_ns) >= 1_000_000_000 {
+        r.start_ns = now;
+        r.count = 0;
+    }
+    r.count += 1;
+    r.count <= limit
 }
 
 /// `forward` flag: a connection opens (TCP SYN): Maglev decides, not an old entry.
@@ -233,9 +254,25 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
             }
             // An error about a flow does not make one: its next packet gets the same slot.
             if !icmp_error {
-                let syn_us = if flags & OPENS != 0 && latency::sampled() { latency::now_us() | 1 } else { 0 };
-                let _ = LB_FLOWS.insert(key, &FlowValue { backend: id, syn_us }, 0);
-                stats.inc(if known { Counter::LbRehashed } else { Counter::LbNewFlow });
+                let opens = flags & OPENS != 0;
+                let syn_us = if opens && latency::sampled() { latency::now_us() | 1 } else { 0 };
+                let value = FlowValue { backend: id, syn_us };
+                if admit() {
+                    let _ = LB_FLOWS.insert(key, &value, 0);
+                    stats.inc(if known { Counter::LbRehashed } else { Counter::LbNewFlow });
+                } else {
+                    // A SYN on a 5-tuple still in the table (a reused port) must move
+                    // its entry, else the rest of the connection would follow the old
+                    // connection's backend: a lookup and a store, no insert.
+                    // So must a flow whose entry names a backend no longer live.
+                    if (opens || known)
+                        && let Some(old) = LB_FLOWS.get_ptr_mut(key)
+                    {
+                        // SAFETY: the entry's value; plain data.
+                        unsafe { *old = value };
+                    }
+                    stats.inc(Counter::LbUntracked);
+                }
                 new_flow = true;
             }
             (id, *b)

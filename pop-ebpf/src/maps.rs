@@ -134,8 +134,21 @@ pub static LB_MAGLEV: Array<u32> = Array::pinned(LB_MAX_SERVICES * 4 * LB_TABLE_
 pub static LB_BACKENDS: Array<LbBackend> = Array::pinned(LB_MAX_BACKENDS, 0);
 
 /// Connection table: 5-tuple -> backend id, so flows stay put when backends change.
+/// LRU lists per CPU (Katran's choice too): an insert takes no lock another CPU's
+/// inserts contend for; a lookup still finds any CPU's entries.
 #[map(name = "LB_FLOWS")]
-pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(LB_FLOWS_MAX, 0);
+pub static LB_FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::pinned(LB_FLOWS_MAX, BPF_F_NO_COMMON_LRU);
+
+/// Per CPU: new flows entered in LB_FLOWS in the current second (see `lb::admit`).
+#[map(name = "LB_FLOW_RATE")]
+pub static LB_FLOW_RATE: PerCpuArray<FlowRate> = PerCpuArray::with_max_entries(1, 0);
+
+/// One CPU's count of connection-table inserts in the second that began at `start_ns`.
+#[repr(C)]
+pub struct FlowRate {
+    pub start_ns: u64,
+    pub count: u64,
+}
 
 /// Per-CPU scratch: the flow an ICMP error quotes, handed from `lb::icmp_error` to the
 /// dispatcher (kept off the verifier's 512-byte stack of that deeper call chain).
@@ -260,3 +273,4 @@ pub struct HttpScan {
 }
 
 const BPF_F_NO_PREALLOC: u32 = 1;
+const BPF_F_NO_COMMON_LRU: u32 = 2;

@@ -460,7 +460,8 @@ fn health_checks_take_a_dead_backend_out_and_back_and_drain_works() -> Result<()
 /// and new flows still get a backend.
 #[test]
 fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
-    let mut l = lb_lab_full(1, &[(1, 1)], false, "", "flow_table_size = 4096")?;
+    // No rate limit on entering flows: this test fills the table as fast as it can.
+    let mut l = lb_lab_full(1, &[(1, 1)], false, "", "flow_table_size = 4096\nflow_table_rate = 100000000")?;
     let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
     // Test runs arrive on the namespace's lo; the route lookup needs forwarding there.
     l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
@@ -495,6 +496,71 @@ fn a_full_connection_table_evicts_and_keeps_forwarding() -> Result<()> {
     let out = l.lab.pop(&l.pop, &l.config, &["run"])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("holds 4096") && err.contains("pop detach"), "{err}");
+    let _ = &mut l;
+    Ok(())
+}
+
+/// Past `pop.flow_table_rate` new flows a second (a SYN flood), flows are placed by
+/// the Maglev table alone and counted as untracked: every SYN is still forwarded, and a
+/// SYN on a 5-tuple whose old entry names another backend moves that entry, so the
+/// connection's next packets follow the SYN, not the old entry.
+#[test]
+fn a_syn_flood_past_the_flow_table_rate_is_placed_by_maglev_and_moves_reused_tuples() -> Result<()> {
+    let mut l = lb_lab_full(2, &[(1, 1)], false, "", "")?;
+    let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
+    l.pop.sysctl("net.ipv4.conf.lo.forwarding", "1")?;
+    let vip: [u8; 4] = VIP4.parse::<std::net::Ipv4Addr>()?.octets();
+    let frame = move |sport: u16, flags: u8| frames::tcp4(vip, sport, 1, if flags == 0x02 { 0 } else { 1 }, flags, &[]);
+    // The backend a forwarded frame was sent to: the outer IPv4 header's destination.
+    let backend_of = |f: &[u8]| std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]).to_string();
+    let reused: Vec<u16> = (20000..20040).collect();
+    // Phase 1, under the default rate: each of these tuples gets an entry (backend b1).
+    let ports = reused.clone();
+    let first = l.pop.in_netns(move || -> Result<Vec<String>> {
+        let prog = testrun::pinned_program(&prog_path)?;
+        ports.iter().map(|&p| Ok(backend_of(&testrun::run(&prog, &frame(p, 0x10))?.frame))).collect()
+    })??;
+    assert!(first.iter().all(|b| *b == backend_v4(1)), "{first:?}");
+
+    // Phase 2: b2 joins (about half of the tuples now map to it) and the rate is 1 a
+    // second, so a burst of SYNs is untracked and so are the reused tuples' new SYNs.
+    l.lab.stop_daemon("pop")?;
+    let text = std::fs::read_to_string(&l.config)?.replacen("[pop]\n", "[pop]\nflow_table_rate = 1\n", 1);
+    let header = text.split("[[interface]]").next().unwrap_or_default().to_string();
+    std::fs::write(&l.config, format!("{header}{}", service(&[(1, 1), (2, 1)])))?;
+    l.lab.start_pop(&l.pop, "pop", &l.config)?;
+    pop_lab::wait_until(Duration::from_secs(10), "b2 up", || status(&l).ok().filter(|v| backend_state(v, &backend_v4(2)).0 == "up").map(|_| ()))?;
+    let before = l.lab.pop_counters(&l.pop, &l.config)?;
+    let prog_path = l.lab.bpffs_dir().join("pop").join("prog");
+    let ports = reused.clone();
+    let (flood_forwarded, pairs) = l.pop.in_netns(move || -> Result<(usize, Vec<(String, String)>)> {
+        let prog = testrun::pinned_program(&prog_path)?;
+        let mut forwarded = 0;
+        for p in 30000..32000u16 {
+            let v = testrun::run(&prog, &frame(p, 0x02))?.verdict;
+            if v == testrun::XDP_TX || v == 4 {
+                forwarded += 1;
+            }
+        }
+        let mut pairs = Vec::new();
+        for &p in &ports {
+            let syn = backend_of(&testrun::run(&prog, &frame(p, 0x02))?.frame);
+            let ack = backend_of(&testrun::run(&prog, &frame(p, 0x10))?.frame);
+            pairs.push((syn, ack));
+        }
+        Ok((forwarded, pairs))
+    })??;
+    let after = l.lab.pop_counters(&l.pop, &l.config)?;
+    assert_eq!(flood_forwarded, 2000, "every SYN of the flood is forwarded");
+    let delta = |k: &str| after[k] - before.get(k).copied().unwrap_or(0);
+    // One entry a second per CPU at most; allow for the run crossing seconds and CPUs.
+    assert!(delta("lb.untracked") >= 2000, "{after:?}");
+    assert!(delta("lb.new_flow") <= 16, "{after:?}");
+    let moved = pairs.iter().filter(|(syn, _)| *syn == backend_v4(2)).count();
+    assert!(moved > 0, "no reused tuple maps to b2 now: {pairs:?}");
+    for (i, (syn, ack)) in pairs.iter().enumerate() {
+        assert_eq!(syn, ack, "port {}: the ACK after the SYN went to another backend", reused[i]);
+    }
     let _ = &mut l;
     Ok(())
 }

@@ -35,6 +35,9 @@ pub struct PopSection {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Flows the load balancer's connection table holds (LRU; ~110 bytes each).
     pub flow_table_size: u32,
+    /// New flows a second each CPU enters in the connection table; past it (a SYN
+    /// flood) new flows are placed by the Maglev table alone (`lb.untracked`).
+    pub flow_table_rate: u32,
     /// Answers the DNS fast-path table holds (all blocks, old and new during a reload).
     pub dns_table_size: u32,
     /// One connection in this many (a power of two) has its client round trip measured
@@ -103,6 +106,7 @@ pub(super) struct RawPop {
     bpf_log: BpfLogLevel,
     metrics_listen: Option<Spanned<String>>,
     flow_table_size: Option<Spanned<u32>>,
+    flow_table_rate: Option<Spanned<u32>>,
     dns_table_size: Option<Spanned<u32>>,
     client_rtt_sample: Option<Spanned<u32>>,
     #[serde(default)]
@@ -154,6 +158,14 @@ pub(super) fn validate(v: &mut Validator, raw: RawPop) -> (PopSection, Vec<Spann
             pop_common::RTT_SAMPLE
         }
     };
+    let flow_table_rate = match raw.flow_table_rate {
+        None => pop_common::FLOW_TABLE_RATE,
+        Some(n) if (1..=100_000_000).contains(n.get_ref()) => n.into_inner(),
+        Some(n) => {
+            v.error(n.span(), format!("pop.flow_table_rate = {}: use 1 to 100000000 new flows a second per CPU", n.get_ref()));
+            pop_common::FLOW_TABLE_RATE
+        }
+    };
     let fault_inject = raw.fault_inject.and_then(|f| {
         if !cfg!(debug_assertions) {
             v.error(f.span(), "pop.fault_inject is a test hook of debug builds only".to_string());
@@ -173,6 +185,7 @@ pub(super) fn validate(v: &mut Validator, raw: RawPop) -> (PopSection, Vec<Spann
         bpf_log: raw.bpf_log,
         metrics_listen,
         flow_table_size,
+        flow_table_rate,
         dns_table_size,
         client_rtt_sample,
         pass_unhandled_vips: Vec::new(),

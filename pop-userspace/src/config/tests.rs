@@ -311,6 +311,18 @@ fn anycast_lease_has_a_default_a_bound_and_an_off_switch() {
 }
 
 #[test]
+fn flow_table_rate_has_a_default_and_a_range() {
+    let c = parse("[[interface]]\nname = \"eth0\"\n").unwrap();
+    assert_eq!(c.pop.flow_table_rate, pop_common::FLOW_TABLE_RATE);
+    let c = parse("[pop]\nflow_table_rate = 500\n[[interface]]\nname = \"eth0\"\n").unwrap();
+    assert_eq!(c.pop.flow_table_rate, 500);
+    for bad in ["0", "100000001"] {
+        let e = errors(&format!("[pop]\nflow_table_rate = {bad}\n[[interface]]\nname = \"eth0\"\n"));
+        assert!(e[0].starts_with(&format!("pop.toml:2: pop.flow_table_rate = {bad}: use 1 to")), "{e:?}");
+    }
+}
+
+#[test]
 fn client_rtt_sample_is_a_power_of_two_with_a_default() {
     let c = parse("[[interface]]\nname = \"eth0\"\n").unwrap();
     assert_eq!(c.pop.client_rtt_sample, pop_common::RTT_SAMPLE);

@@ -387,6 +387,9 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
     let path = running.path.clone();
     let names = |c: &Config| (c.interfaces.iter().map(|i| (i.name.clone(), i.xdp_mode)).collect::<Vec<_>>(), c.pop.bpffs_dir.clone());
     let before = names(running);
+    // Settings the XDP program is loaded with (read-only globals).
+    let globals = |c: &Config| (c.pop.client_rtt_sample, c.pop.flow_table_rate);
+    let globals_before = globals(running);
     // Which anycast interface, if any: taking another one over takes a restart (the
     // timing is applied by the loop, see `retime`).
     let anycast_iface = |c: &Config| c.anycast.as_ref().map(|a| a.interface.clone());
@@ -402,6 +405,11 @@ fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::
             expand_catalogs(&mut config);
             if names(&config) != before {
                 warn!("interface and bpffs changes take effect when the controller restarts");
+            }
+            if globals(&config) != globals_before {
+                warn!(
+                    "pop.client_rtt_sample and pop.flow_table_rate changes take effect when the controller restarts (the XDP program is loaded with them)"
+                );
             }
             if anycast_iface(&config) != anycast_before {
                 warn!("adding or removing [anycast], or changing anycast.interface, takes effect when the controller restarts");

@@ -169,6 +169,7 @@ pub fn attach(config: &Config) -> Result<DataPath> {
         .default_map_pin_directory(pins.maps_dir())
         .override_global("AYA_LOG_LEVEL", &config.pop.bpf_log.aya_level(), false)
         .override_global("RTT_SAMPLE", &config.pop.client_rtt_sample, true)
+        .override_global("FLOW_TABLE_RATE", &config.pop.flow_table_rate, true)
         .load(XDP_OBJECT)
         .context("loading the XDP object (maps and BTF)")?;
     let program: &mut Xdp = ebpf.program_mut(XDP_PROGRAM).ok_or_else(|| anyhow!("program {XDP_PROGRAM} missing from the object"))?.try_into()?;

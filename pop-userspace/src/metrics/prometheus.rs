@@ -43,6 +43,10 @@ pub const FAMILIES: &[Family] = &[
     counter("pop_lb_flow_hits_total", "Packets of a flow found in the connection table."),
     counter("pop_lb_new_flows_total", "Flows given a backend by the Maglev table."),
     counter("pop_lb_rehashed_flows_total", "Flows moved off a removed or down backend."),
+    counter(
+        "pop_lb_untracked_packets_total",
+        "Packets of new flows placed by the Maglev table without a connection-table entry (over pop.flow_table_rate).",
+    ),
     counter("pop_lb_icmp_too_big_total", "ICMP too-big answers: packets too large once encapsulated."),
     counter("pop_lb_icmp_errors_forwarded_total", "ICMP errors about a backend's packets tunnelled to that backend."),
     counter("pop_http_segments_total", "TCP segments to an HTTP VIP seen by XDP."),
@@ -101,6 +105,7 @@ pub fn series(c: Counter) -> (&'static str, Vec<(&'static str, String)>) {
         ("lb", "flow_hit") => ("pop_lb_flow_hits_total", vec![]),
         ("lb", "new_flow") => ("pop_lb_new_flows_total", vec![]),
         ("lb", "rehashed") => ("pop_lb_rehashed_flows_total", vec![]),
+        ("lb", "untracked") => ("pop_lb_untracked_packets_total", vec![]),
         ("lb", "icmp_too_big") => ("pop_lb_icmp_too_big_total", vec![]),
         ("lb", "icmp_error_forwarded") => ("pop_lb_icmp_errors_forwarded_total", vec![]),
         ("http", "segments") => ("pop_http_segments_total", vec![]),
