@@ -117,6 +117,7 @@ counters! {
     RttUnrecorded = "rtt.unrecorded": "round trips measured but not recorded: the per-VIP histogram table is full",
     DnsPassSigned = "dns.pass.signed": "passed to the server: DO=1 to a signed zone without a signed answer in the table (denials), or a signed zone's answer over the client's size",
     LbUntracked = "lb.untracked": "packets of new flows given a backend by the Maglev table but not entered in the connection table: over pop.flow_table_rate new flows a second on this CPU (a SYN flood)",
+    DnsUnknownName = "dns.unknown_name": "queries whose name the name filter shows has no answers: no table lookup for it (answered from the zone's denial, or passed); a random-subdomain flood",
 }
 
 impl Counters {

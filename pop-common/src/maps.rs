@@ -11,6 +11,7 @@ pub const MAP_VIPS: &str = "VIPS";
 pub const MAP_DNS_TABLE: &str = "DNS_TABLE";
 pub const MAP_DNS_BLOCKS: &str = "DNS_BLOCKS";
 pub const MAP_DNS_SEEDS: &str = "DNS_SEEDS";
+pub const MAP_DNS_NAME_FILTER: &str = "DNS_NAME_FILTER";
 /// Tail maps by size class, smallest first (see DNS_TAIL_CLASSES).
 pub const MAP_DNS_TAILS: [&str; 3] = ["DNS_TAILS_S", "DNS_TAILS_M", "DNS_TAILS_L"];
 pub const MAP_LB_SERVICES: &str = "LB_SERVICES";

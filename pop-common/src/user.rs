@@ -7,6 +7,7 @@ unsafe impl aya::Pod for crate::VipKey {}
 unsafe impl aya::Pod for crate::VipValue {}
 unsafe impl aya::Pod for crate::VipTraffic {}
 unsafe impl aya::Pod for crate::VipFilter {}
+unsafe impl aya::Pod for crate::NameFilter {}
 unsafe impl aya::Pod for crate::DnsKey {}
 unsafe impl aya::Pod for crate::DnsAnswer {}
 unsafe impl aya::Pod for crate::DnsBlock {}

@@ -19,7 +19,7 @@ use pop_common::{
 use crate::{
     counters::Stats,
     csum, frame,
-    maps::{DNS_BLOCKS, DNS_NAME_WORDS, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S, DnsScratch},
+    maps::{DNS_BLOCKS, DNS_NAME_FILTER, DNS_NAME_WORDS, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S, DnsScratch},
     packet::{load, ptr_at},
     parse::Packet,
     rrl,
@@ -137,6 +137,15 @@ struct Walk {
     found: u32,
 }
 
+/// Whether DNS_TABLE may hold entries for the name hash `name` (see NameFilter).
+#[inline(always)]
+fn may_hold(name: &[u64; 2]) -> bool {
+    match DNS_NAME_FILTER.get(0) {
+        Some(f) => f.may_hold(name),
+        None => true,
+    }
+}
+
 /// Looks suffix `i` (0 = the whole name) up as a zone or delegation.
 extern "C" fn walk_up(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
     let w = unsafe { &mut *(ctx as *mut Walk) };
@@ -150,7 +159,7 @@ extern "C" fn walk_up(i: u32, ctx: *mut core::ffi::c_void) -> i64 {
         return 1;
     }
     scratch.key.name = suffix_key(scratch, start, w.len as usize);
-    if DNS_TABLE.get_ptr(&scratch.key).is_some() {
+    if may_hold(&scratch.key.name) && DNS_TABLE.get_ptr(&scratch.key).is_some() {
         w.found = 1;
         return 1;
     }
@@ -367,9 +376,13 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     key.qclass = qclass;
     key.qtype = qtype;
 
-    let mut found = DNS_TABLE.get_ptr(&*key);
+    let named = may_hold(&key.name);
+    if !named {
+        stats.inc(Counter::DnsUnknownName);
+    }
+    let mut found = if named { DNS_TABLE.get_ptr(&*key) } else { None };
     let exact = found.is_some();
-    if found.is_none() {
+    if found.is_none() && named {
         key.tag = DNS_KIND_OTHER | tag;
         key.qtype = 0;
         found = DNS_TABLE.get_ptr(&*key);

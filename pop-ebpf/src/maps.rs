@@ -9,7 +9,8 @@ use aya_ebpf::{
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, FlowKey,
     FlowValue, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend,
-    LbService, LbStats, MAX_VIPS, RTT_PREFIXES_MAX, RrlBucket, RttHist, TOP_PREFIXES_MAX, VipFilter, VipKey, VipTraffic, VipValue, dns_tail_capacity,
+    LbService, LbStats, MAX_VIPS, NameFilter, RTT_PREFIXES_MAX, RrlBucket, RttHist, TOP_PREFIXES_MAX, VipFilter, VipKey, VipTraffic, VipValue,
+    dns_tail_capacity,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
@@ -83,6 +84,11 @@ pub static DNS_TAILS_L: HashMap<DnsTailKey, [u8; DNS_TAIL_MAX]> = HashMap::pinne
 /// Name-hash key of each block generation (index = DnsKey::tag), written before the flip.
 #[map(name = "DNS_SEEDS")]
 pub static DNS_SEEDS: Array<DnsSeed> = Array::pinned(DNS_BLOCKS_MAX * 256, 0);
+
+/// Bitmap of the names DNS_TABLE holds (see pop_common::NameFilter): a name whose bit
+/// is clear is not looked up.
+#[map(name = "DNS_NAME_FILTER")]
+pub static DNS_NAME_FILTER: Array<NameFilter> = Array::pinned(1, 0);
 
 /// Per DNS block: live table generation, fast path on/off, rate-limit cost.
 #[map(name = "DNS_BLOCKS")]

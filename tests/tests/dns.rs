@@ -515,6 +515,75 @@ fn vlan_tagged_and_ip_options_frames_are_answered_correctly() -> Result<()> {
 /// SIGKILL the controller under load: XDP keeps answering from the pinned table, and a
 /// new controller takes the pinned state over (new table generation, atomic flip)
 /// without a lost query.
+/// The name filter spares names with no answers (a random-subdomain flood) their table
+/// lookups, and never a name that has answers: not after a reload adds one, not after a
+/// controller restart rebuilds the filter.
+#[test]
+fn unknown_names_skip_the_table_and_names_added_by_reload_or_restart_are_found() -> Result<()> {
+    let mut d = dns_lab(0)?;
+    let rcode = |a: &Option<Vec<u8>>| a.as_ref().map(|a| a[3] & 0x0f);
+    let random = |from: u16| -> Vec<Vec<u8>> { (from..from + 200).map(|i| query(i, &format!("r{i}x.example.com"), 1, 1, None, false)).collect() };
+    let known = |names: &[&str]| -> Vec<Vec<u8>> {
+        names.iter().enumerate().flat_map(|(i, n)| [query(i as u16, n, 1, 1, None, false), query(10 + i as u16, n, 28, 1, None, false)]).collect()
+    };
+    // Random names: NXDOMAIN from XDP, nearly all without a lookup (a few share a bit
+    // with a real name).
+    let check_random = |d: &DnsLab, from: u16| -> Result<()> {
+        let before = d.counters()?;
+        let answers = pop_lab::udp_exchange(&d.client, FAST4, random(from))?;
+        assert!(answers.iter().all(|a| rcode(a) == Some(3)), "{answers:?}");
+        let after = d.counters()?;
+        assert_eq!(after["dns.xdp.nxdomain"] - before["dns.xdp.nxdomain"], 200);
+        let unknown = after["dns.unknown_name"] - before["dns.unknown_name"];
+        assert!(unknown >= 190, "only {unknown} of 200 random names skipped the table");
+        Ok(())
+    };
+    check_random(&d, 0)?;
+    // Every owner name of the zone has entries (answers, or NODATA for other types):
+    // none may count as unknown. (Names found through a wildcard or below a cut have
+    // none of their own, and do count.)
+    let owners = ["example.com", "ns1", "ns2", "www", "mail", "alias", "chain", "out", "_sip._udp", "sip", "a.b.c", "sub"];
+    let owners: Vec<String> = owners.iter().map(|o| if *o == "example.com" { o.to_string() } else { format!("{o}.example.com") }).collect();
+    let owners: Vec<&str> = owners.iter().map(|o| o.as_str()).collect();
+    let before = d.counters()?;
+    let answers = pop_lab::udp_exchange(&d.client, FAST4, known(&owners))?;
+    assert!(answers.iter().all(|a| rcode(a) == Some(0)), "{answers:?}");
+    assert_eq!(d.counters()?["dns.unknown_name"], before["dns.unknown_name"], "a name with answers was taken for unknown");
+
+    // A name added by reload: found in the table at once, answered from XDP.
+    let zone_text = std::fs::read_to_string(&d.zone)?;
+    std::fs::write(&d.zone, format!("{zone_text}new IN A 192.0.2.123\n"))?;
+    let out = d.lab.pop(&d.pop, &d.config, &["reload"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = d.counters()?;
+    let a = pop_lab::udp_exchange(&d.client, FAST4, vec![query(1, "new.example.com", 1, 1, None, false)])?;
+    let a = a[0].as_ref().expect("new.example.com answered");
+    assert!(a[3] & 0x0f == 0 && a.windows(4).any(|w| w == [192, 0, 2, 123]), "{a:?}");
+    let after = d.counters()?;
+    assert_eq!(after["dns.xdp.noerror"] - before["dns.xdp.noerror"], 1, "new.example.com not answered from XDP");
+    assert_eq!(after["dns.unknown_name"], before["dns.unknown_name"]);
+    check_random(&d, 1000)?;
+
+    // A restarted controller cannot know the names the old one wrote: it looks every
+    // name up until it has written the table again, then filters again.
+    let pid = d.lab.daemon_pid("pop").unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    d.lab.stop_daemon("pop")?;
+    d.lab.start_pop(&d.pop, "pop", &d.config)?;
+    let mut round = 2000;
+    pop_lab::wait_until(Duration::from_secs(10), "random names skipping the table again", || {
+        round += 200;
+        check_random(&d, round).ok()
+    })?;
+    let before = d.counters()?;
+    let answers = pop_lab::udp_exchange(&d.client, FAST4, known(&["www.example.com", "example.com", "new.example.com"]))?;
+    assert!(answers.iter().all(|a| rcode(a) == Some(0)), "{answers:?}");
+    let after = d.counters()?;
+    assert_eq!(after["dns.unknown_name"], before["dns.unknown_name"]);
+    assert_eq!(after["dns.xdp.noerror"] - before["dns.xdp.noerror"], 6);
+    Ok(())
+}
+
 #[test]
 fn sigkill_of_the_controller_under_load_loses_no_query() -> Result<()> {
     let mut d = dns_lab(0)?;

@@ -6,6 +6,7 @@
 //! * [`server`]: UDP/TCP sockets around the responder;
 //! * [`runtime`]: the servers and tables of the configured blocks, and reloads;
 //! * [`table`]: writing the fast path into the BPF maps, one generation at a time;
+//! * [`name_filter`]: the bitmap that spares the data path lookups of names not in the table;
 //! * [`secondary`]: zones transferred from primaries (AXFR, and [`ixfr`] differences), NOTIFY, expiry;
 //! * [`catalog`]: catalog zones (RFC 9432): their members become secondaries;
 //! * [`tsig`]: signing the secondary's requests and checking the answers.
@@ -16,6 +17,7 @@ mod dnssec;
 mod dnssec_text;
 pub mod fastpath;
 pub mod ixfr;
+mod name_filter;
 pub mod runtime;
 pub mod secondary;
 pub mod server;

@@ -22,7 +22,7 @@ use pop_common::{
     name_hash,
 };
 
-use super::{FastEntry, FastSink, FastZone};
+use super::{FastEntry, FastSink, FastZone, name_filter::NameFilters};
 use crate::map_batch;
 
 const CLASS_IN: u16 = 1;
@@ -54,6 +54,7 @@ pub struct DnsMaps {
     pub tails_l: HashMap<MapData, DnsTailKey, [u8; DNS_TAIL_CLASSES[2]]>,
     pub seeds: Array<MapData, DnsSeed>,
     pub blocks: Array<MapData, DnsBlock>,
+    names: NameFilters,
 }
 
 /// The DNS_TABLE key for `name` (lowercase wire format) under `seed`.
@@ -425,13 +426,16 @@ impl DnsMaps {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<DnsMaps> {
         let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("{name} missing from the XDP object"));
         let [s, m, l] = pop_common::MAP_DNS_TAILS;
+        let blocks = Array::try_from(take(pop_common::MAP_DNS_BLOCKS)?)?;
+        let names = NameFilters::new(Array::try_from(take(pop_common::MAP_DNS_NAME_FILTER)?)?, &blocks)?;
         Ok(DnsMaps {
             table: HashMap::try_from(take(pop_common::MAP_DNS_TABLE)?)?,
             tails_s: HashMap::try_from(take(s)?)?,
             tails_m: HashMap::try_from(take(m)?)?,
             tails_l: HashMap::try_from(take(l)?)?,
             seeds: Array::try_from(take(pop_common::MAP_DNS_SEEDS)?)?,
-            blocks: Array::try_from(take(pop_common::MAP_DNS_BLOCKS)?)?,
+            blocks,
+            names,
         })
     }
 
@@ -465,10 +469,13 @@ impl DnsMaps {
         for k in &mut compiled.keys {
             k.tag = (k.tag & !DNS_TAG_MASK) | tag;
         }
-        // The seed is in place before any entry of its generation can be looked up.
+        // The seed and the names' filter bits are in place before any entry of the
+        // generation can be looked up.
         self.seeds.set(tag, compiled.seed, 0)?;
+        self.names.stage(block, &compiled.keys)?;
         if let Err(e) = self.write(tag, compiled) {
             self.collect(|t| t == tag).and_then(|written| self.delete(&written))?;
+            self.names.abort(block)?;
             return Err(e.context(format!(
                 "DNS table full (pop.dns_table_size is the limit, and a reload needs room for the old \
                  and the new answers at once): nothing changed, the old answers stay; this block needs \
@@ -496,12 +503,14 @@ impl DnsMaps {
     /// Removes a staged generation that was never flipped (or was unflipped).
     pub fn abort(&mut self, staged: Staged) -> Result<()> {
         let written = self.collect(|t| t == staged.tag)?;
-        self.delete(&written)
+        self.delete(&written)?;
+        self.names.abort(staged.block)
     }
 
     /// After the flip: removes the generation the staged one replaced.
     pub fn finish(&mut self, staged: Staged) -> Result<Installed> {
         self.delete(&staged.old)?;
+        self.names.finish(staged.block)?;
         Ok(staged.installed)
     }
 
@@ -529,11 +538,11 @@ impl DnsMaps {
                 self.blocks.set(b, DnsBlock { generation: cur.generation, ..Default::default() }, 0)?;
             }
         }
-        if !any {
-            return Ok(());
+        if any {
+            let doomed = self.collect(|t| t >> 8 >= first)?;
+            self.delete(&doomed)?;
         }
-        let doomed = self.collect(|t| t >> 8 >= first)?;
-        self.delete(&doomed)
+        self.names.retire_from(first)
     }
 
     /// Keys of answers and tails whose tag (kind bits aside) satisfies `doomed`.
@@ -778,6 +787,10 @@ impl DnsMaps {
                 1 => insert_tail(&mut self.tails_m, *k, bytes)?,
                 _ => insert_tail(&mut self.tails_l, *k, bytes)?,
             }
+        }
+        let added: Vec<DnsKey> = plan.upsert.iter().map(|(k, _)| *k).collect();
+        if let Some(k) = added.first() {
+            self.names.add((k.tag & DNS_TAG_MASK) >> 8, &added)?;
         }
         for (k, a) in &plan.upsert {
             self.table.insert(k, a, 0).context("DNS table full (pop.dns_table_size is the limit)")?;

@@ -58,6 +58,10 @@ pub const FAMILIES: &[Family] = &[
     counter("pop_dns_responses_total", "DNS responses by path (xdp, server_udp, server_tcp) and rcode."),
     counter("pop_dns_truncated_responses_total", "DNS responses sent with TC=1 because they were over the client's size, by path."),
     counter("pop_dns_rrl_slipped_total", "Rate-limited DNS queries answered TC=1 so that real clients retry over TCP."),
+    counter(
+        "pop_dns_unknown_names_total",
+        "DNS queries whose name the XDP name filter shows has no answers, so it costs no table lookup (a random-subdomain flood).",
+    ),
     counter("pop_datapath_unnamed_total", "Data-path counters this build has no family for (by pop stats name)."),
     counter("pop_service_packets_total", "Packets steered per service."),
     counter("pop_service_bytes_total", "Bytes steered per service."),
@@ -119,6 +123,7 @@ pub fn series(c: Counter) -> (&'static str, Vec<(&'static str, String)>) {
         ("rtt", "unrecorded") => ("pop_client_rtt_unrecorded_total", vec![]),
         ("dns", "xdp.truncated") => ("pop_dns_truncated_responses_total", l("path", "xdp")),
         ("dns", "xdp.other_rcode") => ("pop_dns_responses_total", vec![("path", "xdp".into()), ("rcode", "other".into())]),
+        ("dns", "unknown_name") => ("pop_dns_unknown_names_total", vec![]),
         ("dns", "rrl.slipped") => ("pop_dns_rrl_slipped_total", vec![]),
         ("dns", "rrl.dropped") => ("pop_drops_total", l("reason", "dns_rrl")),
         ("dns", "rrl.dropped_passed") => ("pop_drops_total", l("reason", "dns_rrl_server_path")),
