@@ -543,4 +543,48 @@ mod dns_server_health {
         assert!(!lo.contains(VIP), "the address is still on lo:\n{lo}");
         Ok(())
     }
+
+    #[test]
+    fn a_dns_server_that_stops_accepting_tcp_gets_its_vip_withdrawn() -> Result<()> {
+        let mut lab = Lab::new()?;
+        let (client, pop) = lab.client_and_pop()?;
+        lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
+        let zone = lab.write("example.com.zone", ZONE)?;
+        let cfg = lab.pop_config_with(
+            &pop,
+            "fault_inject = \"dns-stall\"",
+            &format!(
+                "[[interface]]\nname = \"p0\"\n[anycast]\ninterface = \"lo\"\nrise = 1\nfall = 2\nhold_ms = 0\ncheck_ms = 200\n\
+                 [[dns]]\nvips = [\"{VIP}\"]\nzones = [\"{}\"]\nrate_limit = 0\n",
+                zone.display()
+            ),
+        )?;
+        lab.start_pop(&pop, "pop", &cfg)?;
+        let status = |lab: &Lab| -> Option<(bool, String)> {
+            let out = lab.pop(&pop, &cfg, &["status", "--json"]).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            Some((v["vips"][0]["announced"].as_bool()?, v["vips"][0]["why"].as_str()?.to_string()))
+        };
+        wait_until(Duration::from_secs(10), "the VIP announced", || status(&lab).filter(|(a, _)| *a))?;
+        let tcp = |name: &str| client.output(&["kdig", "+tcp", "+retry=0", "+timeout=1", &format!("@{VIP}"), name, "SOA"]);
+        // Queries over TCP for a few checks: answered, and the VIP stays announced.
+        for _ in 0..5 {
+            let out = tcp("example.com")?;
+            assert!(String::from_utf8_lossy(&out.stdout).contains("NOERROR"), "{}", String::from_utf8_lossy(&out.stdout));
+        }
+        assert!(status(&lab).is_some_and(|(a, _)| a), "withdrawn without a stall: {}", lab.daemon_log("pop").unwrap_or_default());
+
+        // Over UDP, ask the listeners to stop accepting; connections then wait in the
+        // accept queue (the UDP side keeps answering).
+        client.output(&["dig", "+tries=1", "+time=1", &format!("@{VIP}"), "tcpstall.invalid", "A"])?;
+        let (_, why) = wait_until(Duration::from_secs(15), "the VIP withdrawn", || {
+            let _ = tcp("example.com");
+            status(&lab).filter(|(a, _)| !*a)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}: {}", lab.daemon_log("pop").unwrap_or_default()))?;
+        assert!(why.contains(&format!("the DNS server is not accepting TCP connections on {VIP}:53")), "{why}");
+        let lo = pop.stdout(&["ip", "-o", "-4", "addr", "show", "dev", "lo"])?;
+        assert!(!lo.contains(VIP), "the address is still on lo:\n{lo}");
+        Ok(())
+    }
 }

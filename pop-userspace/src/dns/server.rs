@@ -60,51 +60,94 @@ pub fn load_responder(zone_paths: &[PathBuf], limits: &ZoneLimits, identity: &st
 
 /// Sockets bound by [`bind_all`], ready for [`serve_bound`]; [`Listeners::watch`]
 /// keeps an eye on them for health.
-pub struct Listeners(Vec<(SocketAddr, Arc<UdpSocket>, TcpListener)>, SocketWatch);
+pub struct Listeners(Vec<(SocketAddr, Arc<UdpSocket>, Arc<TcpListener>)>, SocketWatch);
 
-/// Whether a server's UDP sockets are being read: a socket holding a query at two
-/// checks in a row, with nothing read between them, is stuck (the in-process
-/// responder may be fine while the server that uses it is not). Also notes a server
-/// whose tasks have all ended.
+/// Whether a server's sockets are being served: a UDP socket holding a query, or a
+/// TCP listener holding a connection in its accept queue, at two checks in a row with
+/// nothing read or accepted between them, is stuck (the in-process responder may be
+/// fine while the server that uses it is not). Also notes a server whose tasks have
+/// all ended.
 #[derive(Clone, Default)]
 pub struct SocketWatch(Arc<WatchInner>);
 
+enum Watched {
+    Udp(Arc<UdpSocket>),
+    Tcp(Arc<TcpListener>),
+}
+
+impl Watched {
+    /// Whether a query (UDP) or a connection (TCP) waits to be taken.
+    fn waiting(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        match self {
+            Watched::Udp(sock) => {
+                let mut pending: libc::c_int = 0;
+                // SAFETY: FIONREAD writes one int; the fd stays open while the Arc lives.
+                unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut pending) == 0 && pending > 0 }
+            }
+            Watched::Tcp(listener) => {
+                // For a listener, Linux reports the accept queue's length as tcpi_unacked.
+                let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+                // SAFETY: getsockopt writes at most `len` bytes into `info`.
+                let rc = unsafe {
+                    libc::getsockopt(listener.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, &mut info as *mut _ as *mut libc::c_void, &mut len)
+                };
+                rc == 0 && info.tcpi_unacked > 0
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct WatchInner {
-    udp: Vec<(SocketAddr, Arc<UdpSocket>, AtomicU64)>,
-    /// Per socket at the last check: a query was waiting, and the reads by then.
+    /// Per socket: its address, the socket, and the queries read (UDP) or connections
+    /// accepted (TCP) so far.
+    sockets: Vec<(SocketAddr, Watched, AtomicU64)>,
+    /// Per socket at the last check: something was waiting, and the count by then.
     last: Mutex<Vec<(bool, u64)>>,
     stopped: std::sync::atomic::AtomicBool,
 }
 
 impl SocketWatch {
-    fn new(udp: Vec<(SocketAddr, Arc<UdpSocket>)>) -> SocketWatch {
-        let n = udp.len();
-        SocketWatch(Arc::new(WatchInner {
-            udp: udp.into_iter().map(|(a, s)| (a, s, AtomicU64::new(0))).collect(),
-            last: Mutex::new(vec![(false, 0); n]),
-            stopped: Default::default(),
-        }))
+    /// Watches `sockets`: UDP socket `i` is entry `2 * i`, its TCP listener `2 * i + 1`.
+    fn new(sockets: &[(SocketAddr, Arc<UdpSocket>, Arc<TcpListener>)]) -> SocketWatch {
+        let watched: Vec<_> = sockets
+            .iter()
+            .flat_map(|(a, u, t)| [(*a, Watched::Udp(u.clone()), AtomicU64::new(0)), (*a, Watched::Tcp(t.clone()), AtomicU64::new(0))])
+            .collect();
+        let n = watched.len();
+        SocketWatch(Arc::new(WatchInner { sockets: watched, last: Mutex::new(vec![(false, 0); n]), stopped: Default::default() }))
     }
 
+    /// A query read from UDP socket `i`.
     fn read(&self, i: usize) {
-        self.0.udp[i].2.fetch_add(1, Relaxed);
+        self.0.sockets[2 * i].2.fetch_add(1, Relaxed);
     }
 
-    /// Ok while every socket is read; else which is not, for `pop status`.
+    /// A connection accepted on TCP listener `i`.
+    fn accepted(&self, i: usize) {
+        self.0.sockets[2 * i + 1].2.fetch_add(1, Relaxed);
+    }
+
+    /// Ok while every socket is served; else which is not, for `pop status`.
     pub fn check(&self) -> Result<(), String> {
         if self.0.stopped.load(Relaxed) {
             return Err("the DNS server stopped".into());
         }
         let mut last = self.0.last.lock().unwrap_or_else(|e| e.into_inner());
         let mut stuck = None;
-        for (i, (addr, sock, reads)) in self.0.udp.iter().enumerate() {
-            let mut pending: libc::c_int = 0;
-            // SAFETY: FIONREAD writes one int; the fd stays open while the Arc lives.
-            let waiting = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&**sock), libc::FIONREAD, &mut pending) } == 0 && pending > 0;
-            let now = (waiting, reads.load(Relaxed));
-            if waiting && last[i].0 && last[i].1 == now.1 {
-                stuck.get_or_insert(format!("the DNS server is not reading its UDP socket on {addr} (queries wait, none read since the last check)"));
+        for (i, (addr, sock, taken)) in self.0.sockets.iter().enumerate() {
+            let now = (sock.waiting(), taken.load(Relaxed));
+            if now.0 && last[i].0 && last[i].1 == now.1 {
+                stuck.get_or_insert(match sock {
+                    Watched::Udp(_) => {
+                        format!("the DNS server is not reading its UDP socket on {addr} (queries wait, none read since the last check)")
+                    }
+                    Watched::Tcp(_) => {
+                        format!("the DNS server is not accepting TCP connections on {addr} (connections wait, none accepted since the last check)")
+                    }
+                });
             }
             last[i] = now;
         }
@@ -120,8 +163,10 @@ impl Listeners {
 }
 
 /// Debug builds' `pop.fault_inject = "dns-stall"`: a UDP query for `stall.invalid.`
-/// makes its server stop reading that socket, for the health test.
+/// makes its server stop reading that socket, and one for `tcpstall.invalid.` makes the
+/// TCP listeners stop accepting after their next connection, for the health tests.
 pub static FAULT_STALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FAULT_TCP_STALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Binds UDP and TCP on every address (call inside the tokio runtime). A failure names
 /// the address, and nothing stays bound.
@@ -136,9 +181,9 @@ pub fn bind_all(addrs: &[SocketAddr]) -> anyhow::Result<Listeners> {
             .and_then(|s| s.listen(1024).map(|()| s))
             .with_context(|| format!("binding DNS TCP socket on {addr}"))?;
         let tcp = TcpListener::from_std(tcp.into()).with_context(|| format!("DNS TCP socket on {addr}"))?;
-        sockets.push((addr, Arc::new(udp), tcp));
+        sockets.push((addr, Arc::new(udp), Arc::new(tcp)));
     }
-    let watch = SocketWatch::new(sockets.iter().map(|(a, u, _)| (*a, u.clone())).collect());
+    let watch = SocketWatch::new(&sockets);
     Ok(Listeners(sockets, watch))
 }
 
@@ -165,7 +210,7 @@ pub async fn serve_bound(responder: Arc<ArcSwap<Responder>>, listeners: Listener
     for (i, (addr, udp, tcp)) in sockets.into_iter().enumerate() {
         log::info!("DNS serving on {addr} (UDP, TCP)");
         tasks.spawn(serve_udp(udp, responder.clone(), watch.clone(), i, shutdown.clone()));
-        tasks.spawn(serve_tcp(tcp, responder.clone(), limit.clone(), shutdown.clone()));
+        tasks.spawn(serve_tcp(tcp, responder.clone(), limit.clone(), watch.clone(), i, shutdown.clone()));
     }
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {
@@ -317,6 +362,10 @@ async fn serve_udp(sock: Arc<UdpSocket>, responder: Arc<ArcSwap<Responder>>, wat
             log::warn!("pop.fault_inject = \"dns-stall\": no longer reading the DNS UDP socket");
             std::future::pending::<()>().await;
         }
+        if cfg!(debug_assertions) && FAULT_STALL.load(Relaxed) && buf[..len].get(12..30) == Some(b"\x08tcpstall\x07invalid\x00") {
+            log::warn!("pop.fault_inject = \"dns-stall\": the DNS TCP listeners stop accepting after their next connection");
+            FAULT_TCP_STALLED.store(true, Relaxed);
+        }
         if let Some(why) = unseen_by_xdp {
             // Real queries are never fragmented nor carry extension headers; answering
             // them would bypass rate limiting.
@@ -402,7 +451,14 @@ fn client_prefix(ip: IpAddr) -> IpAddr {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, responder: Arc<ArcSwap<Responder>>, limits: TcpLimits, mut shutdown: watch::Receiver<bool>) {
+async fn serve_tcp(
+    listener: Arc<TcpListener>,
+    responder: Arc<ArcSwap<Responder>>,
+    limits: TcpLimits,
+    watch: SocketWatch,
+    index: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -418,6 +474,12 @@ async fn serve_tcp(listener: TcpListener, responder: Arc<ArcSwap<Responder>>, li
                 }
             },
         };
+        watch.accepted(index);
+        if cfg!(debug_assertions) && FAULT_TCP_STALLED.load(Relaxed) {
+            log::warn!("pop.fault_inject = \"dns-stall\": no longer accepting DNS TCP connections");
+            let _held = &stream;
+            std::future::pending::<()>().await;
+        }
         let permit = match limits.admit(peer.ip()) {
             Ok(p) => p,
             Err(why) => {
