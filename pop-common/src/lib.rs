@@ -8,7 +8,7 @@
 /// Version of every pinned map's key/value layout. Pinned maps live under
 /// `<bpffs dir>/maps-v<N>/`, so an incompatible upgrade starts from fresh maps
 /// instead of misreading old ones.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 // One module per concern; everything is re-exported here, so `pop_common::X` names
 // every shared item whichever file it lives in.

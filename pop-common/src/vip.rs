@@ -32,6 +32,8 @@ pub struct VipValue {
     pub kind: u32,
     /// Index into the kind's own tables.
     pub index: u32,
+    /// This key's entry in VIP_STATS (an array: no second hash lookup per packet).
+    pub slot: u32,
 }
 
 /// VIP_ADDRS value bit: traffic to this address that no VIPS entry takes goes to the

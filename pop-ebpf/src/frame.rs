@@ -4,16 +4,10 @@
 
 use aya_ebpf::{
     helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
-    macros::map,
-    maps::PerCpuArray,
     programs::XdpContext,
 };
 
-use crate::{csum, packet::ptr_at, parse::Packet};
-
-/// Headers kept while a frame grows at the front.
-#[map(name = "FRAME_SCRATCH")]
-static FRAME_SCRATCH: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);
+use crate::{csum, maps::FRAME_SCRATCH, packet::ptr_at, parse::Packet};
 
 /// Makes the frame `new_len` bytes long; the first `keep` bytes (headers) stay in place
 /// relative to the new start. false if the driver has no room either way.

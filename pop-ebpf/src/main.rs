@@ -76,7 +76,7 @@ fn dispatch(ctx: &XdpContext, stats: &Stats, frame_len: u64) -> u32 {
         };
     };
     trace_vip(ctx, pkt.dport_be, pkt.proto, vip.kind);
-    count_vip_traffic(&key, &pkt, frame_len);
+    count_vip_traffic(vip.slot, &pkt, frame_len);
     let verdict = match vip.kind {
         VIP_KIND_PASS => pass(stats, Counter::PassVipKernel),
         VIP_KIND_DNS => dns::handle(ctx, stats, &pkt, vip.index),
@@ -114,8 +114,8 @@ const TOP_PREFIX_SAMPLE: u32 = 16;
 /// Per-VIP packet counts (exact: spikes and `pop stats` read them), and per-client-
 /// prefix counts, sampled (VIP traffic only, so the host's own traffic costs nothing here).
 #[inline(never)]
-fn count_vip_traffic(key: &VipKey, pkt: &parse::Packet, len: u64) {
-    if let Some(t) = maps::VIP_STATS.get_ptr_mut(key) {
+fn count_vip_traffic(slot: u32, pkt: &parse::Packet, len: u64) {
+    if let Some(t) = maps::VIP_STATS.get_ptr_mut(slot) {
         unsafe {
             (*t).packets += 1;
             (*t).bytes += len;

@@ -32,9 +32,10 @@ pub static VIP_ADDRS: HashMap<[u8; 16], u32> = HashMap::pinned(MAX_VIPS, 0);
 #[map(name = "VIP_FILTER")]
 pub static VIP_FILTER: Array<VipFilter> = Array::pinned(1, 0);
 
-/// Packets and bytes per VIP key (entries created by the controller with the VIP).
+/// Packets and bytes per VIP key, at its VipValue::slot (zeroed by the controller
+/// before a slot is given to a new key).
 #[map(name = "VIP_STATS")]
-pub static VIP_STATS: PerCpuHashMap<VipKey, VipTraffic> = PerCpuHashMap::pinned(MAX_VIPS, 0);
+pub static VIP_STATS: PerCpuArray<VipTraffic> = PerCpuArray::pinned(MAX_VIPS, 0);
 
 /// Packets to VIPs per client prefix (/24, /56) for `pop top`, sampled and scaled (see
 /// TOP_PREFIX_SAMPLE): bounded, least recently seen prefixes are evicted.
@@ -280,3 +281,7 @@ pub struct HttpScan {
 
 const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_F_NO_COMMON_LRU: u32 = 2;
+
+/// Headers kept while a frame grows at the front (frame::resize).
+#[map(name = "FRAME_SCRATCH")]
+pub static FRAME_SCRATCH: PerCpuArray<[u8; 512]> = PerCpuArray::with_max_entries(1, 0);

@@ -11,12 +11,17 @@ use pop_common::{RttHist, VipKey};
 
 use crate::addr::unmapped;
 
-/// Packets per VIP address (all its ports), summed over CPUs.
-pub fn vip_packets(map: &PerCpuHashMap<MapData, VipKey, pop_common::VipTraffic>) -> HashMap<IpAddr, u64> {
+/// Packets per VIP address (all its ports), summed over CPUs: each VIPS key's
+/// counters are at its slot of VIP_STATS.
+pub fn vip_packets(
+    vips: &aya::maps::HashMap<MapData, VipKey, pop_common::VipValue>,
+    stats: &aya::maps::PerCpuArray<MapData, pop_common::VipTraffic>,
+) -> HashMap<IpAddr, u64> {
     let mut out = HashMap::new();
-    for entry in map.iter().filter_map(|e| e.ok()) {
-        let (k, per_cpu) = entry;
-        *out.entry(unmapped(&k.addr)).or_default() += per_cpu.iter().map(|t| t.packets).sum::<u64>();
+    for (k, v) in vips.iter().filter_map(|e| e.ok()) {
+        if let Ok(per_cpu) = stats.get(&v.slot, 0) {
+            *out.entry(unmapped(&k.addr)).or_default() += per_cpu.iter().map(|t| t.packets).sum::<u64>();
+        }
     }
     out
 }
@@ -140,7 +145,7 @@ pub async fn watch_spikes(maps: std::sync::Arc<crate::datapath::pinned::PinnedMa
     loop {
         tick.tick().await;
         let m = maps.clone();
-        let Ok(now) = tokio::task::spawn_blocking(move || vip_packets(&m.vip_stats)).await else { continue };
+        let Ok(now) = tokio::task::spawn_blocking(move || vip_packets(&m.vips, &m.vip_stats)).await else { continue };
         if let Some((t, before)) = &last {
             let rates = rates(before, &now, t.elapsed().as_secs_f64()).into_iter().collect();
             for s in analyzer.observe(&rates) {

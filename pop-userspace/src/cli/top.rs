@@ -9,7 +9,7 @@ use crate::{analysis, config::Config, datapath::pinned::PinnedMaps, metrics};
 
 pub fn run(config: &Config, interval: f64, count: u32, limit: usize) -> Result<()> {
     let maps = PinnedMaps::open(&config.pop.bpffs_dir)?;
-    let (mut vips, mut prefixes) = (analysis::vip_packets(&maps.vip_stats), analysis::prefix_packets(&maps.top_prefixes));
+    let (mut vips, mut prefixes) = (analysis::vip_packets(&maps.vips, &maps.vip_stats), analysis::prefix_packets(&maps.top_prefixes));
     let backend_packets = |rows: Vec<metrics::ServiceRow>| -> HashMap<String, u64> {
         rows.into_iter().flat_map(|s| s.backends.into_iter().map(move |b| (format!("{} {}", s.name, b.address), b.totals.packets))).collect()
     };
@@ -17,7 +17,7 @@ pub fn run(config: &Config, interval: f64, count: u32, limit: usize) -> Result<(
     let mut n = 0;
     loop {
         std::thread::sleep(Duration::from_secs_f64(interval)); // the sampling window
-        let (v2, p2) = (analysis::vip_packets(&maps.vip_stats), analysis::prefix_packets(&maps.top_prefixes));
+        let (v2, p2) = (analysis::vip_packets(&maps.vips, &maps.vip_stats), analysis::prefix_packets(&maps.top_prefixes));
         println!("-- pop {} -- packets/s over {interval:.1} s", config.pop.name);
         println!("{:<40} {:>12}", "VIP", "packets/s");
         for (vip, r) in analysis::rates(&vips, &v2, interval) {

@@ -155,7 +155,6 @@ pub fn apply_staged(live: &mut Live, config: &Config, mut dns_stage: DnsStage, b
     // Finish: nothing here can leave the data path half-applied.
     board.sync(config);
     live.lb.finish(lb_plan, config);
-    live.vips.finish();
     live.dns.finish(dns_stage);
     Ok(())
 }

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
-use aya::maps::{Array, Map, MapData, PerCpuArray, PerCpuHashMap};
-use pop_common::{Counters, LbBackend, LbStats, RttHist, VipKey, VipTraffic};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
+use pop_common::{Counters, LbBackend, LbStats, RttHist, VipKey, VipTraffic, VipValue};
 
 use super::loader::Pins;
 
@@ -19,8 +19,10 @@ pub fn open_pinned(path: &Path) -> Result<MapData> {
 pub struct PinnedMaps {
     /// Per-CPU data-path counters (one `Counters` value).
     pub counters: PerCpuArray<MapData, Counters>,
-    /// Per-CPU packets and bytes per VIP key.
-    pub vip_stats: PerCpuHashMap<MapData, VipKey, VipTraffic>,
+    /// The VIP table: each key's counter slot in `vip_stats`.
+    pub vips: HashMap<MapData, VipKey, VipValue>,
+    /// Per-CPU packets and bytes per VIP key, at the key's slot.
+    pub vip_stats: PerCpuArray<MapData, VipTraffic>,
     /// Per-CPU sampled packets per client prefix (IPv4-mapped /24 or /56).
     pub top_prefixes: PerCpuHashMap<MapData, [u8; 16], u64>,
     /// Per-CPU totals per service slot.
@@ -53,7 +55,8 @@ impl PinnedMaps {
         };
         Ok(PinnedMaps {
             counters: PerCpuArray::try_from(open(pop_common::MAP_COUNTERS)?)?,
-            vip_stats: PerCpuHashMap::try_from(open(pop_common::MAP_VIP_STATS)?)?,
+            vips: HashMap::try_from(open(pop_common::MAP_VIPS)?)?,
+            vip_stats: PerCpuArray::try_from(open(pop_common::MAP_VIP_STATS)?)?,
             top_prefixes: PerCpuHashMap::try_from(open(pop_common::MAP_TOP_PREFIXES)?)?,
             lb_service_stats: PerCpuArray::try_from(open(pop_common::MAP_LB_SERVICE_STATS)?)?,
             lb_backend_stats: PerCpuArray::try_from(open(pop_common::MAP_LB_BACKEND_STATS)?)?,
