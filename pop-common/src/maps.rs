@@ -30,6 +30,13 @@ pub const MAP_VIP_FILTER: &str = "VIP_FILTER";
 pub const MAP_LB_FLOWS: &str = "LB_FLOWS";
 pub const MAP_CLIENT_RTT: &str = "CLIENT_RTT";
 pub const MAP_CLIENT_RTT_PREFIXES: &str = "CLIENT_RTT_PREFIXES";
+pub const MAP_DNS_RRL: &str = "DNS_RRL";
+pub const MAP_DNS_RRL_SECRET: &str = "DNS_RRL_SECRET";
+pub const MAP_HTTP_SYN_SECRET: &str = "HTTP_SYN_SECRET";
+pub const MAP_LB_FLOW_RATE: &str = "LB_FLOW_RATE";
+pub const MAP_LB_NEXT_HOPS: &str = "LB_NEXT_HOPS";
+/// Per-CPU scratch space of the data path (not pinned; never read by the controller).
+pub const SCRATCH_MAPS: [&str; 6] = ["DNS_SCRATCH", "FRAME_SCRATCH", "HTTP_SCRATCH", "LATENCY_SCRATCH", "LB_FIB_SCRATCH", "LB_SCRATCH"];
 
 /// `pop decap`'s program and maps (pop-ebpf/src/decap.rs).
 pub const DECAP_PROGRAM: &str = "pop_decap";
@@ -37,3 +44,27 @@ pub const MAP_DECAP_COUNTERS: &str = "DECAP_COUNTERS";
 pub const MAP_DECAP_LOCAL: &str = "DECAP_LOCAL";
 pub const MAP_DECAP_SOURCES: &str = "DECAP_SOURCES";
 pub const MAP_DECAP_CONFIG: &str = "DECAP_CONFIG";
+
+#[cfg(test)]
+mod tests {
+    /// Every `#[map(name = ...)]` of pop-ebpf has its name here, and every name here
+    /// is a map of pop-ebpf: a map renamed on one side fails this, not a lab run.
+    #[test]
+    fn every_map_of_the_xdp_objects_is_named_here() {
+        let here: std::collections::BTreeSet<String> = include_str!("maps.rs")
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .map(String::from)
+            .collect();
+        let mut there = std::collections::BTreeSet::new();
+        for src in [include_str!("../../pop-ebpf/src/maps.rs"), include_str!("../../pop-ebpf/src/decap.rs")] {
+            for part in src.split("#[map(name = \"").skip(1) {
+                there.insert(part.split('"').next().unwrap().to_string());
+            }
+        }
+        assert_eq!(here.difference(&there).collect::<Vec<_>>(), Vec::<&String>::new(), "named here, not in pop-ebpf");
+        assert_eq!(there.difference(&here).collect::<Vec<_>>(), Vec::<&String>::new(), "in pop-ebpf, not named here");
+    }
+}

@@ -696,8 +696,8 @@ fn a_remembered_flow_on_a_backend_id_of_another_service_is_placed_afresh() -> Re
     let before = l.lab.pop_counters(&l.pop, &l.config)?;
     l.pop.in_netns(move || -> Result<()> {
         let prog = testrun::pinned_program(&prog_path)?;
-        let flows = testrun::pinned_map(&maps.join("LB_FLOWS"))?;
-        let backends = testrun::pinned_map(&maps.join("LB_BACKENDS"))?;
+        let flows = testrun::pinned_map(&maps.join(pop_common::MAP_LB_FLOWS))?;
+        let backends = testrun::pinned_map(&maps.join(pop_common::MAP_LB_BACKENDS))?;
         // LbBackend: address (16, IPv4 v4-mapped), state, service.
         let backend = |id: u32| -> Result<([u8; 16], u32, u32)> {
             let v = testrun::map_lookup(&backends, &id.to_ne_bytes(), 24)?.context("no backend entry")?;

@@ -12,7 +12,7 @@ use super::{ConfigError, Validator};
 pub const DEFAULT_CONFIG: &str = "/etc/pop/pop.toml";
 /// Default directory on bpffs for the pinned program, links and maps.
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/pop";
-/// Default directory for the daemon's lock and (later) control socket.
+/// Default directory for the daemon's lock, control socket and status file.
 pub const DEFAULT_RUN_DIR: &str = "/run/pop";
 /// Default directory for what must survive a reboot (transferred zones).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pop";

@@ -112,7 +112,7 @@ pub struct DnsUndo(ArrayUndo<pop_common::DnsBlock>);
 
 impl Default for DnsUndo {
     fn default() -> Self {
-        DnsUndo(ArrayUndo::new("DNS_BLOCKS"))
+        DnsUndo(ArrayUndo::new(pop_common::MAP_DNS_BLOCKS))
     }
 }
 

@@ -550,14 +550,14 @@ impl DnsMaps {
         let scan = |what: &str| format!("reading {what} to find old DNS answers");
         Ok(Doomed {
             answers: map_batch::keys_where::<DnsKey, DnsAnswer>(self.table.map(), |k| doomed(k.tag & DNS_TAG_MASK))
-                .with_context(|| scan("DNS_TABLE"))?,
+                .with_context(|| scan(pop_common::MAP_DNS_TABLE))?,
             tails: [
                 map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[0]]>(self.tails_s.map(), |k| doomed(k.tag))
-                    .with_context(|| scan("DNS_TAILS_S"))?,
+                    .with_context(|| scan(pop_common::MAP_DNS_TAILS[0]))?,
                 map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[1]]>(self.tails_m.map(), |k| doomed(k.tag))
-                    .with_context(|| scan("DNS_TAILS_M"))?,
+                    .with_context(|| scan(pop_common::MAP_DNS_TAILS[1]))?,
                 map_batch::keys_where::<DnsTailKey, [u8; DNS_TAIL_CLASSES[2]]>(self.tails_l.map(), |k| doomed(k.tag))
-                    .with_context(|| scan("DNS_TAILS_L"))?,
+                    .with_context(|| scan(pop_common::MAP_DNS_TAILS[2]))?,
             ],
         })
     }

@@ -191,7 +191,7 @@ pub fn attach(dir: &Path, iface: &str, generic: bool, sources: &[IpAddr]) -> Res
         // The lists are in place before the program sees a packet.
         configure(&mut local_map, &mut sources_map, &mut config, &local, sources)?;
     }
-    let prog: &mut Xdp = ebpf.program_mut("pop_decap").ok_or_else(|| anyhow!("pop_decap missing"))?.try_into()?;
+    let prog: &mut Xdp = ebpf.program_mut(pop_common::DECAP_PROGRAM).ok_or_else(|| anyhow!("{} missing", pop_common::DECAP_PROGRAM))?.try_into()?;
     prog.load()?;
     let mode = if generic { XdpMode::Skb } else { XdpMode::Driver };
     let id = match prog.attach_to_if_index(index, mode) {

@@ -63,7 +63,7 @@ pub struct LbUndo {
 
 impl Default for LbUndo {
     fn default() -> Self {
-        LbUndo { services: ArrayUndo::new("LB_SERVICES"), backends: ArrayUndo::new("LB_BACKENDS") }
+        LbUndo { services: ArrayUndo::new(pop_common::MAP_LB_SERVICES), backends: ArrayUndo::new(pop_common::MAP_LB_BACKENDS) }
     }
 }
 
