@@ -117,6 +117,18 @@ pub fn pinned_map(path: &Path) -> Result<OwnedFd> {
     pinned_program(path).map_err(|e| anyhow!("opening pinned map: {e}"))
 }
 
+/// Detaches the bpf_link pinned at `path` (BPF_LINK_DETACH), as `bpftool link detach`
+/// would: the program leaves the interface while the pin and the controller stay.
+pub fn detach_pinned_link(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let link = pinned_program(path).map_err(|e| anyhow!("opening pinned link: {e}"))?;
+    let mut a = [0u8; 128];
+    put32(&mut a, 0, link.as_raw_fd() as u32);
+    const BPF_LINK_DETACH: libc::c_long = 34;
+    bpf(BPF_LINK_DETACH, &mut a).map_err(|e| anyhow!("detaching the link {}: {e}", path.display()))?;
+    Ok(())
+}
+
 /// Writes `value` under `key` (BPF_ANY).
 pub fn map_update(map: &OwnedFd, key: &[u8], value: &[u8]) -> Result<()> {
     use std::os::fd::AsRawFd as _;

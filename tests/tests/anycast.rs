@@ -215,6 +215,30 @@ mod restart {
         let cfg = lab.pop_config(&pop, &config(&zone, &[A], false))?;
         lab.start_pop(&pop, "pop", &cfg)?;
         wait_until(Duration::from_secs(10), "A announced", || on_lo(&pop).ok()?.iter().any(|a| a == A).then_some(()))?;
+        let why_a = |lab: &Lab| -> Result<String> {
+            let out = lab.pop(&pop, &cfg, &["status", "--json"])?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let a = v["vips"].as_array().into_iter().flatten().find(|x| x["vip"] == A).cloned().unwrap_or_default();
+            Ok(a["why"].as_str().unwrap_or_default().to_string())
+        };
+        // Someone detaches the program (bpftool link detach): the interface stays, pop's
+        // program no longer runs on it.
+        let links = lab.bpffs_dir().join(&pop.name).join("links");
+        let link =
+            std::fs::read_dir(&links)?.filter_map(|e| e.ok()).find(|e| e.file_name().to_string_lossy().starts_with("p0@")).expect("p0's link pin");
+        pop.in_netns(move || pop_lab::testrun::detach_pinned_link(&link.path()))??;
+        wait_until(Duration::from_secs(10), "A withdrawn once detached", || (!on_lo(&pop).ok()?.iter().any(|a| a == A)).then_some(()))?;
+        let why = why_a(&lab)?;
+        assert!(why.contains("p0: the XDP program is not attached"), "{why}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_vip_is_withdrawn_when_its_interface_goes_away() -> Result<()> {
+        let (mut lab, pop, zone) = lab()?;
+        let cfg = lab.pop_config(&pop, &config(&zone, &[A], false))?;
+        lab.start_pop(&pop, "pop", &cfg)?;
+        wait_until(Duration::from_secs(10), "A announced", || on_lo(&pop).ok()?.iter().any(|a| a == A).then_some(()))?;
         // The interface goes away (and with it the program): nothing answers there now.
         pop.run(&["ip", "link", "del", "p0"])?;
         wait_until(Duration::from_secs(10), "A withdrawn", || (!on_lo(&pop).ok()?.iter().any(|a| a == A)).then_some(()))?;

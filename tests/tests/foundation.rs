@@ -300,5 +300,21 @@ fn idle_connections_neither_pile_up_fds_nor_lock_out_a_scrape_or_pop_status() ->
     ])?;
     assert_eq!(head, "431");
     drop((idle, idle_ctl));
+
+    // A lone client that sends half a request and stalls is closed after the read
+    // timeout (5 s), though no cap is near: on both listeners.
+    use std::io::Read as _;
+    let mut ctl = std::os::unix::net::UnixStream::connect(&sock)?;
+    ctl.write_all(b"{\"cmd\":\"sta")?;
+    let mut http = pop.in_netns(|| std::net::TcpStream::connect("127.0.0.1:9188"))??;
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")?;
+    let started = std::time::Instant::now();
+    ctl.set_read_timeout(Some(Duration::from_secs(15)))?;
+    http.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut rest = Vec::new();
+    let _ = ctl.read_to_end(&mut rest);
+    let _ = http.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(10), "stalled clients closed after {took:?}");
     Ok(())
 }
