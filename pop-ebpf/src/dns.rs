@@ -3,12 +3,7 @@
 //! response rate limiting, and rewrite the frame into the answer in place (XDP_TX).
 //! Anything the table cannot answer exactly as the server would goes to the server.
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_xdp_load_bytes, bpf_xdp_store_bytes, generated::bpf_loop},
-    maps::HashMap,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_loop, maps::HashMap, programs::XdpContext};
 use aya_log_ebpf::error;
 use pop_common::{
     Counter, DNS_ACTION_ANSWER, DNS_ACTION_SIGNED, DNS_EDNS_UDP_SIZE, DNS_KIND_ANSWER, DNS_KIND_ANSWER_DO, DNS_KIND_OTHER, DNS_KIND_ZONE,
@@ -20,7 +15,7 @@ use crate::{
     counters::Stats,
     csum, frame,
     maps::{DNS_BLOCKS, DNS_NAME_FILTER, DNS_NAME_WORDS, DNS_SCRATCH, DNS_SEEDS, DNS_TABLE, DNS_TAILS_L, DNS_TAILS_M, DNS_TAILS_S, DnsScratch},
-    packet::{load, ptr_at},
+    packet::{self, load, ptr_at},
     parse::Packet,
     rrl,
     verdict::{drop, pass},
@@ -174,7 +169,7 @@ fn store_tail_from<const N: usize>(ctx: &XdpContext, map: &HashMap<DnsTailKey, [
     if len == 0 || len > N {
         return 1;
     }
-    if unsafe { bpf_xdp_store_bytes(ctx.ctx, at as u32, tail.as_ptr() as *mut _, len as u32) } != 0 {
+    if packet::store_bytes(ctx, at as u32, tail.as_ptr() as *mut _, len as u32) != 0 {
         return 1;
     }
     0
@@ -273,7 +268,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     let qname = dns + DNS_HLEN;
     let avail = dns_len - DNS_HLEN;
     let cap = if avail > 255 { 255 } else { avail };
-    if cap == 0 || unsafe { bpf_xdp_load_bytes(ctx.ctx, qname as u32, scratch.raw.as_mut_ptr() as *mut _, cap as u32) } != 0 {
+    if cap == 0 || packet::load_bytes(ctx, qname as u32, scratch.raw.as_mut_ptr() as *mut _, cap as u32) != 0 {
         return pass(stats, Counter::DnsPassName);
     }
     let mut measure = Measure { off: 0, cap: cap as u32, ended: 0, labels: 0 };
@@ -475,7 +470,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
         opt[7] = 0x80;
     }
     let opt_at = tail_at + tl;
-    if edns && unsafe { bpf_xdp_store_bytes(ctx.ctx, opt_at as u32, opt.as_mut_ptr() as *mut _, OPT_LEN as u32) } != 0 {
+    if edns && packet::store_bytes(ctx, opt_at as u32, opt.as_mut_ptr() as *mut _, OPT_LEN as u32) != 0 {
         return xdp_action::XDP_ABORTED;
     }
     let mut out_hdr = [0u8; 10];
@@ -484,7 +479,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, block_idx: u32) -> u32 
     out_hdr[4..6].copy_from_slice(&out_an.to_be_bytes());
     out_hdr[6..8].copy_from_slice(&out_ns.to_be_bytes());
     out_hdr[8..10].copy_from_slice(&out_ar.to_be_bytes());
-    if unsafe { bpf_xdp_store_bytes(ctx.ctx, (dns + 2) as u32, out_hdr.as_mut_ptr() as *mut _, 10) } != 0 {
+    if packet::store_bytes(ctx, (dns + 2) as u32, out_hdr.as_mut_ptr() as *mut _, 10) != 0 {
         return xdp_action::XDP_ABORTED;
     }
 

@@ -3,11 +3,16 @@
 //! addresses. Shared by the HTTP responder; L4 headers are each handler's own.
 
 use aya_ebpf::{
-    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
 
-use crate::{csum, maps::FRAME_SCRATCH, packet::ptr_at, parse::Packet};
+use crate::{
+    csum,
+    maps::FRAME_SCRATCH,
+    packet::{self, ptr_at},
+    parse::Packet,
+};
 
 /// Makes the frame `new_len` bytes long; the first `keep` bytes (headers) stay in place
 /// relative to the new start. false if the driver has no room either way.
@@ -25,9 +30,9 @@ pub fn resize(ctx: &XdpContext, keep: usize, new_len: usize) -> bool {
         return false;
     }
     unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) == 0
+        packet::load_bytes(ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) == 0
             && bpf_xdp_adjust_head(ctx.ctx, -delta) == 0
-            && bpf_xdp_store_bytes(ctx.ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) == 0
+            && packet::store_bytes(ctx, 0, front.as_mut_ptr() as *mut _, keep as u32) == 0
     }
 }
 

@@ -10,7 +10,7 @@
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::{
-        bpf_ktime_get_ns, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_ktime_get_ns,
         generated::{bpf_loop, bpf_probe_read_kernel},
     },
     programs::XdpContext,
@@ -24,6 +24,7 @@ use crate::{
     counters::Stats,
     csum, frame, latency,
     maps::{HTTP_ROUTE_STATS, HTTP_ROUTES, HTTP_SCRATCH, HTTP_SYN_SECRET},
+    packet,
     parse::Packet,
     secret,
     verdict::drop,
@@ -170,28 +171,26 @@ fn cookie(pkt: &Packet, seg: &Seg, back: u64) -> Option<SynCookie> {
 fn read_segment(ctx: &XdpContext, pkt: &Packet, sc: &mut crate::maps::HttpScratch) -> Option<Seg> {
     let mut seg = Seg { ports: [0; 4], tcp_len: 0, payload_len: 0, seq: 0, ack: 0, flags: 0 };
     let ip_len;
-    unsafe {
-        if pkt.v6 {
-            if bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, sc.ip6.as_mut_ptr() as *mut _, 40) != 0 {
-                return None;
-            }
-            ip_len = u16::from_be_bytes([sc.ip6[4], sc.ip6[5]]) as usize + 40;
-        } else {
-            if bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, sc.ip4.as_mut_ptr() as *mut _, 20) != 0 {
-                return None;
-            }
-            ip_len = u16::from_be_bytes([sc.ip4[2], sc.ip4[3]]) as usize;
-        }
-        if bpf_xdp_load_bytes(ctx.ctx, pkt.l4 as u32, sc.tcp.as_mut_ptr() as *mut _, 20) != 0 {
+    if pkt.v6 {
+        if packet::load_bytes(ctx, pkt.l3 as u32, sc.ip6.as_mut_ptr() as *mut _, 40) != 0 {
             return None;
         }
+        ip_len = u16::from_be_bytes([sc.ip6[4], sc.ip6[5]]) as usize + 40;
+    } else {
+        if packet::load_bytes(ctx, pkt.l3 as u32, sc.ip4.as_mut_ptr() as *mut _, 20) != 0 {
+            return None;
+        }
+        ip_len = u16::from_be_bytes([sc.ip4[2], sc.ip4[3]]) as usize;
+    }
+    if packet::load_bytes(ctx, pkt.l4 as u32, sc.tcp.as_mut_ptr() as *mut _, 20) != 0 {
+        return None;
     }
     let tcp_len = ((sc.tcp[12] >> 4) as usize) * 4;
     let ip_hdr = pkt.l4 - pkt.l3;
     if tcp_len < 20 || ip_len < ip_hdr + tcp_len {
         return None;
     }
-    if tcp_len > 20 && unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l4 as u32, sc.tcp.as_mut_ptr() as *mut _, (tcp_len & 0x3f) as u32) } != 0 {
+    if tcp_len > 20 && packet::load_bytes(ctx, pkt.l4 as u32, sc.tcp.as_mut_ptr() as *mut _, (tcp_len & 0x3f) as u32) != 0 {
         return None;
     }
     let t = &sc.tcp;
@@ -333,7 +332,7 @@ fn send_segment<const N: usize>(ctx: &XdpContext, stats: &Stats, pkt: &Packet, t
     th[16..18].copy_from_slice(&c.to_be_bytes());
     if !frame::resize(ctx, pkt.l4, pkt.l4 + N)
         || frame::turn_ip_around(ctx, pkt, N as u16) != 0
-        || unsafe { bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_mut_ptr() as *mut _, N as u32) } != 0
+        || packet::store_bytes(ctx, pkt.l4 as u32, th.as_mut_ptr() as *mut _, N as u32) != 0
     {
         return drop(stats, Counter::HttpDropNoRoom);
     }
@@ -588,9 +587,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     // A browser's first segment is a full MSS of headers and cookies: the request line
     // and Host come first, so the first HTTP_REQUEST_MAX bytes are all we parse.
     let take = core::hint::black_box(if n > HTTP_REQUEST_MAX { HTTP_REQUEST_MAX } else { n });
-    let mut bad = take == 0
-        || take > HTTP_REQUEST_MAX
-        || unsafe { bpf_xdp_load_bytes(ctx.ctx, payload_at as u32, sc.req.as_mut_ptr() as *mut _, take as u32) } != 0;
+    let mut bad = take == 0 || take > HTTP_REQUEST_MAX || packet::load_bytes(ctx, payload_at as u32, sc.req.as_mut_ptr() as *mut _, take as u32) != 0;
     let head = !bad && sc.req[0] == b'H' && sc.req[1] == b'E' && sc.req[2] == b'A' && sc.req[3] == b'D' && sc.req[4] == b' ';
     let get = !bad && sc.req[0] == b'G' && sc.req[1] == b'E' && sc.req[2] == b'T' && sc.req[3] == b' ';
     let start = if head { 5 } else { 4 };
@@ -730,11 +727,11 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     th[16..18].copy_from_slice(&c.to_be_bytes());
 
     let at = pkt.l4 + hdr_len;
-    let stored = |ctx: &XdpContext, th: &[u8; 20 + TS_OPTION_LEN]| unsafe {
+    let stored = |ctx: &XdpContext, th: &[u8; 20 + TS_OPTION_LEN]| {
         if ts {
-            bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_ptr() as *mut _, (20 + TS_OPTION_LEN) as u32)
+            packet::store_bytes(ctx, pkt.l4 as u32, th.as_ptr() as *mut _, (20 + TS_OPTION_LEN) as u32)
         } else {
-            bpf_xdp_store_bytes(ctx.ctx, pkt.l4 as u32, th.as_ptr() as *mut _, 20)
+            packet::store_bytes(ctx, pkt.l4 as u32, th.as_ptr() as *mut _, 20)
         }
     };
     if !frame::resize(ctx, pkt.l4, at + resp_len) || frame::turn_ip_around(ctx, pkt, tcp_len as u16) != 0 || stored(ctx, &sc.reply) != 0 {
@@ -743,28 +740,20 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
     // Each length is bounded right before its copy (black_box keeps LLVM from moving
     // the check away from the call), so the verifier sees the copy stays in the map value.
     let pl = core::hint::black_box(prefix_len);
-    if pl > 0 && (pl > HTTP_PREFIX_MAX || unsafe { bpf_xdp_store_bytes(ctx.ctx, at as u32, resp.prefix.as_ptr() as *mut _, pl as u32) } != 0) {
+    if pl > 0 && (pl > HTTP_PREFIX_MAX || packet::store_bytes(ctx, at as u32, resp.prefix.as_ptr() as *mut _, pl as u32) != 0) {
         return drop(stats, Counter::HttpDropNoRoom);
     }
     let tl = core::hint::black_box(tlen);
     if tl > 0
         && (tl > HTTP_TARGET_MAX
             || unsafe {
-                bpf_xdp_store_bytes(
-                    ctx.ctx,
-                    (at + prefix_len) as u32,
-                    sc.req.as_ptr().add(target_start & (HTTP_REQUEST_MAX - 1)) as *mut _,
-                    tl as u32,
-                )
+                packet::store_bytes(ctx, (at + prefix_len) as u32, sc.req.as_ptr().add(target_start & (HTTP_REQUEST_MAX - 1)) as *mut _, tl as u32)
             } != 0)
     {
         return drop(stats, Counter::HttpDropNoRoom);
     }
     let sl = core::hint::black_box(suffix_len);
-    if sl > 0
-        && (sl > HTTP_SUFFIX_MAX
-            || unsafe { bpf_xdp_store_bytes(ctx.ctx, (at + prefix_len + tlen) as u32, resp.suffix.as_ptr() as *mut _, sl as u32) } != 0)
-    {
+    if sl > 0 && (sl > HTTP_SUFFIX_MAX || packet::store_bytes(ctx, (at + prefix_len + tlen) as u32, resp.suffix.as_ptr() as *mut _, sl as u32) != 0) {
         return drop(stats, Counter::HttpDropNoRoom);
     }
     let ok = true;

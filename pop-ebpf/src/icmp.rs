@@ -1,14 +1,10 @@
 //! ICMP answers of our own: fragmentation-needed (IPv4) / packet-too-big (IPv6) for a
 //! load-balanced packet that no longer fits the path once wrapped.
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    helpers::{bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_adjust_tail, programs::XdpContext};
 use pop_common::Counter;
 
-use crate::{counters::Stats, csum, lb::ETH_HLEN, parse::Packet, verdict::drop};
+use crate::{counters::Stats, csum, lb::ETH_HLEN, packet, parse::Packet, verdict::drop};
 
 /// Answers the client with ICMP fragmentation-needed (IPv4) or packet-too-big (IPv6)
 /// carrying `mtu`, quoting the start of its packet, and sends it back out (XDP_TX).
@@ -21,11 +17,11 @@ pub fn too_big(ctx: &XdpContext, stats: &Stats, pkt: &Packet, mtu: usize) -> u32
     let new_l3_hdr = if pkt.v6 { 40 } else { 20 };
     let icmp_hdr = 8;
     let mut q = [0u8; 72];
-    if quote > q.len() || quote < 28 || unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l3 as u32, q.as_mut_ptr() as *mut _, quote as u32) } != 0 {
+    if quote > q.len() || quote < 28 || packet::load_bytes(ctx, pkt.l3 as u32, q.as_mut_ptr() as *mut _, quote as u32) != 0 {
         return drop(stats, Counter::LbDropNoRoom);
     }
     let mut macs = [0u8; 12];
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, macs.as_mut_ptr() as *mut _, 12) } != 0 {
+    if packet::load_bytes(ctx, 0, macs.as_mut_ptr() as *mut _, 12) != 0 {
         return drop(stats, Counter::LbDropNoRoom);
     }
     // New frame: Ethernet, IP, ICMP, quote.
@@ -82,12 +78,10 @@ pub fn too_big(ctx: &XdpContext, stats: &Stats, pkt: &Packet, mtu: usize) -> u32
     let c = !csum::fold(sum);
     f[ic + 2..ic + 4].copy_from_slice(&c.to_be_bytes());
     let head = ic + icmp_hdr;
-    unsafe {
-        if bpf_xdp_store_bytes(ctx.ctx, 0, f.as_mut_ptr() as *mut _, head as u32) != 0
-            || bpf_xdp_store_bytes(ctx.ctx, head as u32, q.as_mut_ptr() as *mut _, quote as u32) != 0
-        {
-            return xdp_action::XDP_ABORTED;
-        }
+    if packet::store_bytes(ctx, 0, f.as_mut_ptr() as *mut _, head as u32) != 0
+        || packet::store_bytes(ctx, head as u32, q.as_mut_ptr() as *mut _, quote as u32) != 0
+    {
+        return xdp_action::XDP_ABORTED;
     }
     stats.inc(Counter::LbTooBig);
     xdp_action::XDP_TX

@@ -8,7 +8,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_redirect, bpf_xdp_adjust_head, bpf_xdp_load_bytes, bpf_xdp_store_bytes, generated::bpf_ktime_get_coarse_ns},
+    helpers::{bpf_redirect, bpf_xdp_adjust_head, generated::bpf_ktime_get_coarse_ns},
     programs::XdpContext,
 };
 use pop_common::{BACKEND_DRAIN, BACKEND_LIVE, Counter, FlowKey, FlowValue, LbBackend, LbStats, VIP_KIND_LB, VIP_KIND_PASS, VipKey, maglev_base};
@@ -17,7 +17,7 @@ use crate::{
     counters::Stats,
     encap, latency,
     maps::{LB_BACKEND_STATS, LB_BACKENDS, LB_FLOW_RATE, LB_FLOWS, LB_MAGLEV, LB_NEXT_HOPS, LB_SCRATCH, LB_SERVICE_STATS, LB_SERVICES, VIPS},
-    nexthop,
+    nexthop, packet,
     parse::Packet,
     verdict::drop,
 };
@@ -118,32 +118,24 @@ pub fn handle(ctx: &XdpContext, stats: &Stats, pkt: &Packet, svc_idx: u32) -> u3
 #[inline(never)]
 pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, pass_unmatched: bool) -> u32 {
     let unmatched = |stats: &Stats| {
-        if pass_unmatched {
-            stats.inc(Counter::VipPassUnhandled);
-            xdp_action::XDP_PASS
-        } else {
-            drop(stats, Counter::VipDropIcmpError)
-        }
+        if pass_unmatched { crate::verdict::pass(stats, Counter::VipPassUnhandled) } else { drop(stats, Counter::VipDropIcmpError) }
     };
     // ICMP header (8 bytes), then the quoted IP header and at least 8 bytes of its payload.
     let quoted = pkt.l4 + 8;
     let mut ip = [0u8; 40];
     let (ip_len, proto) = if pkt.v6 {
-        if unsafe { bpf_xdp_load_bytes(ctx.ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 40) } != 0 || ip[0] >> 4 != 6 {
+        if packet::load_bytes(ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 40) != 0 || ip[0] >> 4 != 6 {
             return unmatched(stats);
         }
         (40, ip[6])
     } else {
-        if unsafe { bpf_xdp_load_bytes(ctx.ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 20) } != 0 || ip[0] >> 4 != 4 {
+        if packet::load_bytes(ctx, quoted as u32, ip.as_mut_ptr() as *mut _, 20) != 0 || ip[0] >> 4 != 4 {
             return unmatched(stats);
         }
         ((ip[0] & 0x0f) as usize * 4, ip[9])
     };
     let mut ports = [0u8; 4];
-    if (proto != 6 && proto != 17)
-        || ip_len < 20
-        || unsafe { bpf_xdp_load_bytes(ctx.ctx, (quoted + ip_len) as u32, ports.as_mut_ptr() as *mut _, 4) } != 0
-    {
+    if (proto != 6 && proto != 17) || ip_len < 20 || packet::load_bytes(ctx, (quoted + ip_len) as u32, ports.as_mut_ptr() as *mut _, 4) != 0 {
         return unmatched(stats);
     }
     // The quoted packet went from the VIP (this ICMP's destination) to the client.
@@ -165,10 +157,7 @@ pub fn icmp_error(ctx: &XdpContext, stats: &Stats, pkt: &Packet, pass_unmatched:
     let svc_idx = match unsafe { VIPS.get(&vkey) } {
         Some(v) if v.kind == VIP_KIND_LB => v.index,
         // About a reply of the kernel's own server on the VIP (DNS over TCP): its business.
-        Some(v) if v.kind == VIP_KIND_PASS => {
-            stats.inc(Counter::PassVipKernel);
-            return xdp_action::XDP_PASS;
-        }
+        Some(v) if v.kind == VIP_KIND_PASS => return crate::verdict::pass(stats, Counter::PassVipKernel),
         _ => return unmatched(stats),
     };
     let Some(key) = LB_SCRATCH.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
@@ -311,7 +300,7 @@ fn forward(ctx: &XdpContext, stats: &Stats, pkt: &Packet, key: &FlowKey, flags: 
     let mut hdr = [0u8; ETH_HLEN + 40];
     encap::outer_header(&mut hdr, nh, pkt.v6, &backend.addr, inner_len);
     let hlen = ETH_HLEN + outer_len;
-    if unsafe { bpf_xdp_store_bytes(ctx.ctx, 0, hdr.as_mut_ptr() as *mut _, hlen as u32) } != 0 {
+    if packet::store_bytes(ctx, 0, hdr.as_mut_ptr() as *mut _, hlen as u32) != 0 {
         return xdp_action::XDP_ABORTED;
     }
 

@@ -64,6 +64,5 @@ pub fn limit_passed(stats: &Stats, pkt: &Packet, block: u32) -> u32 {
     if settings.rrl_cost_ns == 0 || rate_limit(pkt, block, settings.rrl_cost_ns) == ALLOW {
         return xdp_action::XDP_PASS;
     }
-    stats.inc(Counter::DnsRrlDroppedPassed);
-    xdp_action::XDP_DROP
+    crate::verdict::drop(stats, Counter::DnsRrlDroppedPassed)
 }

@@ -5,10 +5,10 @@
 //! to the backend owning the quoted flow; echo requests and IPv6 neighbour discovery
 //! go to the kernel. Only packets that already missed VIPS pay for the one lookup here.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_xdp_load_bytes, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use pop_common::{Counter, VIP_ADDR_PASS_UNHANDLED};
 
-use crate::{counters::Stats, lb, maps::VIP_ADDRS, parse::Packet, verdict};
+use crate::{counters::Stats, lb, maps::VIP_ADDRS, packet, parse::Packet, verdict};
 
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
@@ -24,7 +24,7 @@ pub fn not_in_vip_table(ctx: &XdpContext, stats: &Stats, pkt: &Packet) -> u32 {
     let icmp = (pkt.proto == IPPROTO_ICMP && !pkt.v6) || (pkt.proto == IPPROTO_ICMPV6 && pkt.v6);
     if icmp {
         let mut icmp_type = [0u8; 1];
-        if unsafe { bpf_xdp_load_bytes(ctx.ctx, pkt.l4 as u32, icmp_type.as_mut_ptr() as *mut _, 1) } == 0 {
+        if packet::load_bytes(ctx, pkt.l4 as u32, icmp_type.as_mut_ptr() as *mut _, 1) == 0 {
             match (pkt.v6, icmp_type[0]) {
                 // Destination unreachable (fragmentation needed), time exceeded, parameter
                 // problem; ICMPv6 also packet too big.
