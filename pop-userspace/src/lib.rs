@@ -32,7 +32,8 @@
 //! - [`datapath`]: the controller's side of the maps: [`datapath::loader`] (loading the
 //!   XDP object, attaching, pinning, detaching), [`datapath::map_batch`] (batch ops for
 //!   millions of DNS entries), [`datapath::vip`] (the VIP table), [`datapath::undo`]
-//!   (map writes that remember what they replaced).
+//!   (map writes that remember what they replaced), [`datapath::pinned`] (read handles
+//!   of the counters' pinned maps).
 //! - [`anycast`]: announcing VIPs (addresses on `lo` for BGP) only while healthy.
 //! - [`analysis`]: per-VIP rates, top client prefixes, spike detection.
 //! - [`status`]: the typed `pop status` report, shared by the controller and the CLI.
@@ -51,8 +52,6 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod datapath;
-// The old paths, for the branches that still use them.
-pub use datapath::{loader, map_batch, vip};
 pub mod dns;
 pub mod health;
 pub mod http;

@@ -198,7 +198,8 @@ pub(super) fn validate(v: &mut Validator, raw: RawPop) -> (PopSection, Vec<Spann
 pub(super) fn pass_unhandled(v: &mut Validator, raw: Vec<Spanned<String>>, vips: &[IpAddr]) -> Vec<IpAddr> {
     let mut pass_unhandled_vips = Vec::new();
     for a in raw {
-        match a.get_ref().parse::<IpAddr>() {
+        // Normalised as VIPs are: an IPv4-mapped IPv6 address is the IPv4 VIP.
+        match a.get_ref().parse::<IpAddr>().map(crate::addr::normalise) {
             Ok(ip) if vips.contains(&ip) => pass_unhandled_vips.push(ip),
             Ok(ip) => v.error(a.span(), format!("pop.pass_unhandled_vips: {ip} is not a VIP of any [[dns]], [[http]] or [[service]] block")),
             Err(_) => v.error(a.span(), format!("pop.pass_unhandled_vips: {:?} is not an IPv4 or IPv6 address", a.get_ref())),

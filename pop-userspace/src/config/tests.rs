@@ -16,6 +16,9 @@ fn pass_unhandled_vips_must_name_configured_vips() {
     let c = parse(&format!("[pop]\npass_unhandled_vips = [\"203.0.113.10\"]\n{base}")).unwrap();
     assert_eq!(c.pop.pass_unhandled_vips, vec!["203.0.113.10".parse::<IpAddr>().unwrap()]);
     assert!(parse(base).unwrap().pop.pass_unhandled_vips.is_empty());
+    // Written IPv4-mapped, it is the same VIP (as in vips = [...]).
+    let c = parse(&format!("[pop]\npass_unhandled_vips = [\"::ffff:203.0.113.10\"]\n{base}")).unwrap();
+    assert_eq!(c.pop.pass_unhandled_vips, vec!["203.0.113.10".parse::<IpAddr>().unwrap()]);
     let e = errors(&format!("[pop]\npass_unhandled_vips = [\"203.0.113.11\", \"x\"]\n{base}"));
     assert!(e[0].starts_with("pop.toml:2: pop.pass_unhandled_vips: 203.0.113.11 is not a VIP"), "{e:?}");
     assert!(e[1].starts_with("pop.toml:2: pop.pass_unhandled_vips: \"x\" is not an IPv4"), "{e:?}");
@@ -331,5 +334,45 @@ fn client_rtt_sample_is_a_power_of_two_with_a_default() {
     for bad in ["3", "0", "2048"] {
         let e = errors(&format!("[pop]\nclient_rtt_sample = {bad}\n[[interface]]\nname = \"eth0\"\n"));
         assert!(e[0].starts_with(&format!("pop.toml:2: pop.client_rtt_sample = {bad}: use a power of two")), "{e:?}");
+    }
+}
+
+/// Config imports no feature module: only `addr` and the pure helpers the README
+/// names, which import nothing from the crate, so no module depends on config and
+/// config on it in turn (the cycles config.rs <-> health.rs <-> http.rs once had).
+#[test]
+fn config_imports_only_leaf_helpers() {
+    let sources = [
+        ("anycast.rs", include_str!("anycast.rs")),
+        ("dns.rs", include_str!("dns.rs")),
+        ("error.rs", include_str!("error.rs")),
+        ("http.rs", include_str!("http.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("monitor.rs", include_str!("monitor.rs")),
+        ("pop.rs", include_str!("pop.rs")),
+        ("service.rs", include_str!("service.rs")),
+        ("validator.rs", include_str!("validator.rs")),
+    ];
+    let allowed = ["crate::config", "crate::addr", "crate::lb::maglev", "crate::http::reply", "crate::{addr, lb::maglev}"];
+    for (file, text) in sources {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for (at, _) in line.match_indices("crate::") {
+                let rest = &line[at..];
+                assert!(allowed.iter().any(|a| rest.starts_with(a)), "config/{file}:{}: imports {rest}", i + 1);
+            }
+        }
+    }
+    for (file, text) in [
+        ("addr.rs", include_str!("../addr.rs")),
+        ("lb/maglev.rs", include_str!("../lb/maglev.rs")),
+        ("http/reply.rs", include_str!("../http/reply.rs")),
+    ] {
+        // Its own unit tests (`use super::*`) aside.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let code = code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        assert!(!code.contains("crate::") && !code.contains("super::"), "{file} must import nothing from the crate: config depends on it");
     }
 }

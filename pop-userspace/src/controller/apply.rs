@@ -13,12 +13,14 @@ use std::fmt;
 
 use crate::{
     config::Config,
-    datapath::undo::HashUndo,
+    datapath::{
+        undo::HashUndo,
+        vip::{self, VipTable, VipUndo},
+    },
     dns::runtime::{DnsRuntime, DnsStage, DnsUndo, Prepared},
     health::Board,
     http,
     lb::runtime::{LbRuntime, LbUndo},
-    vip::{self, VipTable, VipUndo},
 };
 
 /// The maps and servers the controller keeps in step with the config.

@@ -23,13 +23,12 @@ use run_state::{RunLock, read_status, write_status};
 
 use crate::{
     config::Config,
+    datapath::{loader, vip::VipTable},
     dns::{
         runtime::{self, DnsRuntime, DnsStage},
         table::DnsMaps,
     },
     lb::runtime::LbRuntime,
-    loader,
-    vip::VipTable,
 };
 
 /// Everything `pop check`, `pop run` and `pop reload` refuse, in one place so that what

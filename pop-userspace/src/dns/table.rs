@@ -23,7 +23,7 @@ use pop_common::{
 };
 
 use super::{FastEntry, FastSink, FastZone, name_filter::NameFilters};
-use crate::map_batch;
+use crate::datapath::map_batch;
 
 const CLASS_IN: u16 = 1;
 

@@ -26,9 +26,9 @@ use aya::{
 use pop_common::{MAP_DECAP_CONFIG, MAP_DECAP_COUNTERS, MAP_DECAP_LOCAL, MAP_DECAP_SOURCES};
 
 use super::runtime::mapped;
-use crate::{
-    datapath::pinned::open_pinned,
+use crate::datapath::{
     loader::{check_bpffs, ifindex},
+    pinned::open_pinned,
 };
 
 static DECAP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pop-decap.bpf.o"));
