@@ -218,9 +218,12 @@ fn a_reload_failing_at_any_step_leaves_answers_maps_and_status_as_they_were() ->
     assert!(diff.is_empty(), "after the failed bind:\n{}", diff.join("\n"));
     a.lab.stop_daemon("squatter")?;
 
-    // Then a failure injected in the middle of each commit step, after its first write.
-    for step in ["dns-table", "maglev", "http-routes", "vip-sync"] {
-        let out = a.reload_new(Some(step))?;
+    // Then a failure injected in the middle of each step, after its first write: the
+    // idle Maglev halves being staged, then each commit step.
+    for (fault, step) in
+        [("maglev-stage", "maglev"), ("dns-table", "dns-table"), ("maglev", "maglev"), ("http-routes", "http-routes"), ("vip-sync", "vip-sync")]
+    {
+        let out = a.reload_new(Some(fault))?;
         assert!(!out.status.success(), "{step}: the reload was accepted");
         let err = stderr(&out);
         assert!(err.contains(&format!("apply failed at step {step}: injected fault")), "{step}: {err}");
@@ -244,5 +247,43 @@ fn a_reload_failing_at_any_step_leaves_answers_maps_and_status_as_they_were() ->
         }
     }
     assert_ne!(after.status, before.status);
+    Ok(())
+}
+
+/// DNS over UDP and HTTP as XDP answers them, and the maps.
+type XdpSeen = (String, String, BTreeMap<&'static str, Vec<String>>);
+
+/// Start-up uses the same apply: a controller started (with the new config) over the
+/// data path a SIGKILLed one left, failing at any step, leaves that data path's answers
+/// and maps as they were, and exits naming the step.
+#[test]
+fn a_start_failing_at_any_step_leaves_the_pinned_data_path_as_it_was() -> Result<()> {
+    let mut a = apply_lab()?;
+    let pid = a.lab.daemon_pid("pop").unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    a.lab.stop_daemon("pop")?;
+    // What XDP answers on its own, with no controller: DNS over UDP, HTTP, the maps.
+    let seen = |a: &ApplyLab| -> Result<XdpSeen> {
+        let http = a.client.output(&["curl", "-s", "--max-time", "2", &format!("http://{HTTP_VIP}/")])?;
+        Ok((a.dig(DNS_VIP, false)?, String::from_utf8_lossy(&http.stdout).into_owned(), a.maps()?))
+    };
+    let before = seen(&a)?;
+    assert_eq!((before.0.as_str(), before.1.as_str()), ("192.0.2.80", "old\n"), "XDP answers without a controller");
+    std::fs::write(&a.zone, zone("192.0.2.81"))?;
+    for (fault, step) in
+        [("dns-table", "dns-table"), ("maglev-stage", "maglev"), ("maglev", "maglev"), ("http-routes", "http-routes"), ("vip-sync", "vip-sync")]
+    {
+        let config = a.lab.pop_config_with(&a.pop, &format!("fault_inject = \"{fault}\""), &body(&a.zone, true))?;
+        let bin = pop_lab::pop_bin();
+        let out = a.pop.output(&["timeout", "60", bin.to_str().unwrap(), "-c", config.to_str().unwrap(), "run"])?;
+        assert!(!out.status.success(), "{fault}: the start was accepted");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("apply failed at step {step}: injected fault")), "{fault}: {err}");
+        let after = seen(&a)?;
+        assert_eq!((&after.0, &after.1), (&before.0, &before.1), "{fault}: answers changed");
+        for name in MAPS {
+            assert_eq!(after.2[name], before.2[name], "{fault}: {name} changed");
+        }
+    }
     Ok(())
 }

@@ -20,7 +20,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/pop";
 /// Where `pop.fault_inject` can make an apply fail (test hook of debug builds), and
 /// `slow-start`: the start waits 7 s (over three default leases) before loading the
 /// XDP object, as a busy host's verifier can.
-pub const FAULT_STEPS: [&str; 8] = ["dns-bind", "dns-table", "maglev", "http-routes", "vip-sync", "netlink", "slow-start", "dns-stall"];
+pub const FAULT_STEPS: [&str; 9] =
+    ["dns-bind", "dns-table", "maglev-stage", "maglev", "http-routes", "vip-sync", "netlink", "slow-start", "dns-stall"];
 
 #[derive(Debug, Clone)]
 pub struct PopSection {

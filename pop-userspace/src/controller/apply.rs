@@ -85,7 +85,12 @@ impl std::error::Error for ApplyError {}
 
 /// Whether the test hook asks `step` to fail (debug builds only; see `pop.fault_inject`).
 fn fault(config: &Config, step: Step) -> bool {
-    cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some(step.name())
+    fault_named(config, step.name())
+}
+
+/// As [`fault`], for a hook within a step (`maglev-stage`: the idle halves' writes).
+fn fault_named(config: &Config, name: &str) -> bool {
+    cfg!(debug_assertions) && config.pop.fault_inject.as_deref() == Some(name)
 }
 
 /// Makes `config` (its zones in `prepared`) live, all or nothing. Call inside the tokio
@@ -128,7 +133,7 @@ pub fn apply_staged(live: &mut Live, config: &Config, mut dns_stage: DnsStage, b
         .dns
         .bind(&mut dns_stage, fault(config, Step::DnsBind))
         .map_err(at(Step::DnsBind))
-        .and_then(|()| live.lb.stage(&lb_plan).map_err(at(Step::Maglev)));
+        .and_then(|()| live.lb.stage(&lb_plan, fault_named(config, "maglev-stage")).map_err(at(Step::Maglev)));
     if let Err(mut e) = staged {
         e.rollback_failed.extend(live.dns.rollback(dns_stage, &mut dns_undo));
         return Err(e);

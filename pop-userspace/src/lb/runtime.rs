@@ -147,11 +147,15 @@ impl LbRuntime {
 
     /// Writes each planned service's tables into its idle halves: invisible to the data
     /// path until [`LbRuntime::commit`] flips the service entries.
-    pub fn stage(&mut self, plan: &LbPlan) -> Result<()> {
+    /// `fault` is the test hook: fail after the first slot written.
+    pub fn stage(&mut self, plan: &LbPlan, fault: bool) -> Result<()> {
         for s in &plan.services {
             for (base, table) in &s.slots {
                 for (slot, id) in table.iter().enumerate() {
                     self.maglev.set(base + slot as u32, *id, 0).with_context(|| format!("writing Maglev slot {slot} of service {}", s.index))?;
+                    if fault {
+                        bail!("injected fault after writing idle Maglev slot {slot} of service {}", s.index);
+                    }
                 }
             }
         }
@@ -201,7 +205,7 @@ impl LbRuntime {
             let mine: Vec<(u32, LbBackend)> = plan.backends.iter().filter(|(_, b)| b.service == s.index).copied().collect();
             let one = LbPlan { ids: HashMap::new(), backends: mine, services: vec![s.clone()], failed: Vec::new() };
             let mut undo = LbUndo::default();
-            if let Err(e) = self.stage(&one).and_then(|()| self.commit(&one, &mut undo, false)) {
+            if let Err(e) = self.stage(&one, false).and_then(|()| self.commit(&one, &mut undo, false)) {
                 let mut why = format!("{e:#}");
                 for r in self.rollback(&mut undo) {
                     why += &format!("; {r}");
