@@ -390,5 +390,12 @@ fn zones_added_to_and_removed_from_a_catalog_at_the_primary_are_served_and_dropp
     })
     .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&lab)))?;
     assert_eq!(dig(&client, "www.example.org", "A")?.trim(), "192.0.2.90");
+    // Its stored copy is deleted with it (a member added back later is transferred
+    // afresh, not served from an old copy); the remaining member's stays.
+    let stored = state.join("secondary");
+    wait_until(Duration::from_secs(5), "example.net's stored copy deleted", || (!stored.join("example.net.axfr").exists()).then_some(())).map_err(
+        |e| anyhow::anyhow!("{e}: {:?}", std::fs::read_dir(&stored).map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect::<Vec<_>>())),
+    )?;
+    assert!(stored.join("example.org.axfr").exists(), "the remaining member's copy is gone too");
     Ok(())
 }

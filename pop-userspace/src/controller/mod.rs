@@ -181,6 +181,7 @@ pub async fn run(mut config: Config) -> Result<()> {
     let started = apply::apply(&mut live, &config, prepared, &board).map_err(anyhow::Error::from);
     write_status(&config.pop.run_dir, 0, &started);
     started?;
+    purge_stored_zones(&config);
 
     let datapath_status = crate::status::DatapathStatus {
         prog_id: datapath.prog_id,
@@ -296,6 +297,7 @@ pub async fn run(mut config: Config) -> Result<()> {
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     monitors = crate::monitor::start(&new, monitor_board.clone());
                     secondaries = crate::dns::secondary::start(&new, zone_tx.clone());
+                    purge_stored_zones(&new);
                     let _ = current_tx.send(std::sync::Arc::new(new.clone()));
                     config = new;
                 });
@@ -380,6 +382,13 @@ fn expand_catalogs(config: &mut Config) -> bool {
         warn!("{note}");
     }
     config.dns.iter().map(|b| b.secondaries.len()).sum::<usize>() > before
+}
+
+/// After an apply: stored copies of zones no longer configured are deleted (logged).
+fn purge_stored_zones(config: &Config) {
+    for path in crate::dns::secondary::purge_stale(config) {
+        info!("deleted {}: its zone is no longer configured nor in a catalog", path.display());
+    }
 }
 
 fn start_reload(seq: u64, running: &Config, live: &mut Live, done: tokio::sync::mpsc::UnboundedSender<Reloaded>) {

@@ -252,6 +252,39 @@ pub fn zone_sources(config: &Config, i: usize) -> Vec<PathBuf> {
     block.zones.iter().cloned().chain(stored).collect()
 }
 
+/// After an apply: deletes the stored copies (current and expired) of zones `config`
+/// no longer has (a catalog member removed at the primary, a secondary removed from
+/// the config), so none is served stale if it comes back and none piles up on disk.
+/// Nothing is deleted while a catalog has no readable copy: its members are unknown
+/// then. Transfers in flight (`.tmp`) are left alone. The paths deleted.
+pub fn purge_stale(config: &Config) -> Vec<PathBuf> {
+    let dir = config.pop.state_dir.join("secondary");
+    let mut kept = std::collections::HashSet::new();
+    for block in &config.dns {
+        for s in &block.secondaries {
+            let file = s.file(&config.pop.state_dir);
+            if s.catalog && read_stored(&file, block.zone_limits.max_bytes).is_err() {
+                return Vec::new();
+            }
+            kept.insert(file.file_name().unwrap_or_default().to_os_string());
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut deleted = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        let current = text.strip_suffix(".expired").unwrap_or(&text);
+        if !current.ends_with("axfr") || kept.contains(std::ffi::OsStr::new(current)) {
+            continue;
+        }
+        if std::fs::remove_file(entry.path()).is_ok() {
+            deleted.push(entry.path());
+        }
+    }
+    deleted
+}
+
 /// Transfers every secondary that has no stored copy yet, before the first apply (so a
 /// new PoP answers its zones from the start); one that fails is retried by its task.
 pub async fn first_transfers(config: &Config) {
@@ -555,6 +588,40 @@ mod tests {
         let states = states();
         assert_eq!(states.len(), 1);
         assert_eq!((states[0].0.as_str(), states[0].1.map(|s| s.serial)), ("example.net.", Some(7)), "a reload shows the stored copy at once");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stored_copies_of_zones_no_longer_configured_are_purged_unless_a_catalog_is_unread() {
+        let dir = std::env::temp_dir().join(format!("pop-secondary-purge-{}", std::process::id()));
+        let stored = dir.join("secondary");
+        std::fs::create_dir_all(&stored).unwrap();
+        let names = ["example.net.axfr", "gone.org.axfr", "gone.org.axfr.expired", "in-flight.org.axfr.tmp", "notes.txt"];
+        for n in names {
+            std::fs::write(stored.join(n), b"x").unwrap();
+        }
+        let parse = |extra: &str| {
+            let text = format!(
+                "[pop]\nstate_dir = \"{}\"\n[[interface]]\nname = \"e\"\n[[dns]]\nvips = [\"203.0.113.53\"]\n\
+                 [[dns.secondary]]\nzone = \"example.net\"\nprimaries = [\"192.0.2.1\"]\n{extra}",
+                dir.display()
+            );
+            crate::config::Config::parse(Path::new("pop.toml"), &text).unwrap()
+        };
+        let left = || {
+            let mut v: Vec<String> = std::fs::read_dir(&stored).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            v.sort();
+            v
+        };
+        // A catalog without a readable copy: its members are unknown, nothing goes.
+        let with_catalog = parse("[[dns.secondary]]\nzone = \"catalog.example\"\nprimaries = [\"192.0.2.1\"]\ncatalog = true\n");
+        assert!(purge_stale(&with_catalog).is_empty());
+        assert_eq!(left().len(), names.len());
+        // Otherwise: the copies of gone.org go, the configured zone, a transfer in flight
+        // and other files stay.
+        let deleted = purge_stale(&parse(""));
+        assert_eq!(deleted.len(), 2, "{deleted:?}");
+        assert_eq!(left(), ["example.net.axfr", "in-flight.org.axfr.tmp", "notes.txt"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
