@@ -383,6 +383,9 @@ fn zones_added_to_and_removed_from_a_catalog_at_the_primary_are_served_and_dropp
     wait_until(Duration::from_secs(10), "example.org served", || dig(&client, "www.example.org", "A").ok().filter(|o| o.trim() == "192.0.2.90"))
         .map_err(|e| anyhow::anyhow!("{e}\n{}", logs(&lab)))?;
     assert_eq!(dig(&client, "www.example.net", "A")?.trim(), "192.0.2.80", "the first member stays");
+    // Only the new member's refresh task started: the catalog's and example.net's kept
+    // theirs (a reload does not query every primary again).
+    assert!(logs(&lab).contains("secondary zones: 1 refresh task(s) started, 0 stopped, 2 kept"), "{}", logs(&lab));
     // Removed at the primary: no longer served.
     update(&lab, "update del net.zones.catalog.example. PTR example.net.")?;
     wait_until(Duration::from_secs(10), "example.net no longer served", || {

@@ -296,7 +296,10 @@ pub async fn run(mut config: Config) -> Result<()> {
                     }
                     checks = crate::health::start(&new, board.clone(), changed_tx.clone());
                     monitors = crate::monitor::start(&new, monitor_board.clone());
-                    secondaries = crate::dns::secondary::start(&new, zone_tx.clone());
+                    let tasks = secondaries.update(&new, &zone_tx);
+                    if tasks.started + tasks.stopped > 0 {
+                        info!("secondary zones: {} refresh task(s) started, {} stopped, {} kept", tasks.started, tasks.stopped, tasks.kept);
+                    }
                     purge_stored_zones(&new);
                     let _ = current_tx.send(std::sync::Arc::new(new.clone()));
                     config = new;

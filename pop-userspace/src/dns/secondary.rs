@@ -394,40 +394,114 @@ pub fn states() -> Vec<(String, Option<ZoneState>)> {
     STATES.lock().unwrap().as_ref().map(|m| m.iter().map(|(z, s)| (z.clone(), *s)).collect()).unwrap_or_default()
 }
 
-/// The running secondary tasks; dropping this stops them. (The NOTIFY table is
-/// replaced by the next [`start`], which runs before the old tasks are dropped.)
+/// The running secondary tasks, one per zone; dropping this stops them.
+#[derive(Default)]
 pub struct Secondaries {
+    running: HashMap<String, Running>,
+}
+
+/// One zone's refresh task: what it was started with, its NOTIFY wake-up, and its stop
+/// (dropping the sender ends the task).
+struct Running {
+    settings: TaskSettings,
+    wake: mpsc::UnboundedSender<()>,
     _stop: watch::Sender<bool>,
 }
 
-/// Starts one refresh task per secondary zone of `config`. Each sends the zone's name
-/// on `changed` after storing a new transfer or after the zone expired: the controller
-/// then reloads.
-pub fn start(config: &Config, changed: mpsc::UnboundedSender<String>) -> Secondaries {
-    let (stop, stopped) = watch::channel(false);
-    let mut table = NotifyTable::new();
-    let mut tasks = Vec::new();
-    for block in &config.dns {
-        for s in &block.secondaries {
-            let (wake_tx, wake_rx) = mpsc::unbounded_channel();
-            table.insert(
-                s.zone.clone(),
-                NotifyPolicy { primaries: s.primaries.iter().map(|p| p.ip()).collect(), tsig: s.tsig.clone(), wake: wake_tx },
-            );
-            let task =
-                Task { secondary: s.clone(), file: s.file(&config.pop.state_dir), max_bytes: block.zone_limits.max_bytes, changed: changed.clone() };
-            tasks.push((task, wake_rx));
+/// What a refresh task depends on; a reload that changes none of it keeps the task,
+/// with its timers, instead of asking every primary again.
+#[derive(Clone, PartialEq, Eq)]
+struct TaskSettings {
+    zone: String,
+    primaries: Vec<SocketAddr>,
+    tsig: Option<TsigKey>,
+    file: PathBuf,
+    max_bytes: u64,
+}
+
+/// How [`Secondaries::update`] changed the running tasks, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TaskChanges {
+    pub started: usize,
+    pub stopped: usize,
+    pub kept: usize,
+}
+
+impl Secondaries {
+    /// Brings the refresh tasks in line with `config`'s secondary zones: a zone whose
+    /// primaries, key, file and size limit are unchanged keeps its task (a reload of a
+    /// PoP with ten thousand catalog members does not query ten thousand SOAs); a new
+    /// or changed zone gets a task of its own, and a zone gone has its task stopped.
+    /// Each task sends its zone's name on `changed` after storing a new transfer or
+    /// after the zone expired: the controller then reloads.
+    pub fn update(&mut self, config: &Config, changed: &mpsc::UnboundedSender<String>) -> TaskChanges {
+        let mut wanted: HashMap<String, (Secondary, TaskSettings)> = HashMap::new();
+        for block in &config.dns {
+            for s in &block.secondaries {
+                let settings = TaskSettings {
+                    zone: s.zone.clone(),
+                    primaries: s.primaries.clone(),
+                    tsig: s.tsig.clone(),
+                    file: s.file(&config.pop.state_dir),
+                    max_bytes: block.zone_limits.max_bytes,
+                };
+                wanted.insert(s.zone.clone(), (s.clone(), settings));
+            }
         }
+        let mut changes = TaskChanges::default();
+        let before = self.running.len();
+        self.running.retain(|zone, r| wanted.get(zone).is_some_and(|(_, w)| *w == r.settings));
+        changes.stopped = before - self.running.len();
+        changes.kept = self.running.len();
+        let mut new_tasks = Vec::new();
+        for (zone, (secondary, settings)) in wanted {
+            if self.running.contains_key(&zone) {
+                continue;
+            }
+            let (wake, wake_rx) = mpsc::unbounded_channel();
+            let (stop, stopped) = watch::channel(false);
+            let task = Task { secondary, file: settings.file.clone(), max_bytes: settings.max_bytes, changed: changed.clone() };
+            self.running.insert(zone, Running { settings, wake, _stop: stop });
+            new_tasks.push((task, wake_rx, stopped));
+        }
+        changes.started = new_tasks.len();
+        let table: NotifyTable = self
+            .running
+            .iter()
+            .map(|(zone, r)| {
+                let policy = NotifyPolicy {
+                    primaries: r.settings.primaries.iter().map(|p| p.ip()).collect(),
+                    tsig: r.settings.tsig.clone(),
+                    wake: r.wake.clone(),
+                };
+                (zone.clone(), policy)
+            })
+            .collect();
+        *NOTIFY.lock().unwrap() = Some(table);
+        // What is stored is what is served from the first apply on: published before any
+        // task asks its primaries, so a scrape (or a reload) never shows a served zone as 0.
+        let zones = self.running.iter().map(|(zone, r)| (zone.clone(), zone_state(stored_state(&r.settings.file))));
+        *STATES.lock().unwrap() = Some(zones.collect());
+        for (task, wake_rx, stopped) in new_tasks {
+            tokio::spawn(task.run(wake_rx, stopped));
+        }
+        changes
     }
-    *NOTIFY.lock().unwrap() = Some(table);
-    // What is stored is what is served from the first apply on: published before any
-    // task asks its primaries, so a scrape (or a reload) never shows a served zone as 0.
-    let zones = tasks.iter().map(|(t, _)| (t.secondary.zone.clone(), zone_state(t.stored())));
-    *STATES.lock().unwrap() = Some(zones.collect());
-    for (task, wake_rx) in tasks {
-        tokio::spawn(task.run(wake_rx, stopped.clone()));
-    }
-    Secondaries { _stop: stop }
+}
+
+/// Starts one refresh task per secondary zone of `config` (see [`Secondaries::update`]).
+pub fn start(config: &Config, changed: mpsc::UnboundedSender<String>) -> Secondaries {
+    let mut s = Secondaries::default();
+    s.update(config, &changed);
+    s
+}
+
+/// A stored copy's SOA timers and when a primary last confirmed it (the file's
+/// modification time), if there is one.
+fn stored_state(file: &Path) -> Option<(SoaTimers, SystemTime)> {
+    let timers = stored_timers(file).ok()?;
+    let confirmed = std::fs::metadata(file).and_then(|m| m.modified()).ok()?;
+    Some((timers, confirmed))
 }
 
 fn zone_state(stored: Option<(SoaTimers, SystemTime)>) -> Option<ZoneState> {
@@ -443,10 +517,7 @@ struct Task {
 
 impl Task {
     fn stored(&self) -> Option<(SoaTimers, SystemTime)> {
-        let timers = stored_timers(&self.file).ok()?;
-        // The file's modification time is when a primary last confirmed the data.
-        let confirmed = std::fs::metadata(&self.file).and_then(|m| m.modified()).ok()?;
-        Some((timers, confirmed))
+        stored_state(&self.file)
     }
 
     async fn run(self, mut wake: mpsc::UnboundedReceiver<()>, mut stopped: watch::Receiver<bool>) {
@@ -558,6 +629,9 @@ impl Task {
 mod tests {
     use super::*;
 
+    /// NOTIFY and STATES are process-wide: tests that set them take turns.
+    static GLOBALS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn serials_compare_in_rfc_1982_arithmetic() {
         assert!(serial_newer(2, 1));
@@ -569,6 +643,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_stored_copy_is_published_before_any_primary_is_asked() {
+        let _turn = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("pop-secondary-publish-{}", std::process::id()));
         let text = format!(
             "[pop]\nstate_dir = \"{}\"\n[[interface]]\nname = \"e\"\n[[dns]]\nvips = [\"203.0.113.53\"]\n\
@@ -589,6 +664,31 @@ mod tests {
         assert_eq!(states.len(), 1);
         assert_eq!((states[0].0.as_str(), states[0].1.map(|s| s.serial)), ("example.net.", Some(7)), "a reload shows the stored copy at once");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_reload_keeps_the_refresh_tasks_of_unchanged_zones() {
+        let _turn = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
+        let config = |zones: &[(&str, &str)]| {
+            let mut text = "[[interface]]\nname = \"e\"\n[[dns]]\nvips = [\"203.0.113.53\"]\n".to_string();
+            for (zone, primary) in zones {
+                text += &format!("[[dns.secondary]]\nzone = \"{zone}\"\nprimaries = [\"{primary}\"]\n");
+            }
+            crate::config::Config::parse(Path::new("pop.toml"), &text).unwrap()
+        };
+        let (tx, _rx) = mpsc::unbounded_channel();
+        // No task runs: on a current-thread runtime nothing spawned runs before a yield.
+        let mut s = Secondaries::default();
+        let a = config(&[("a.example", "192.0.2.1"), ("b.example", "192.0.2.1"), ("c.example", "192.0.2.1")]);
+        assert_eq!(s.update(&a, &tx), TaskChanges { started: 3, stopped: 0, kept: 0 });
+        assert_eq!(s.update(&a, &tx), TaskChanges { started: 0, stopped: 0, kept: 3 }, "the same config restarts nothing");
+        // b gets another primary, c goes, d comes: a keeps its task.
+        let b = config(&[("a.example", "192.0.2.1"), ("b.example", "192.0.2.2"), ("d.example", "192.0.2.1")]);
+        assert_eq!(s.update(&b, &tx), TaskChanges { started: 2, stopped: 2, kept: 1 });
+        let notify = NOTIFY.lock().unwrap();
+        let zones: std::collections::BTreeSet<&str> = notify.as_ref().unwrap().keys().map(|z| z.as_str()).collect();
+        assert_eq!(zones, ["a.example.", "b.example.", "d.example."].into(), "NOTIFY follows the running zones");
+        assert_eq!(notify.as_ref().unwrap()["b.example."].primaries, vec!["192.0.2.2".parse::<IpAddr>().unwrap()]);
     }
 
     #[test]
@@ -627,6 +727,7 @@ mod tests {
 
     #[test]
     fn notify_is_answered_only_for_a_secondary_zone_and_from_its_primaries() {
+        let _turn = GLOBALS.lock().unwrap_or_else(|e| e.into_inner());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let policy = NotifyPolicy { primaries: vec!["192.0.2.1".parse().unwrap()], tsig: None, wake: tx };
         *NOTIFY.lock().unwrap() = Some([("example.net.".to_string(), policy)].into());
