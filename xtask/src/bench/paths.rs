@@ -25,6 +25,11 @@ pub const RATE: u64 = 100_000;
 const TEST_RUNS: u32 = 5_000;
 
 const DNS_VIP: [u8; 4] = [203, 0, 113, 53];
+/// A second DNS block's VIP, with response rate limiting on.
+const RRL_VIP: [u8; 4] = [203, 0, 113, 54];
+/// Its limit per client /24: above what each of the flood's 256 source /24s sends
+/// (100k/s over 256 is ~390/s), so every query is answered and charged.
+const RRL_RATE: u32 = 1000;
 const HTTP_VIP: [u8; 4] = [203, 0, 113, 80];
 const LB_VIP: [u8; 4] = [203, 0, 113, 10];
 const BACKEND: &str = "192.0.2.141";
@@ -38,6 +43,9 @@ enum Vary {
     QnameLabel,
     /// A random TCP source port: a new flow per packet.
     SourcePort,
+    /// A random IPv4 source in 198.18.0.0/16 (RFC 2544's benchmarking range): a spoofed
+    /// random-source flood, 256 client /24s as the rate limiter sees them.
+    SourceAddr,
 }
 
 struct Path_ {
@@ -126,6 +134,15 @@ fn trafgen_config(frame: &[u8], dst_mac: [u8; 6], src_mac: [u8; 6], vary: Vary) 
             tok[l4] = Some("drnd()".into());
             tok[l4 + 1] = Some("drnd()".into());
             csum(l4 + 16, format!("csumtcp(14, {l4})"), &mut tok);
+        }
+        Vary::SourceAddr => {
+            let src = 14 + 12;
+            tok[src] = Some("198".into());
+            tok[src + 1] = Some("18".into());
+            tok[src + 2] = Some("drnd()".into());
+            tok[src + 3] = Some("drnd()".into());
+            csum(14 + 10, format!("csumip(14, {})", l4 - 1), &mut tok);
+            csum(l4 + 6, format!("csumudp(14, {l4})"), &mut tok);
         }
     }
     let body: Vec<String> = tok.into_iter().flatten().collect();
@@ -223,7 +240,7 @@ pub fn measure() -> Result<Vec<Measured>> {
     let _ = Command::new("sysctl").args(["-qw", "kernel.bpf_stats_enabled=1"]).status();
     let mut lab = Lab::new()?;
     let (client, pop) = lab.client_and_pop()?;
-    for vip in [DNS_VIP, HTTP_VIP, LB_VIP] {
+    for vip in [DNS_VIP, RRL_VIP, HTTP_VIP, LB_VIP] {
         let v = std::net::Ipv4Addr::from(vip);
         lab.addr(&pop, "lo", &format!("{v}/32"))?;
         lab.route(&client, &format!("{v}/32 via 192.0.2.2"))?;
@@ -239,6 +256,7 @@ pub fn measure() -> Result<Vec<Measured>> {
     for i in ["p0", "lo"] {
         pop.sysctl(&format!("net.ipv4.conf.{i}.forwarding"), "1")?;
     }
+    // The spoofed sources' answers come back to c0 like the others (XDP_TX).
     // The client's kernel must not answer what comes back (RSTs to the SYN-ACKs, ICMP to
     // the DNS answers): those would run through the program under test too.
     let nft = lab.write(
@@ -325,6 +343,16 @@ pub fn measure() -> Result<Vec<Measured>> {
             verdict: testrun::XDP_TX,
             goal: 5.0,
         },
+        // A reflection attack's shape: every query from another spoofed source, each
+        // charged to its /24's rate-limit bucket.
+        Path_ {
+            name: "DNS hit, spoofed random sources, RRL on",
+            floor: "floor_dns_reflect",
+            frame: frames::udp4(l2, [198, 18, 0, 1], RRL_VIP, 40053, 53, &[], &dns_query("www.example.com")),
+            vary: Vary::SourceAddr,
+            verdict: testrun::XDP_TX,
+            goal: 5.0,
+        },
     ];
 
     // Floors first, each alone on p0.
@@ -347,9 +375,11 @@ pub fn measure() -> Result<Vec<Measured>> {
         &pop,
         &format!(
             "[[interface]]\nname = \"p0\"\n\n[[dns]]\nvips = [\"{}\"]\nzones = {zones}\nrate_limit = 0\n\n\
+             [[dns]]\nvips = [\"{}\"]\nzones = {zones}\nrate_limit = {RRL_RATE}\n\n\
              [[service]]\nname = \"web\"\nvips = [\"{}\"]\nport = 80\nbackends = [{{ address = \"{BACKEND}\" }}]\n\n\
              [[http]]\nname = \"edge\"\nvips = [\"{}\"]\n[http.default]\nstatus = 301\nlocation = \"https://www.example.com\"\nappend_path = true\n",
             v(DNS_VIP),
+            v(RRL_VIP),
             v(LB_VIP),
             v(HTTP_VIP)
         ),
