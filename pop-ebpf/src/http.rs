@@ -9,10 +9,7 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_loop, bpf_probe_read_kernel},
-    },
+    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_loop, bpf_probe_read_kernel},
     programs::XdpContext,
 };
 use pop_common::{
@@ -163,7 +160,9 @@ const SENT_MAX: u32 = HTTP_RESPONSE_MAX as u32 + 1;
 #[inline(always)]
 fn cookie(pkt: &Packet, seg: &Seg, back: u64) -> Option<SynCookie> {
     let key = secret::key(&HTTP_SYN_SECRET)?;
-    let window = (unsafe { bpf_ktime_get_ns() } >> SYN_COOKIE_WINDOW_SHIFT).wrapping_sub(back);
+    // Windows of 2^36 ns (69 s): the coarse clock (a jiffy behind at most, no
+    // clocksource read) names the same window as the precise one.
+    let window = (unsafe { bpf_ktime_get_coarse_ns() } >> SYN_COOKIE_WINDOW_SHIFT).wrapping_sub(back);
     Some(SynCookie::new(key, &pkt.src, &pkt.dst, u32::from_be_bytes(seg.ports), window))
 }
 
