@@ -30,6 +30,46 @@ pub struct HttpKey {
     pub path: [u8; HTTP_PATH_LEN],
 }
 
+/// Sites HTTP_SITE_ROUTES has room for: every site takes two HTTP_ROUTES entries (its
+/// default and 400 responses), so no more fit there either.
+pub const HTTP_SITES_MAX: u32 = HTTP_ROUTES_MAX / 2;
+
+/// HTTP_SITE_ROUTES value, per site: bit `n` is set when some route of the site has an
+/// exact path of `n` bytes (`with_host`: routes for one Host; `any_host`: for every
+/// host). A request whose path length has no bit costs no lookup of the 196-byte
+/// HttpKey (a jhash over all of it, the path's largest cost in perf): most requests
+/// of a flood go to the default response.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpSiteRoutes {
+    pub with_host: [u64; 2],
+    pub any_host: [u64; 2],
+}
+
+impl HttpSiteRoutes {
+    /// Whether `bits` may hold a route with a path of `len` bytes.
+    #[inline(always)]
+    pub fn has(bits: &[u64; 2], len: usize) -> bool {
+        len < HTTP_PATH_LEN && (bits[(len / 64) & 1] >> (len % 64)) & 1 != 0
+    }
+
+    /// Notes a route with a path of `len` bytes (`host`: for one Host only).
+    pub fn add(&mut self, host: bool, len: usize) {
+        let bits = if host { &mut self.with_host } else { &mut self.any_host };
+        if len < HTTP_PATH_LEN {
+            bits[len / 64] |= 1 << (len % 64);
+        }
+    }
+
+    /// Both sets of routes.
+    pub fn union(&self, other: &HttpSiteRoutes) -> HttpSiteRoutes {
+        HttpSiteRoutes {
+            with_host: [self.with_host[0] | other.with_host[0], self.with_host[1] | other.with_host[1]],
+            any_host: [self.any_host[0] | other.any_host[0], self.any_host[1] | other.any_host[1]],
+        }
+    }
+}
+
 /// A prepared response: `prefix`, then (if `append_path`) the request target, then
 /// `suffix`, whose last `body_len` bytes are the body (left out for HEAD).
 #[repr(C)]

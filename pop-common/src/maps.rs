@@ -16,6 +16,7 @@ pub const MAP_DNS_NAME_FILTER: &str = "DNS_NAME_FILTER";
 pub const MAP_DNS_TAILS: [&str; 3] = ["DNS_TAILS_S", "DNS_TAILS_M", "DNS_TAILS_L"];
 pub const MAP_LB_SERVICES: &str = "LB_SERVICES";
 pub const MAP_HTTP_ROUTES: &str = "HTTP_ROUTES";
+pub const MAP_HTTP_SITE_ROUTES: &str = "HTTP_SITE_ROUTES";
 pub const MAP_VIP_STATS: &str = "VIP_STATS";
 pub const MAP_TOP_PREFIXES: &str = "TOP_PREFIXES";
 /// Client prefixes tracked for `pop top` (least recently seen are evicted).

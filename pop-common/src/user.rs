@@ -15,6 +15,7 @@ unsafe impl aya::Pod for crate::DnsTailKey {}
 unsafe impl aya::Pod for crate::LbService {}
 unsafe impl aya::Pod for crate::HttpKey {}
 unsafe impl aya::Pod for crate::HttpResponse {}
+unsafe impl aya::Pod for crate::HttpSiteRoutes {}
 unsafe impl aya::Pod for crate::LbBackend {}
 unsafe impl aya::Pod for crate::FlowKey {}
 unsafe impl aya::Pod for crate::FlowValue {}

@@ -14,13 +14,13 @@ use aya_ebpf::{
 };
 use pop_common::{
     CookieCheck, Counter, HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_REQUEST_MAX,
-    HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse, SYN_COOKIE_WINDOW_SHIFT, SynCookie,
+    HTTP_RESPONSE_MAX, HTTP_SUFFIX_MAX, HTTP_TARGET_MAX, HttpResponse, HttpSiteRoutes, SYN_COOKIE_WINDOW_SHIFT, SynCookie,
 };
 
 use crate::{
     counters::Stats,
     csum, frame, latency,
-    maps::{HTTP_ROUTE_STATS, HTTP_ROUTES, HTTP_SCRATCH, HTTP_SYN_SECRET},
+    maps::{HTTP_ROUTE_STATS, HTTP_ROUTES, HTTP_SCRATCH, HTTP_SITE_ROUTES, HTTP_SYN_SECRET},
     packet,
     parse::Packet,
     secret,
@@ -654,11 +654,16 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
         key.path[0] = HTTP_PATH_BAD_REQUEST;
         found = HTTP_ROUTES.get_ptr(&*key);
     } else {
-        if path_len < HTTP_PATH_LEN {
+        // Which lookups can match at all (no site entry: try them all).
+        let (with_host, any_host) = match HTTP_SITE_ROUTES.get(site) {
+            Some(r) => (HttpSiteRoutes::has(&r.with_host, path_len), HttpSiteRoutes::has(&r.any_host, path_len)),
+            None => (true, true),
+        };
+        if path_len < HTTP_PATH_LEN && (with_host || any_host) {
             let src = unsafe { sc.req.as_ptr().add(target_start & (HTTP_REQUEST_MAX - 1)) };
             unsafe { bpf_probe_read_kernel(key.path.as_mut_ptr() as *mut _, (core::hint::black_box(path_len) & 0x7f) as u32, src as *const _) };
             let host_len = sc.scan.host_len as usize;
-            if host_len > 0 && host_len < HTTP_HOST_LEN {
+            if with_host && host_len > 0 && host_len < HTTP_HOST_LEN {
                 let src = unsafe { sc.req.as_ptr().add(sc.scan.host_start as usize & (HTTP_REQUEST_MAX - 1)) };
                 unsafe { bpf_probe_read_kernel(key.host.as_mut_ptr() as *mut _, (core::hint::black_box(host_len) & 0x3f) as u32, src as *const _) };
                 for i in 0..HTTP_HOST_LEN {
@@ -671,7 +676,7 @@ fn answer(ctx: &XdpContext, stats: &Stats, pkt: &Packet, site: u32) -> u32 {
                     key.host = [0; HTTP_HOST_LEN];
                 }
             }
-            if found.is_none() {
+            if found.is_none() && any_host {
                 found = HTTP_ROUTES.get_ptr(&*key);
             }
         }

@@ -8,9 +8,9 @@ use aya_ebpf::{
 };
 use pop_common::{
     Counters, DNS_BLOCKS_MAX, DNS_LABELS_MAX, DNS_RRL_MAX, DNS_TABLE_MAX, DNS_TAIL_MAX, DnsAnswer, DnsBlock, DnsKey, DnsSeed, DnsTailKey, FlowKey,
-    FlowValue, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HttpKey, HttpResponse, LB_FLOWS_MAX, LB_MAX_BACKENDS, LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend,
-    LbService, LbStats, MAX_VIPS, NameFilter, RTT_PREFIXES_MAX, RrlBucket, RttHist, TOP_PREFIXES_MAX, VipFilter, VipKey, VipTraffic, VipValue,
-    dns_tail_capacity,
+    FlowValue, HTTP_REQUEST_MAX, HTTP_ROUTES_MAX, HTTP_SITES_MAX, HttpKey, HttpResponse, HttpSiteRoutes, LB_FLOWS_MAX, LB_MAX_BACKENDS,
+    LB_MAX_SERVICES, LB_TABLE_MAX, LbBackend, LbService, LbStats, MAX_VIPS, NameFilter, RTT_PREFIXES_MAX, RrlBucket, RttHist, TOP_PREFIXES_MAX,
+    VipFilter, VipKey, VipTraffic, VipValue, dns_tail_capacity,
 };
 
 /// Per-CPU counter block (one entry): every packet path and drop reason, see `Counter`.
@@ -202,6 +202,11 @@ pub static LB_BACKEND_STATS: PerCpuArray<LbStats> = PerCpuArray::pinned(LB_MAX_B
 /// HTTP responses by (site, host, path), plus each site's default and 400 responses.
 #[map(name = "HTTP_ROUTES")]
 pub static HTTP_ROUTES: HashMap<HttpKey, HttpResponse> = HashMap::pinned(HTTP_ROUTES_MAX, BPF_F_NO_PREALLOC);
+
+/// Per site, the path lengths its routes have (see HttpSiteRoutes): lookups that
+/// cannot match are skipped. Always a superset of what HTTP_ROUTES holds.
+#[map(name = "HTTP_SITE_ROUTES")]
+pub static HTTP_SITE_ROUTES: Array<HttpSiteRoutes> = Array::pinned(HTTP_SITES_MAX, 0);
 
 /// Requests answered per route (index HttpResponse::route), per CPU.
 #[map(name = "HTTP_ROUTE_STATS")]

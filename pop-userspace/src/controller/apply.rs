@@ -27,7 +27,7 @@ use crate::{
 pub struct Live {
     pub dns: DnsRuntime,
     pub lb: LbRuntime,
-    pub http_routes: aya::maps::HashMap<aya::maps::MapData, pop_common::HttpKey, pop_common::HttpResponse>,
+    pub http: http::HttpMaps,
     pub vips: VipTable,
 }
 
@@ -114,7 +114,7 @@ pub fn apply_staged(live: &mut Live, config: &Config, mut dns_stage: DnsStage, b
         .plan(config, &preview)
         .map_err(at(Step::Plan))
         .and_then(|p| if p.failed.is_empty() { Ok(p) } else { Err(at(Step::Maglev)(anyhow::anyhow!("{}", p.failed.join("\n")))) })
-        .and_then(|lb| Ok((lb, http::plan(&live.http_routes, config).map_err(at(Step::Plan))?)))
+        .and_then(|lb| Ok((lb, http::plan(&live.http.routes, config).map_err(at(Step::Plan))?)))
         .and_then(|(lb, http)| {
             let desired = vip::desired(config);
             live.vips.check_room(&desired).map_err(at(Step::Plan))?;
@@ -148,12 +148,12 @@ pub fn apply_staged(live: &mut Live, config: &Config, mut dns_stage: DnsStage, b
         .commit(&dns_stage, &mut dns_undo, fault(config, Step::DnsTable))
         .map_err(at(Step::DnsTable))
         .and_then(|()| live.lb.commit(&lb_plan, &mut lb_undo, fault(config, Step::Maglev)).map_err(at(Step::Maglev)))
-        .and_then(|()| http::commit(&mut live.http_routes, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes)))
+        .and_then(|()| http::commit(&mut live.http, &http_plan, &mut http_undo, fault(config, Step::HttpRoutes)).map_err(at(Step::HttpRoutes)))
         .and_then(|()| live.vips.commit(&desired, &mut vip_undo, fault(config, Step::VipSync)).map_err(at(Step::VipSync)));
     if let Err(mut e) = committed {
         // Newest first: VIPs, routes, services, DNS flips, then the staged generations.
         e.rollback_failed.extend(live.vips.rollback(&mut vip_undo));
-        e.rollback_failed.extend(http_undo.restore(&mut live.http_routes));
+        e.rollback_failed.extend(http_undo.restore(&mut live.http.routes));
         e.rollback_failed.extend(live.lb.rollback(&mut lb_undo));
         e.rollback_failed.extend(live.dns.rollback(dns_stage, &mut dns_undo));
         return Err(e);
@@ -162,6 +162,7 @@ pub fn apply_staged(live: &mut Live, config: &Config, mut dns_stage: DnsStage, b
     // Finish: nothing here can leave the data path half-applied.
     board.sync(config);
     live.lb.finish(lb_plan, config);
+    live.http.finish(&http_plan);
     live.dns.finish(dns_stage);
     Ok(())
 }

@@ -146,7 +146,7 @@ pub async fn run(mut config: Config) -> Result<()> {
         vips: VipTable::from_ebpf(&mut datapath.ebpf)?,
         dns: DnsRuntime::new(DnsMaps::from_ebpf(&mut datapath.ebpf)?),
         lb: LbRuntime::from_ebpf(&mut datapath.ebpf)?,
-        http_routes: crate::http::routes_map(&mut datapath.ebpf)?,
+        http: crate::http::HttpMaps::from_ebpf(&mut datapath.ebpf)?,
     };
     let board = std::sync::Arc::new(crate::health::Board::default());
     restore_state(&config, &board, saved, started);

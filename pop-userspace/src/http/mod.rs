@@ -6,8 +6,11 @@
 use std::collections::HashSet;
 
 use anyhow::{Result, anyhow, bail};
-use aya::maps::{HashMap, MapData};
-use pop_common::{HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_SUFFIX_MAX, HttpKey, HttpResponse};
+use aya::maps::{Array, HashMap, MapData};
+use pop_common::{
+    HTTP_HOST_LEN, HTTP_PATH_BAD_REQUEST, HTTP_PATH_DEFAULT, HTTP_PATH_LEN, HTTP_PREFIX_MAX, HTTP_SITES_MAX, HTTP_SUFFIX_MAX, HttpKey, HttpResponse,
+    HttpSiteRoutes,
+};
 
 pub mod reply;
 
@@ -68,10 +71,61 @@ pub fn entries(config: &Config) -> (Vec<(HttpKey, HttpResponse)>, Vec<String>) {
     (out, names)
 }
 
-/// HTTP_ROUTES as an apply will leave it.
+/// Per site of `config`, the path lengths of its routes (HTTP_SITE_ROUTES).
+pub fn site_routes(config: &Config) -> Vec<HttpSiteRoutes> {
+    config
+        .http
+        .iter()
+        .map(|site| {
+            let mut s = HttpSiteRoutes::default();
+            for r in &site.routes {
+                s.add(r.host.is_some(), r.path.len());
+            }
+            s
+        })
+        .collect()
+}
+
+/// HTTP_ROUTES as an apply will leave it, and HTTP_SITE_ROUTES.
 pub struct HttpPlan {
     want: Vec<(HttpKey, HttpResponse)>,
     stale: Vec<HttpKey>,
+    sites: Vec<HttpSiteRoutes>,
+}
+
+/// The HTTP maps the controller writes. HTTP_SITE_ROUTES is kept a superset of what
+/// HTTP_ROUTES holds: widened to old and new routes before any route is written,
+/// narrowed to the new ones only once the whole apply is committed.
+pub struct HttpMaps {
+    pub routes: HashMap<MapData, HttpKey, HttpResponse>,
+    sites: Array<MapData, HttpSiteRoutes>,
+    /// Sites from this one on hold no bits (all of them until this process wrote them).
+    sites_clear_from: u32,
+}
+
+impl HttpMaps {
+    pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<HttpMaps> {
+        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("{name} missing"));
+        let routes = HashMap::try_from(take(pop_common::MAP_HTTP_ROUTES)?)?;
+        let sites = Array::try_from(take(pop_common::MAP_HTTP_SITE_ROUTES)?)?;
+        Ok(HttpMaps { routes, sites, sites_clear_from: HTTP_SITES_MAX })
+    }
+
+    /// After the apply committed: every site's bits are exactly its routes'.
+    pub fn finish(&mut self, plan: &HttpPlan) {
+        let n = plan.sites.len() as u32;
+        for i in 0..self.sites_clear_from.max(n) {
+            let want = plan.sites.get(i as usize).copied().unwrap_or_default();
+            if self.sites.get(&i, 0).ok() != Some(want)
+                && let Err(e) = self.sites.set(i, want, 0)
+            {
+                // Left wider than needed: only lookups that cannot match, never a miss.
+                log::warn!("narrowing HTTP_SITE_ROUTES[{i}]: {e}");
+                return;
+            }
+        }
+        self.sites_clear_from = n;
+    }
 }
 
 /// Plans the routes of every site: entries to write, and routes no longer configured.
@@ -90,18 +144,22 @@ pub fn plan(map: &HashMap<MapData, HttpKey, HttpResponse>, config: &Config) -> R
             pop_common::HTTP_ROUTES_MAX
         );
     }
-    Ok(HttpPlan { want, stale })
+    Ok(HttpPlan { want, stale, sites: site_routes(config) })
 }
 
 /// Writes the planned routes, then removes stale ones. Each entry changes in one map
 /// update, so a request sees the old or the new response; `undo` records what each
 /// write replaced. `fault` is the test hook: fail after the first write.
-pub fn commit(
-    map: &mut HashMap<MapData, HttpKey, HttpResponse>,
-    plan: &HttpPlan,
-    undo: &mut HashUndo<HttpKey, HttpResponse>,
-    fault: bool,
-) -> Result<()> {
+pub fn commit(maps: &mut HttpMaps, plan: &HttpPlan, undo: &mut HashUndo<HttpKey, HttpResponse>, fault: bool) -> Result<()> {
+    // Old and new routes' lengths before any route changes (see HttpMaps).
+    for (i, new) in plan.sites.iter().enumerate() {
+        let i = i as u32;
+        let old = maps.sites.get(&i, 0).map_err(|e| anyhow!("reading HTTP_SITE_ROUTES[{i}]: {e}"))?;
+        if old.union(new) != old {
+            maps.sites.set(i, old.union(new), 0).map_err(|e| anyhow!("writing HTTP_SITE_ROUTES[{i}]: {e}"))?;
+        }
+    }
+    let map = &mut maps.routes;
     for (k, v) in &plan.want {
         undo.insert(map, *k, *v)?;
         if fault {
@@ -114,17 +172,29 @@ pub fn commit(
     Ok(())
 }
 
-pub fn routes_map(ebpf: &mut aya::Ebpf) -> Result<HashMap<MapData, HttpKey, HttpResponse>> {
-    let m = ebpf.take_map(pop_common::MAP_HTTP_ROUTES).ok_or_else(|| anyhow!("HTTP_ROUTES missing"))?;
-    Ok(HashMap::try_from(m)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn reply(status: u16) -> HttpReply {
         HttpReply { status, headers: Default::default(), body: String::new(), location: None, append_path: false }
+    }
+
+    #[test]
+    fn site_routes_note_each_routes_path_length_by_host_or_any_host() {
+        let text = "[[interface]]\nname = \"e\"\n[[http]]\nname = \"a\"\nvips = [\"203.0.113.80\"]\n\
+                    [[http.routes]]\npath = \"/\"\nstatus = 200\n\
+                    [[http.routes]]\nhost = \"www.example.com\"\npath = \"/some/page\"\nstatus = 200\n\
+                    [[http]]\nname = \"b\"\nvips = [\"203.0.113.81\"]\n";
+        let config = Config::parse(std::path::Path::new("pop.toml"), text).unwrap();
+        let sites = site_routes(&config);
+        assert_eq!(sites.len(), 2);
+        assert!(HttpSiteRoutes::has(&sites[0].any_host, 1) && !HttpSiteRoutes::has(&sites[0].any_host, 10));
+        assert!(HttpSiteRoutes::has(&sites[0].with_host, 10) && !HttpSiteRoutes::has(&sites[0].with_host, 1));
+        assert_eq!(sites[1], HttpSiteRoutes::default(), "a site with only its default needs no lookup but that");
+        let mut wide = sites[0];
+        wide.add(false, 127);
+        assert!(HttpSiteRoutes::has(&wide.union(&sites[1]).any_host, 127) && !HttpSiteRoutes::has(&wide.any_host, 128));
     }
 
     #[test]
