@@ -516,16 +516,20 @@ mod dns_server_health {
     //! answering its probe is not enough. A server that stops reading (debug builds'
     //! `fault_inject = "dns-stall"`) gets the VIP withdrawn, saying why.
 
-    use std::time::Duration;
+    use std::{
+        path::{Path, PathBuf},
+        time::Duration,
+    };
 
     use anyhow::Result;
-    use pop_lab::{Lab, wait_until};
+    use pop_lab::{Host, Lab, wait_until};
 
     const VIP: &str = "203.0.113.53";
     const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 7200 3600 1209600 60\n@ IN NS ns1\nns1 IN A 192.0.2.53\n";
 
-    #[test]
-    fn a_dns_server_that_stops_reading_its_socket_gets_its_vip_withdrawn() -> Result<()> {
+    /// A client and a PoP serving one zone on VIP with `fault_inject = "dns-stall"`,
+    /// checking health every 200 ms; returns once the VIP is announced.
+    fn stall_lab() -> Result<(Lab, Host, Host, PathBuf)> {
         let mut lab = Lab::new()?;
         let (client, pop) = lab.client_and_pop()?;
         lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
@@ -540,12 +544,21 @@ mod dns_server_health {
             ),
         )?;
         lab.start_pop(&pop, "pop", &cfg)?;
-        let status = |lab: &Lab| -> Option<(bool, String)> {
-            let out = lab.pop(&pop, &cfg, &["status", "--json"]).ok()?;
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            Some((v["vips"][0]["announced"].as_bool()?, v["vips"][0]["why"].as_str()?.to_string()))
-        };
-        wait_until(Duration::from_secs(10), "the VIP announced", || status(&lab).filter(|(a, _)| *a))?;
+        wait_until(Duration::from_secs(10), "the VIP announced", || vip_status(&lab, &pop, &cfg).filter(|(a, _)| *a))?;
+        Ok((lab, client, pop, cfg))
+    }
+
+    /// The VIP's (announced, why) in `pop status`.
+    fn vip_status(lab: &Lab, pop: &Host, cfg: &Path) -> Option<(bool, String)> {
+        let out = lab.pop(pop, cfg, &["status", "--json"]).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some((v["vips"][0]["announced"].as_bool()?, v["vips"][0]["why"].as_str()?.to_string()))
+    }
+
+    #[test]
+    fn a_dns_server_that_stops_reading_its_socket_gets_its_vip_withdrawn() -> Result<()> {
+        let (lab, client, pop, cfg) = stall_lab()?;
+        let status = |lab: &Lab| vip_status(lab, &pop, &cfg);
         let dig = |name: &str| client.output(&["dig", "+tries=1", "+time=1", "+norec", &format!("@{VIP}"), name, "A"]);
         // A name in no zone goes past XDP to the server, which answers REFUSED.
         assert!(String::from_utf8_lossy(&dig("x.invalid")?.stdout).contains("status: REFUSED"));
@@ -570,26 +583,8 @@ mod dns_server_health {
 
     #[test]
     fn a_dns_server_that_stops_accepting_tcp_gets_its_vip_withdrawn() -> Result<()> {
-        let mut lab = Lab::new()?;
-        let (client, pop) = lab.client_and_pop()?;
-        lab.route(&client, "203.0.113.0/24 via 192.0.2.2")?;
-        let zone = lab.write("example.com.zone", ZONE)?;
-        let cfg = lab.pop_config_with(
-            &pop,
-            "fault_inject = \"dns-stall\"",
-            &format!(
-                "[[interface]]\nname = \"p0\"\n[anycast]\ninterface = \"lo\"\nrise = 1\nfall = 2\nhold_ms = 0\ncheck_ms = 200\n\
-                 [[dns]]\nvips = [\"{VIP}\"]\nzones = [\"{}\"]\nrate_limit = 0\n",
-                zone.display()
-            ),
-        )?;
-        lab.start_pop(&pop, "pop", &cfg)?;
-        let status = |lab: &Lab| -> Option<(bool, String)> {
-            let out = lab.pop(&pop, &cfg, &["status", "--json"]).ok()?;
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-            Some((v["vips"][0]["announced"].as_bool()?, v["vips"][0]["why"].as_str()?.to_string()))
-        };
-        wait_until(Duration::from_secs(10), "the VIP announced", || status(&lab).filter(|(a, _)| *a))?;
+        let (lab, client, pop, cfg) = stall_lab()?;
+        let status = |lab: &Lab| vip_status(lab, &pop, &cfg);
         let tcp = |name: &str| client.output(&["kdig", "+tcp", "+retry=0", "+timeout=1", &format!("@{VIP}"), name, "SOA"]);
         // Queries over TCP for a few checks: answered, and the VIP stays announced.
         for _ in 0..5 {

@@ -63,10 +63,9 @@ impl NameFilters {
             staged: (0..DNS_BLOCKS_MAX).map(|_| None).collect(),
             unknown,
             value,
-            written_ready: true,
+            written_ready: false,
         };
         filters.map.set(0, &*filters.value, 0).context("resetting DNS_NAME_FILTER")?;
-        filters.written_ready = false;
         Ok(filters)
     }
 
